@@ -1,0 +1,100 @@
+"""The base of the four aggregates: every event is attributed and, where it has one, dated.
+
+Each event carries `meta` — actor, roles, correlation id, causation id, command id — taken
+from the command context when the event is created, so attribution cannot be forgotten.
+The recorded time is the event's `timestamp` (UTC). The business-effective date is the
+event's first date field among `EFFECTIVE_DATE_FIELDS` (a sale's `sold_on`, an amendment's
+`effective_on` …); `effective_on(event)` finds it uniformly for audit and history.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, ClassVar
+
+from eventsourcing.domain import Aggregate
+
+from channel_domain.context import CommandContext, current_command
+from channel_domain.errors import InvalidTransition, RoleRequired, SegregationOfDuties
+
+EFFECTIVE_DATE_FIELDS = (
+    "effective_on",
+    "sold_on",
+    "returned_on",
+    "closed_on",
+    "signed_on",
+    "visited_on",
+    "paid_on",
+    "hired_on",
+    "on",
+)
+
+
+def effective_on(event: object) -> date | None:
+    """The business date an event takes effect on, if it has one."""
+    for name in EFFECTIVE_DATE_FIELDS:
+        value = getattr(event, name, None)
+        if isinstance(value, date):
+            return value
+    return None
+
+
+def _metadata(context: CommandContext) -> dict[str, Any]:
+    return {
+        "actor": context.actor,
+        "roles": list(context.roles),
+        "correlation_id": context.correlation_id,
+        "causation_id": context.causation_id,
+        "command_id": context.command_id,
+    }
+
+
+class ChannelAggregate(Aggregate):
+    record_name: ClassVar[str] = "record"
+
+    class Event(Aggregate.Event):
+        meta: dict[str, Any]
+
+        @property
+        def actor(self) -> str:
+            return str(self.meta["actor"])
+
+    class Created(Event, Aggregate.Created):
+        pass
+
+    @classmethod
+    def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        kwargs["meta"] = _metadata(current_command())
+        return super()._create(event_class, id=id, **kwargs)
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        kwargs["meta"] = _metadata(current_command())
+        super().trigger_event(event_class, **kwargs)
+
+    # Rules shared by every aggregate -------------------------------------------------
+
+    status: str
+
+    def _require_status(self, action: str, *allowed: str) -> None:
+        if self.status not in allowed:
+            raise InvalidTransition(self.record_name, self.status, action)
+
+    @staticmethod
+    def _require_role(role: str, action: str) -> str:
+        context = current_command()
+        if not context.has_role(role):
+            raise RoleRequired(f"{action} needs the {role} role", role=role)
+        return context.actor
+
+    @staticmethod
+    def _require_other_actor(action: str, **earlier: str | None) -> str:
+        """Segregation of duties (domain.md §5): who requested or prepared may not approve."""
+        actor = current_command().actor
+        for step, who in earlier.items():
+            if who == actor:
+                raise SegregationOfDuties(
+                    f"{actor} {step.replace('_', ' ')} this and cannot also {action} it",
+                    actor=actor,
+                    step=step,
+                )
+        return actor

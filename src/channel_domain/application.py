@@ -1,0 +1,604 @@
+"""The application service: one method per command, each load → call the aggregate → save.
+
+All four aggregates live in this one application and one events table, so every event has
+one global position. A command runs inside `acting_as(...)` (who, on whose behalf); when the
+context carries an idempotency key, the outcome is stored in the transaction of the events
+and a repeat returns it without writing anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
+
+from channel_domain.aggregate import ChannelAggregate, effective_on
+from channel_domain.context import current_command
+from channel_domain.contract import Contract, PartnerTerms
+from channel_domain.employee import Employee
+from channel_domain.errors import (
+    ConcurrentModification,
+    DomainError,
+    IdempotencyKeyReused,
+    NotFound,
+    VersionMismatch,
+    refusal,
+)
+from channel_domain.partner import Partner
+from channel_domain.sales_target import SalesTarget
+from channel_domain.store.database import library_environment
+from channel_domain.store.recorder import (
+    ConstraintViolation,
+    ContractInForce,
+    EventFacts,
+    EventRecorder,
+    PendingOutcome,
+)
+from channel_domain.values import Period, money
+
+P = ParamSpec("P")
+A = TypeVar("A", bound=ChannelAggregate)
+
+CONCURRENCY_RETRIES = 5
+_BASE_EVENT_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What a command did: the record, its version after the command, the global position
+    of the last event written, and anything the command created (a complaint id …)."""
+
+    id: UUID
+    version: int
+    position: int
+    positions: list[int] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    position: int
+    version: int
+    type: str
+    recorded_at: datetime
+    effective_on: date | None
+    actor: str
+    roles: list[str]
+    correlation_id: str
+    causation_id: str
+    data: dict[str, Any]
+
+
+class _DuplicateCommand(Exception):
+    """Another execution with the same idempotency key committed first."""
+
+
+_fingerprint: ContextVar[str] = ContextVar("command_fingerprint", default="")
+
+
+def command(method: Callable[P, CommandOutcome]) -> Callable[P, CommandOutcome]:
+    """Idempotency and lost-update protection around one application command."""
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> CommandOutcome:
+        app: ChannelDepartment = args[0]  # type: ignore[assignment]
+        context = current_command()
+        key = context.idempotency_key
+        fingerprint = _fingerprint_of(method.__name__, args[1:], kwargs) if key else ""
+        if key and (replay := app._replay(context.actor, key, fingerprint)):
+            return replay
+        token = _fingerprint.set(fingerprint)
+        try:
+            for attempt in range(CONCURRENCY_RETRIES):
+                try:
+                    return method(*args, **kwargs)
+                except ConcurrentModification:
+                    # Someone wrote the record between our read and our write: nothing of
+                    # ours was written, so run the command again on the fresh state — unless
+                    # the caller pinned the version it expects (If-Match), then say so.
+                    if context.expected_version is not None or attempt == CONCURRENCY_RETRIES - 1:
+                        raise
+                except (_DuplicateCommand, DomainError):
+                    if key and (replay := app._replay(context.actor, key, fingerprint)):
+                        return replay
+                    raise
+            raise AssertionError("unreachable")
+        finally:
+            _fingerprint.reset(token)
+
+    return run
+
+
+def _fingerprint_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    canonical = json.dumps([name, list(args), kwargs], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class DateAsISO(Transcoding):
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class ChannelDepartment(Application):
+    name = "ChannelDepartment"
+    snapshotting_intervals = {Contract: 100, Partner: 100, Employee: 100, SalesTarget: 100}
+
+    def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
+        settings = library_environment(database_url) if database_url else {}
+        settings.update(env or {})
+        super().__init__(env=settings)
+
+    @property
+    def event_recorder(self) -> EventRecorder:
+        assert isinstance(self.recorder, EventRecorder)
+        return self.recorder
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # Employees ---------------------------------------------------------------------------
+
+    @command
+    def hire_employee(self, *, manager_id: UUID | None = None, **fields: Any) -> CommandOutcome:
+        if manager_id is not None:
+            self._require_colleague(manager_id, "manager_id")
+        return self._commit(Employee.hire(manager_id=manager_id, **fields))
+
+    @command
+    def regularize_employee(self, employee_id: UUID, on: date | str) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.regularize(on))
+
+    @command
+    def fail_probation(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.fail_probation(on, reason))
+
+    @command
+    def promote_employee(self, employee_id: UUID, role: str, on: date | str) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.promote(role, on))
+
+    @command
+    def transfer_employee(self, employee_id: UUID, manager_id: UUID, on: date | str) -> CommandOutcome:
+        self._require_colleague(manager_id, "manager_id")
+        return self._change(Employee, employee_id, lambda e: e.transfer(manager_id, on))
+
+    @command
+    def evaluate_employee(
+        self, employee_id: UUID, period: str, score: Any, notes: str | None = None
+    ) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.evaluate(period, score, notes))
+
+    @command
+    def warn_employee(self, employee_id: UUID, level: str, reason: str) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.warn(level, reason))
+
+    @command
+    def review_employee_contract(
+        self, employee_id: UUID, on: date | str, decision: str, contract_months: int | None = None
+    ) -> CommandOutcome:
+        return self._change(
+            Employee, employee_id, lambda e: e.review_contract(on, decision, contract_months)
+        )
+
+    @command
+    def dismiss_employee(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.dismiss(on, reason))
+
+    def _require_colleague(self, employee_id: UUID, field_name: str) -> Employee:
+        try:
+            colleague = self._load(Employee, employee_id)
+        except NotFound:
+            raise refusal("unknown_employee", f"{field_name}: no employee {employee_id}") from None
+        if colleague.status not in ("probation", "regular"):
+            raise refusal("unknown_employee", f"{field_name}: employee {employee_id} has left")
+        return colleague
+
+    # Partners ----------------------------------------------------------------------------
+
+    @command
+    def register_partner(self, *, parent_partner_id: UUID | None = None, **fields: Any) -> CommandOutcome:
+        if parent_partner_id is not None:
+            try:
+                parent = self._load(Partner, parent_partner_id)
+            except NotFound:
+                raise refusal("unknown_parent_partner", f"no partner {parent_partner_id}") from None
+            if parent.status in ("rejected", "terminated"):
+                raise refusal("unknown_parent_partner", f"the parent partner is {parent.status}")
+        return self._commit(Partner.apply_for_partnership(parent_partner_id=parent_partner_id, **fields))
+
+    @command
+    def review_partner(self, partner_id: UUID, decision: str, notes: str | None = None) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.review(decision, notes))
+
+    @command
+    def suspend_partner(self, partner_id: UUID, reason: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.suspend(reason))
+
+    @command
+    def reinstate_partner(self, partner_id: UUID, reason: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.reinstate(reason))
+
+    @command
+    def terminate_partner(self, partner_id: UUID, reason: str, on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.terminate(reason, on))
+
+    @command
+    def record_visit(
+        self, partner_id: UUID, visited_on: date | str, employee_id: UUID, notes: str | None = None
+    ) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.record_visit(visited_on, employee_id, notes))
+
+    @command
+    def evaluate_partner(self, partner_id: UUID, period: str, scores: dict[str, Any]) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.evaluate(period, scores))
+
+    @command
+    def open_complaint(self, partner_id: UUID, subject: str, detail: str | None = None) -> CommandOutcome:
+        partner = self._load(Partner, partner_id, commanded=True)
+        complaint_id = partner.open_complaint(subject, detail)
+        return self._commit(partner, extra={"complaint_id": str(complaint_id)})
+
+    @command
+    def resolve_complaint(self, partner_id: UUID, complaint_id: UUID, note: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.resolve_complaint(complaint_id, note))
+
+    @command
+    def escalate_complaint(self, partner_id: UUID, complaint_id: UUID, note: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.escalate_complaint(complaint_id, note))
+
+    @command
+    def pay_deposit(self, partner_id: UUID, amount: Any, on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.pay_deposit(amount, on))
+
+    @command
+    def refund_deposit(self, partner_id: UUID, amount: Any, on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.refund_deposit(amount, on))
+
+    @command
+    def request_payout_account_change(self, partner_id: UUID, account: str) -> CommandOutcome:
+        partner = self._load(Partner, partner_id, commanded=True)
+        change_id = partner.request_payout_account_change(account)
+        return self._commit(partner, extra={"change_id": str(change_id)})
+
+    @command
+    def approve_payout_account_change(self, partner_id: UUID, change_id: UUID) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.approve_payout_account_change(change_id))
+
+    @command
+    def grant_housing_subsidy(self, partner_id: UUID, period: str, amount: Any) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.grant_housing_subsidy(period, amount))
+
+    @command
+    def record_deal(self, partner_id: UUID, deal_id: str, amount: Any, closed_on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.record_deal(deal_id, amount, closed_on))
+
+    @command
+    def prepare_payout(self, partner_id: UUID, period: str, amount: Any) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.prepare_payout(period, amount))
+
+    @command
+    def verify_payout(self, partner_id: UUID, period: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.verify_payout(period))
+
+    @command
+    def approve_payout(self, partner_id: UUID, period: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.approve_payout(period))
+
+    @command
+    def pay_payout(self, partner_id: UUID, period: str, paid_on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.pay_payout(period, paid_on))
+
+    # Contracts ---------------------------------------------------------------------------
+
+    @command
+    def draft_contract(
+        self,
+        *,
+        partner_id: UUID,
+        starts_on: date | str,
+        ends_on: date | str,
+        commission: Any,
+        **fields: Any,
+    ) -> CommandOutcome:
+        try:
+            partner = self._load(Partner, partner_id)
+        except NotFound:
+            raise refusal("unknown_partner", f"no partner {partner_id}") from None
+        partner.require_contractable()
+        contract = Contract.draft(
+            partner=PartnerTerms(partner.id, partner.kind),
+            starts_on=starts_on,
+            ends_on=ends_on,
+            commission=commission,
+            lowest_enterprise_agent_rate=self._lowest_enterprise_agent_rate(starts_on, ends_on),
+            **fields,
+        )
+        return self._commit(contract)
+
+    @command
+    def submit_contract(self, contract_id: UUID) -> CommandOutcome:
+        return self._change(Contract, contract_id, lambda c: c.submit())
+
+    @command
+    def approve_contract(self, contract_id: UUID) -> CommandOutcome:
+        return self._change(Contract, contract_id, lambda c: c.approve())
+
+    @command
+    def sign_contract(self, contract_id: UUID, signed_on: date | str) -> CommandOutcome:
+        contract = self._load(Contract, contract_id, commanded=True)
+        contract.sign(signed_on)
+        partner = self._load(Partner, contract.partner_id)
+        partner.activate_on_first_contract(contract.id, contract.signed_on)  # type: ignore[arg-type]
+        return self._commit(contract, partner, contracts_in_force=[_in_force(contract)])
+
+    @command
+    def amend_contract(
+        self,
+        contract_id: UUID,
+        effective_on: date | str,
+        commission: Any,
+        reason: str | None = None,
+        rate_justification: str | None = None,
+    ) -> CommandOutcome:
+        contract = self._load(Contract, contract_id, commanded=True)
+        contract.amend(
+            effective_on,
+            commission,
+            reason,
+            lowest_enterprise_agent_rate=self._lowest_enterprise_agent_rate(
+                contract.starts_on, contract.last_day_in_force
+            ),
+            rate_justification=rate_justification,
+        )
+        return self._commit(contract, contracts_in_force=[_in_force(contract)])
+
+    @command
+    def terminate_contract(self, contract_id: UUID, effective_on: date | str, reason: str) -> CommandOutcome:
+        contract = self._load(Contract, contract_id, commanded=True)
+        contract.terminate(effective_on, reason)
+        return self._commit(contract, contracts_in_force=[_in_force(contract)])
+
+    @command
+    def renew_contract(self, contract_id: UUID, ends_on: date | str) -> CommandOutcome:
+        contract = self._load(Contract, contract_id, commanded=True)
+        contract.renew(ends_on)
+        return self._commit(contract, contracts_in_force=[_in_force(contract)])
+
+    @command
+    def record_sale(
+        self,
+        contract_id: UUID,
+        order_id: str,
+        amount: Any,
+        sold_on: date | str,
+        product: str | None = None,
+        region: str | None = None,
+        employee_id: UUID | None = None,
+    ) -> CommandOutcome:
+        return self._change(
+            Contract,
+            contract_id,
+            lambda c: c.record_sale(order_id, amount, sold_on, product, region, employee_id),
+        )
+
+    @command
+    def record_return(
+        self, contract_id: UUID, order_id: str, amount: Any, returned_on: date | str
+    ) -> CommandOutcome:
+        return self._change(Contract, contract_id, lambda c: c.record_return(order_id, amount, returned_on))
+
+    def _lowest_enterprise_agent_rate(self, starts_on: date | str, ends_on: date | str) -> Decimal | None:
+        try:
+            start, end = date.fromisoformat(str(starts_on)), date.fromisoformat(str(ends_on))
+        except ValueError:
+            return None  # the contract itself refuses the malformed dates
+        return self.event_recorder.lowest_rate_in_force("enterprise_agent", start, end)
+
+    # Targets -----------------------------------------------------------------------------
+
+    @command
+    def set_target(self, *, parent_id: UUID | None = None, **fields: Any) -> CommandOutcome:
+        if parent_id is None:
+            return self._commit(SalesTarget.set(**fields))
+        parent = self._load(SalesTarget, parent_id)
+        return self._commit(SalesTarget.set(parent=parent, **fields), parent)
+
+    @command
+    def decompose_target(self, parent_id: UUID, children: list[dict[str, Any]]) -> CommandOutcome:
+        """Hand a target down in one step: the children must sum exactly to the parent."""
+        parent = self._load(SalesTarget, parent_id, commanded=True)
+        total = sum((money(child.get("amount"), "children.amount") for child in children), parent.allocated)
+        if total != parent.amount:
+            raise refusal(
+                "decomposition_must_sum_to_parent",
+                f"the children sum to {total}, the parent is {parent.amount}",
+            )
+        created = [SalesTarget.set(parent=parent, **child) for child in children]
+        return self._commit(parent, *created, extra={"child_ids": [str(c.id) for c in created]})
+
+    @command
+    def request_target_revision(self, target_id: UUID, amount: Any, reason: str) -> CommandOutcome:
+        target = self._load(SalesTarget, target_id, commanded=True)
+        revision_id = target.request_revision(amount, reason)
+        return self._commit(target, extra={"revision_id": str(revision_id)})
+
+    @command
+    def approve_target_revision(self, target_id: UUID, revision_id: UUID) -> CommandOutcome:
+        target = self._load(SalesTarget, target_id, commanded=True)
+        parent = self._load(SalesTarget, target.parent_id) if target.parent_id else None
+        target.approve_revision(revision_id, parent)
+        return self._commit(target, *([parent] if parent else []))
+
+    @command
+    def close_target(self, target_id: UUID, kpi_results: dict[str, Any] | None = None) -> CommandOutcome:
+        return self._change(SalesTarget, target_id, lambda t: t.close(kpi_results))
+
+    # Reading records ---------------------------------------------------------------------
+
+    def get(
+        self,
+        record_type: type[A],
+        record_id: UUID,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> A:
+        """A record now, at a version, or as it stood at a moment (time travel)."""
+        if as_of is not None:
+            version = self.event_recorder.version_as_of(record_id, as_of)
+            if version is None:
+                raise NotFound(f"{record_type.record_name} {record_id} did not exist at {as_of}")
+        elif version is not None and version < 1:
+            raise NotFound(f"{record_type.record_name} {record_id} has no version {version}")
+        try:
+            record = self.repository.get(record_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(f"no {record_type.record_name} {record_id}") from None
+        if not isinstance(record, record_type):
+            raise NotFound(f"no {record_type.record_name} {record_id}")
+        if version is not None and record.version != version:
+            raise NotFound(f"{record_type.record_name} {record_id} has no version {version}")
+        return record
+
+    def history(self, record_id: UUID) -> list[HistoryEntry]:
+        """Every event of a record in order, with who, when, why and what."""
+        entries = []
+        for row in self.event_recorder.stream_rows(record_id):
+            stored = StoredEvent(record_id, row["originator_version"], row["topic"], bytes(row["state"]))
+            event = self.mapper.to_domain_event(stored)
+            meta = event.meta  # type: ignore[attr-defined]
+            entries.append(
+                HistoryEntry(
+                    position=row["position"],
+                    version=row["originator_version"],
+                    type=type(event).__qualname__,
+                    recorded_at=row["recorded_at"],
+                    effective_on=row["effective_on"],
+                    actor=meta["actor"],
+                    roles=meta["roles"],
+                    correlation_id=meta["correlation_id"],
+                    causation_id=meta["causation_id"],
+                    data={k: v for k, v in vars(event).items() if k not in _BASE_EVENT_FIELDS},
+                )
+            )
+        if not entries:
+            raise NotFound(f"no record {record_id}")
+        return entries
+
+    # Plumbing ----------------------------------------------------------------------------
+
+    def _load(self, record_type: type[A], record_id: UUID, *, commanded: bool = False) -> A:
+        record = self.get(record_type, record_id)
+        expected = current_command().expected_version if commanded else None
+        if expected is not None and record.version != expected:
+            raise VersionMismatch(
+                f"{record_type.record_name} {record_id} is at version {record.version}, not {expected}",
+                current_version=record.version,
+            )
+        return record
+
+    def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any]) -> CommandOutcome:
+        record = self._load(record_type, record_id, commanded=True)
+        change(record)
+        return self._commit(record)
+
+    def _commit(
+        self,
+        primary: ChannelAggregate,
+        *others: ChannelAggregate,
+        extra: dict[str, Any] | None = None,
+        contracts_in_force: list[ContractInForce] | None = None,
+    ) -> CommandOutcome:
+        context = current_command()
+        pending = None
+        if context.idempotency_key:
+            pending = PendingOutcome(
+                actor=context.actor,
+                idempotency_key=context.idempotency_key,
+                fingerprint=_fingerprint.get(),
+                outcome={"id": str(primary.id), "version": primary.version, "extra": extra or {}},
+            )
+        try:
+            recordings = self.save(
+                primary, *others, outcome=pending, contracts_in_force=contracts_in_force or []
+            )
+        except ConstraintViolation as violation:
+            raise self._refusal_for(violation) from violation
+        positions = [recording.notification.id for recording in recordings]
+        return CommandOutcome(
+            id=primary.id,
+            version=primary.version,
+            position=positions[-1],
+            positions=positions,
+            extra=extra or {},
+        )
+
+    @staticmethod
+    def _refusal_for(violation: ConstraintViolation) -> Exception:
+        if violation.constraint == "one_sales_agent_at_a_time":
+            return refusal(
+                "exclusive_sales_agent_exists",
+                "another sales agent's contract is in force on some of these days "
+                "(「本公司在同一时期只能委托一家销售代理商」)",
+            )
+        if violation.constraint == "command_outcomes_pkey":
+            return _DuplicateCommand()
+        if violation.constraint == "events_pkey":
+            return ConcurrentModification("the record changed while the command ran")
+        return violation
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> Any:
+        processing_event.saved_kwargs["facts"] = [
+            EventFacts(event.timestamp, effective_on(event))
+            for event in processing_event.events
+        ]
+        return super()._record(processing_event)
+
+    def _replay(self, actor: str, key: str, fingerprint: str) -> CommandOutcome | None:
+        stored = self.event_recorder.command_outcome(actor, key)
+        if stored is None or stored[1] is None:
+            return None
+        if stored[0] != fingerprint:
+            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for a different command")
+        outcome = stored[1]
+        return CommandOutcome(
+            id=UUID(outcome["id"]),
+            version=outcome["version"],
+            position=outcome["position"],
+            positions=outcome["positions"],
+            extra=outcome["extra"],
+            replayed=True,
+        )
+
+
+def _in_force(contract: Contract) -> ContractInForce:
+    terms = contract.terms_on(contract.last_day_in_force)
+    return ContractInForce(
+        contract_id=contract.id,
+        partner_id=contract.partner_id,
+        partner_kind=contract.partner_kind,
+        starts_on=contract.starts_on,
+        last_day=contract.last_day_in_force,
+        lowest_rate=terms.lowest_rate,
+        highest_rate=terms.highest_rate,
+    )
+
+
+__all__ = ["ChannelDepartment", "CommandOutcome", "HistoryEntry", "Period", "command"]

@@ -1,0 +1,339 @@
+"""Contract (渠道合作协议): drafted, approved by someone else, signed; then it takes sales.
+
+A contract is in force from `starts_on` to its end (its `ends_on`, moved by renewals, or the
+day before a termination takes effect). Amendments change the commission terms from an
+effective date that may lie in the past; the terms in force on a sale's date price it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from channel_domain.aggregate import ChannelAggregate
+from channel_domain.context import current_command
+from channel_domain.errors import ValidationFailed, refusal
+from channel_domain.values import CommissionTerms, money, parse_date, rate, require_text
+
+# 「合作目标、产品及价格政策、权利与义务、支持与服务、期限与终止条件、保密条款」
+REQUIRED_CONTENTS = ("goals", "products", "price_policy", "obligations", "support", "confidentiality")
+
+
+@dataclass(frozen=True)
+class PartnerTerms:
+    """What a contract needs to know about its partner when it is drafted."""
+
+    partner_id: UUID
+    kind: str
+
+
+class Contract(ChannelAggregate):
+    record_name = "contract"
+
+    # Drafting and approval ------------------------------------------------------------
+
+    @classmethod
+    def draft(
+        cls,
+        *,
+        partner: PartnerTerms,
+        starts_on: date | str,
+        ends_on: date | str,
+        commission: Any,
+        lowest_enterprise_agent_rate: Decimal | None = None,
+        territory: str | None = None,
+        products: list[str] | None = None,
+        price_policy: str | None = None,
+        goals: str | None = None,
+        obligations: str | None = None,
+        support: str | None = None,
+        confidentiality: str | None = None,
+        fee_rate: Any = None,
+        exclusive: bool = False,
+        rate_justification: str | None = None,
+    ) -> Contract:
+        starts, ends = parse_date(starts_on, "starts_on"), parse_date(ends_on, "ends_on")
+        if ends < starts:
+            raise ValidationFailed("ends_on", "cannot be before starts_on")
+        terms = CommissionTerms.parse(commission)
+        region = territory.strip() if isinstance(territory, str) and territory.strip() else None
+        if partner.kind == "enterprise_agent" and region is None:
+            raise ValidationFailed("territory", "an enterprise agent sells inside one region, named here")
+        if partner.kind == "sales_agent" and region is not None:
+            raise ValidationFailed("territory", "a sales agent has no region limit")
+        consignee_fee: Decimal | None = None
+        if partner.kind == "consignee":
+            if fee_rate is None:
+                raise ValidationFailed("fee_rate", "a consignee contract carries a fee rate")
+            consignee_fee = rate(fee_rate, "fee_rate")
+        elif fee_rate is not None:
+            raise ValidationFailed("fee_rate", "only consignee contracts carry a fee rate")
+        if products is not None and (
+            not isinstance(products, list) or not all(isinstance(p, str) and p.strip() for p in products)
+        ):
+            raise ValidationFailed("products", "a list of product names")
+        justification = rate_justification.strip() if rate_justification and rate_justification.strip() else None
+        _check_sales_agent_rate(partner.kind, terms, lowest_enterprise_agent_rate, justification)
+        return cls(
+            partner_id=partner.partner_id,
+            partner_kind=partner.kind,
+            starts_on=starts,
+            ends_on=ends,
+            commission=terms.as_dict(),
+            territory=region,
+            products=products,
+            price_policy=price_policy,
+            goals=goals,
+            obligations=obligations,
+            support=support,
+            confidentiality=confidentiality,
+            fee_rate=consignee_fee,
+            exclusive=bool(exclusive),
+            rate_justification=justification,
+            drafted_by=current_command().actor,
+        )
+
+    def submit(self) -> None:
+        self._require_status("submit", "draft")
+        missing = [name for name in REQUIRED_CONTENTS if not getattr(self, name)]
+        if missing:
+            raise refusal(
+                "incomplete_contract",
+                f"a contract states its {', '.join(missing)} before it is submitted",
+                missing=missing,
+            )
+        self._submitted(submitted_by=current_command().actor)
+
+    def approve(self) -> None:
+        self._require_status("approve", "submitted")
+        approver = self._require_other_actor(
+            "approve", drafted=self.drafted_by, submitted=self.submitted_by
+        )
+        self._approved(approved_by=approver)
+
+    def sign(self, signed_on: date | str) -> None:
+        self._require_status("sign", "approved")
+        self._signed(signed_on=parse_date(signed_on, "signed_on"))
+
+    # While in force -------------------------------------------------------------------
+
+    def amend(
+        self,
+        effective_on: date | str,
+        commission: Any,
+        reason: str | None = None,
+        lowest_enterprise_agent_rate: Decimal | None = None,
+        rate_justification: str | None = None,
+    ) -> None:
+        self._require_status("amend", "signed")
+        day = parse_date(effective_on, "effective_on")
+        if not self.starts_on <= day <= self.last_day_in_force:
+            raise refusal(
+                "outside_contract_term",
+                f"the contract runs from {self.starts_on} to {self.last_day_in_force}",
+            )
+        terms = CommissionTerms.parse(commission)
+        justification = (rate_justification or "").strip() or self.rate_justification
+        _check_sales_agent_rate(self.partner_kind, terms, lowest_enterprise_agent_rate, justification)
+        self._amended(effective_on=day, commission=terms.as_dict(), reason=reason)
+
+    def terminate(self, effective_on: date | str, reason: str) -> None:
+        self._require_status("terminate", "signed")
+        day = parse_date(effective_on, "effective_on")
+        if not self.starts_on <= day <= self.ends_on:
+            raise refusal("outside_contract_term", f"the contract runs from {self.starts_on} to {self.ends_on}")
+        if self.latest_sale_on is not None and self.latest_sale_on >= day:
+            raise refusal(
+                "sales_after_termination",
+                f"a sale on {self.latest_sale_on} is recorded; terminate after it",
+            )
+        self._terminated(effective_on=day, reason=require_text(reason, "reason"))
+
+    def renew(self, ends_on: date | str) -> None:
+        self._require_status("renew", "signed")
+        day = parse_date(ends_on, "ends_on")
+        if day <= self.ends_on:
+            raise ValidationFailed("ends_on", f"a renewal extends the contract beyond {self.ends_on}")
+        self._renewed(ends_on=day)
+
+    def record_sale(
+        self,
+        order_id: str,
+        amount: Any,
+        sold_on: date | str,
+        product: str | None = None,
+        region: str | None = None,
+        employee_id: UUID | None = None,
+    ) -> None:
+        order = require_text(order_id, "order_id")
+        value = money(amount)
+        day = parse_date(sold_on, "sold_on")
+        if not self.is_in_force_on(day):
+            raise refusal("contract_not_in_force", f"the contract is not in force on {day}")
+        if self.partner_kind == "enterprise_agent":
+            if not region:
+                raise ValidationFailed("region", "an enterprise agent's sale names its region")
+            if region != self.territory:
+                raise refusal(
+                    "outside_territory",
+                    f"this enterprise agent sells in {self.territory}, not {region}",
+                    territory=self.territory,
+                )
+        if order in self.orders:
+            raise refusal("duplicate_order", f"order {order} is already recorded on this contract")
+        self._sold(order_id=order, amount=value, sold_on=day, product=product, region=region, employee_id=employee_id)
+
+    def record_return(self, order_id: str, amount: Any, returned_on: date | str) -> None:
+        self._require_status("take a return on", "signed", "terminated")
+        order_key = require_text(order_id, "order_id")
+        order = self.orders.get(order_key)
+        if order is None:
+            raise refusal("unknown_order", f"no order {order_id} on this contract")
+        value = money(amount)
+        day = parse_date(returned_on, "returned_on")
+        if day < order["sold_on"]:
+            raise ValidationFailed("returned_on", "a return cannot precede its sale")
+        left = order["amount"] - order["returned"]
+        if value > left:
+            raise refusal("return_exceeds_order", f"only {left} of order {order_id} is left to return", left=str(left))
+        self._returned(order_id=order_key, amount=value, returned_on=day)
+
+    # Queries --------------------------------------------------------------------------
+
+    @property
+    def last_day_in_force(self) -> date:
+        if self.terminated_on is not None:
+            return self.terminated_on - timedelta(days=1)
+        return self.ends_on
+
+    def is_in_force_on(self, day: date) -> bool:
+        return self.status in ("signed", "terminated") and self.starts_on <= day <= self.last_day_in_force
+
+    def terms_on(self, day: date) -> CommissionTerms:
+        in_force = self.commission
+        for effective_on, terms in self.amendments:
+            if effective_on <= day:
+                in_force = terms
+        return CommissionTerms.parse(in_force)
+
+    def display_status(self, today: date) -> str:
+        if self.status == "signed" and today > self.ends_on:
+            return "expired"
+        return self.status
+
+    # Events ---------------------------------------------------------------------------
+
+    @event("Drafted")
+    def __init__(
+        self,
+        partner_id: UUID,
+        partner_kind: str,
+        starts_on: date,
+        ends_on: date,
+        commission: dict[str, Any],
+        territory: str | None,
+        products: list[str] | None,
+        price_policy: str | None,
+        goals: str | None,
+        obligations: str | None,
+        support: str | None,
+        confidentiality: str | None,
+        fee_rate: Decimal | None,
+        exclusive: bool,
+        rate_justification: str | None,
+        drafted_by: str,
+    ) -> None:
+        self.partner_id = partner_id
+        self.partner_kind = partner_kind
+        self.starts_on = starts_on
+        self.ends_on = ends_on
+        self.commission = commission
+        self.territory = territory
+        self.products = products
+        self.price_policy = price_policy
+        self.goals = goals
+        self.obligations = obligations
+        self.support = support
+        self.confidentiality = confidentiality
+        self.fee_rate = fee_rate
+        self.exclusive = exclusive
+        self.rate_justification = rate_justification
+        self.drafted_by = drafted_by
+        self.submitted_by: str | None = None
+        self.approved_by: str | None = None
+        self.signed_on: date | None = None
+        self.status = "draft"
+        self.amendments: list[list[Any]] = []  # [effective_on, terms], in recording order
+        self.terminated_on: date | None = None
+        self.renewals = 0
+        # order id -> {amount, returned, sold_on}: enough to refuse duplicates and over-returns
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.latest_sale_on: date | None = None
+
+    @event("Submitted")
+    def _submitted(self, submitted_by: str) -> None:
+        self.status = "submitted"
+        self.submitted_by = submitted_by
+
+    @event("Approved")
+    def _approved(self, approved_by: str) -> None:
+        self.status = "approved"
+        self.approved_by = approved_by
+
+    @event("Signed")
+    def _signed(self, signed_on: date) -> None:
+        self.status = "signed"
+        self.signed_on = signed_on
+
+    @event("Amended")
+    def _amended(self, effective_on: date, commission: dict[str, Any], reason: str | None) -> None:
+        self.amendments.append([effective_on, commission])
+        self.amendments.sort(key=lambda amendment: amendment[0])
+
+    @event("Terminated")
+    def _terminated(self, effective_on: date, reason: str) -> None:
+        self.status = "terminated"
+        self.terminated_on = effective_on
+
+    @event("Renewed")
+    def _renewed(self, ends_on: date) -> None:
+        self.ends_on = ends_on
+        self.renewals += 1
+
+    @event("SaleRecorded")
+    def _sold(
+        self,
+        order_id: str,
+        amount: Decimal,
+        sold_on: date,
+        product: str | None,
+        region: str | None,
+        employee_id: UUID | None,
+    ) -> None:
+        self.orders[order_id] = {"amount": amount, "returned": Decimal("0.00"), "sold_on": sold_on}
+        if self.latest_sale_on is None or sold_on > self.latest_sale_on:
+            self.latest_sale_on = sold_on
+
+    @event("ReturnRecorded")
+    def _returned(self, order_id: str, amount: Decimal, returned_on: date) -> None:
+        self.orders[order_id]["returned"] += amount
+
+
+def _check_sales_agent_rate(
+    kind: str, terms: CommissionTerms, lowest_enterprise_rate: Decimal | None, justification: str | None
+) -> None:
+    """A sales agent's rate is normally lower than enterprise agents' (domain.md §1)."""
+    if kind != "sales_agent" or lowest_enterprise_rate is None or justification:
+        return
+    if terms.highest_rate >= lowest_enterprise_rate:
+        raise refusal(
+            "rate_justification_required",
+            f"a sales agent rate of {terms.highest_rate} is not below the lowest active "
+            f"enterprise-agent rate {lowest_enterprise_rate}: state a rate_justification",
+            lowest_enterprise_agent_rate=str(lowest_enterprise_rate),
+        )

@@ -1,0 +1,86 @@
+"""Refusals the domain can give, each with a stable machine code.
+
+The HTTP layer maps every `DomainError` to an RFC 9457 problem: the code is the contract
+integration clients branch on, the message is for people. Codes never change once released.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """A command was refused by a business rule; nothing was written."""
+
+    code: ClassVar[str] = "rule_violated"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+        self.field = field
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+
+    def __init__(self, record: str, status: str, action: str) -> None:
+        super().__init__(
+            f"cannot {action} a {record} that is {status}", status=status, action=action
+        )
+
+
+class SegregationOfDuties(DomainError):
+    code = "segregation_of_duties"
+
+
+class RoleRequired(DomainError):
+    code = "role_required"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class VersionMismatch(DomainError):
+    code = "version_mismatch"
+
+
+class ConcurrentModification(DomainError):
+    """Another command changed the record between our read and our write."""
+
+    code = "concurrent_modification"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+
+
+class MissingCommandContext(DomainError):
+    code = "missing_command_context"
+
+
+def refusal(code: str, message: str, **details: Any) -> DomainError:
+    """A refusal whose code is specific to one rule (e.g. `outside_territory`)."""
+    error_class = _RULE_ERRORS.get(code)
+    if error_class is None:
+        error_class = type(
+            "".join(part.title() for part in code.split("_")),
+            (DomainError,),
+            {"code": code, "__module__": __name__},
+        )
+        _RULE_ERRORS[code] = error_class
+    return error_class(message, **details)
+
+
+_RULE_ERRORS: dict[str, type[DomainError]] = {}

@@ -1,0 +1,410 @@
+"""Partner (渠道合作伙伴): 「申请、评审、签约和考核」 — application, review, contract, assessment.
+
+Seven kinds with their own rules (domain.md §1), complaints that escalate, the credit
+security deposit, a payout account changed only on a second person's approval, housing
+subsidies, broker deals, and commission payouts that pass four hands in a fixed order:
+prepared → verified by finance → approved by the general manager → paid.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from channel_domain.aggregate import ChannelAggregate
+from channel_domain.context import current_command
+from channel_domain.errors import NotFound, ValidationFailed, refusal
+from channel_domain.values import Period, decimal_value, money, parse_date, rate, require_text
+
+KINDS = (
+    "enterprise_agent",
+    "sales_agent",
+    "consignee",
+    "broker",
+    "distributor",
+    "retailer",
+    "direct_store",
+)
+GRADES = ("A", "B", "C", "D")
+MINIMUM_MONTHLY_VISITS = {"A": 5, "B": 5, "C": 2, "D": 2}
+# Housing subsidies (房补) go to social-channel agents: not to the company's own stores,
+# and not to brokers, who have no fixed tie to the company.
+SUBSIDY_KINDS = ("enterprise_agent", "sales_agent", "consignee", "distributor", "retailer")
+CONTRACTABLE_STATUSES = ("approved", "active")
+KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class Partner(ChannelAggregate):
+    record_name = "partner"
+
+    # Application and review ---------------------------------------------------------
+
+    @classmethod
+    def apply_for_partnership(
+        cls,
+        *,
+        kind: str,
+        name: str,
+        region: str | None = None,
+        grade: str | None = None,
+        commission_rate: Any = None,
+        parent_partner_id: UUID | None = None,
+        recruited_by: UUID | None = None,
+    ) -> Partner:
+        if kind not in KINDS:
+            raise ValidationFailed("kind", f"one of {', '.join(KINDS)}")
+        if kind == "direct_store":
+            if grade not in GRADES:
+                raise ValidationFailed("grade", "a direct store is graded A, B, C or D")
+        elif grade is not None:
+            raise ValidationFailed("grade", "only direct stores are graded")
+        broker_rate: Decimal | None = None
+        if kind == "broker":
+            if commission_rate is None:
+                raise ValidationFailed("commission_rate", "a broker's commission rate is set when it registers")
+            broker_rate = rate(commission_rate, "commission_rate")
+        elif commission_rate is not None:
+            raise ValidationFailed("commission_rate", "only brokers carry a rate; other partners' rates are on their contract")
+        return cls(
+            kind=kind,
+            name=require_text(name, "name"),
+            region=region.strip() if isinstance(region, str) and region.strip() else None,
+            grade=grade,
+            commission_rate=broker_rate,
+            parent_partner_id=parent_partner_id,
+            recruited_by=recruited_by,
+            applied_by=current_command().actor,
+        )
+
+    def review(self, decision: str, notes: str | None = None) -> None:
+        self._require_status("review", "applied")
+        if decision not in ("approve", "reject"):
+            raise ValidationFailed("decision", "approve or reject")
+        reviewer = self._require_other_actor("review", filed_the_application_for=self.applied_by)
+        self._reviewed(decision=decision, notes=notes, reviewed_by=reviewer)
+
+    def activate_on_first_contract(self, contract_id: UUID, signed_on: date) -> None:
+        """Signing a partner's first contract makes it active (domain.md §1)."""
+        if self.status not in CONTRACTABLE_STATUSES:
+            raise refusal("partner_not_eligible", f"the partner is {self.status}")
+        if self.status == "approved":
+            self._activated(contract_id=contract_id, signed_on=signed_on)
+
+    def suspend(self, reason: str) -> None:
+        self._require_status("suspend", "active")
+        self._suspended(reason=require_text(reason, "reason"))
+
+    def reinstate(self, reason: str) -> None:
+        self._require_status("reinstate", "suspended")
+        self._reinstated(reason=require_text(reason, "reason"))
+
+    def terminate(self, reason: str, on: date | str) -> None:
+        self._require_status("terminate", "approved", "active", "suspended")
+        self._terminated(
+            reason=require_text(reason, "reason"),
+            on=parse_date(on, "on"),
+            terminated_by=current_command().actor,
+        )
+
+    @property
+    def minimum_monthly_visits(self) -> int | None:
+        return MINIMUM_MONTHLY_VISITS.get(self.grade) if self.grade else None
+
+    def require_contractable(self) -> None:
+        if self.kind == "broker":
+            raise refusal("broker_has_no_contract", "brokers work without a contract")
+        if self.status not in CONTRACTABLE_STATUSES:
+            raise refusal("partner_not_eligible", f"the partner is {self.status}, not approved")
+
+    # Visits, evaluations, complaints -------------------------------------------------
+
+    def record_visit(self, visited_on: date | str, employee_id: UUID, notes: str | None = None) -> None:
+        self._require_status("visit", "applied", "approved", "active", "suspended")
+        self._visited(visited_on=parse_date(visited_on, "visited_on"), employee_id=employee_id, notes=notes)
+
+    def evaluate(self, period: str, scores: dict[str, Any]) -> None:
+        self._require_status("evaluate", "approved", "active", "suspended")
+        parsed = Period.parse(period)
+        if not isinstance(scores, dict) or not scores:
+            raise ValidationFailed("scores", "at least one KPI score")
+        checked: dict[str, Decimal] = {}
+        for kpi, score in scores.items():
+            if not isinstance(kpi, str) or not KPI_NAME.match(kpi):
+                raise ValidationFailed("scores", f"{kpi!r} is not a KPI name (lower_snake_case)")
+            value = decimal_value(score, f"scores.{kpi}")
+            if not 0 <= value <= 100:
+                raise ValidationFailed(f"scores.{kpi}", "from 0 to 100")
+            checked[kpi] = value
+        if parsed.text in self.evaluations:
+            raise refusal("duplicate_evaluation", f"{parsed.text} is already evaluated")
+        self._evaluated(period=parsed.text, scores=checked)
+
+    def open_complaint(self, subject: str, detail: str | None = None) -> UUID:
+        self._require_status("take a complaint about", "applied", "approved", "active", "suspended", "terminated")
+        complaint_id = uuid.uuid4()
+        self._complaint_opened(complaint_id=complaint_id, subject=require_text(subject, "subject"), detail=detail)
+        return complaint_id
+
+    def resolve_complaint(self, complaint_id: UUID, note: str) -> None:
+        status = self._complaint_status(complaint_id)
+        if status not in ("opened", "escalated"):
+            raise refusal("invalid_transition", f"the complaint is already {status}")
+        self._complaint_resolved(complaint_id=complaint_id, note=require_text(note, "note"))
+
+    def escalate_complaint(self, complaint_id: UUID, note: str) -> None:
+        status = self._complaint_status(complaint_id)
+        if status != "opened":
+            raise refusal("invalid_transition", f"only an open complaint escalates; this one is {status}")
+        self._complaint_escalated(complaint_id=complaint_id, note=require_text(note, "note"))
+
+    def _complaint_status(self, complaint_id: UUID) -> str:
+        try:
+            return self.complaints[str(complaint_id)]
+        except KeyError:
+            raise NotFound(f"no complaint {complaint_id} on this partner") from None
+
+    # Money: deposit, payout account, subsidies, deals, payouts ------------------------
+
+    def pay_deposit(self, amount: Any, on: date | str) -> None:
+        self._require_status("take a deposit from", "approved", "active", "suspended")
+        self._deposit_paid(amount=money(amount), on=parse_date(on, "on"))
+
+    def refund_deposit(self, amount: Any, on: date | str) -> None:
+        if self.status != "terminated":
+            raise refusal("partner_not_terminated", "a deposit is refunded only after termination")
+        value = money(amount)
+        held = self.deposit_paid - self.deposit_refunded
+        if value > held:
+            raise refusal("refund_exceeds_deposit", f"only {held} of the deposit is left to refund")
+        # Ending the partnership asks for the deposit back; someone else releases it.
+        self._require_other_actor("refund the deposit", terminated_the_partnership_of=self.terminated_by)
+        self._deposit_refunded(amount=value, on=parse_date(on, "on"))
+
+    def request_payout_account_change(self, account: str) -> UUID:
+        self._require_status("change the payout account of", "approved", "active", "suspended")
+        change_id = uuid.uuid4()
+        self._payout_account_change_requested(
+            change_id=change_id,
+            account=require_text(account, "account"),
+            requested_by=current_command().actor,
+        )
+        return change_id
+
+    def approve_payout_account_change(self, change_id: UUID) -> None:
+        change = self.account_changes.get(str(change_id))
+        if change is None:
+            raise NotFound(f"no payout-account change {change_id} on this partner")
+        if change["status"] != "requested":
+            raise refusal("invalid_transition", f"the change is already {change['status']}")
+        approver = self._require_other_actor("approve", requested=change["requested_by"])
+        self._payout_account_change_approved(change_id=change_id, approved_by=approver)
+
+    def grant_housing_subsidy(self, period: str, amount: Any) -> None:
+        if self.kind not in SUBSIDY_KINDS:
+            raise refusal("subsidy_not_applicable", f"a {self.kind} receives no housing subsidy")
+        self._require_status("grant a subsidy to", "active")
+        parsed = Period.parse(period)
+        if parsed.kind != "month":
+            raise ValidationFailed("period", "a housing subsidy is monthly (YYYY-MM)")
+        if parsed.text in self.housing_subsidies:
+            raise refusal("duplicate_subsidy", f"a subsidy for {parsed.text} is already granted")
+        self._housing_subsidy_granted(period=parsed.text, amount=money(amount))
+
+    def record_deal(self, deal_id: str, amount: Any, closed_on: date | str) -> None:
+        if self.kind != "broker":
+            raise refusal("not_a_broker", "only brokers record deals on the partner")
+        self._require_status("record a deal for", "active")
+        deal = require_text(deal_id, "deal_id")
+        if deal in self.deals:
+            raise refusal("duplicate_deal", f"deal {deal} is already recorded")
+        self._deal_closed(deal_id=deal, amount=money(amount), closed_on=parse_date(closed_on, "closed_on"))
+
+    def prepare_payout(self, period: str, amount: Any) -> None:
+        self._require_status("pay", "active", "suspended", "terminated")
+        parsed = Period.parse(period)
+        if parsed.kind != "month":
+            raise ValidationFailed("period", "commission is paid monthly (YYYY-MM)")
+        if self.payout_account is None:
+            raise refusal("no_payout_account", "the partner has no approved payout account")
+        if parsed.text in self.payouts:
+            raise refusal("duplicate_payout", f"a payout for {parsed.text} is already prepared")
+        self._payout_prepared(
+            period=parsed.text,
+            amount=money(amount),
+            account=self.payout_account,
+            prepared_by=current_command().actor,
+        )
+
+    def verify_payout(self, period: str) -> None:
+        payout = self._payout(period, "verify", "prepared")
+        self._require_role("finance", "verifying a payout")
+        verifier = self._require_other_actor("verify", prepared=payout["prepared_by"])
+        self._payout_verified(period=period, verified_by=verifier)
+
+    def approve_payout(self, period: str) -> None:
+        payout = self._payout(period, "approve", "verified")
+        self._require_role("general_manager", "approving a payout")
+        approver = self._require_other_actor(
+            "approve", prepared=payout["prepared_by"], verified=payout["verified_by"]
+        )
+        self._payout_approved(period=period, approved_by=approver)
+
+    def pay_payout(self, period: str, paid_on: date | str) -> None:
+        self._payout(period, "pay", "approved")
+        self._require_role("finance", "paying out")
+        self._payout_paid(period=period, paid_on=parse_date(paid_on, "paid_on"))
+
+    def _payout(self, period: str, action: str, required_status: str) -> dict[str, Any]:
+        payout = self.payouts.get(Period.parse(period).text)
+        if payout is None:
+            raise NotFound(f"no payout prepared for {period}")
+        if payout["status"] != required_status:
+            raise refusal(
+                "invalid_transition",
+                f"cannot {action} a payout that is {payout['status']}; it must be {required_status}",
+            )
+        return payout
+
+    # Events --------------------------------------------------------------------------
+
+    @event("Applied")
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        region: str | None,
+        grade: str | None,
+        commission_rate: Decimal | None,
+        parent_partner_id: UUID | None,
+        recruited_by: UUID | None,
+        applied_by: str,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.region = region
+        self.grade = grade
+        self.commission_rate = commission_rate
+        self.parent_partner_id = parent_partner_id
+        self.recruited_by = recruited_by
+        self.applied_by = applied_by
+        self.status = "applied"
+        self.terminated_by: str | None = None
+        self.terminated_on: date | None = None
+        self.first_contract_id: UUID | None = None
+        self.visits = 0
+        self.evaluations: dict[str, dict[str, Decimal]] = {}
+        self.complaints: dict[str, str] = {}
+        self.deposit_paid = Decimal("0.00")
+        self.deposit_refunded = Decimal("0.00")
+        self.payout_account: str | None = None
+        self.account_changes: dict[str, dict[str, Any]] = {}
+        self.housing_subsidies: dict[str, Decimal] = {}
+        self.deals: dict[str, Decimal] = {}
+        self.payouts: dict[str, dict[str, Any]] = {}
+
+    @event("Reviewed")
+    def _reviewed(self, decision: str, notes: str | None, reviewed_by: str) -> None:
+        if decision == "reject":
+            self.status = "rejected"
+        else:
+            # A broker has no contract to wait for: approval makes it active.
+            self.status = "active" if self.kind == "broker" else "approved"
+
+    @event("Activated")
+    def _activated(self, contract_id: UUID, signed_on: date) -> None:
+        self.status = "active"
+        self.first_contract_id = contract_id
+
+    @event("Suspended")
+    def _suspended(self, reason: str) -> None:
+        self.status = "suspended"
+
+    @event("Reinstated")
+    def _reinstated(self, reason: str) -> None:
+        self.status = "active"
+
+    @event("Terminated")
+    def _terminated(self, reason: str, on: date, terminated_by: str) -> None:
+        self.status = "terminated"
+        self.terminated_on = on
+        self.terminated_by = terminated_by
+
+    @event("Visited")
+    def _visited(self, visited_on: date, employee_id: UUID, notes: str | None) -> None:
+        self.visits += 1
+
+    @event("Evaluated")
+    def _evaluated(self, period: str, scores: dict[str, Decimal]) -> None:
+        self.evaluations[period] = scores
+
+    @event("ComplaintOpened")
+    def _complaint_opened(self, complaint_id: UUID, subject: str, detail: str | None) -> None:
+        self.complaints[str(complaint_id)] = "opened"
+
+    @event("ComplaintResolved")
+    def _complaint_resolved(self, complaint_id: UUID, note: str) -> None:
+        self.complaints[str(complaint_id)] = "resolved"
+
+    @event("ComplaintEscalated")
+    def _complaint_escalated(self, complaint_id: UUID, note: str) -> None:
+        self.complaints[str(complaint_id)] = "escalated"
+
+    @event("DepositPaid")
+    def _deposit_paid(self, amount: Decimal, on: date) -> None:
+        self.deposit_paid += amount
+
+    @event("DepositRefunded")
+    def _deposit_refunded(self, amount: Decimal, on: date) -> None:
+        self.deposit_refunded += amount
+
+    @event("PayoutAccountChangeRequested")
+    def _payout_account_change_requested(self, change_id: UUID, account: str, requested_by: str) -> None:
+        self.account_changes[str(change_id)] = {
+            "account": account,
+            "requested_by": requested_by,
+            "status": "requested",
+        }
+
+    @event("PayoutAccountChangeApproved")
+    def _payout_account_change_approved(self, change_id: UUID, approved_by: str) -> None:
+        change = self.account_changes[str(change_id)]
+        change["status"] = "approved"
+        self.payout_account = change["account"]
+
+    @event("HousingSubsidyGranted")
+    def _housing_subsidy_granted(self, period: str, amount: Decimal) -> None:
+        self.housing_subsidies[period] = amount
+
+    @event("DealClosed")
+    def _deal_closed(self, deal_id: str, amount: Decimal, closed_on: date) -> None:
+        self.deals[deal_id] = amount
+
+    @event("PayoutPrepared")
+    def _payout_prepared(self, period: str, amount: Decimal, account: str, prepared_by: str) -> None:
+        self.payouts[period] = {
+            "amount": amount,
+            "account": account,
+            "status": "prepared",
+            "prepared_by": prepared_by,
+            "verified_by": None,
+            "approved_by": None,
+            "paid_on": None,
+        }
+
+    @event("PayoutVerified")
+    def _payout_verified(self, period: str, verified_by: str) -> None:
+        self.payouts[period].update(status="verified", verified_by=verified_by)
+
+    @event("PayoutApproved")
+    def _payout_approved(self, period: str, approved_by: str) -> None:
+        self.payouts[period].update(status="approved", approved_by=approved_by)
+
+    @event("PayoutPaid")
+    def _payout_paid(self, period: str, paid_on: date) -> None:
+        self.payouts[period].update(status="paid", paid_on=paid_on)

@@ -1,0 +1,202 @@
+"""SalesTarget (销售目标): 「公司的销售目标最终会分解到公司的每一个销售人员」.
+
+A target is SMART: an assignee, a period and a measurable amount, with KPI weights that sum
+to exactly 1. A parent is decomposed into children whose amounts never exceed it and, by the
+time it closes, sum to it exactly. Revisions are approved by someone other than the person
+who asked for them or set the target.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import event
+
+from channel_domain.aggregate import ChannelAggregate
+from channel_domain.context import current_command
+from channel_domain.errors import NotFound, ValidationFailed, refusal
+from channel_domain.values import Period, decimal_value, money, require_text
+
+ASSIGNEE_TYPES = ("employee", "partner", "team")
+KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ONE = Decimal(1)
+
+
+def _kpi_weights(kpis: Any) -> dict[str, Decimal]:
+    if not isinstance(kpis, dict) or not kpis:
+        raise ValidationFailed("kpis", "at least one KPI with its weight")
+    weights: dict[str, Decimal] = {}
+    for name, weight in kpis.items():
+        if not isinstance(name, str) or not KPI_NAME.match(name):
+            raise ValidationFailed("kpis", f"{name!r} is not a KPI name (lower_snake_case)")
+        value = decimal_value(weight, f"kpis.{name}")
+        if not 0 < value <= 1:
+            raise ValidationFailed(f"kpis.{name}", "a weight is above 0 and at most 1")
+        weights[name] = value
+    if sum(weights.values()) != ONE:
+        raise refusal(
+            "kpi_weights_must_sum_to_one",
+            f"KPI weights sum to {sum(weights.values())}, not 1",
+        )
+    return weights
+
+
+class SalesTarget(ChannelAggregate):
+    record_name = "target"
+
+    @classmethod
+    def set(
+        cls,
+        *,
+        assignee_type: str,
+        assignee_id: str,
+        period: str,
+        amount: Any,
+        kpis: dict[str, Any],
+        parent: SalesTarget | None = None,
+    ) -> SalesTarget:
+        if assignee_type not in ASSIGNEE_TYPES:
+            raise ValidationFailed("assignee_type", "employee, partner or team")
+        if period is None:
+            raise ValidationFailed("period", "a target without a period is not SMART")
+        parsed = Period.parse(period)
+        value = money(amount)
+        target = cls(
+            assignee_type=assignee_type,
+            assignee_id=require_text(str(assignee_id) if assignee_id else "", "assignee_id"),
+            period=parsed.text,
+            amount=value,
+            kpis=_kpi_weights(kpis),
+            parent_id=parent.id if parent else None,
+            set_by=current_command().actor,
+        )
+        if parent is not None:
+            parent.allocate(target.id, parsed, value)
+        return target
+
+    def allocate(self, child_id: UUID, period: Period, amount: Decimal) -> None:
+        """Hand part of this target down to a child (decomposition)."""
+        self._require_status("decompose", "open")
+        if not Period.parse(self.period).contains(period):
+            raise refusal("period_outside_parent", f"a child of a {self.period} target lies within {self.period}")
+        self._check_allocation(self.allocated + amount)
+        self._allocated(child_id=child_id, amount=amount)
+
+    def reallocate(self, child_id: UUID, amount: Decimal) -> None:
+        """A child's revised amount replaces its share of this target."""
+        previous = self.children[str(child_id)]
+        self._check_allocation(self.allocated - previous + amount)
+        self._allocated(child_id=child_id, amount=amount)
+
+    def _check_allocation(self, total: Decimal) -> None:
+        if total > self.amount:
+            raise refusal(
+                "decomposition_exceeds_parent",
+                f"children would sum to {total}, more than the parent's {self.amount}",
+            )
+
+    @property
+    def allocated(self) -> Decimal:
+        return sum(self.children.values(), Decimal("0.00"))
+
+    def request_revision(self, amount: Any, reason: str) -> UUID:
+        self._require_status("revise", "open")
+        value = money(amount)
+        if self.children and value < self.allocated:
+            raise refusal(
+                "amount_below_decomposition",
+                f"the children already hold {self.allocated}",
+            )
+        revision_id = uuid.uuid4()
+        self._revision_requested(
+            revision_id=revision_id,
+            amount=value,
+            reason=require_text(reason, "reason"),
+            requested_by=current_command().actor,
+        )
+        return revision_id
+
+    def approve_revision(self, revision_id: UUID, parent: SalesTarget | None = None) -> None:
+        self._require_status("revise", "open")
+        revision = self.revisions.get(str(revision_id))
+        if revision is None:
+            raise NotFound(f"no revision {revision_id} on this target")
+        if revision["status"] != "requested":
+            raise refusal("invalid_transition", f"the revision is already {revision['status']}")
+        approver = self._require_other_actor(
+            "approve", requested=revision["requested_by"], set=self.set_by
+        )
+        if self.children and revision["amount"] < self.allocated:
+            raise refusal("amount_below_decomposition", f"the children already hold {self.allocated}")
+        if parent is not None:
+            parent.reallocate(self.id, revision["amount"])
+        self._revision_approved(revision_id=revision_id, amount=revision["amount"], approved_by=approver)
+
+    def close(self, kpi_results: dict[str, Any] | None = None) -> None:
+        self._require_status("close", "open")
+        today = current_command().today
+        period = Period.parse(self.period)
+        if today <= period.ends_on:
+            raise refusal("period_not_ended", f"{self.period} ends on {period.ends_on}")
+        if self.children and self.allocated != self.amount:
+            raise refusal(
+                "decomposition_incomplete",
+                f"the children sum to {self.allocated}, not the target's {self.amount}",
+            )
+        results: dict[str, Decimal] = {}
+        for name, ratio in (kpi_results or {}).items():
+            if name not in self.kpis:
+                raise ValidationFailed("kpi_results", f"{name} is not one of this target's KPIs")
+            value = decimal_value(ratio, f"kpi_results.{name}")
+            if value < 0:
+                raise ValidationFailed(f"kpi_results.{name}", "an attainment ratio is 0 or more")
+            results[name] = value
+        self._closed(kpi_results=results, on=today)
+
+    # Events ---------------------------------------------------------------------------
+
+    @event("Set")
+    def __init__(
+        self,
+        assignee_type: str,
+        assignee_id: str,
+        period: str,
+        amount: Decimal,
+        kpis: dict[str, Decimal],
+        parent_id: UUID | None,
+        set_by: str,
+    ) -> None:
+        self.assignee_type = assignee_type
+        self.assignee_id = assignee_id
+        self.period = period
+        self.amount = amount
+        self.kpis = kpis
+        self.parent_id = parent_id
+        self.set_by = set_by
+        self.status = "open"
+        self.children: dict[str, Decimal] = {}
+        self.revisions: dict[str, dict[str, Any]] = {}
+        self.kpi_results: dict[str, Decimal] = {}
+
+    @event("ChildAllocated")
+    def _allocated(self, child_id: UUID, amount: Decimal) -> None:
+        self.children[str(child_id)] = amount
+
+    @event("RevisionRequested")
+    def _revision_requested(self, revision_id: UUID, amount: Decimal, reason: str, requested_by: str) -> None:
+        self.revisions[str(revision_id)] = {"amount": amount, "requested_by": requested_by, "status": "requested"}
+
+    @event("RevisionApproved")
+    def _revision_approved(self, revision_id: UUID, amount: Decimal, approved_by: str) -> None:
+        self.revisions[str(revision_id)]["status"] = "approved"
+        self.amount = amount
+
+    @event("Closed")
+    def _closed(self, kpi_results: dict[str, Decimal], on: date) -> None:
+        self.status = "closed"
+        self.kpi_results = kpi_results

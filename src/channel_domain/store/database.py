@@ -1,0 +1,55 @@
+"""Which PostgreSQL to use: `CHANNEL_DOMAIN_DATABASE_URL`, or an embedded server under ./var/.
+
+The embedded server (the `pgserver` package ships the binaries) needs nothing installed and
+keeps its data in `var/pgdata`, so `make run` works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_DATABASE_URL"
+EMBEDDED_DATA_DIR = Path(os.environ.get("CHANNEL_DOMAIN_VAR_DIR", "var")) / "pgdata"
+
+
+def embedded_server_url(data_dir: Path = EMBEDDED_DATA_DIR) -> str:
+    """Start (or reuse) the embedded PostgreSQL server and return its URL."""
+    import pgserver  # imported lazily: only needed when no server is configured
+
+    data_dir = data_dir.resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process, so the CLI, the service and
+    # the tests share one server instead of each paying its start-up.
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def database_url() -> str:
+    return os.environ.get(DATABASE_URL_VARIABLE) or embedded_server_url()
+
+
+def with_database_name(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def library_environment(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> dict[str, str]:
+    """Translate a connection URL into the `eventsourcing` library's POSTGRES_* settings."""
+    params = conninfo_to_dict(url)
+    return {
+        "PERSISTENCE_MODULE": "channel_domain.store.recorder:Factory",
+        "CREATE_TABLE": "no",  # the schema belongs to migrations/, not to the library
+        "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
+        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_USER": str(params.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(max_overflow),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+    }

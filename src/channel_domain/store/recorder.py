@@ -1,0 +1,290 @@
+"""The event recorder: concurrent appends without a table lock, and what commits with them.
+
+The stock `eventsourcing` PostgreSQL recorder takes `LOCK TABLE … IN EXCLUSIVE MODE` on every
+append so that positions become visible in order; that serialises all writers. This recorder
+instead stamps every event with its writer's transaction id, taken *before* the writer draws
+any position, and leaves ordering to the reader (`channel_domain.store.log`), which never
+passes a position that a still-running transaction could fill.
+
+In the same transaction as the events it writes, when the command carries them:
+- the command's idempotency key and its outcome (`command_outcomes`);
+- the registry of contracts in force (`contracts_in_force`), whose exclusion constraint
+  makes the exclusive sales agent rule atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    IntegrityError,
+    Notification,
+    StoredEvent,
+)
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresFactory,
+)
+from eventsourcing.utils import retry
+from psycopg.rows import DictRow
+from psycopg.types.range import Range
+
+EVENTS_TABLE = "events"
+SNAPSHOTS_TABLE = "snapshots"
+NOTIFY_CHANNEL = "events"
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    """What the recorder stores beside each event's bytes, for as-of reads and audit."""
+
+    recorded_at: datetime
+    effective_on: date | None
+
+
+@dataclass(frozen=True)
+class ContractInForce:
+    """A signed contract's days in force, as the registry row that enforces exclusivity."""
+
+    contract_id: UUID
+    partner_id: UUID
+    partner_kind: str
+    starts_on: date
+    last_day: date  # inclusive; the day before a termination takes effect
+    lowest_rate: Decimal
+    highest_rate: Decimal
+
+
+@dataclass
+class PendingOutcome:
+    """An idempotent command's outcome, completed with positions once they are drawn."""
+
+    actor: str
+    idempotency_key: str
+    fingerprint: str
+    outcome: dict[str, Any] = field(default_factory=dict)
+
+
+class ConstraintViolation(IntegrityError):
+    """A database constraint refused the write; `constraint` names it."""
+
+    def __init__(self, message: str, constraint: str | None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class EventRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.sql_create_statements = []  # the schema belongs to migrations/
+
+    @retry((psycopg.OperationalError,), max_attempts=3, wait=0.2)
+    def insert_events(  # type: ignore[override]
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        facts: Sequence[EventFacts] = (),
+        outcome: PendingOutcome | None = None,
+        contracts_in_force: Sequence[ContractInForce] = (),
+        **_: Any,
+    ) -> Sequence[int]:
+        if not stored_events:
+            return []
+        if len(facts) != len(stored_events):
+            raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
+        error: Exception | None = None
+        positions: list[int] = []
+        with self.datastore.get_connection() as conn:
+            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
+                try:
+                    # The transaction id must exist before the first position is drawn:
+                    # readers rely on "positions drawn after the writer's xid" (see log.py).
+                    curs.execute("SELECT pg_current_xact_id()", prepare=True)
+                    if outcome is not None:
+                        curs.execute(
+                            "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint)"
+                            " VALUES (%s, %s, %s)",
+                            (outcome.actor, outcome.idempotency_key, outcome.fingerprint),
+                            prepare=True,
+                        )
+                    for entry in contracts_in_force:
+                        curs.execute(_UPSERT_CONTRACT_IN_FORCE, _contract_row(entry), prepare=True)
+                    curs.execute(
+                        _INSERT_EVENTS,
+                        (
+                            [e.originator_id for e in stored_events],
+                            [e.originator_version for e in stored_events],
+                            [e.topic for e in stored_events],
+                            [e.state for e in stored_events],
+                            [f.recorded_at for f in facts],
+                            [f.effective_on for f in facts],
+                        ),
+                        prepare=True,
+                    )
+                    pipeline.sync()
+                    positions = [row["position"] for row in curs.fetchall()]
+                    if outcome is not None:
+                        outcome.outcome["position"] = positions[-1]
+                        outcome.outcome["positions"] = positions
+                        curs.execute(
+                            "UPDATE command_outcomes SET outcome = %s"
+                            " WHERE actor = %s AND idempotency_key = %s",
+                            (json.dumps(outcome.outcome), outcome.actor, outcome.idempotency_key),
+                            prepare=True,
+                        )
+                    curs.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                except psycopg.errors.IntegrityConstraintViolation as exc:
+                    error = ConstraintViolation(str(exc), exc.diag.constraint_name)
+                except Exception as exc:  # re-raised once the pipeline has been unwound
+                    error = exc
+            if error is not None:
+                raise error
+        return positions
+
+    # Reading ---------------------------------------------------------------------------
+
+    @retry((psycopg.OperationalError,), max_attempts=3, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """Raw positional read. Tailing readers use `EventLog`, which knows when it is safe."""
+        clauses, params = [], []
+        if start is not None:
+            clauses.append("position >= %s" if inclusive_of_start else "position > %s")
+            params.append(start)
+        if stop is not None:
+            clauses.append("position <= %s")
+            params.append(stop)
+        if topics:
+            clauses.append("topic = ANY(%s)")
+            params.append(list(topics))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.append(limit)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                f"SELECT position, originator_id, originator_version, topic, state"  # noqa: S608
+                f" FROM {EVENTS_TABLE} {where} ORDER BY position LIMIT %s",
+                params,
+            )
+            return [_notification(row) for row in curs.fetchall()]
+
+    def max_notification_id(self) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(f"SELECT max(position) AS max FROM {EVENTS_TABLE}")  # noqa: S608
+            row = curs.fetchone()
+            return None if row is None else row["max"]
+
+    def version_as_of(self, originator_id: UUID, moment: datetime) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT max(originator_version) AS version FROM events"
+                " WHERE originator_id = %s AND recorded_at <= %s",
+                (originator_id, moment),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            return None if row is None else row["version"]
+
+    def stream_rows(self, originator_id: UUID) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT position, originator_version, topic, state, recorded_at, effective_on"
+                " FROM events WHERE originator_id = %s ORDER BY originator_version",
+                (originator_id,),
+                prepare=True,
+            )
+            return curs.fetchall()
+
+    def command_outcome(self, actor: str, idempotency_key: str) -> tuple[str, dict[str, Any] | None] | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT fingerprint, outcome FROM command_outcomes"
+                " WHERE actor = %s AND idempotency_key = %s",
+                (actor, idempotency_key),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            return None if row is None else (row["fingerprint"], row["outcome"])
+
+    def lowest_rate_in_force(self, partner_kind: str, starts_on: date, ends_on: date) -> Decimal | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT min(lowest_rate) AS rate FROM contracts_in_force"
+                " WHERE partner_kind = %s AND during && daterange(%s, %s, '[]')",
+                (partner_kind, starts_on, ends_on),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            return None if row is None else row["rate"]
+
+
+_INSERT_EVENTS = f"""
+    INSERT INTO {EVENTS_TABLE}
+        (originator_id, originator_version, topic, state, recorded_at, effective_on, tx_id)
+    SELECT e.originator_id, e.originator_version, e.topic, e.state, e.recorded_at,
+           e.effective_on, pg_current_xact_id()
+    FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::timestamptz[], %s::date[])
+         WITH ORDINALITY AS e(originator_id, originator_version, topic, state, recorded_at,
+                              effective_on, ord)
+    ORDER BY e.ord
+    RETURNING position
+"""  # noqa: S608
+
+_UPSERT_CONTRACT_IN_FORCE = """
+    INSERT INTO contracts_in_force
+        (contract_id, partner_id, partner_kind, during, lowest_rate, highest_rate)
+    VALUES (%s, %s, %s, %s, %s, %s)
+    ON CONFLICT (contract_id) DO UPDATE SET
+        during = EXCLUDED.during,
+        lowest_rate = EXCLUDED.lowest_rate,
+        highest_rate = EXCLUDED.highest_rate
+"""
+
+
+def _contract_row(entry: ContractInForce) -> tuple[Any, ...]:
+    return (
+        entry.contract_id,
+        entry.partner_id,
+        entry.partner_kind,
+        # A contract terminated on its first day was never in force.
+        Range(entry.starts_on, entry.last_day, "[]") if entry.last_day >= entry.starts_on else Range(empty=True),
+        entry.lowest_rate,
+        entry.highest_rate,
+    )
+
+
+def _notification(row: DictRow) -> Notification:
+    return Notification(
+        id=row["position"],
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
+
+
+class Factory(PostgresFactory):
+    """Wires the application to `events` and `snapshots`, as created by migrations/."""
+
+    def application_recorder(self) -> ApplicationRecorder:
+        return EventRecorder(self.datastore)
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        table = SNAPSHOTS_TABLE if purpose == "snapshots" else EVENTS_TABLE
+        return PostgresAggregateRecorder(self.datastore, events_table_name=table)
