@@ -25,8 +25,11 @@ def _yoyo_url(url: str) -> str:
 def migrate(url: str) -> list[str]:
     """Apply every migration not yet applied; returns the ids applied now."""
     backend = get_backend(_yoyo_url(url))
-    migrations = read_migrations(str(MIGRATIONS_DIR))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    return [migration.id for migration in pending]
+    try:
+        migrations = read_migrations(str(MIGRATIONS_DIR))
+        with backend.lock():  # an advisory lock: concurrent `migrate` runs wait, then no-op
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [migration.id for migration in pending]
+    finally:
+        backend.connection.close()

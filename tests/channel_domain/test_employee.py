@@ -1,0 +1,155 @@
+"""Employee rules: probation caps of the Labour Contract Law, one probation, the warning
+ladder, December reviews and the open-ended contract after two fixed terms."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import pytest
+
+from channel_domain.employee import Employee, probation_cap_months
+from tests.channel_domain.helpers import as_, refused
+
+
+def hire(**overrides) -> Employee:
+    fields = {"name": "Wang Fang", "role": "sales_rep", "hired_on": "2026-01-05"}
+    fields.update(overrides)
+    with as_("hr-1", "hr"):
+        return Employee.hire(**fields)
+
+
+@pytest.mark.parametrize(
+    ("contract_months", "cap"),
+    [(2, 0), (3, 1), (11, 1), (12, 2), (35, 2), (36, 3), (0, 3)],
+)
+def test_probation_cap_follows_the_law_and_never_exceeds_three_months(contract_months, cap):
+    # Art. 19: <3 months none, 3-12 one month, 1-3 years two, 3+ years or open-ended six —
+    # and the company's own cap of three months is lower still.
+    assert probation_cap_months(contract_months) == cap
+
+
+def test_standard_one_year_contract_defaults_to_two_months_probation():
+    employee = hire()
+    assert employee.probation_months == 2
+    assert employee.probation_ends_on == date(2026, 3, 4)
+    assert employee.contract_ends_on == date(2027, 1, 4)
+    assert employee.status == "probation"
+
+
+def test_probation_longer_than_the_legal_cap_is_refused():
+    with refused("probation_exceeds_legal_cap"):
+        hire(probation_months=3)  # 12-month contract: the seeds' 3 months is illegal
+
+
+def test_short_contract_has_no_probation_and_starts_regular():
+    employee = hire(contract_months=2)
+    assert employee.probation_months == 0
+    assert employee.status == "regular"
+
+
+def test_regularize_ends_probation_and_only_once():
+    employee = hire()
+    with as_("hr-1", "hr"):
+        employee.regularize("2026-02-20")  # early, for outstanding work
+        assert employee.status == "regular"
+        with refused("invalid_transition"):
+            employee.regularize("2026-03-01")
+        with refused("invalid_transition"):
+            employee.fail_probation("2026-03-01", "late complaint")
+
+
+def test_failing_probation_must_happen_within_it():
+    employee = hire()
+    with as_("hr-1", "hr"):
+        with refused("probation_over"):
+            employee.fail_probation("2026-03-05", "missed targets")
+        employee.fail_probation("2026-03-04", "missed targets")
+    assert employee.status == "probation_failed"
+
+
+def test_renewal_never_starts_a_second_probation():
+    employee = hire(hired_on="2026-01-05")
+    with as_("hr-1", "hr"):
+        employee.regularize("2026-03-01")
+        employee.review_contract("2026-12-10", "renew")
+    assert employee.status == "regular"
+    assert employee.contract_starts_on == date(2027, 1, 5)
+    with as_("hr-1", "hr"), refused("invalid_transition"):
+        employee.fail_probation("2026-12-15", "no second probation")
+
+
+def test_warning_ladder_escalates_one_step_at_a_time():
+    employee = hire()
+    with as_("hr-1", "hr"):
+        with refused("warning_ladder_skipped"):
+            employee.warn("written", "late")
+        employee.warn("oral", "late")
+        employee.warn("oral", "late again")  # repeating a level is allowed
+        with refused("warning_ladder_skipped"):
+            employee.warn("serious", "late")
+        employee.warn("written", "late")
+        with refused("dismissal_not_warranted"):
+            employee.dismiss("2026-06-01", "lateness")
+        employee.warn("serious", "late")
+        employee.dismiss("2026-06-01", "lateness")
+    assert employee.status == "dismissed"
+
+
+def test_dereliction_leads_straight_to_dismissal():
+    employee = hire()
+    with as_("hr-1", "hr"):
+        employee.warn("dereliction", "left the store unattended with the till open")
+        employee.dismiss("2026-02-01", "dereliction of duty")
+    assert employee.status == "dismissed"
+
+
+def test_contract_reviews_take_place_in_december_for_contracts_due():
+    employee = hire(hired_on="2026-01-05")  # contract ends 2027-01-04
+    with as_("hr-1", "hr"):
+        with refused("review_outside_december"):
+            employee.review_contract("2026-11-30", "renew")
+        with refused("contract_not_due_for_review"):
+            hire(hired_on="2026-01-05", contract_months=36).review_contract("2026-12-15", "renew")
+        employee.review_contract("2026-12-15", "not_renew")
+        with refused("already_reviewed"):
+            employee.review_contract("2026-12-16", "renew")
+
+
+def test_third_contract_must_be_open_ended():
+    employee = hire(hired_on="2024-01-01")  # fixed term 1: 2024
+    with as_("hr-1", "hr"):
+        employee.review_contract("2024-12-15", "renew", 12)  # fixed term 2: 2025
+        with refused("open_ended_contract_required"):
+            employee.review_contract("2025-12-15", "renew", 12)
+        employee.review_contract("2025-12-15", "renew")  # defaults to open-ended
+        assert employee.contract_ends_on is None
+        with refused("open_ended_contract"):
+            employee.review_contract("2026-12-15", "renew")
+
+
+def test_evaluations_are_quarterly_or_annual_once_per_period():
+    employee = hire()
+    with as_("mgr-1", "channel_manager"):
+        with refused("validation_error"):
+            employee.evaluate("2026-03", 80)
+        with refused("validation_error"):
+            employee.evaluate("2026-Q1", 101)
+        employee.evaluate("2026-Q1", "88.5", "strong quarter")
+        employee.evaluate("2026", 90)
+        with refused("duplicate_evaluation"):
+            employee.evaluate("2026-Q1", 70)
+
+
+def test_promotion_and_transfer_are_recorded_with_dates():
+    employee = hire()
+    manager = uuid.uuid4()
+    with as_("hr-1", "hr"):
+        employee.promote("supervisor", "2026-07-01")
+        employee.transfer(manager, "2026-07-01")
+        with refused("validation_error"):
+            employee.transfer(employee.id, "2026-07-02")
+    assert (employee.role, employee.manager_id) == ("supervisor", manager)
+    events = employee.collect_events()
+    assert [type(e).__name__ for e in events[-2:]] == ["Promoted", "Transferred"]
+    assert events[-1].on == date(2026, 7, 1)

@@ -1,0 +1,46 @@
+"""Money is Decimal with two places; floats are refused, never rounded."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from channel_domain.values import Period, add_months, money
+from tests.channel_domain.helpers import refused
+
+
+def test_decimal_strings_become_two_place_decimals():
+    assert money("1234.5") == Decimal("1234.50")
+    assert money(Decimal("7")) == Decimal("7.00")
+
+
+@pytest.mark.parametrize("value", [0.1, 1.0, True, "1.005", "NaN", "Infinity", "", None, [1]])
+def test_floats_and_non_amounts_are_refused(value):
+    with refused("validation_error"):
+        money(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "starts", "ends"),
+    [
+        ("2026-02", date(2026, 2, 1), date(2026, 2, 28)),
+        ("2026-Q4", date(2026, 10, 1), date(2026, 12, 31)),
+        ("2026", date(2026, 1, 1), date(2026, 12, 31)),
+    ],
+)
+def test_periods(text, starts, ends):
+    period = Period.parse(text)
+    assert (period.starts_on, period.ends_on) == (starts, ends)
+
+
+@pytest.mark.parametrize("text", ["2026-13", "2026-Q5", "26", "2026-1", "2026/01"])
+def test_malformed_periods_are_refused(text):
+    with refused("validation_error"):
+        Period.parse(text)
+
+
+def test_add_months_clamps_to_month_end():
+    assert add_months(date(2026, 1, 31), 1) == date(2026, 2, 28)
+    assert add_months(date(2026, 11, 15), 3) == date(2027, 2, 15)
