@@ -11,6 +11,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import random
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -44,12 +47,13 @@ from channel_domain.store.recorder import (
     EventRecorder,
     PendingOutcome,
 )
-from channel_domain.values import Period, money
+from channel_domain.values import money
 
+logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 A = TypeVar("A", bound=ChannelAggregate)
 
-CONCURRENCY_RETRIES = 5
+CONCURRENCY_RETRIES = 20
 _BASE_EVENT_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
 
 
@@ -109,6 +113,8 @@ def command(method: Callable[P, CommandOutcome]) -> Callable[P, CommandOutcome]:
                     # the caller pinned the version it expects (If-Match), then say so.
                     if context.expected_version is not None or attempt == CONCURRENCY_RETRIES - 1:
                         raise
+                    # Jittered backoff, so writers to a hot record stop colliding in step.
+                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
                 except (_DuplicateCommand, DomainError):
                     if key and (replay := app._replay(context.actor, key, fingerprint)):
                         return replay
@@ -571,6 +577,14 @@ class ChannelDepartment(Application):
         ]
         return super()._record(processing_event)
 
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        # The command has committed by now; a snapshot is only a cache, so failing to take
+        # one must not turn a success into an error the client would retry.
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception:
+            logger.exception("snapshot not taken; the record will load from its events")
+
     def _replay(self, actor: str, key: str, fingerprint: str) -> CommandOutcome | None:
         stored = self.event_recorder.command_outcome(actor, key)
         if stored is None or stored[1] is None:
@@ -601,4 +615,4 @@ def _in_force(contract: Contract) -> ContractInForce:
     )
 
 
-__all__ = ["ChannelDepartment", "CommandOutcome", "HistoryEntry", "Period", "command"]
+__all__ = ["ChannelDepartment", "CommandOutcome", "HistoryEntry", "command"]

@@ -102,53 +102,54 @@ class EventRecorder(PostgresApplicationRecorder):
             return []
         if len(facts) != len(stored_events):
             raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
-        error: Exception | None = None
         positions: list[int] = []
-        with self.datastore.get_connection() as conn:
-            with conn.pipeline() as pipeline, conn.transaction(), conn.cursor() as curs:
-                try:
-                    # The transaction id must exist before the first position is drawn:
-                    # readers rely on "positions drawn after the writer's xid" (see log.py).
-                    curs.execute("SELECT pg_current_xact_id()", prepare=True)
-                    if outcome is not None:
-                        curs.execute(
-                            "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint)"
-                            " VALUES (%s, %s, %s)",
-                            (outcome.actor, outcome.idempotency_key, outcome.fingerprint),
-                            prepare=True,
-                        )
-                    for entry in contracts_in_force:
-                        curs.execute(_UPSERT_CONTRACT_IN_FORCE, _contract_row(entry), prepare=True)
+        try:
+            with (
+                self.datastore.get_connection() as conn,
+                conn.pipeline() as pipeline,
+                conn.transaction(),
+                conn.cursor() as curs,
+            ):
+                # The transaction id must exist before the first position is drawn:
+                # readers rely on "positions drawn after the writer's xid" (see log.py).
+                curs.execute("SELECT pg_current_xact_id()", prepare=True)
+                if outcome is not None:
                     curs.execute(
-                        _INSERT_EVENTS,
-                        (
-                            [e.originator_id for e in stored_events],
-                            [e.originator_version for e in stored_events],
-                            [e.topic for e in stored_events],
-                            [e.state for e in stored_events],
-                            [f.recorded_at for f in facts],
-                            [f.effective_on for f in facts],
-                        ),
+                        "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint)"
+                        " VALUES (%s, %s, %s)",
+                        (outcome.actor, outcome.idempotency_key, outcome.fingerprint),
                         prepare=True,
                     )
-                    pipeline.sync()
-                    positions = [row["position"] for row in curs.fetchall()]
-                    if outcome is not None:
-                        outcome.outcome["position"] = positions[-1]
-                        outcome.outcome["positions"] = positions
-                        curs.execute(
-                            "UPDATE command_outcomes SET outcome = %s"
-                            " WHERE actor = %s AND idempotency_key = %s",
-                            (json.dumps(outcome.outcome), outcome.actor, outcome.idempotency_key),
-                            prepare=True,
-                        )
-                    curs.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-                except psycopg.errors.IntegrityConstraintViolation as exc:
-                    error = ConstraintViolation(str(exc), exc.diag.constraint_name)
-                except Exception as exc:  # re-raised once the pipeline has been unwound
-                    error = exc
-            if error is not None:
-                raise error
+                for entry in contracts_in_force:
+                    curs.execute(_UPSERT_CONTRACT_IN_FORCE, _contract_row(entry), prepare=True)
+                curs.execute(
+                    _INSERT_EVENTS,
+                    (
+                        [e.originator_id for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                        [e.topic for e in stored_events],
+                        [e.state for e in stored_events],
+                        [f.recorded_at for f in facts],
+                        [f.effective_on for f in facts],
+                    ),
+                    prepare=True,
+                )
+                pipeline.sync()
+                positions = [row["position"] for row in curs.fetchall()]
+                if outcome is not None:
+                    outcome.outcome["position"] = positions[-1]
+                    outcome.outcome["positions"] = positions
+                    curs.execute(
+                        "UPDATE command_outcomes SET outcome = %s"
+                        " WHERE actor = %s AND idempotency_key = %s",
+                        (json.dumps(outcome.outcome), outcome.actor, outcome.idempotency_key),
+                        prepare=True,
+                    )
+                curs.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        except IntegrityError as error:
+            diagnostics = getattr(error.__cause__, "diag", None)
+            constraint = getattr(diagnostics, "constraint_name", None)
+            raise ConstraintViolation(str(error), constraint) from error
         return positions
 
     # Reading ---------------------------------------------------------------------------
