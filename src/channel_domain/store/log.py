@@ -8,7 +8,7 @@ A gap can also be permanent: its writer rolled back.
 How a reader tells the two apart, without any writer taking a lock:
 
 1. Every writer assigns itself a transaction id (`pg_current_xact_id()`) *before* it draws a
-   position (see `EventRecorder.insert_events`).
+   position (`append_events` in migrations/0002).
 2. If position q is visible in snapshot S, q's writer committed before S was taken. Any lower
    position p was drawn before q (the sequence has CACHE 1, so values are handed out in time
    order), hence p's writer already had its transaction id when S was taken.

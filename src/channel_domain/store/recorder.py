@@ -10,11 +10,14 @@ In the same transaction as the events it writes, when the command carries them:
 - the command's idempotency key and its outcome (`command_outcomes`);
 - the registry of contracts in force (`contracts_in_force`), whose exclusion constraint
   makes the exclusive sales agent rule atomic.
+
+It does not NOTIFY inside the write transaction, as the stock recorder does: PostgreSQL
+serialises the commits of every transaction that notifies (a database-wide lock held until
+commit), which cost as much concurrency as the table lock. Readers poll `EventLog`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -37,11 +40,11 @@ from eventsourcing.postgres import (
 )
 from eventsourcing.utils import retry
 from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
 from psycopg.types.range import Range
 
 EVENTS_TABLE = "events"
 SNAPSHOTS_TABLE = "snapshots"
-NOTIFY_CHANNEL = "events"
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,6 @@ class EventRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = []  # the schema belongs to migrations/
 
-    @retry((psycopg.OperationalError,), max_attempts=3, wait=0.2)
     def insert_events(  # type: ignore[override]
         self,
         stored_events: Sequence[StoredEvent],
@@ -98,32 +100,18 @@ class EventRecorder(PostgresApplicationRecorder):
         contracts_in_force: Sequence[ContractInForce] = (),
         **_: Any,
     ) -> Sequence[int]:
+        """Append in one round trip (`append_events`, migrations/0002). Not retried here:
+        after a lost connection the commit may or may not have happened, and only the
+        idempotency key can tell a repeat from a new command."""
         if not stored_events:
             return []
         if len(facts) != len(stored_events):
             raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
-        positions: list[int] = []
+        registry = [_contract_row(entry) for entry in contracts_in_force]
         try:
-            with (
-                self.datastore.get_connection() as conn,
-                conn.pipeline() as pipeline,
-                conn.transaction(),
-                conn.cursor() as curs,
-            ):
-                # The transaction id must exist before the first position is drawn:
-                # readers rely on "positions drawn after the writer's xid" (see log.py).
-                curs.execute("SELECT pg_current_xact_id()", prepare=True)
-                if outcome is not None:
-                    curs.execute(
-                        "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint)"
-                        " VALUES (%s, %s, %s)",
-                        (outcome.actor, outcome.idempotency_key, outcome.fingerprint),
-                        prepare=True,
-                    )
-                for entry in contracts_in_force:
-                    curs.execute(_UPSERT_CONTRACT_IN_FORCE, _contract_row(entry), prepare=True)
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
                 curs.execute(
-                    _INSERT_EVENTS,
+                    _APPEND_EVENTS,
                     (
                         [e.originator_id for e in stored_events],
                         [e.originator_version for e in stored_events],
@@ -131,25 +119,20 @@ class EventRecorder(PostgresApplicationRecorder):
                         [e.state for e in stored_events],
                         [f.recorded_at for f in facts],
                         [f.effective_on for f in facts],
+                        outcome.actor if outcome else None,
+                        outcome.idempotency_key if outcome else None,
+                        outcome.fingerprint if outcome else None,
+                        Jsonb(outcome.outcome) if outcome else None,
+                        *([row[i] for row in registry] for i in range(6)),
                     ),
                     prepare=True,
                 )
-                pipeline.sync()
                 positions = [row["position"] for row in curs.fetchall()]
-                if outcome is not None:
-                    outcome.outcome["position"] = positions[-1]
-                    outcome.outcome["positions"] = positions
-                    curs.execute(
-                        "UPDATE command_outcomes SET outcome = %s"
-                        " WHERE actor = %s AND idempotency_key = %s",
-                        (json.dumps(outcome.outcome), outcome.actor, outcome.idempotency_key),
-                        prepare=True,
-                    )
-                curs.execute(f"NOTIFY {NOTIFY_CHANNEL}")
         except IntegrityError as error:
             diagnostics = getattr(error.__cause__, "diag", None)
-            constraint = getattr(diagnostics, "constraint_name", None)
-            raise ConstraintViolation(str(error), constraint) from error
+            raise ConstraintViolation(str(error), getattr(diagnostics, "constraint_name", None)) from error
+        if outcome is not None:
+            outcome.outcome.update(position=positions[-1], positions=positions)
         return positions
 
     # Reading ---------------------------------------------------------------------------
@@ -235,28 +218,13 @@ class EventRecorder(PostgresApplicationRecorder):
             return None if row is None else row["rate"]
 
 
-_INSERT_EVENTS = f"""
-    INSERT INTO {EVENTS_TABLE}
-        (originator_id, originator_version, topic, state, recorded_at, effective_on, tx_id)
-    SELECT e.originator_id, e.originator_version, e.topic, e.state, e.recorded_at,
-           e.effective_on, pg_current_xact_id()
-    FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::timestamptz[], %s::date[])
-         WITH ORDINALITY AS e(originator_id, originator_version, topic, state, recorded_at,
-                              effective_on, ord)
-    ORDER BY e.ord
-    RETURNING position
-"""  # noqa: S608
-
-_UPSERT_CONTRACT_IN_FORCE = """
-    INSERT INTO contracts_in_force
-        (contract_id, partner_id, partner_kind, during, lowest_rate, highest_rate)
-    VALUES (%s, %s, %s, %s, %s, %s)
-    ON CONFLICT (contract_id) DO UPDATE SET
-        during = EXCLUDED.during,
-        lowest_rate = EXCLUDED.lowest_rate,
-        highest_rate = EXCLUDED.highest_rate
+_APPEND_EVENTS = """
+    SELECT position FROM append_events(
+        %s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::timestamptz[], %s::date[],
+        %s::text, %s::text, %s::text, %s::jsonb,
+        %s::uuid[], %s::uuid[], %s::text[], %s::daterange[], %s::numeric[], %s::numeric[]
+    ) AS position
 """
-
 
 def _contract_row(entry: ContractInForce) -> tuple[Any, ...]:
     return (
