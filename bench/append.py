@@ -24,7 +24,7 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
-from channel_domain.store.database import database_url, with_database_name
+from channel_domain.store.database import database_url, scratch_database
 from channel_domain.store.migrations import migrate
 from channel_domain.store.recorder import EventFacts, EventRecorder
 
@@ -56,17 +56,9 @@ def main() -> None:
     parser.add_argument("--url", default=os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"))
     args = parser.parse_args()
     server = args.url or database_url()
-    name = f"cd_bench_{uuid.uuid4().hex[:8]}"
-    admin = with_database_name(server, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database_name(server, name)
-    try:
+    with scratch_database(server, prefix="cd_bench") as url:
         migrate(url)
         run(url, args.events)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(url: str, events: int) -> None:

@@ -8,21 +8,16 @@ can be reached, they fail and say why.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from channel_domain.application import ChannelDepartment
-from channel_domain.store.database import embedded_server_url, with_database_name
+from channel_domain.store.database import embedded_server_url, scratch_database
 from channel_domain.store.migrations import migrate
 
 TEST_DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_TEST_DATABASE_URL"
-
-
-def _admin(server_url: str) -> psycopg.Connection:
-    return psycopg.connect(with_database_name(server_url, "postgres"), autocommit=True)
 
 
 @pytest.fixture(scope="session")
@@ -32,27 +27,15 @@ def server_url() -> str:
 
 @pytest.fixture(scope="session")
 def template_database(server_url: str) -> Iterator[str]:
-    name = f"cd_test_template_{uuid.uuid4().hex[:12]}"
-    with _admin(server_url) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        migrate(with_database_name(server_url, name))
-        yield name
-    finally:
-        with _admin(server_url) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(server_url, prefix="cd_test_template") as url:
+        migrate(url)
+        yield conninfo_to_dict(url)["dbname"]
 
 
 @pytest.fixture
 def database_url(server_url: str, template_database: str) -> Iterator[str]:
-    name = f"cd_test_{uuid.uuid4().hex[:16]}"
-    with _admin(server_url) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    try:
-        yield with_database_name(server_url, name)
-    finally:
-        with _admin(server_url) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(server_url, prefix="cd_test", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture

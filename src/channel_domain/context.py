@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from datetime import UTC, date, datetime
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 
 from channel_domain.errors import MissingCommandContext
 

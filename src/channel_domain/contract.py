@@ -191,19 +191,24 @@ class Contract(ChannelAggregate):
     def record_return(self, order_id: str, amount: Any, returned_on: date | str) -> None:
         self._require_status("take a return on", "signed", "terminated")
         order_key = require_text(order_id, "order_id")
-        order = self.orders.get(order_key)
-        if order is None:
+        if order_key not in self.orders:
             raise refusal("unknown_order", f"no order {order_id} on this contract")
+        sold, returned, sold_on = self.order_line(order_key)
         value = money(amount)
         day = parse_date(returned_on, "returned_on")
-        if day < order["sold_on"]:
+        if day < sold_on:
             raise ValidationFailed("returned_on", "a return cannot precede its sale")
-        left = order["amount"] - order["returned"]
+        left = sold - returned
         if value > left:
             raise refusal("return_exceeds_order", f"only {left} of order {order_id} is left to return", left=str(left))
         self._returned(order_id=order_key, amount=value, returned_on=day)
 
     # Queries --------------------------------------------------------------------------
+
+    def order_line(self, order_id: str) -> tuple[Decimal, Decimal, date]:
+        """An order's amount, amount returned so far, and sale date."""
+        amount, returned, sold_on = self.orders[order_id]
+        return Decimal(amount), Decimal(returned), date.fromisoformat(sold_on)
 
     @property
     def last_day_in_force(self) -> date:
@@ -271,8 +276,10 @@ class Contract(ChannelAggregate):
         self.amendments: list[list[Any]] = []  # [effective_on, terms], in recording order
         self.terminated_on: date | None = None
         self.renewals = 0
-        # order id -> {amount, returned, sold_on}: enough to refuse duplicates and over-returns
-        self.orders: dict[str, dict[str, Any]] = {}
+        # order id -> [amount, returned, sold_on] as plain strings: enough to refuse duplicates
+        # and over-returns, and compact, so the snapshot of a contract with 10 000 orders
+        # decodes without a JSON object hook per order.
+        self.orders: dict[str, list[str]] = {}
         self.latest_sale_on: date | None = None
 
     @event("Submitted")
@@ -315,13 +322,14 @@ class Contract(ChannelAggregate):
         region: str | None,
         employee_id: UUID | None,
     ) -> None:
-        self.orders[order_id] = {"amount": amount, "returned": Decimal("0.00"), "sold_on": sold_on}
+        self.orders[order_id] = [str(amount), "0.00", sold_on.isoformat()]
         if self.latest_sale_on is None or sold_on > self.latest_sale_on:
             self.latest_sale_on = sold_on
 
     @event("ReturnRecorded")
     def _returned(self, order_id: str, amount: Decimal, returned_on: date) -> None:
-        self.orders[order_id]["returned"] += amount
+        order = self.orders[order_id]
+        order[1] = str(Decimal(order[1]) + amount)
 
 
 def _check_sales_agent_rate(

@@ -16,7 +16,7 @@ from eventsourcing.domain import event
 
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.errors import ValidationFailed, refusal
-from channel_domain.values import Period, decimal_value, add_months, parse_date, require_text
+from channel_domain.values import Period, add_months, decimal_value, parse_date, require_text
 
 JOB_ROLES = ("director", "manager", "supervisor", "specialist", "sales_rep")
 STANDARD_CONTRACT_MONTHS = 12  # 「合同期统一为1年」

@@ -176,7 +176,7 @@ def test_return_never_exceeds_what_is_left_of_its_order():
         with refused("return_exceeds_order"):
             contract.record_return("S-1", "400.01", "2026-02-04")
         contract.record_return("S-1", "400.00", "2026-02-04")
-    assert contract.orders["S-1"]["returned"] == Decimal("1000.00")
+    assert contract.order_line("S-1")[1] == Decimal("1000.00")
 
 
 def test_amendment_changes_terms_from_its_effective_date_even_in_the_past():

@@ -7,8 +7,13 @@ keeps its data in `var/pgdata`, so `make run` works on a fresh machine.
 from __future__ import annotations
 
 import os
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_DATABASE_URL"
@@ -17,7 +22,11 @@ EMBEDDED_DATA_DIR = Path(os.environ.get("CHANNEL_DOMAIN_VAR_DIR", "var")) / "pgd
 
 def embedded_server_url(data_dir: Path = EMBEDDED_DATA_DIR) -> str:
     """Start (or reuse) the embedded PostgreSQL server and return its URL."""
-    import pgserver  # imported lazily: only needed when no server is configured
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir it does not use; headless machines
+        # without XDG_RUNTIME_DIR get a warning that would only confuse a newcomer.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported lazily: only needed when no server is configured
 
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -53,3 +62,18 @@ def library_environment(url: str, *, pool_size: int = 5, max_overflow: int = 10)
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
     }
+
+
+@contextmanager
+def scratch_database(server_url: str, *, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the server (optionally cloned from a template), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin_url = with_database_name(server_url, "postgres")
+    clone = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"{clone}')
+    try:
+        yield with_database_name(server_url, name)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

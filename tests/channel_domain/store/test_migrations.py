@@ -6,7 +6,7 @@ import threading
 
 import psycopg
 
-from channel_domain.store.database import with_database_name
+from channel_domain.store.database import scratch_database
 from channel_domain.store.migrations import MIGRATIONS_DIR, migrate
 
 
@@ -19,13 +19,7 @@ def test_migrate_on_a_migrated_database_applies_nothing(database_url):
 
 
 def test_concurrent_migrations_apply_each_migration_once(server_url):
-    name = "cd_test_migrate_race"
-    url = with_database_name(server_url, name)
-    admin_url = with_database_name(server_url, "postgres")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database(server_url, prefix="cd_test_migrate") as url:
         applied: list[list[str]] = []
         start = threading.Barrier(4)
 
@@ -43,6 +37,3 @@ def test_concurrent_migrations_apply_each_migration_once(server_url):
             tables = {row[0] for row in conn.execute(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         assert {"events", "snapshots", "command_outcomes", "contracts_in_force"} <= tables
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
