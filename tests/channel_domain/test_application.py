@@ -312,3 +312,13 @@ def test_every_event_of_every_aggregate_shares_one_global_order(app):
     assert [n.id for n in notifications] == [1, 2, 3, 4]
     assert [n.topic.split(":")[1] for n in notifications] == [
         "Employee.Hired", "Partner.Applied", "Partner.Reviewed", "SalesTarget.Set"]
+
+
+def test_transfer_to_someone_who_is_not_a_current_employee_is_refused(app):
+    with as_("hr-1", "hr"):
+        manager = app.hire_employee(name="Chen Jie", role="manager", hired_on="2026-01-05")
+        rep = app.hire_employee(name="Liu Yang", role="sales_rep", hired_on="2026-01-05")
+        app.warn_employee(manager.id, "dereliction", "abandoned post")
+        app.dismiss_employee(manager.id, "2026-02-01", "dereliction")
+        with refused("unknown_employee"):
+            app.transfer_employee(rep.id, manager.id, "2026-03-01")

@@ -153,3 +153,26 @@ def test_promotion_and_transfer_are_recorded_with_dates():
     events = employee.collect_events()
     assert [type(e).__name__ for e in events[-2:]] == ["Promoted", "Transferred"]
     assert events[-1].on == date(2026, 7, 1)
+
+
+def test_promotion_to_the_same_role_or_an_unknown_one_is_refused():
+    employee = hire()
+    with as_("hr-1", "hr"):
+        with refused("no_change"):
+            employee.promote("sales_rep", "2026-07-01")
+        with refused("validation_error"):
+            employee.promote("emperor", "2026-07-01")
+
+
+def test_nothing_more_happens_to_someone_who_has_left():
+    employee = hire()
+    with as_("hr-1", "hr"):
+        employee.fail_probation("2026-02-01", "did not show up")
+        for action in (
+            lambda: employee.warn("oral", "late"),
+            lambda: employee.promote("supervisor", "2026-03-01"),
+            lambda: employee.evaluate("2026-Q1", 50),
+            lambda: employee.review_contract("2026-12-15", "renew"),
+        ):
+            with refused("invalid_transition"):
+                action()

@@ -174,6 +174,10 @@ class EventRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
             return None if row is None else row["max"]
 
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Any:
+        # The library's subscription waits for NOTIFY, which this recorder does not send.
+        raise NotImplementedError("tail the log with channel_domain.store.log.EventLog")
+
     def version_as_of(self, originator_id: UUID, moment: datetime) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
