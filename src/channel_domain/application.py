@@ -30,6 +30,7 @@ from channel_domain.context import current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import Employee
 from channel_domain.errors import (
+    CommandInFlight,
     ConcurrentModification,
     DomainError,
     IdempotencyKeyReused,
@@ -84,10 +85,6 @@ class HistoryEntry:
     data: dict[str, Any]
 
 
-class _DuplicateCommand(Exception):
-    """Another execution with the same idempotency key committed first."""
-
-
 _fingerprint: ContextVar[str] = ContextVar("command_fingerprint", default="")
 
 
@@ -99,31 +96,38 @@ def command(method: Callable[P, CommandOutcome]) -> Callable[P, CommandOutcome]:
         app: ChannelDepartment = args[0]  # type: ignore[assignment]
         context = current_command()
         key = context.idempotency_key
-        fingerprint = _fingerprint_of(method.__name__, args[1:], kwargs) if key else ""
-        if key and (replay := app._replay(context.actor, key, fingerprint)):
+        if not key:
+            return _with_retries(method, context, *args, **kwargs)
+        fingerprint = context.request_fingerprint or _fingerprint_of(method.__name__, args[1:], kwargs)
+        if replay := app._replay(context.actor, key, fingerprint):
             return replay
-        token = _fingerprint.set(fingerprint)
-        try:
-            for attempt in range(CONCURRENCY_RETRIES):
-                try:
-                    return method(*args, **kwargs)
-                except ConcurrentModification:
-                    # Someone wrote the record between our read and our write: nothing of
-                    # ours was written, so run the command again on the fresh state — unless
-                    # the caller pinned the version it expects (If-Match), then say so.
-                    if context.expected_version is not None or attempt == CONCURRENCY_RETRIES - 1:
-                        raise
-                    # Jittered backoff, so writers to a hot record stop colliding in step.
-                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
-                except (_DuplicateCommand, DomainError):
-                    if key and (replay := app._replay(context.actor, key, fingerprint)):
-                        return replay
-                    raise
-            raise AssertionError("unreachable")
-        finally:
-            _fingerprint.reset(token)
+        with app.event_recorder.key_in_flight(context.actor, key) as acquired:
+            if not acquired:
+                raise CommandInFlight(f"a command with idempotency key {key!r} is still running")
+            if replay := app._replay(context.actor, key, fingerprint):
+                return replay  # it finished between our first look and the lock
+            token = _fingerprint.set(fingerprint)
+            try:
+                return _with_retries(method, context, *args, **kwargs)
+            finally:
+                _fingerprint.reset(token)
 
     return run
+
+
+def _with_retries(method: Callable[..., CommandOutcome], context: Any, *args: Any, **kwargs: Any) -> CommandOutcome:
+    for attempt in range(CONCURRENCY_RETRIES):
+        try:
+            return method(*args, **kwargs)
+        except ConcurrentModification:
+            # Someone wrote the record between our read and our write: nothing of ours was
+            # written, so run the command again on the fresh state — unless the caller
+            # pinned the version it expects (If-Match), then say so.
+            if context.expected_version is not None or attempt == CONCURRENCY_RETRIES - 1:
+                raise
+            # Jittered backoff, so writers to a hot record stop colliding in step.
+            time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
+    raise AssertionError("unreachable")
 
 
 def _fingerprint_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -564,8 +568,6 @@ class ChannelDepartment(Application):
                 "another sales agent's contract is in force on some of these days "
                 "(「本公司在同一时期只能委托一家销售代理商」)",
             )
-        if violation.constraint == "command_outcomes_pkey":
-            return _DuplicateCommand()
         if violation.constraint == "events_pkey":
             return ConcurrentModification("the record changed while the command ran")
         return violation

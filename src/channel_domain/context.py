@@ -26,6 +26,9 @@ class CommandContext:
     causation_id: str
     command_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     idempotency_key: str | None = None
+    # What the caller sent, hashed: a repeat of the key with other content is refused.
+    # Computed from the command's arguments when the caller gives none.
+    request_fingerprint: str | None = None
     # If-Match: the version the caller expects the commanded record to be at.
     expected_version: int | None = None
     # The business clock for rules such as "a target closes after its period ends".
@@ -54,6 +57,7 @@ def acting_as(
     idempotency_key: str | None = None,
     now: datetime | None = None,
     expected_version: int | None = None,
+    request_fingerprint: str | None = None,
 ) -> Iterator[CommandContext]:
     if not actor or not actor.strip():
         raise MissingCommandContext("an actor is required to issue a command")
@@ -67,6 +71,7 @@ def acting_as(
         idempotency_key=idempotency_key,
         now=now or datetime.now(UTC),
         expected_version=expected_version,
+        request_fingerprint=request_fingerprint,
     )
     token = _current.set(context)
     try:

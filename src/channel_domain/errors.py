@@ -66,6 +66,12 @@ class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 
 
+class CommandInFlight(DomainError):
+    """The same idempotency key is being executed right now; retry after it finishes."""
+
+    code = "idempotency_key_in_flight"
+
+
 class MissingCommandContext(DomainError):
     code = "missing_command_context"
 

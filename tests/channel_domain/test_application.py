@@ -13,6 +13,7 @@ import pytest
 
 from channel_domain.application import ChannelDepartment
 from channel_domain.contract import Contract
+from channel_domain.errors import DomainError
 from channel_domain.employee import Employee
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
@@ -188,23 +189,40 @@ def test_keys_belong_to_their_actor(app):
 def test_concurrent_repeats_of_one_key_write_once(app):
     contract = signed_contract(app, partner(app))
     start = threading.Barrier(6)
-    outcomes = []
+    outcomes, in_flight = [], []
 
     def send() -> None:
         start.wait()
-        with as_("erp", "integration", idempotency_key="burst"):
-            outcomes.append(app.record_sale(contract, "O-9", "100.00", "2026-02-01"))
+        try:
+            with as_("erp", "integration", idempotency_key="burst"):
+                outcomes.append(app.record_sale(contract, "O-9", "100.00", "2026-02-01"))
+        except DomainError as refusal:
+            in_flight.append(refusal.code)
 
     threads = [threading.Thread(target=send) for _ in range(6)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(outcomes) == 6
+    # Each repeat either replays the first outcome or is told the first is still running.
+    assert len(outcomes) + len(in_flight) == 6
+    assert set(in_flight) <= {"idempotency_key_in_flight"}
     assert len({(o.version, o.position) for o in outcomes}) == 1
     assert sum(not o.replayed for o in outcomes) == 1
     sales = [h for h in app.history(contract) if h.type == "Contract.SaleRecorded"]
     assert len(sales) == 1
+    with as_("erp", "integration", idempotency_key="burst"):
+        assert app.record_sale(contract, "O-9", "100.00", "2026-02-01").replayed
+
+
+def test_a_key_whose_command_is_running_answers_in_flight(app, database_url):
+    contract = signed_contract(app, partner(app))
+    with app.event_recorder.key_in_flight("erp", "slow-one") as acquired:
+        assert acquired
+        with as_("erp", "integration", idempotency_key="slow-one"), refused("idempotency_key_in_flight"):
+            app.record_sale(contract, "O-10", "100.00", "2026-02-01")
+    with as_("erp", "integration", idempotency_key="slow-one"):
+        assert not app.record_sale(contract, "O-10", "100.00", "2026-02-01").replayed
 
 
 # Concurrency ---------------------------------------------------------------------------

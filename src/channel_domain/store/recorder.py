@@ -18,7 +18,8 @@ commit), which cost as much concurrency as the table lock. Readers poll `EventLo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -173,6 +174,21 @@ class EventRecorder(PostgresApplicationRecorder):
             curs.execute(f"SELECT max(position) AS max FROM {EVENTS_TABLE}")  # noqa: S608
             row = curs.fetchone()
             return None if row is None else row["max"]
+
+    @contextmanager
+    def key_in_flight(self, actor: str, idempotency_key: str) -> Iterator[bool]:
+        """Hold a session advisory lock on an idempotency key while its command runs;
+        yields False at once if another session holds it."""
+        lock_key = f"{len(actor)}:{actor}:{idempotency_key}"  # length-prefixed: unambiguous
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got", (lock_key,))
+            row = curs.fetchone()
+            acquired = bool(row and row["got"])
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    curs.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Any:
         # The library's subscription waits for NOTIFY, which this recorder does not send.

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from typer.testing import CliRunner
 
-from channel_domain.cli import app as cli
+from api.cli import app as cli
 
 BIN = Path(sys.executable).parent
 

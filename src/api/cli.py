@@ -1,0 +1,97 @@
+"""`channel-domain`: migrate the schema, serve the API."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.tokens import ROLES, create_token, list_tokens, revoke_token
+from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
+from channel_domain.store.migrations import migrate as apply_migrations
+
+app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+console = Console()
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema from migrations/ (safe to run again)."""
+    url = database_url()
+    applied = apply_migrations(url)
+    if applied:
+        for migration_id in applied:
+            console.print(f"applied [bold]{migration_id}[/bold]")
+    else:
+        console.print("schema is up to date")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, help="Worker processes."),
+) -> None:
+    """Serve the HTTP API with uvicorn (migrates first)."""
+    import uvicorn
+
+    url = database_url()
+    apply_migrations(url)
+    # Workers are separate processes: hand them the resolved URL, embedded server included.
+    os.environ[DATABASE_URL_VARIABLE] = url
+    console.print(f"serving on http://{host}:{port}  (health: http://{host}:{port}/health)")
+    uvicorn.run(
+        "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers
+    )
+
+
+def _connection() -> psycopg.Connection:
+    url = database_url()
+    apply_migrations(url)
+    return psycopg.connect(url, autocommit=True)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    actor: str = typer.Option(..., help="Who acts with this token; recorded on every event."),
+    role: list[str] = typer.Option(..., help=f"A role ({', '.join(ROLES)}); repeat for several."),
+) -> None:
+    """Issue a token. It is printed once and stored only as a digest."""
+    with _connection() as conn:
+        try:
+            token_id, token = create_token(conn, actor, role)
+        except ValueError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(2) from None
+    console.print(f"token id {token_id} for [bold]{actor}[/bold] ({', '.join(sorted(set(role)))})")
+    console.print("the token (shown once, keep it safe):")
+    typer.echo(token)
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (never the tokens themselves)."""
+    table = Table("token id", "actor", "roles", "created", "revoked")
+    with _connection() as conn:
+        for info in list_tokens(conn):
+            table.add_row(
+                str(info.token_id), info.actor, ", ".join(info.roles),
+                f"{info.created_at:%Y-%m-%d %H:%M}", f"{info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "",
+            )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id from `tokens list`.")) -> None:
+    """Revoke a token: refused from the next request on."""
+    with _connection() as conn:
+        if not revoke_token(conn, token_id):
+            console.print(f"[red]no active token {token_id}[/red]")
+            raise typer.Exit(1)
+    console.print(f"revoked {token_id}")
