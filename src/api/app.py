@@ -1,16 +1,21 @@
-"""The ASGI application. For now: `GET /health`, reporting whether the database answers."""
+"""The ASGI application: the HTTP contract of ../shared/api.md over the channel department."""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import psycopg
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
+from api import errors
+from api.middleware import BodyLimit, CorrelationId
+from api.routes import contracts, employees, partners, sales_import, targets
 from channel_domain.store.database import database_url
 
 
@@ -20,18 +25,38 @@ class Health(BaseModel):
     migrations: int | None = None
 
 
+def _operation_id(route: APIRoute) -> str:
+    # Stable operation ids keep generated clients stable.
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
 def create_app(url: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database_url = url or database_url()
-        yield
+        app.state.department = None  # opened on first use, so /health answers even when the database is down
+        app.state.department_lock = threading.Lock()
+        try:
+            yield
+        finally:
+            if app.state.department is not None:
+                app.state.department.close()
 
     app = FastAPI(
         title="channel-domain",
         version="0.1.0",
         summary="Partners, contracts, sales targets, employees, commissions and audit of a sales-channel department.",
+        description="Commands are POST; money is a decimal string; errors are RFC 9457 problem+json with a stable "
+        "`code`. Send `Authorization: Bearer <token>` (issued by `channel-domain tokens create`), optionally "
+        "`Idempotency-Key`, `If-Match` and `X-Correlation-Id`.",
         lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
     )
+    errors.install(app)
+    app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
+    app.add_middleware(CorrelationId)
+    for module in (employees, partners, contracts, sales_import, targets):
+        app.include_router(module.router)
 
     @app.get(
         "/health",
@@ -42,9 +67,7 @@ def create_app(url: str | None = None) -> FastAPI:
     async def health() -> JSONResponse:
         """Liveness, with a round trip to the database."""
         try:
-            async with await psycopg.AsyncConnection.connect(
-                app.state.database_url, connect_timeout=3
-            ) as conn:
+            async with await psycopg.AsyncConnection.connect(app.state.database_url, connect_timeout=3) as conn:
                 cursor = await conn.execute("SELECT count(*) FROM _yoyo_migration")
                 row = await cursor.fetchone()
             body = Health(status="ok", database="ok", migrations=row[0] if row else 0)

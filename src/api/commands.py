@@ -1,0 +1,75 @@
+"""Running one command for an HTTP request: who, which version, which key, what answer."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.errors import ApiProblem
+from api.tokens import Principal
+from api.views import jsonable, record_view
+from channel_domain import acting_as
+from channel_domain.aggregate import ChannelAggregate
+from channel_domain.application import ChannelDepartment, CommandOutcome
+
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+MAX_KEY_LENGTH = 255
+
+
+def expected_version(request: Request) -> int | None:
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    match = _IF_MATCH.match(header)
+    if match is None:
+        raise ApiProblem(400, "invalid_if_match", 'If-Match carries a version, e.g. "3"')
+    return int(match[1])
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise ApiProblem(400, "invalid_idempotency_key", f"an Idempotency-Key has 1 to {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def run(
+    request: Request,
+    principal: Principal,
+    app: ChannelDepartment,
+    record_type: type[ChannelAggregate],
+    command: Callable[[], CommandOutcome],
+    body: BaseModel | None = None,
+    *,
+    created: bool = False,
+) -> JSONResponse:
+    """Execute `command` as the caller and answer with the record's new state."""
+    fingerprint = hashlib.sha256(
+        f"{request.method} {request.url.path}\n{body.model_dump_json() if body else ''}".encode()
+    ).hexdigest()
+    with acting_as(
+        principal.actor,
+        principal.roles,
+        correlation_id=request.state.correlation_id,
+        causation_id=request.state.correlation_id,
+        idempotency_key=idempotency_key(request),
+        expected_version=expected_version(request),
+        request_fingerprint=fingerprint,
+    ):
+        outcome = command()
+    # The state at the command's own version, so a replay answers exactly as the first did.
+    record = app.get(record_type, outcome.id, version=outcome.version)
+    answer: dict[str, Any] = {**record_view(record, principal), "position": outcome.position}
+    answer.update(jsonable(outcome.extra))
+    headers = {"ETag": f'"{outcome.version}"'}
+    if outcome.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if created:
+        headers["Location"] = f"{request.url.path.rstrip('/')}/{outcome.id}"
+    return JSONResponse(answer, status_code=201 if created else 200, headers=headers)

@@ -1,0 +1,59 @@
+"""Who is calling, and may they: bearer-token authentication and the role table of api.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.errors import ApiProblem
+from api.tokens import Principal, authenticate
+from channel_domain.application import ChannelDepartment
+
+
+def department(request: Request) -> ChannelDepartment:
+    state = request.app.state
+    if state.department is None:
+        with state.department_lock:
+            if state.department is None:
+                state.department = ChannelDepartment(state.database_url)
+    return state.department
+
+
+Department = Annotated[ChannelDepartment, Depends(department)]
+
+
+def caller(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiProblem(401, "unauthenticated", "send Authorization: Bearer <token>",
+                         {"WWW-Authenticate": "Bearer"})
+    app = department(request)
+    with app.event_recorder.datastore.get_connection() as conn:
+        principal = authenticate(conn, token.strip())
+    if principal is None:
+        raise ApiProblem(401, "invalid_token", "the token is unknown or revoked",
+                         {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+EVERY_ROLE = (
+    "channel_manager", "channel_specialist", "finance", "hr", "general_manager",
+    "integration", "reporting", "auditor",
+)
+
+
+def allowed(*roles: str) -> Callable[[Principal], Principal]:
+    """A dependency admitting callers holding at least one of `roles`."""
+
+    def check(principal: Caller) -> Principal:
+        if not set(principal.roles) & set(roles):
+            raise ApiProblem(403, "forbidden", f"this needs one of the roles: {', '.join(roles)}")
+        return principal
+
+    return check

@@ -1,0 +1,104 @@
+"""Every refusal as RFC 9457 problem+json, with the stable `code` clients branch on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from channel_domain.errors import (
+    CommandInFlight,
+    ConcurrentModification,
+    DomainError,
+    IdempotencyKeyReused,
+    NotFound,
+    RoleRequired,
+    SegregationOfDuties,
+    VersionMismatch,
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
+    (NotFound, 404),
+    (SegregationOfDuties, 403),
+    (RoleRequired, 403),
+    (VersionMismatch, 412),
+    (ConcurrentModification, 409),
+    (CommandInFlight, 409),
+    (IdempotencyKeyReused, 422),
+]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem(status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"urn:channel-domain:problem:{code}",
+        "title": code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class ApiProblem(Exception):
+    """A refusal raised by the HTTP layer itself (auth, headers)."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+def status_for(error: DomainError) -> int:
+    for error_type, status in _STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            return status
+    return 422
+
+
+def _field_path(location: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_refusal(_: Request, error: DomainError) -> JSONResponse:
+        field = getattr(error, "field", None)
+        extra = {"errors": [{"field": field, "message": error.message}]} if field else {}
+        return problem(status_for(error), error.code, error.message, **extra)
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(_: Request, error: ApiProblem) -> JSONResponse:
+        return problem(error.status, error.code, error.detail, error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        issues = error.errors()
+        if any(issue.get("type") == "json_invalid" for issue in issues):
+            return problem(400, "malformed_json", "the request body is not valid JSON")
+        # Echo where and why, never the input: it may hold personal data or an injection.
+        details = [{"field": _field_path(tuple(i.get("loc", ()))), "message": i.get("msg", "")} for i in issues]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return problem(422, "validation_error", summary, errors=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return problem(error.status_code, code, str(error.detail), getattr(error, "headers", None))

@@ -1,0 +1,80 @@
+"""Field types shared by request models: money and rates as decimal strings, never numbers."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+Money = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{1,13}(\.\d{1,2})?$",
+        description="CNY as a decimal string with at most 2 places. A JSON number is refused, never rounded.",
+        examples=["1234.50"],
+    ),
+]
+Rate = Annotated[
+    str,
+    Field(pattern=r"^0(\.\d{1,8})?$", description="A fraction as a decimal string: 0.05 is 5 %.", examples=["0.05"]),
+]
+Day = Annotated[date, Strict(), Field(description="YYYY-MM-DD", examples=["2026-03-15"])]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+Period = Annotated[str, Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"])]
+Score = Annotated[int | str, Field(description="0 to 100; an integer or a decimal string", examples=[85])]
+
+
+class Command(BaseModel):
+    """A command body: unknown fields are refused, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FlatCommission(Command):
+    type: Literal["flat"]
+    rate: Rate
+
+
+class Tier(Command):
+    up_to: Money | None = None
+    rate: Rate
+
+
+class TieredCommission(Command):
+    type: Literal["tiered"]
+    tiers: list[Tier] = Field(min_length=1, max_length=20)
+
+
+Commission = Annotated[FlatCommission | TieredCommission, Field(discriminator="type")]
+
+
+class RecordState(BaseModel):
+    """A record's state after a command or at a point in time. Fields beyond these depend
+    on the record type; money is always a decimal string."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    version: int = Field(description="The record's version (its event count)")
+    status: str
+    position: int | None = Field(None, description="Global log position of the last event written")
+
+
+class HistoryItem(BaseModel):
+    position: int
+    version: int
+    type: str
+    recorded_at: str
+    effective_on: str | None
+    actor: str
+    roles: list[str]
+    correlation_id: str
+    causation_id: str
+    data: dict
+
+
+class History(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None = None

@@ -1,0 +1,127 @@
+"""/v1/employees: hiring, probation, discipline, reviews (hr); evaluations (managers too)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from api import commands
+from api.deps import Department, allowed
+from api.models import Command, Day, Period, RecordState, Score, ShortText, Text
+from api.routes.records import COMMAND_ERRORS, add_record_reads
+from api.tokens import Principal
+from channel_domain.employee import Employee
+
+router = APIRouter(prefix="/v1/employees", tags=["employees"])
+HR = Annotated[Principal, Depends(allowed("hr"))]
+Evaluator = Annotated[Principal, Depends(allowed("channel_manager", "hr"))]
+JobRole = Literal["director", "manager", "supervisor", "specialist", "sales_rep"]
+
+
+class Hire(Command):
+    name: ShortText
+    role: JobRole
+    hired_on: Day
+    manager_id: UUID | None = None
+    contract_months: int = Field(12, ge=0, le=120, description="0 = open-ended")
+    probation_months: int | None = Field(None, ge=0, le=6, description="Default and maximum: the legal cap for the term, never above 3")
+    national_id: ShortText | None = None
+    bank_card: ShortText | None = None
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [
+        {"name": "Wang Fang", "role": "sales_rep", "hired_on": "2026-01-05", "manager_id": None}
+    ]}}
+
+
+class OnDate(Command):
+    on: Day
+
+
+class WithReason(Command):
+    on: Day
+    reason: Text
+
+
+class Promote(Command):
+    role: JobRole
+    on: Day
+
+
+class Transfer(Command):
+    manager_id: UUID
+    on: Day
+
+
+class Evaluate(Command):
+    period: Period
+    score: Score
+    notes: Text | None = None
+
+
+class Warn(Command):
+    level: Literal["oral", "written", "serious", "dereliction"]
+    reason: Text
+
+
+class ContractReview(Command):
+    on: Day
+    decision: Literal["renew", "not_renew"]
+    contract_months: int | None = Field(None, ge=0, le=120, description="0 = open-ended")
+
+
+def _change(request: Request, caller: Principal, app: Department, body: Command, call) -> JSONResponse:
+    return commands.run(request, caller, app, Employee, call, body)
+
+
+@router.post("", status_code=201, response_model=RecordState, responses=COMMAND_ERRORS, summary="Hire an employee")
+def hire(body: Hire, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return commands.run(request, caller, app, Employee, lambda: app.hire_employee(**body.model_dump()), body, created=True)
+
+
+@router.post("/{employee_id}/regularize", response_model=RecordState, responses=COMMAND_ERRORS)
+def regularize(employee_id: UUID, body: OnDate, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.regularize_employee(employee_id, body.on))
+
+
+@router.post("/{employee_id}/fail-probation", response_model=RecordState, responses=COMMAND_ERRORS)
+def fail_probation(employee_id: UUID, body: WithReason, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.fail_probation(employee_id, body.on, body.reason))
+
+
+@router.post("/{employee_id}/promote", response_model=RecordState, responses=COMMAND_ERRORS)
+def promote(employee_id: UUID, body: Promote, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.promote_employee(employee_id, body.role, body.on))
+
+
+@router.post("/{employee_id}/transfer", response_model=RecordState, responses=COMMAND_ERRORS)
+def transfer(employee_id: UUID, body: Transfer, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.transfer_employee(employee_id, body.manager_id, body.on))
+
+
+@router.post("/{employee_id}/evaluations", response_model=RecordState, responses=COMMAND_ERRORS)
+def evaluate(employee_id: UUID, body: Evaluate, request: Request, app: Department, caller: Evaluator) -> JSONResponse:
+    return _change(request, caller, app, body,
+                   lambda: app.evaluate_employee(employee_id, body.period, body.score, body.notes))
+
+
+@router.post("/{employee_id}/warnings", response_model=RecordState, responses=COMMAND_ERRORS)
+def warn(employee_id: UUID, body: Warn, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.warn_employee(employee_id, body.level, body.reason))
+
+
+@router.post("/{employee_id}/contract-reviews", response_model=RecordState, responses=COMMAND_ERRORS)
+def review_contract(employee_id: UUID, body: ContractReview, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body,
+                   lambda: app.review_employee_contract(employee_id, body.on, body.decision, body.contract_months))
+
+
+@router.post("/{employee_id}/dismiss", response_model=RecordState, responses=COMMAND_ERRORS)
+def dismiss(employee_id: UUID, body: WithReason, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.dismiss_employee(employee_id, body.on, body.reason))
+
+
+add_record_reads(router, Employee, "employee")

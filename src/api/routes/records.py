@@ -1,0 +1,82 @@
+"""Record reads shared by every resource: state (now, at a version, as of a time) and history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+
+from api.deps import EVERY_ROLE, Department, allowed
+from api.errors import ApiProblem, Problem
+from api.models import History, RecordState
+from api.tokens import Principal
+from api.views import history_view, record_view
+from channel_domain.aggregate import ChannelAggregate
+from channel_domain.errors import NotFound
+
+Reader = Annotated[Principal, Depends(allowed(*EVERY_ROLE))]
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "No valid bearer token"},
+    403: {"model": Problem, "description": "The token's roles do not allow this, or segregation_of_duties"},
+    404: {"model": Problem, "description": "No such record"},
+}
+COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": Problem, "description": "Malformed JSON or header"},
+    409: {"model": Problem, "description": "Concurrent modification, or the same Idempotency-Key still running"},
+    412: {"model": Problem, "description": "If-Match names another version"},
+    413: {"model": Problem, "description": "Body over 1 MiB"},
+    422: {"model": Problem, "description": "A business rule refused the command, or the body is invalid"},
+}
+
+
+def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], noun: str) -> None:
+    @router.get(
+        "/{record_id}",
+        response_model=RecordState,
+        responses={**ERRORS, 422: {"model": Problem, "description": "Both as_of and version given"}},
+        summary=f"Read a {noun}, now or as it stood at a version or a moment",
+        name=f"read_{noun}",
+    )
+    def read(
+        record_id: UUID,
+        app: Department,
+        reader: Reader,
+        as_of: Annotated[datetime | None, Query(description="RFC 3339 time: the record as it stood then")] = None,
+        version: Annotated[int | None, Query(ge=1, description="The record at this version")] = None,
+    ) -> JSONResponse:
+        if as_of is not None and version is not None:
+            raise ApiProblem(422, "validation_error", "give as_of or version, not both")
+        if as_of is not None and as_of.tzinfo is None:
+            raise ApiProblem(422, "validation_error", "as_of: an RFC 3339 time with its offset, e.g. 2026-03-01T00:00:00Z")
+        record = app.get(record_type, record_id, version=version, as_of=as_of)
+        return JSONResponse(record_view(record, reader), headers={"ETag": f'"{record.version}"'})
+
+    @router.get(
+        "/{record_id}/history",
+        response_model=History,
+        responses=ERRORS,
+        summary=f"Every event of a {noun}: who, what, when, why",
+        name=f"{noun}_history",
+    )
+    def history(
+        record_id: UUID,
+        app: Department,
+        reader: Reader,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    ) -> dict[str, Any]:
+        after = int(cursor) if cursor and cursor.isdigit() else 0
+        entries = app.history(record_id)
+        if not entries[0].type.startswith(f"{record_type.__name__}."):
+            raise NotFound(f"no {noun} {record_id}")
+        page = [entry for entry in entries if entry.version > after][:limit]
+        more = page and page[-1].version < entries[-1].version
+        return {
+            "items": [history_view(entry, reader, record_type) for entry in page],
+            "next_cursor": str(page[-1].version) if more else None,
+        }

@@ -1,0 +1,152 @@
+"""POST /v1/sales/import: a day's sales and returns as NDJSON, one command per line.
+
+The body is streamed, never read whole: 100 000 lines go through in one request. Each line
+succeeds or fails on its own; the answer counts the accepted lines and lists every rejected
+one with its code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Department, allowed
+from api.models import Command, Day, Money, ShortText
+from api.routes.records import ERRORS
+from api.tokens import Principal
+from channel_domain import acting_as
+from channel_domain.application import ChannelDepartment
+from channel_domain.errors import DomainError
+
+router = APIRouter(prefix="/v1/sales", tags=["sales"])
+Integration = Annotated[Principal, Depends(allowed("integration"))]
+MAX_LINE = 64 * 1024
+BATCH = 200  # lines handed to a worker thread at a time
+
+
+class SaleLine(Command):
+    kind: Literal["sale"]
+    contract_id: UUID
+    order_id: ShortText
+    amount: Money
+    sold_on: Day
+    product: ShortText | None = None
+    region: ShortText | None = None
+    employee_id: UUID | None = None
+
+
+class ReturnLine(Command):
+    kind: Literal["return"]
+    contract_id: UUID
+    order_id: ShortText
+    amount: Money
+    returned_on: Day
+
+
+ImportLine = Annotated[SaleLine | ReturnLine, Field(discriminator="kind")]
+_LINE = TypeAdapter(ImportLine)
+
+
+class Rejection(BaseModel):
+    line: int
+    code: str
+    detail: str
+
+
+class ImportResult(BaseModel):
+    accepted: int
+    rejected: list[Rejection]
+
+
+async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes | None]]:
+    """(line number, bytes) for each non-empty line; None for a line over the limit."""
+    buffer, number, skipping = b"", 0, False
+    async for chunk in request.stream():
+        buffer += chunk
+        while (newline := buffer.find(b"\n")) >= 0:
+            line, buffer = buffer[:newline], buffer[newline + 1:]
+            number += 1
+            if skipping:
+                skipping = False
+                yield number, None
+            elif len(line) > MAX_LINE:
+                yield number, None
+            elif line.strip():
+                yield number, line
+        if len(buffer) > MAX_LINE and not skipping:
+            skipping, buffer = True, b""  # drop the rest of this line as it arrives
+        elif skipping:
+            buffer = b""
+    if skipping:
+        yield number + 1, None
+    elif buffer.strip():
+        yield number + 1, buffer if len(buffer) <= MAX_LINE else None
+
+
+def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
+               batch: list[tuple[int, Any]]) -> tuple[int, list[Rejection]]:
+    accepted, rejected = 0, []
+    for number, line in batch:
+        try:
+            with acting_as(caller.actor, caller.roles, correlation_id=correlation_id):
+                if isinstance(line, SaleLine):
+                    fields = line.model_dump(exclude={"kind", "contract_id"})
+                    app.record_sale(line.contract_id, **fields)
+                else:
+                    app.record_return(line.contract_id, line.order_id, line.amount, line.returned_on)
+            accepted += 1
+        except DomainError as refusal:
+            rejected.append(Rejection(line=number, code=refusal.code, detail=refusal.message))
+    return accepted, rejected
+
+
+@router.post(
+    "/import",
+    response_model=ImportResult,
+    responses=ERRORS,
+    summary="Import sales and returns as NDJSON, one command per line",
+    openapi_extra={"requestBody": {"content": {"application/x-ndjson": {
+        "schema": {"type": "string"},
+        "example": '{"kind": "sale", "contract_id": "0b7c1f0e-3a52-4b8e-9a0e-6f1c2d3e4f50", "order_id": "SO-1",'
+                   ' "amount": "60000.00", "sold_on": "2026-03-02", "region": "Zhejiang"}\n'
+                   '{"kind": "return", "contract_id": "0b7c1f0e-3a52-4b8e-9a0e-6f1c2d3e4f50", "order_id": "SO-1",'
+                   ' "amount": "1000.00", "returned_on": "2026-03-05"}\n',
+    }}, "required": True}},
+)
+async def import_sales(request: Request, app: Department, caller: Integration) -> ImportResult:
+    accepted, rejected = 0, []
+    batch: list[tuple[int, Any]] = []
+
+    async def flush() -> None:
+        nonlocal accepted
+        if batch:
+            done, refused = await run_in_threadpool(_run_batch, app, caller, request.state.correlation_id, list(batch))
+            accepted += done
+            rejected.extend(refused)
+            batch.clear()
+
+    async for number, raw in _lines(request):
+        if raw is None:
+            rejected.append(Rejection(line=number, code="line_too_long", detail=f"a line is at most {MAX_LINE} bytes"))
+            continue
+        try:
+            batch.append((number, _LINE.validate_python(json.loads(raw))))
+        except (ValueError, UnicodeDecodeError) as error:
+            code, detail = "malformed_json", "the line is not a JSON object"
+            if isinstance(error, ValidationError):
+                code = "validation_error"
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in issue['loc'][1:]) or 'line'}: {issue['msg']}" for issue in error.errors()
+                )
+            rejected.append(Rejection(line=number, code=code, detail=detail))
+            continue
+        if len(batch) >= BATCH:
+            await flush()
+    await flush()
+    return ImportResult(accepted=accepted, rejected=rejected)

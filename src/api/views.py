@@ -1,0 +1,158 @@
+"""Records as JSON: money and rates as decimal strings, dates ISO, ids as strings."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from api.tokens import Principal
+from channel_domain.aggregate import ChannelAggregate
+from channel_domain.application import HistoryEntry
+from channel_domain.contract import Contract
+from channel_domain.employee import Employee
+from channel_domain.partner import Partner
+from channel_domain.sales_target import SalesTarget
+
+PERSONAL_FIELDS = ("name", "national_id", "bank_card")
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values; unlike FastAPI's encoder, Decimal stays exact as a string."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def employee_view(employee: Employee, viewer: Principal) -> dict[str, Any]:
+    state = {
+        "status": employee.status,
+        "role": employee.role,
+        "hired_on": employee.hired_on,
+        "manager_id": employee.manager_id,
+        "probation_months": employee.probation_months,
+        "probation_ends_on": employee.probation_ends_on,
+        "contract_starts_on": employee.contract_starts_on,
+        "contract_ends_on": employee.contract_ends_on,
+        "consecutive_fixed_terms": employee.consecutive_fixed_terms,
+        "renewal_decision": employee.renewal_decision,
+        "evaluations": employee.evaluations,
+        "highest_warning": employee.highest_warning,
+        "dereliction": employee.dereliction,
+        "left_on": employee.left_on,
+    }
+    if "hr" in viewer.roles:
+        state.update({name: getattr(employee, name) for name in PERSONAL_FIELDS})
+    return state
+
+
+def partner_view(partner: Partner, _: Principal) -> dict[str, Any]:
+    return {
+        "status": partner.status,
+        "kind": partner.kind,
+        "name": partner.name,
+        "region": partner.region,
+        "grade": partner.grade,
+        "minimum_monthly_visits": partner.minimum_monthly_visits,
+        "commission_rate": partner.commission_rate,
+        "parent_partner_id": partner.parent_partner_id,
+        "recruited_by": partner.recruited_by,
+        "terminated_on": partner.terminated_on,
+        "visits": partner.visits,
+        "evaluations": partner.evaluations,
+        "complaints": partner.complaints,
+        "deposit": {
+            "paid": partner.deposit_paid,
+            "refunded": partner.deposit_refunded,
+            "held": partner.deposit_paid - partner.deposit_refunded,
+        },
+        "payout_account": partner.payout_account,
+        "payout_account_changes": partner.account_changes,
+        "housing_subsidies": partner.housing_subsidies,
+        "deals": partner.deals,
+        "payouts": partner.payouts,
+    }
+
+
+def contract_view(contract: Contract, _: Principal) -> dict[str, Any]:
+    returned = sum((contract.order_line(order)[1] for order in contract.orders), Decimal("0.00"))
+    sold = sum((contract.order_line(order)[0] for order in contract.orders), Decimal("0.00"))
+    return {
+        "status": contract.display_status(date.today()),
+        "partner_id": contract.partner_id,
+        "partner_kind": contract.partner_kind,
+        "starts_on": contract.starts_on,
+        "ends_on": contract.ends_on,
+        "last_day_in_force": contract.last_day_in_force if contract.signed_on else None,
+        "signed_on": contract.signed_on,
+        "commission": contract.commission,
+        "amendments": [{"effective_on": day, "commission": terms} for day, terms in contract.amendments],
+        "territory": contract.territory,
+        "products": contract.products,
+        "price_policy": contract.price_policy,
+        "goals": contract.goals,
+        "obligations": contract.obligations,
+        "support": contract.support,
+        "confidentiality": contract.confidentiality,
+        "fee_rate": contract.fee_rate,
+        "exclusive": contract.exclusive,
+        "rate_justification": contract.rate_justification,
+        "drafted_by": contract.drafted_by,
+        "approved_by": contract.approved_by,
+        "renewals": contract.renewals,
+        "orders": len(contract.orders),
+        "gross_sales": sold,
+        "returns": returned,
+    }
+
+
+def target_view(target: SalesTarget, _: Principal) -> dict[str, Any]:
+    return {
+        "status": target.status,
+        "assignee_type": target.assignee_type,
+        "assignee_id": target.assignee_id,
+        "period": target.period,
+        "amount": target.amount,
+        "kpis": target.kpis,
+        "parent_id": target.parent_id,
+        "children": target.children,
+        "allocated": target.allocated,
+        "revisions": target.revisions,
+        "kpi_results": target.kpi_results,
+        "set_by": target.set_by,
+    }
+
+
+VIEWS = {Employee: employee_view, Partner: partner_view, Contract: contract_view, SalesTarget: target_view}
+
+
+def record_view(record: ChannelAggregate, viewer: Principal) -> dict[str, Any]:
+    state = VIEWS[type(record)](record, viewer)  # type: ignore[operator]
+    return jsonable({"id": record.id, "version": record.version, **state})
+
+
+def history_view(entry: HistoryEntry, viewer: Principal, record_type: type) -> dict[str, Any]:
+    data = entry.data
+    if record_type is Employee and "hr" not in viewer.roles:
+        data = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
+    return jsonable({
+        "position": entry.position,
+        "version": entry.version,
+        "type": entry.type,
+        "recorded_at": entry.recorded_at,
+        "effective_on": entry.effective_on,
+        "actor": entry.actor,
+        "roles": entry.roles,
+        "correlation_id": entry.correlation_id,
+        "causation_id": entry.causation_id,
+        "data": data,
+    })
