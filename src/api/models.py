@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Money = Annotated[
     str,
@@ -19,7 +20,18 @@ Rate = Annotated[
     str,
     Field(pattern=r"^0(\.\d{1,8})?$", description="A fraction as a decimal string: 0.05 is 5 %.", examples=["0.05"]),
 ]
-Day = Annotated[date, Strict(), Field(description="YYYY-MM-DD", examples=["2026-03-15"])]
+
+
+def _iso_day(value: object) -> object:
+    # Lax pydantic would take a number as a Unix timestamp; a date here is YYYY-MM-DD.
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError("a date is a string YYYY-MM-DD")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day), Field(description="YYYY-MM-DD", examples=["2026-03-15"])]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Period = Annotated[str, Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"])]

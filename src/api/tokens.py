@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 ROLES = (
     "channel_manager",
@@ -60,12 +60,13 @@ def create_token(conn: psycopg.Connection, actor: str, roles: list[str]) -> tupl
 
 
 def authenticate(conn: psycopg.Connection, token: str) -> Principal | None:
-    row = conn.execute(
-        "SELECT token_id, actor, roles FROM api_tokens"
-        " WHERE token_sha256 = %s AND revoked_at IS NULL",
-        (_digest(token),),
-        prepare=True,
-    ).fetchone()
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        row = cursor.execute(
+            "SELECT token_id, actor, roles FROM api_tokens"
+            " WHERE token_sha256 = %s AND revoked_at IS NULL",
+            (_digest(token),),
+            prepare=True,
+        ).fetchone()
     return None if row is None else Principal(actor=row[1], roles=tuple(row[2]), token_id=row[0])
 
 

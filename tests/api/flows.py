@@ -1,0 +1,52 @@
+"""Common steps over HTTP, with the roles api.md gives each."""
+
+from __future__ import annotations
+
+from tests.api.conftest import Api
+
+HR = ("hr-1", ("hr",))
+SPECIALIST = ("spec-1", ("channel_specialist",))
+MANAGER = ("mgr-1", ("channel_manager",))
+MANAGER_2 = ("mgr-2", ("channel_manager",))
+FINANCE = ("fin-1", ("finance",))
+FINANCE_2 = ("fin-2", ("finance",))
+GM = ("gm-1", ("general_manager",))
+ERP = ("erp", ("integration",))
+REPORTING = ("bi", ("reporting",))
+AUDITOR = ("auditor-1", ("auditor",))
+CONTENTS = {
+    "goals": "grow", "products": ["router"], "price_policy": "list less 8 %", "obligations": "monthly report",
+    "support": "training", "confidentiality": "two years",
+}
+
+
+def post(api: Api, path: str, body=None, who=MANAGER, expect: int | None = 200, **headers):
+    response = api.post(path, body, actor=who[0], roles=who[1], **headers)
+    if expect is not None:
+        assert response.status_code == expect, response.text
+    return response
+
+
+def approved_partner(api: Api, kind: str = "sales_agent", **fields) -> str:
+    created = post(api, "/v1/partners", {"kind": kind, "name": f"{kind} Co.", **fields}, SPECIALIST, 201).json()
+    post(api, f"/v1/partners/{created['id']}/review", {"decision": "approve"}, MANAGER)
+    return created["id"]
+
+
+def signed_contract(api: Api, partner_id: str, starts_on="2026-01-01", ends_on="2026-12-31", **fields) -> str:
+    body = {"partner_id": partner_id, "starts_on": starts_on, "ends_on": ends_on,
+            "commission": {"type": "flat", "rate": "0.03"}, **CONTENTS, **fields}
+    contract = post(api, "/v1/contracts", body, MANAGER, 201).json()["id"]
+    post(api, f"/v1/contracts/{contract}/submit", None, MANAGER)
+    post(api, f"/v1/contracts/{contract}/approve", None, GM)
+    post(api, f"/v1/contracts/{contract}/sign", {"signed_on": starts_on}, MANAGER)
+    return contract
+
+
+def problem(response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["code"] == code, body
+    assert {"type", "title", "status", "detail"} <= set(body)
+    return body
