@@ -1,0 +1,84 @@
+"""The role table of api.md, row by row: every other role is refused with 403 before any
+rule is looked at, so the path ids need not exist."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.flows import problem
+
+ALL_ROLES = {"channel_manager", "channel_specialist", "finance", "hr", "general_manager", "integration",
+             "reporting", "auditor"}
+X = "00000000-0000-0000-0000-00000000000a"
+# (path, roles allowed) — transcribed from ../shared/api.md, not from the code.
+TABLE = [
+    ("/v1/employees", {"hr"}),
+    (f"/v1/employees/{X}/regularize", {"hr"}),
+    (f"/v1/employees/{X}/fail-probation", {"hr"}),
+    (f"/v1/employees/{X}/promote", {"hr"}),
+    (f"/v1/employees/{X}/transfer", {"hr"}),
+    (f"/v1/employees/{X}/evaluations", {"channel_manager", "hr"}),
+    (f"/v1/employees/{X}/warnings", {"hr"}),
+    (f"/v1/employees/{X}/contract-reviews", {"hr"}),
+    (f"/v1/employees/{X}/dismiss", {"hr"}),
+    ("/v1/partners", {"channel_manager", "channel_specialist"}),
+    (f"/v1/partners/{X}/review", {"channel_manager"}),
+    (f"/v1/partners/{X}/suspend", {"channel_manager"}),
+    (f"/v1/partners/{X}/reinstate", {"channel_manager"}),
+    (f"/v1/partners/{X}/terminate", {"channel_manager"}),
+    (f"/v1/partners/{X}/visits", {"channel_specialist", "channel_manager"}),
+    (f"/v1/partners/{X}/evaluations", {"channel_manager"}),
+    (f"/v1/partners/{X}/complaints", {"channel_specialist", "channel_manager"}),
+    (f"/v1/partners/{X}/complaints/{X}/resolve", {"channel_manager"}),
+    (f"/v1/partners/{X}/complaints/{X}/escalate", {"channel_manager"}),
+    (f"/v1/partners/{X}/deposit/payments", {"finance"}),
+    (f"/v1/partners/{X}/deposit/refunds", {"finance"}),
+    (f"/v1/partners/{X}/payout-account/changes", {"channel_specialist", "channel_manager"}),
+    (f"/v1/partners/{X}/payout-account/changes/{X}/approve", {"finance"}),
+    (f"/v1/partners/{X}/housing-subsidies", {"finance"}),
+    (f"/v1/partners/{X}/deals", {"channel_specialist", "integration"}),
+    (f"/v1/partners/{X}/payouts", {"channel_specialist", "channel_manager"}),
+    (f"/v1/partners/{X}/payouts/2026-03/verify", {"finance"}),
+    (f"/v1/partners/{X}/payouts/2026-03/approve", {"general_manager"}),
+    (f"/v1/partners/{X}/payouts/2026-03/pay", {"finance"}),
+    ("/v1/contracts", {"channel_manager"}),
+    (f"/v1/contracts/{X}/submit", {"channel_manager"}),
+    (f"/v1/contracts/{X}/approve", {"general_manager", "channel_manager"}),
+    (f"/v1/contracts/{X}/sign", {"channel_manager"}),
+    (f"/v1/contracts/{X}/amendments", {"channel_manager"}),
+    (f"/v1/contracts/{X}/terminate", {"channel_manager"}),
+    (f"/v1/contracts/{X}/renew", {"channel_manager"}),
+    (f"/v1/contracts/{X}/sales", {"integration", "channel_specialist"}),
+    (f"/v1/contracts/{X}/returns", {"integration", "channel_specialist"}),
+    ("/v1/sales/import", {"integration"}),
+    ("/v1/targets", {"channel_manager"}),
+    (f"/v1/targets/{X}/revisions", {"channel_manager"}),
+    (f"/v1/targets/{X}/revisions/{X}/approve", {"general_manager", "channel_manager"}),
+    (f"/v1/targets/{X}/close", {"channel_manager"}),
+]
+
+
+@pytest.mark.parametrize(("path", "allowed"), TABLE, ids=[path.replace(X, "{id}") for path, _ in TABLE])
+def test_roles_outside_the_table_are_refused(api, path, allowed):
+    for role in sorted(ALL_ROLES - allowed):
+        response = api.post(path, {}, actor=f"someone-{role}", roles=(role,))
+        problem(response, 403, "forbidden")
+    for role in sorted(allowed):
+        response = api.post(path, {}, actor=f"someone-{role}", roles=(role,))
+        assert response.status_code != 403, (role, response.text)
+
+
+def test_every_command_endpoint_is_in_the_table(api):
+    spec = api.client.get("/openapi.json").json()
+    posts = {path for path, item in spec["paths"].items() if "post" in item}
+    table = {path.replace(X, "{id}") for path, _ in TABLE}
+    normalised = {p.replace("{employee_id}", "{id}").replace("{partner_id}", "{id}").replace("{contract_id}", "{id}")
+                  .replace("{target_id}", "{id}").replace("{complaint_id}", "{id}").replace("{change_id}", "{id}")
+                  .replace("{revision_id}", "{id}").replace("{period}", "2026-03") for p in posts}
+    assert normalised == table
+
+
+def test_reads_are_open_to_every_role(api):
+    for role in sorted(ALL_ROLES):
+        response = api.get(f"/v1/partners/{X}", actor=f"reader-{role}", roles=(role,))
+        problem(response, 404, "not_found")
