@@ -45,7 +45,8 @@ def serve(
     apply_migrations(url)
     # Workers are separate processes: hand them the resolved URL, embedded server included.
     os.environ[DATABASE_URL_VARIABLE] = url
-    console.print(f"serving on http://{host}:{port}  (health: http://{host}:{port}/health)")
+    console.print(f"serving on http://{host}:{port}  (health: /health, API docs: /docs)")
+    console.print("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers
     )

@@ -32,7 +32,6 @@ from channel_domain.employee import Employee
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
-    DomainError,
     IdempotencyKeyReused,
     NotFound,
     VersionMismatch,

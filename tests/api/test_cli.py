@@ -30,7 +30,31 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_serve_answers_health_over_a_real_socket(database_url):
+def test_tokens_create_list_revoke(database_url, monkeypatch):
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
+    runner = CliRunner()
+    created = runner.invoke(cli, ["tokens", "create", "--actor", "erp", "--role", "integration"])
+    assert created.exit_code == 0, created.output
+    token = created.output.strip().splitlines()[-1]
+    assert token.startswith("cd_")
+    listed = runner.invoke(cli, ["tokens", "list"])
+    assert "erp" in listed.output and token not in listed.output
+    token_id = created.output.split()[2]
+    assert runner.invoke(cli, ["tokens", "revoke", token_id]).exit_code == 0
+    assert runner.invoke(cli, ["tokens", "revoke", token_id]).exit_code == 1
+    refused = runner.invoke(cli, ["tokens", "create", "--actor", "x", "--role", "emperor"])
+    assert refused.exit_code == 2 and "unknown role" in refused.output
+
+
+def issue_token(database_url: str, monkeypatch, actor: str, role: str) -> str:
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
+    created = CliRunner().invoke(cli, ["tokens", "create", "--actor", actor, "--role", role])
+    assert created.exit_code == 0, created.output
+    return created.output.strip().splitlines()[-1]
+
+
+def test_serve_answers_over_a_real_socket(database_url, monkeypatch):
+    token = issue_token(database_url, monkeypatch, "spec-1", "channel_specialist")
     port = free_port()
     env = {**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}
     server = subprocess.Popen(
@@ -53,6 +77,12 @@ def test_serve_answers_health_over_a_real_socket(database_url):
         body = response.json()
         assert body["status"] == "ok" and body["database"] == "ok"
         assert body["migrations"] >= 1
+        auth = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"http://127.0.0.1:{port}/v1/partners", json={"kind": "retailer", "name": "Corner Shop"},
+                             headers=auth, timeout=10)
+        assert created.status_code == 201, created.text
+        read = httpx.get(f"http://127.0.0.1:{port}{created.headers['location']}", headers=auth, timeout=10)
+        assert read.json()["name"] == "Corner Shop"
     finally:
         server.terminate()
         server.wait(timeout=10)

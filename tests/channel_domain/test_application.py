@@ -13,8 +13,8 @@ import pytest
 
 from channel_domain.application import ChannelDepartment
 from channel_domain.contract import Contract
-from channel_domain.errors import DomainError
 from channel_domain.employee import Employee
+from channel_domain.errors import DomainError
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
 from channel_domain.store.log import EventLog

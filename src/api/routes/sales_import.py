@@ -149,4 +149,4 @@ async def import_sales(request: Request, app: Department, caller: Integration) -
         if len(batch) >= BATCH:
             await flush()
     await flush()
-    return ImportResult(accepted=accepted, rejected=rejected)
+    return ImportResult(accepted=accepted, rejected=sorted(rejected, key=lambda r: r.line))

@@ -1,0 +1,77 @@
+"""The seeds' story, end to end over HTTP.
+
+The channel department hires a channel manager and a sales representative; recruits an
+enterprise agent for Zhejiang, which a different manager approves; drafts its contract,
+which the general manager approves, and signs it. The agent sells inside its territory (an
+order from Jiangsu is refused), a customer returns part of an order, and when a second
+sales agent is proposed while one is already in force, the signature is refused.
+"""
+
+from __future__ import annotations
+
+from tests.api.flows import CONTENTS, ERP, GM, HR, MANAGER, SPECIALIST, post, problem
+
+
+def test_the_channel_department_story(api):
+    # HR hires the channel manager and a sales representative who reports to her.
+    manager = post(api, "/v1/employees", {"name": "Zhou Min", "role": "manager", "hired_on": "2026-01-05",
+                                          "contract_months": 36}, HR, 201).json()
+    assert manager["probation_months"] == 3  # three-year contract: the law allows 6, the company caps at 3
+    rep = post(api, "/v1/employees", {"name": "Xu Tao", "role": "sales_rep", "hired_on": "2026-01-12",
+                                      "manager_id": manager["id"]}, HR, 201).json()
+    assert rep["probation_months"] == 2
+
+    # The rep recruits an enterprise agent for Zhejiang; the channel manager reviews it.
+    agent = post(api, "/v1/partners", {"kind": "enterprise_agent", "name": "Hangzhou Trading Co.",
+                                       "region": "Zhejiang", "recruited_by": rep["id"]}, SPECIALIST, 201).json()
+    assert post(api, f"/v1/partners/{agent['id']}/review", {"decision": "approve"}, MANAGER).json()["status"] == "approved"
+
+    # The manager drafts the contract; the general manager approves; the manager signs.
+    contract = post(api, "/v1/contracts", {
+        "partner_id": agent["id"], "starts_on": "2026-02-01", "ends_on": "2027-01-31", "territory": "Zhejiang",
+        "commission": {"type": "tiered", "tiers": [{"up_to": "100000.00", "rate": "0.03"}, {"rate": "0.045"}]},
+        **CONTENTS,
+    }, MANAGER, 201).json()["id"]
+    post(api, f"/v1/contracts/{contract}/submit", None, MANAGER)
+    problem(post(api, f"/v1/contracts/{contract}/approve", None, MANAGER, None), 403, "segregation_of_duties")
+    post(api, f"/v1/contracts/{contract}/approve", None, GM)
+    post(api, f"/v1/contracts/{contract}/sign", {"signed_on": "2026-01-28"}, MANAGER)
+    assert api.get(f"/v1/partners/{agent['id']}").json()["status"] == "active"
+
+    # Sales arrive from the ERP: inside the territory they land, outside they are refused.
+    sale = {"order_id": "HZ-0001", "amount": "60000.00", "sold_on": "2026-03-02", "region": "Zhejiang",
+            "employee_id": rep["id"]}
+    post(api, f"/v1/contracts/{contract}/sales", sale, ERP)
+    post(api, f"/v1/contracts/{contract}/sales", {**sale, "order_id": "HZ-0002", "amount": "70000.00"}, ERP)
+    problem(post(api, f"/v1/contracts/{contract}/sales", {**sale, "order_id": "JS-0001", "region": "Jiangsu"}, ERP,
+                 None), 422, "outside_territory")
+
+    # A customer returns part of the first order.
+    state = post(api, f"/v1/contracts/{contract}/returns",
+                 {"order_id": "HZ-0001", "amount": "5000.00", "returned_on": "2026-03-10"}, ERP).json()
+    assert (state["orders"], state["gross_sales"], state["returns"]) == (2, "130000.00", "5000.00")
+
+    # One sales agent at a time: the first is signed, a second is refused while it is in force.
+    def sales_agent_contract(name: str, starts_on: str) -> str:
+        partner = post(api, "/v1/partners", {"kind": "sales_agent", "name": name}, SPECIALIST, 201).json()["id"]
+        post(api, f"/v1/partners/{partner}/review", {"decision": "approve"}, MANAGER)
+        drafted = post(api, "/v1/contracts", {"partner_id": partner, "starts_on": starts_on, "ends_on": "2026-12-31",
+                                              "commission": {"type": "flat", "rate": "0.02"}, **CONTENTS},
+                       MANAGER, 201).json()["id"]
+        post(api, f"/v1/contracts/{drafted}/submit", None, MANAGER)
+        post(api, f"/v1/contracts/{drafted}/approve", None, GM)
+        return drafted
+
+    first = sales_agent_contract("National Sales Ltd.", "2026-02-01")
+    post(api, f"/v1/contracts/{first}/sign", {"signed_on": "2026-01-30"}, MANAGER)
+    second = sales_agent_contract("Rival Sales Ltd.", "2026-07-01")
+    problem(post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER, None), 422,
+            "exclusive_sales_agent_exists")
+
+    # Every step is on record, attributed.
+    history = api.get(f"/v1/contracts/{contract}/history").json()["items"]
+    assert [(h["type"], h["actor"]) for h in history[:4]] == [
+        ("Contract.Drafted", "mgr-1"), ("Contract.Submitted", "mgr-1"), ("Contract.Approved", "gm-1"),
+        ("Contract.Signed", "mgr-1"),
+    ]
+    assert history[4]["effective_on"] == "2026-03-02" and history[4]["data"]["employee_id"] == rep["id"]
