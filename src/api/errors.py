@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -97,6 +100,16 @@ def install(app: FastAPI) -> None:
         details = [{"field": _field_path(tuple(i.get("loc", ()))), "message": i.get("msg", "")} for i in issues]
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return problem(422, "validation_error", summary, errors=details)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def database_unavailable(_: Request, error: Exception) -> JSONResponse:
+        # Nothing was answered 2xx, so nothing is lost: the client retries (with its
+        # Idempotency-Key, a retry of a command that did commit replays its answer).
+        return problem(503, "database_unavailable", "the database is not answering; retry shortly",
+                       {"Retry-After": "2"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

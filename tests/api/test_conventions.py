@@ -147,3 +147,21 @@ def test_approver_roles_follow_the_table(api):
     contract = post(api, "/v1/contracts", {"partner_id": partner, "starts_on": "2026-01-01", "ends_on": "2026-12-31",
                                             "commission": {"type": "flat", "rate": "0.03"}}, MANAGER, 201).json()["id"]
     problem(post(api, f"/v1/contracts/{contract}/submit", None, GM, None), 403, "forbidden")
+
+
+def test_an_unreachable_database_answers_503_with_retry_after():
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    with TestClient(create_app("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")) as client:
+        response = client.get("/v1/partners/00000000-0000-0000-0000-000000000001",
+                              headers={"Authorization": "Bearer cd_x"})
+    problem(response, 503, "database_unavailable")
+    assert response.headers["retry-after"] == "2"
+
+
+def test_absurd_versions_and_cursors_are_refused_not_crashed(api):
+    partner = approved_partner(api, "retailer")
+    problem(api.get(f"/v1/partners/{partner}", version=10**30), 422, "validation_error")
+    assert api.get(f"/v1/partners/{partner}/history", cursor="9" * 40).status_code == 200

@@ -47,7 +47,7 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
         app: Department,
         reader: Reader,
         as_of: Annotated[datetime | None, Query(description="RFC 3339 time: the record as it stood then")] = None,
-        version: Annotated[int | None, Query(ge=1, description="The record at this version")] = None,
+        version: Annotated[int | None, Query(ge=1, le=2**62, description="The record at this version")] = None,
     ) -> JSONResponse:
         if as_of is not None and version is not None:
             raise ApiProblem(422, "validation_error", "give as_of or version, not both")
@@ -70,7 +70,7 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> dict[str, Any]:
-        after = int(cursor) if cursor and cursor.isdigit() else 0
+        after = int(cursor) if cursor and cursor.isdigit() and len(cursor) < 19 else 0
         entries = app.history(record_id)
         if not entries[0].type.startswith(f"{record_type.__name__}."):
             raise NotFound(f"no {noun} {record_id}")
