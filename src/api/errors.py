@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from channel_domain.errors import (
@@ -39,6 +39,11 @@ _STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
 
 class Problem(BaseModel):
     """RFC 9457 problem details."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "type": "urn:channel-domain:problem:outside_territory", "title": "Outside territory", "status": 422,
+        "detail": "this enterprise agent sells in Zhejiang, not Jiangsu", "code": "outside_territory",
+    }]})
 
     type: str
     title: str

@@ -66,7 +66,12 @@ class RecordState(BaseModel):
     """A record's state after a command or at a point in time. Fields beyond these depend
     on the record type; money is always a decimal string."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "id": "6f1c2d3e-4f50-4b8e-9a0e-0b7c1f0e3a52", "version": 6, "position": 1042, "status": "signed",
+        "partner_id": "0b7c1f0e-3a52-4b8e-9a0e-6f1c2d3e4f50", "partner_kind": "enterprise_agent",
+        "starts_on": "2026-01-01", "ends_on": "2026-12-31", "territory": "Zhejiang",
+        "commission": {"type": "flat", "rate": "0.03"}, "orders": 1, "gross_sales": "60000.00", "returns": "0.00",
+    }]})
 
     id: str
     version: int = Field(description="The record's version (its event count)")
@@ -88,5 +93,13 @@ class HistoryItem(BaseModel):
 
 
 class History(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [{
+        "position": 1042, "version": 5, "type": "Contract.SaleRecorded", "recorded_at": "2026-03-02T08:15:02.113Z",
+        "effective_on": "2026-03-02", "actor": "erp", "roles": ["integration"],
+        "correlation_id": "erp-batch-77", "causation_id": "erp-batch-77",
+        "data": {"order_id": "SO-1", "amount": "60000.00", "sold_on": "2026-03-02", "region": "Zhejiang",
+                 "product": None, "employee_id": None},
+    }], "next_cursor": None}]})
+
     items: list[HistoryItem]
     next_cursor: str | None = None

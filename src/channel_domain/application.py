@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,14 +26,16 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
 
 from channel_domain.aggregate import ChannelAggregate, effective_on
-from channel_domain.context import current_command
+from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import Employee
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
+    DomainError,
     IdempotencyKeyReused,
     NotFound,
+    ValidationFailed,
     VersionMismatch,
     refusal,
 )
@@ -68,6 +70,23 @@ class CommandOutcome:
     positions: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class SalesLine:
+    """One line of a bulk import: a sale (`sold_on`) or a return (`returned_on`)."""
+
+    contract_id: UUID
+    kind: str
+    fields: dict[str, Any]
+
+    def apply_to(self, contract: Contract) -> None:
+        if self.kind == "sale":
+            contract.record_sale(**self.fields)
+        elif self.kind == "return":
+            contract.record_return(**self.fields)
+        else:
+            raise ValidationFailed("kind", "sale or return")
 
 
 @dataclass(frozen=True)
@@ -412,6 +431,44 @@ class ChannelDepartment(Application):
         self, contract_id: UUID, order_id: str, amount: Any, returned_on: date | str
     ) -> CommandOutcome:
         return self._change(Contract, contract_id, lambda c: c.record_return(order_id, amount, returned_on))
+
+    def import_sales(self, lines: Sequence[SalesLine]) -> list[DomainError | None]:
+        """Sales and returns in bulk: each line is checked on its own and refused on its
+        own, but the accepted lines of one contract are saved together, in one transaction,
+        instead of one load and one commit per line. Returns each line's refusal or None."""
+        outcomes: list[DomainError | None] = [None] * len(lines)
+        by_contract: dict[UUID, list[int]] = {}
+        for index, line in enumerate(lines):
+            by_contract.setdefault(line.contract_id, []).append(index)
+        outer = current_command()
+        for contract_id, indexes in by_contract.items():
+            for attempt in range(CONCURRENCY_RETRIES):
+                try:
+                    contract = self._load(Contract, contract_id)
+                except NotFound as missing:
+                    for index in indexes:
+                        outcomes[index] = missing
+                    break
+                for index in indexes:
+                    # Each line is a command of its own: its own id on its events.
+                    with acting_as(outer.actor, outer.roles, correlation_id=outer.correlation_id,
+                                   causation_id=outer.causation_id, now=outer.now):
+                        try:
+                            lines[index].apply_to(contract)
+                            outcomes[index] = None
+                        except DomainError as refusal_:
+                            outcomes[index] = refusal_
+                if not contract.pending_events:
+                    break
+                try:
+                    self._commit(contract)
+                    break
+                except ConcurrentModification as conflict:
+                    if attempt == CONCURRENCY_RETRIES - 1:
+                        for index in indexes:
+                            outcomes[index] = outcomes[index] or conflict
+                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
+        return outcomes
 
     def _lowest_enterprise_agent_rate(self, starts_on: date | str, ends_on: date | str) -> Decimal | None:
         try:

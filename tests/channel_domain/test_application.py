@@ -340,3 +340,26 @@ def test_transfer_to_someone_who_is_not_a_current_employee_is_refused(app):
         app.dismiss_employee(manager.id, "2026-02-01", "dereliction")
         with refused("unknown_employee"):
             app.transfer_employee(rep.id, manager.id, "2026-03-01")
+
+
+def test_bulk_import_refuses_lines_one_by_one_and_keeps_each_line_a_command(app):
+    from channel_domain.application import SalesLine
+
+    contract = signed_contract(app, partner(app, "enterprise_agent"), territory="Zhejiang")
+    missing = contract.__class__(int=5)
+    lines = [
+        SalesLine(contract, "sale", {"order_id": "A", "amount": "10.00", "sold_on": "2026-02-01", "region": "Zhejiang"}),
+        SalesLine(contract, "sale", {"order_id": "B", "amount": "10.00", "sold_on": "2026-02-01", "region": "Jiangsu"}),
+        SalesLine(missing, "sale", {"order_id": "C", "amount": "10.00", "sold_on": "2026-02-01"}),
+        SalesLine(contract, "return", {"order_id": "A", "amount": "4.00", "returned_on": "2026-02-02"}),
+        SalesLine(contract, "sale", {"order_id": "A", "amount": "10.00", "sold_on": "2026-02-01", "region": "Zhejiang"}),
+    ]
+    with as_("erp", "integration", correlation_id="batch-9"):
+        outcomes = app.import_sales(lines)
+    assert [o.code if o else None for o in outcomes] == [None, "outside_territory", "not_found", None, "duplicate_order"]
+    sold, returned = app.history(contract)[-2:]
+    assert (sold.type, returned.type) == ("Contract.SaleRecorded", "Contract.ReturnRecorded")
+    assert sold.correlation_id == returned.correlation_id == "batch-9"
+    assert sold.position + 1 == returned.position
+    sale_event, return_event = list(app.events.get(contract))[-2:]
+    assert sale_event.meta["command_id"] != return_event.meta["command_id"]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Department, allowed
@@ -21,13 +21,12 @@ from api.models import Command, Day, Money, ShortText
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain import acting_as
-from channel_domain.application import ChannelDepartment
-from channel_domain.errors import DomainError
+from channel_domain.application import ChannelDepartment, SalesLine
 
 router = APIRouter(prefix="/v1/sales", tags=["sales"])
 Integration = Annotated[Principal, Depends(allowed("integration"))]
 MAX_LINE = 64 * 1024
-BATCH = 200  # lines handed to a worker thread at a time
+BATCH = 2000  # lines handed to a worker thread at a time: larger batches, fewer commits per contract
 
 
 class SaleLine(Command):
@@ -60,6 +59,12 @@ class Rejection(BaseModel):
 
 
 class ImportResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "accepted": 99998, "rejected": [
+            {"line": 17, "code": "outside_territory", "detail": "this enterprise agent sells in Zhejiang, not Jiangsu"},
+            {"line": 50211, "code": "duplicate_order", "detail": "order SO-88 is already recorded on this contract"},
+        ]}]})
+
     accepted: int
     rejected: list[Rejection]
 
@@ -91,19 +96,18 @@ async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes | None]]:
 
 def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
                batch: list[tuple[int, Any]]) -> tuple[int, list[Rejection]]:
-    accepted, rejected = 0, []
-    for number, line in batch:
-        try:
-            with acting_as(caller.actor, caller.roles, correlation_id=correlation_id):
-                if isinstance(line, SaleLine):
-                    fields = line.model_dump(exclude={"kind", "contract_id"})
-                    app.record_sale(line.contract_id, **fields)
-                else:
-                    app.record_return(line.contract_id, line.order_id, line.amount, line.returned_on)
-            accepted += 1
-        except DomainError as refusal:
-            rejected.append(Rejection(line=number, code=refusal.code, detail=refusal.message))
-    return accepted, rejected
+    lines = [
+        SalesLine(line.contract_id, line.kind, line.model_dump(exclude={"kind", "contract_id"}))
+        for _, line in batch
+    ]
+    with acting_as(caller.actor, caller.roles, correlation_id=correlation_id):
+        outcomes = app.import_sales(lines)
+    rejected = [
+        Rejection(line=number, code=refusal.code, detail=refusal.message)
+        for (number, _), refusal in zip(batch, outcomes, strict=True)
+        if refusal is not None
+    ]
+    return len(batch) - len(rejected), rejected
 
 
 @router.post(
