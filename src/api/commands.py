@@ -65,7 +65,7 @@ def run(
         outcome = command()
     # The state at the command's own version, so a replay answers exactly as the first did.
     record = app.get(record_type, outcome.id, version=outcome.version)
-    answer: dict[str, Any] = {**record_view(record, principal), "position": outcome.position}
+    answer: dict[str, Any] = {**record_view(app, record, principal), "position": outcome.position}
     answer.update(jsonable(outcome.extra))
     headers = {"ETag": f'"{outcome.version}"'}
     if outcome.replayed:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from api.tokens import Principal
 from channel_domain.aggregate import ChannelAggregate
-from channel_domain.application import HistoryEntry
+from channel_domain.application import ChannelDepartment, HistoryEntry
 from channel_domain.contract import Contract
 from channel_domain.employee import Employee
 from channel_domain.partner import Partner
@@ -33,7 +33,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def employee_view(employee: Employee, viewer: Principal) -> dict[str, Any]:
+def employee_view(app: ChannelDepartment, employee: Employee, viewer: Principal) -> dict[str, Any]:
     state = {
         "status": employee.status,
         "role": employee.role,
@@ -49,13 +49,14 @@ def employee_view(employee: Employee, viewer: Principal) -> dict[str, Any]:
         "highest_warning": employee.highest_warning,
         "dereliction": employee.dereliction,
         "left_on": employee.left_on,
+        "personal_data_erased": employee.personal_data_erased,
     }
     if "hr" in viewer.roles:
-        state.update({name: getattr(employee, name) for name in PERSONAL_FIELDS})
+        state.update(app.personal_data(employee))  # None for each field once erased
     return state
 
 
-def partner_view(partner: Partner, _: Principal) -> dict[str, Any]:
+def partner_view(_app: ChannelDepartment, partner: Partner, _: Principal) -> dict[str, Any]:
     return {
         "status": partner.status,
         "kind": partner.kind,
@@ -83,7 +84,7 @@ def partner_view(partner: Partner, _: Principal) -> dict[str, Any]:
     }
 
 
-def contract_view(contract: Contract, _: Principal) -> dict[str, Any]:
+def contract_view(_app: ChannelDepartment, contract: Contract, _: Principal) -> dict[str, Any]:
     returned = sum((contract.order_line(order)[1] for order in contract.orders), Decimal("0.00"))
     sold = sum((contract.order_line(order)[0] for order in contract.orders), Decimal("0.00"))
     return {
@@ -115,7 +116,7 @@ def contract_view(contract: Contract, _: Principal) -> dict[str, Any]:
     }
 
 
-def target_view(target: SalesTarget, _: Principal) -> dict[str, Any]:
+def target_view(_app: ChannelDepartment, target: SalesTarget, _: Principal) -> dict[str, Any]:
     return {
         "status": target.status,
         "assignee_type": target.assignee_type,
@@ -135,15 +136,18 @@ def target_view(target: SalesTarget, _: Principal) -> dict[str, Any]:
 VIEWS = {Employee: employee_view, Partner: partner_view, Contract: contract_view, SalesTarget: target_view}
 
 
-def record_view(record: ChannelAggregate, viewer: Principal) -> dict[str, Any]:
-    state = VIEWS[type(record)](record, viewer)  # type: ignore[operator]
+def record_view(app: ChannelDepartment, record: ChannelAggregate, viewer: Principal) -> dict[str, Any]:
+    state = VIEWS[type(record)](app, record, viewer)  # type: ignore[operator]
     return jsonable({"id": record.id, "version": record.version, **state})
 
 
-def history_view(entry: HistoryEntry, viewer: Principal, record_type: type) -> dict[str, Any]:
+def history_view(app: ChannelDepartment, entry: HistoryEntry, viewer: Principal, record_id: UUID) -> dict[str, Any]:
     data = entry.data
-    if record_type is Employee and "hr" not in viewer.roles:
-        data = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
+    if PERSONAL_FIELDS & data.keys():
+        if "hr" in viewer.roles:
+            data = app.unsealed(record_id, data)
+        else:
+            data = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
     return jsonable({
         "position": entry.position,
         "version": entry.version,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
@@ -42,6 +42,7 @@ from channel_domain.errors import (
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
 from channel_domain.store.database import library_environment
+from channel_domain.store.personal_data import PersonalDataVault, new_key, seal, unseal
 from channel_domain.store.recorder import (
     ConstraintViolation,
     ContractInForce,
@@ -49,13 +50,14 @@ from channel_domain.store.recorder import (
     EventRecorder,
     PendingOutcome,
 )
-from channel_domain.values import money
+from channel_domain.values import money, require_text
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 A = TypeVar("A", bound=ChannelAggregate)
 
 CONCURRENCY_RETRIES = 20
+PERSONAL_FIELDS = {"name", "national_id", "bank_card"}
 _BASE_EVENT_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
 
 
@@ -173,6 +175,10 @@ class ChannelDepartment(Application):
         settings.update(env or {})
         super().__init__(env=settings)
 
+    @functools.cached_property
+    def vault(self) -> PersonalDataVault:
+        return PersonalDataVault(self.event_recorder.datastore)
+
     @property
     def event_recorder(self) -> EventRecorder:
         assert isinstance(self.recorder, EventRecorder)
@@ -185,10 +191,40 @@ class ChannelDepartment(Application):
     # Employees ---------------------------------------------------------------------------
 
     @command
-    def hire_employee(self, *, manager_id: UUID | None = None, **fields: Any) -> CommandOutcome:
+    def hire_employee(
+        self,
+        *,
+        name: str,
+        national_id: str | None = None,
+        bank_card: str | None = None,
+        manager_id: UUID | None = None,
+        **fields: Any,
+    ) -> CommandOutcome:
         if manager_id is not None:
             self._require_colleague(manager_id, "manager_id")
-        return self._commit(Employee.hire(manager_id=manager_id, **fields))
+        employee_id, key = uuid4(), new_key()
+        personal = {"name": require_text(name, "name"), "national_id": national_id, "bank_card": bank_card}
+        sealed = {field_name: seal(key, employee_id, value) for field_name, value in personal.items()}
+        employee = Employee.hire(id=employee_id, manager_id=manager_id, **sealed, **fields)
+        return self._commit(employee, new_personal_keys={employee_id: key})
+
+    @command
+    def erase_personal_data(self, employee_id: UUID) -> CommandOutcome:
+        employee = self._load(Employee, employee_id, commanded=True)
+        employee.erase_personal_data()
+        return self._commit(employee, erase_personal_keys=[employee_id])
+
+    def personal_data(self, employee: Employee) -> dict[str, str | None]:
+        """An employee's personal fields in clear, or all None once erased."""
+        key = None if employee.personal_data_erased else self.vault.key(employee.id)
+        return {name: unseal(key, employee.id, getattr(employee, name)) for name in PERSONAL_FIELDS}
+
+    def unsealed(self, record_id: UUID, data: dict[str, Any]) -> dict[str, Any]:
+        """An event's data with its personal fields opened (None once erased)."""
+        if not PERSONAL_FIELDS & data.keys():
+            return data
+        key = self.vault.key(record_id)
+        return {k: unseal(key, record_id, v) if k in PERSONAL_FIELDS else v for k, v in data.items()}
 
     @command
     def regularize_employee(self, employee_id: UUID, on: date | str) -> CommandOutcome:
@@ -591,6 +627,8 @@ class ChannelDepartment(Application):
         *others: ChannelAggregate,
         extra: dict[str, Any] | None = None,
         contracts_in_force: list[ContractInForce] | None = None,
+        new_personal_keys: dict[UUID, bytes] | None = None,
+        erase_personal_keys: list[UUID] | None = None,
     ) -> CommandOutcome:
         context = current_command()
         pending = None
@@ -603,7 +641,12 @@ class ChannelDepartment(Application):
             )
         try:
             recordings = self.save(
-                primary, *others, outcome=pending, contracts_in_force=contracts_in_force or []
+                primary,
+                *others,
+                outcome=pending,
+                contracts_in_force=contracts_in_force or [],
+                new_personal_keys=new_personal_keys,
+                erase_personal_keys=erase_personal_keys or [],
             )
         except ConstraintViolation as violation:
             raise self._refusal_for(violation) from violation

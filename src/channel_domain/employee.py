@@ -3,6 +3,9 @@
 Probation follows the Labour Contract Law, which caps it lower than the seeds' 3 months
 (Art. 19) and allows it once per employee. Renewals are reviewed each December; after two
 consecutive fixed-term contracts the next one must be open-ended (Art. 14(3)).
+
+Personal fields (name, national id, bank card) arrive sealed by the application with a key
+of this employee: the aggregate stores and replays them without ever reading them.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Employee(ChannelAggregate):
         probation_months: int | None = None,
         national_id: str | None = None,
         bank_card: str | None = None,
+        id: UUID | None = None,  # noqa: A002 - the application picks it to seal personal data
     ) -> Employee:
         if role not in JOB_ROLES:
             raise ValidationFailed("role", f"one of {', '.join(JOB_ROLES)}")
@@ -79,7 +83,9 @@ class Employee(ChannelAggregate):
                 f"a {months or 'open-ended'}-month contract allows at most {cap} months of probation",
                 cap=cap,
             )
-        return cls(
+        return cls._create(
+            cls.Hired,  # type: ignore[attr-defined]
+            id=id,
             name=require_text(name, "name"),
             role=role,
             hired_on=parse_date(hired_on, "hired_on"),
@@ -191,6 +197,13 @@ class Employee(ChannelAggregate):
             raise ValidationFailed("contract_months", "only a renewal has a term")
         self._contract_reviewed(on=day, decision=decision, contract_months=months)
 
+    def erase_personal_data(self) -> None:
+        """PIPL erasure: the events stay; the sealed personal fields become unreadable
+        because the key that opens them is destroyed with this event."""
+        if self.personal_data_erased:
+            raise refusal("already_erased", "this employee's personal data is already erased")
+        self._personal_data_erased()
+
     def _require_employed(self, action: str) -> None:
         self._require_status(action, "probation", "regular")
 
@@ -228,6 +241,7 @@ class Employee(ChannelAggregate):
         self.highest_warning: str | None = None
         self.dereliction = False
         self.left_on: date | None = None
+        self.personal_data_erased = False
 
     @event("Regularized")
     def _regularized(self, on: date) -> None:
@@ -278,3 +292,7 @@ class Employee(ChannelAggregate):
             self.contract_reviewed = False
         else:
             self.contract_reviewed = True
+
+    @event("PersonalDataErased")
+    def _personal_data_erased(self) -> None:
+        self.personal_data_erased = True

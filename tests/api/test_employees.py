@@ -96,3 +96,29 @@ def test_history_pages_with_a_cursor(api):
     rest = api.get(f"/v1/employees/{employee}/history", limit=2, cursor=first["next_cursor"]).json()
     assert [item["type"] for item in rest["items"]] == ["Employee.Promoted"] and rest["next_cursor"] is None
     assert rest["items"][0]["effective_on"] == "2026-06-01"
+
+
+def test_erasure_makes_personal_fields_unreadable_everywhere_and_keeps_the_rest(api):
+    employee = hire(api)
+    erased = post(api, f"/v1/employees/{employee['id']}/personal-data/erase", None, HR).json()
+    assert erased["personal_data_erased"] is True
+    assert (erased["name"], erased["national_id"], erased["bank_card"]) == (None, None, None)
+    assert erased["role"] == "sales_rep" and erased["hired_on"] == "2026-01-05"
+    as_hr = api.get(f"/v1/employees/{employee['id']}", actor=HR[0], roles=HR[1]).json()
+    assert as_hr["name"] is None
+    past = api.get(f"/v1/employees/{employee['id']}", actor=HR[0], roles=HR[1], version=1).json()
+    assert past["name"] is None, "time travel must not bring erased data back"
+    history = api.get(f"/v1/employees/{employee['id']}/history", actor=HR[0], roles=HR[1]).json()["items"]
+    assert history[0]["data"]["national_id"] is None and history[-1]["type"] == "Employee.PersonalDataErased"
+    problem(post(api, f"/v1/employees/{employee['id']}/personal-data/erase", None, HR, None), 422, "already_erased")
+
+
+def test_personal_fields_are_sealed_in_the_stored_events(api):
+    import psycopg
+
+    employee = hire(api)
+    with psycopg.connect(api.database_url) as conn:
+        (state,) = conn.execute("SELECT state FROM events WHERE originator_id = %s AND originator_version = 1",
+                                (employee["id"],)).fetchone()
+    assert b"330101199001011234" not in bytes(state) and b"Wang Fang" not in bytes(state)
+    assert b"pii:v1:" in bytes(state)

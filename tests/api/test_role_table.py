@@ -21,6 +21,7 @@ TABLE = [
     (f"/v1/employees/{X}/warnings", {"hr"}),
     (f"/v1/employees/{X}/contract-reviews", {"hr"}),
     (f"/v1/employees/{X}/dismiss", {"hr"}),
+    (f"/v1/employees/{X}/personal-data/erase", {"hr"}),
     ("/v1/partners", {"channel_manager", "channel_specialist"}),
     (f"/v1/partners/{X}/review", {"channel_manager"}),
     (f"/v1/partners/{X}/suspend", {"channel_manager"}),

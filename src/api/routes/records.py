@@ -54,7 +54,7 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
         if as_of is not None and as_of.tzinfo is None:
             raise ApiProblem(422, "validation_error", "as_of: an RFC 3339 time with its offset, e.g. 2026-03-01T00:00:00Z")
         record = app.get(record_type, record_id, version=version, as_of=as_of)
-        return JSONResponse(record_view(record, reader), headers={"ETag": f'"{record.version}"'})
+        return JSONResponse(record_view(app, record, reader), headers={"ETag": f'"{record.version}"'})
 
     @router.get(
         "/{record_id}/history",
@@ -77,6 +77,6 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
         page = [entry for entry in entries if entry.version > after][:limit]
         more = page and page[-1].version < entries[-1].version
         return {
-            "items": [history_view(entry, reader, record_type) for entry in page],
+            "items": [history_view(app, entry, reader, record_id) for entry in page],
             "next_cursor": str(page[-1].version) if more else None,
         }

@@ -9,7 +9,8 @@ passes a position that a still-running transaction could fill.
 In the same transaction as the events it writes, when the command carries them:
 - the command's idempotency key and its outcome (`command_outcomes`);
 - the registry of contracts in force (`contracts_in_force`), whose exclusion constraint
-  makes the exclusive sales agent rule atomic.
+  makes the exclusive sales agent rule atomic;
+- a new employee's personal-data key, or the destruction of one (`personal_data_keys`).
 
 It does not NOTIFY inside the write transaction, as the stock recorder does: PostgreSQL
 serialises the commits of every transaction that notifies (a database-wide lock held until
@@ -99,6 +100,8 @@ class EventRecorder(PostgresApplicationRecorder):
         facts: Sequence[EventFacts] = (),
         outcome: PendingOutcome | None = None,
         contracts_in_force: Sequence[ContractInForce] = (),
+        new_personal_keys: dict[UUID, bytes] | None = None,
+        erase_personal_keys: Sequence[UUID] = (),
         **_: Any,
     ) -> Sequence[int]:
         """Append in one round trip (`append_events`, migrations/0002). Not retried here:
@@ -125,6 +128,9 @@ class EventRecorder(PostgresApplicationRecorder):
                         outcome.fingerprint if outcome else None,
                         Jsonb(outcome.outcome) if outcome else None,
                         *([row[i] for row in registry] for i in range(6)),
+                        list((new_personal_keys or {}).keys()),
+                        list((new_personal_keys or {}).values()),
+                        list(erase_personal_keys),
                     ),
                     prepare=True,
                 )
@@ -242,7 +248,8 @@ _APPEND_EVENTS = """
     SELECT position FROM append_events(
         %s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::timestamptz[], %s::date[],
         %s::text, %s::text, %s::text, %s::jsonb,
-        %s::uuid[], %s::uuid[], %s::text[], %s::daterange[], %s::numeric[], %s::numeric[]
+        %s::uuid[], %s::uuid[], %s::text[], %s::daterange[], %s::numeric[], %s::numeric[],
+        %s::uuid[], %s::bytea[], %s::uuid[]
     ) AS position
 """
 
