@@ -165,3 +165,13 @@ def test_absurd_versions_and_cursors_are_refused_not_crashed(api):
     partner = approved_partner(api, "retailer")
     problem(api.get(f"/v1/partners/{partner}", version=10**30), 422, "validation_error")
     assert api.get(f"/v1/partners/{partner}/history", cursor="9" * 40).status_code == 200
+
+
+def test_a_repeat_while_the_first_is_still_running_is_409(api):
+    contract = signed_contract(api, approved_partner(api))
+    department = api.client.app.state.department
+    sale = {"order_id": "SO-1", "amount": "100.00", "sold_on": "2026-02-01"}
+    with department.event_recorder.key_in_flight("erp", "slow-key"):
+        response = post(api, f"/v1/contracts/{contract}/sales", sale, ERP, None, **{"Idempotency-Key": "slow-key"})
+    problem(response, 409, "idempotency_key_in_flight")
+    post(api, f"/v1/contracts/{contract}/sales", sale, ERP, 200, **{"Idempotency-Key": "slow-key"})
