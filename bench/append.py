@@ -12,7 +12,6 @@ drops its own database.
 from __future__ import annotations
 
 import argparse
-import os
 import threading
 import time
 import uuid
@@ -20,12 +19,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
+from common import arguments, bench_database
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
-from channel_domain.store.database import database_url, scratch_database
-from channel_domain.store.migrations import migrate
 from channel_domain.store.recorder import EventFacts, EventRecorder
 
 STATE = b'{"order_id":"O-1","amount":{"_type_":"decimal_str","_data_":"100.00"}}'
@@ -53,11 +51,8 @@ def timed(writers: int, events: int, append: Callable[[], None]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--url", default=os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"))
-    args = parser.parse_args()
-    server = args.url or database_url()
-    with scratch_database(server, prefix="cd_bench") as url:
-        migrate(url)
+    args = arguments(parser)
+    with bench_database(args.url) as url:
         run(url, args.events)
 
 

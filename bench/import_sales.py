@@ -7,51 +7,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import psycopg
+from common import arguments, bench_database, signed_contract
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.tokens import create_token
-from channel_domain import acting_as
 from channel_domain.application import ChannelDepartment
-from channel_domain.store.database import database_url, scratch_database
-from channel_domain.store.migrations import migrate
-
-CONTENTS = {"goals": "g", "products": ["p"], "price_policy": "p", "obligations": "o", "support": "s",
-            "confidentiality": "c"}
-
-
-def signed_retailer_contracts(app: ChannelDepartment, count: int) -> list[str]:
-    contracts = []
-    for n in range(count):
-        with acting_as("spec", ["channel_specialist"]):
-            partner = app.register_partner(kind="retailer", name=f"Shop {n}").id
-        with acting_as("mgr", ["channel_manager"]):
-            app.review_partner(partner, "approve")
-            contract = app.draft_contract(partner_id=partner, starts_on="2026-01-01", ends_on="2026-12-31",
-                                          commission={"type": "flat", "rate": "0.02"}, **CONTENTS).id
-            app.submit_contract(contract)
-        with acting_as("gm", ["general_manager"]):
-            app.approve_contract(contract)
-        with acting_as("mgr", ["channel_manager"]):
-            app.sign_contract(contract, "2026-01-01")
-        contracts.append(str(contract))
-    return contracts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=20_000)
     parser.add_argument("--contracts", type=int, default=20)
-    parser.add_argument("--url", default=os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"))
-    args = parser.parse_args()
-    with scratch_database(args.url or database_url(), prefix="cd_bench") as url:
-        migrate(url)
+    args = arguments(parser)
+    with bench_database(args.url) as url:
         setup = ChannelDepartment(url)
-        contracts = signed_retailer_contracts(setup, args.contracts)
+        contracts = [str(signed_contract(setup, "retailer", f"Shop {n}")) for n in range(args.contracts)]
         setup.close()
         with psycopg.connect(url, autocommit=True) as conn:
             token = create_token(conn, "erp", ["integration"])[1]
