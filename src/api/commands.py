@@ -13,10 +13,11 @@ from pydantic import BaseModel
 
 from api.errors import ApiProblem
 from api.tokens import Principal
-from api.views import jsonable, record_view
+from api.views import record_view
 from channel_domain import acting_as
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.application import ChannelDepartment, CommandOutcome
+from channel_domain.values import plain_json
 
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
 MAX_KEY_LENGTH = 255
@@ -66,7 +67,7 @@ def run(
     # The state at the command's own version, so a replay answers exactly as the first did.
     record = app.get(record_type, outcome.id, version=outcome.version)
     answer: dict[str, Any] = {**record_view(app, record, principal), "position": outcome.position}
-    answer.update(jsonable(outcome.extra))
+    answer.update(plain_json(outcome.extra))
     headers = {"ETag": f'"{outcome.version}"'}
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -14,23 +14,9 @@ from channel_domain.contract import Contract
 from channel_domain.employee import Employee
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
+from channel_domain.values import plain_json
 
 PERSONAL_FIELDS = ("name", "national_id", "bank_card")
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON values; unlike FastAPI's encoder, Decimal stays exact as a string."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (Decimal, UUID)):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
 
 
 def employee_view(app: ChannelDepartment, employee: Employee, viewer: Principal) -> dict[str, Any]:
@@ -138,7 +124,7 @@ VIEWS = {Employee: employee_view, Partner: partner_view, Contract: contract_view
 
 def record_view(app: ChannelDepartment, record: ChannelAggregate, viewer: Principal) -> dict[str, Any]:
     state = VIEWS[type(record)](app, record, viewer)  # type: ignore[operator]
-    return jsonable({"id": record.id, "version": record.version, **state})
+    return plain_json({"id": record.id, "version": record.version, **state})
 
 
 def history_view(app: ChannelDepartment, entry: HistoryEntry, viewer: Principal, record_id: UUID) -> dict[str, Any]:
@@ -148,7 +134,7 @@ def history_view(app: ChannelDepartment, entry: HistoryEntry, viewer: Principal,
             data = app.unsealed(record_id, data)
         else:
             data = {k: v for k, v in data.items() if k not in PERSONAL_FIELDS}
-    return jsonable({
+    return plain_json({
         "position": entry.position,
         "version": entry.version,
         "type": entry.type,

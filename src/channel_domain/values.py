@@ -5,9 +5,10 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID
 
 from channel_domain.errors import ValidationFailed
 
@@ -189,3 +190,19 @@ class CommissionTerms:
                 for t in self.tiers
             ],
         }
+
+
+def plain_json(value: Any) -> Any:
+    """JSON-ready values: Decimal stays exact as a string (unlike FastAPI's encoder, which
+    turns it into a float), dates ISO 8601, UUIDs as strings, times RFC 3339 in UTC."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value

@@ -1,1 +1,11 @@
-"""Read models built from the event log (commissions, attainment, activity, audit)."""
+"""Read models built from the event log (commissions, attainment, activity, audit).
+
+Each projection is a plain object with a `name` and `apply(cursor, events)`; the runner in
+`channel_domain.store.projecting` commits its writes with its checkpoint.
+"""
+
+from projections.audit import AuditTrail
+
+
+def all_projections() -> list:
+    return [AuditTrail()]

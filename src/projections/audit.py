@@ -1,0 +1,53 @@
+"""`audit_events`: one row per event — who (actor, roles), what (type, data), when (recorded
+time, effective date), why (correlation and causation) — for auditors and BI tools."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Notification
+
+from channel_domain.aggregate import effective_on
+from channel_domain.values import plain_json
+
+_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
+
+
+def event_id(stream_id: uuid.UUID, version: int) -> uuid.UUID:
+    """A stable id for an event: the same (stream, version) always gives the same id."""
+    return uuid.uuid5(stream_id, str(version))
+
+
+class AuditTrail:
+    name = "audit_events"
+
+    def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
+        rows = []
+        for notification, event in events:
+            stream_type, _, event_type = notification.topic.partition(":")[2].partition(".")
+            meta = event.meta
+            data = {k: v for k, v in vars(event).items() if k not in _BASE_FIELDS}
+            rows.append((
+                notification.id,
+                event_id(notification.originator_id, notification.originator_version),
+                notification.originator_id,
+                stream_type,
+                notification.originator_version,
+                f"{stream_type}.{event_type}",
+                meta["actor"],
+                meta["roles"],
+                event.timestamp,
+                effective_on(event),
+                meta["correlation_id"],
+                meta["causation_id"],
+                json.dumps(plain_json(data)),
+            ))
+        with cursor.copy(
+            "COPY audit_events (position, event_id, stream_id, stream_type, version, type, actor, roles,"
+            " recorded_at, effective_on, correlation_id, causation_id, data) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
