@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -15,8 +16,13 @@ from pydantic import BaseModel
 
 from api import errors
 from api.middleware import BodyLimit, CorrelationId
-from api.routes import contracts, employees, partners, sales_import, targets
+from api.routes import audit, contracts, employees, partners, projection_status, sales_import, targets
+from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import database_url
+from channel_domain.store.projecting import ProjectionRunner
+from projections import all_projections
+
+logger = logging.getLogger(__name__)
 
 
 class Health(BaseModel):
@@ -30,15 +36,37 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_app(url: str | None = None) -> FastAPI:
+def _project_when_ready(app: FastAPI, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with app.state.department_lock:
+                if app.state.department is None:
+                    app.state.department = ChannelDepartment(app.state.database_url)
+                if app.state.runner is None:
+                    app.state.runner = ProjectionRunner(app.state.department, all_projections())
+            app.state.runner.run(stop)
+        except Exception:  # the database is away: try again shortly, never take the API down
+            logger.exception("projections stopped; restarting")
+            stop.wait(1)
+
+
+def create_app(url: str | None = None, *, run_projections: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.database_url = url or database_url()
         app.state.department = None  # opened on first use, so /health answers even when the database is down
+        app.state.runner = None
         app.state.department_lock = threading.Lock()
+        stop = None
+        if run_projections:
+            # Every API process runs the projections; advisory locks let one work each at a time.
+            stop = threading.Event()
+            threading.Thread(target=_project_when_ready, args=(app, stop), name="projections", daemon=True).start()
         try:
             yield
         finally:
+            if stop is not None:
+                stop.set()
             if app.state.department is not None:
                 app.state.department.close()
 
@@ -55,7 +83,7 @@ def create_app(url: str | None = None) -> FastAPI:
     errors.install(app)
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, contracts, sales_import, targets):
+    for module in (employees, partners, contracts, sales_import, targets, audit, projection_status):
         app.include_router(module.router)
 
     @app.get(
@@ -81,4 +109,7 @@ def create_app(url: str | None = None) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """Entry point for `uvicorn --factory api.app:app_from_environment`."""
-    return create_app(os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"))
+    return create_app(
+        os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"),
+        run_projections=os.environ.get("CHANNEL_DOMAIN_PROJECTIONS", "on") != "off",
+    )

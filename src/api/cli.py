@@ -1,8 +1,10 @@
-"""`channel-domain`: migrate the schema, serve the API."""
+"""`channel-domain`: migrate the schema, serve the API, manage tokens, run projections."""
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import uuid
 
 import psycopg
@@ -11,8 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
+from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
+from channel_domain.store.projecting import ProjectionRunner
+from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Bearer tokens for the HTTP API.", no_args_is_help=True)
@@ -37,6 +42,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, help="Worker processes."),
+    projections: bool = typer.Option(True, help="Also keep the read models up to date in this process."),
 ) -> None:
     """Serve the HTTP API with uvicorn (migrates first)."""
     import uvicorn
@@ -45,6 +51,7 @@ def serve(
     apply_migrations(url)
     # Workers are separate processes: hand them the resolved URL, embedded server included.
     os.environ[DATABASE_URL_VARIABLE] = url
+    os.environ["CHANNEL_DOMAIN_PROJECTIONS"] = "on" if projections else "off"
     console.print(f"serving on http://{host}:{port}  (health: /health, API docs: /docs)")
     console.print("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
@@ -96,3 +103,21 @@ def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id f
             console.print(f"[red]no active token {token_id}[/red]")
             raise typer.Exit(1)
     console.print(f"revoked {token_id}")
+
+
+@app.command()
+def project() -> None:
+    """Run the projections in this process until interrupted (for deployments that scale out:
+    several may run; each projection is worked by one at a time, and taken over if it dies)."""
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    runner = ProjectionRunner(department, all_projections())
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(f"projecting {', '.join(p.name for p in runner.projections)}; Ctrl-C to stop")
+    try:
+        runner.run(stop)
+    finally:
+        department.close()

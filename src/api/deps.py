@@ -10,6 +10,8 @@ from fastapi import Depends, Request
 from api.errors import ApiProblem
 from api.tokens import Principal, authenticate
 from channel_domain.application import ChannelDepartment
+from channel_domain.store.projecting import ProjectionRunner
+from projections import all_projections
 
 
 def department(request: Request) -> ChannelDepartment:
@@ -22,6 +24,18 @@ def department(request: Request) -> ChannelDepartment:
 
 
 Department = Annotated[ChannelDepartment, Depends(department)]
+
+
+def projection_runner(request: Request) -> ProjectionRunner:
+    state = request.app.state
+    if state.runner is None:
+        with state.department_lock:
+            if state.runner is None:
+                state.runner = ProjectionRunner(department(request), all_projections())
+    return state.runner
+
+
+Runner = Annotated[ProjectionRunner, Depends(projection_runner)]
 
 
 def caller(request: Request) -> Principal:

@@ -1,0 +1,86 @@
+"""/v1/audit: the audit trail, one row per event, for auditors."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
+
+from api.deps import Department, Runner, allowed
+from api.routes.read_models import MinPosition, WaitSeconds, consistent_read
+from api.routes.records import ERRORS
+from api.tokens import Principal
+from channel_domain.values import plain_json
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+Auditor = Annotated[Principal, Depends(allowed("auditor"))]
+
+
+class AuditEvent(BaseModel):
+    position: int
+    event_id: str
+    stream_id: str
+    stream_type: str
+    version: int
+    type: str
+    actor: str
+    roles: list[str]
+    recorded_at: str
+    effective_on: str | None
+    correlation_id: str
+    causation_id: str
+    data: dict
+    hash: str | None = None
+    prev_hash: str | None = None
+
+
+class AuditEvents(BaseModel):
+    items: list[AuditEvent]
+    next_cursor: str | None
+
+
+@router.get("/events", response_model=AuditEvents, responses=ERRORS, summary="The audit trail, filtered")
+def audit_events(
+    response: Response,
+    app: Department,
+    runner: Runner,
+    _: Auditor,
+    stream_id: UUID | None = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    type: Annotated[str | None, Query(max_length=200, description="e.g. Contract.SaleRecorded")] = None,  # noqa: A002
+    from_: Annotated[datetime | None, Query(alias="from", description="recorded at or after")] = None,
+    to: Annotated[datetime | None, Query(description="recorded before")] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**62, description="positions after this one")] = None,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    min_position: MinPosition = None,
+    wait_s: WaitSeconds = 2,
+) -> dict[str, Any]:
+    consistent_read(runner, "audit_events", response, min_position, wait_s)
+    clauses, params = ["position > %s"], [max(after or 0, int(cursor) if cursor and cursor.isdigit() else 0)]
+    for column, value in (("stream_id", stream_id), ("actor", actor), ("type", type)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    if from_ is not None:
+        clauses.append("recorded_at >= %s")
+        params.append(from_)
+    if to is not None:
+        clauses.append("recorded_at < %s")
+        params.append(to)
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(
+            "SELECT position, event_id, stream_id, stream_type, version, type, actor, roles, recorded_at,"  # noqa: S608
+            f" effective_on, correlation_id, causation_id, data FROM audit_events WHERE {' AND '.join(clauses)}"
+            " ORDER BY position LIMIT %s",
+            [*params, limit + 1],
+        )
+        rows = curs.fetchall()
+    page = rows[:limit]
+    return {
+        "items": [plain_json(dict(row)) for row in page],
+        "next_cursor": str(page[-1]["position"]) if len(rows) > limit else None,
+    }

@@ -1,0 +1,30 @@
+"""Reading your writes on the read side: `min_position` / `wait_s`, `X-Projection-Position`."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Query, Response
+
+from api.errors import ApiProblem
+from channel_domain.store.projecting import ProjectionRunner
+
+MinPosition = Annotated[int | None, Query(ge=0, le=2**62, description="Wait until the read model has applied this global position")]
+WaitSeconds = Annotated[float, Query(ge=0, le=10, description="How long to wait for min_position (default 2, at most 10)")]
+
+
+def consistent_read(runner: ProjectionRunner, name: str, response: Response, min_position: int | None,
+                    wait_s: float) -> int:
+    """Waits (polling) until the projection reached `min_position`; 503 if it does not in time."""
+    deadline = time.monotonic() + wait_s
+    position = runner.checkpoint(name)
+    while min_position is not None and position < min_position:
+        if time.monotonic() >= deadline:
+            raise ApiProblem(503, "projection_lagging",
+                             f"{name} has applied position {position}, not yet {min_position}",
+                             {"Retry-After": "1", "X-Projection-Position": str(position)})
+        time.sleep(0.02)
+        position = runner.checkpoint(name)
+    response.headers["X-Projection-Position"] = str(position)
+    return position
