@@ -106,13 +106,15 @@ def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id f
 
 
 @app.command()
-def project() -> None:
+def project(
+    batch_size: int = typer.Option(2000, min=1, help="Events per transaction (read-model writes + checkpoint)."),
+) -> None:
     """Run the projections in this process until interrupted (for deployments that scale out:
     several may run; each projection is worked by one at a time, and taken over if it dies)."""
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
-    runner = ProjectionRunner(department, all_projections())
+    runner = ProjectionRunner(department, all_projections(), batch_size=batch_size)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

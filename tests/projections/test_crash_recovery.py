@@ -1,0 +1,79 @@
+"""Exactly once under crashes: the projection worker is SIGKILLed at random moments during a
+catch-up (a real `channel-domain project` process), restarted each time, and the read model
+it leaves equals a clean rebuild, row for row."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+from channel_domain.application import SalesLine
+from channel_domain.store.projecting import ProjectionRunner
+from projections import all_projections
+from tests.channel_domain.helpers import as_
+from tests.channel_domain.test_application import partner, signed_contract
+
+CHANNEL_DOMAIN = str(Path(sys.executable).parent / "channel-domain")
+KILLS = 15
+SALES = 8000
+
+
+def read_models(database_url: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT * FROM audit_events ORDER BY position").fetchall()
+
+
+def checkpoint(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT position FROM projection_checkpoints WHERE name = 'audit_events'").fetchone()
+    return row[0] if row else 0
+
+
+def test_killed_worker_leaves_the_read_models_equal_to_a_clean_rebuild(app, database_url):
+    contract = signed_contract(app, partner(app))
+    lines = [SalesLine(contract, "sale", {"order_id": f"O-{n}", "amount": "10.00", "sold_on": "2026-02-01"})
+             for n in range(SALES)]
+    with as_("erp", "integration"):
+        assert not any(app.import_sales(lines))
+    head = app.event_recorder.max_notification_id()
+
+    rng = random.Random(20261123)
+    env = {**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}
+    kills = 0
+    while checkpoint(database_url) < head:
+        started_at = checkpoint(database_url)
+        worker = subprocess.Popen([CHANNEL_DOMAIN, "project", "--batch-size", "23"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if kills < KILLS:
+            while checkpoint(database_url) == started_at and worker.poll() is None:
+                time.sleep(0.002)  # wait until it is projecting, then kill it at a random moment
+            time.sleep(rng.uniform(0, 0.03))
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            kills += 1
+        else:
+            deadline = time.monotonic() + 60
+            while checkpoint(database_url) < head and time.monotonic() < deadline:
+                time.sleep(0.1)
+            worker.terminate()
+            worker.wait(timeout=10)
+    survived = read_models(database_url)
+    print(f"worker killed {kills} times during catch-up; {len(survived)} rows")
+    assert kills >= 5, "the worker should have been killed mid catch-up several times"
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE audit_events")
+        conn.execute("DELETE FROM projection_checkpoints")
+    runner = ProjectionRunner(app, all_projections())
+    for projection in runner.projections:
+        runner.catch_up(projection)
+    rebuilt = read_models(database_url)
+    assert len(rebuilt) == head
+    assert survived == rebuilt
