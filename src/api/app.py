@@ -16,7 +16,16 @@ from pydantic import BaseModel
 
 from api import errors
 from api.middleware import BodyLimit, CorrelationId
-from api.routes import audit, contracts, employees, partners, projection_status, sales_import, targets
+from api.routes import (
+    activity,
+    audit,
+    contracts,
+    employees,
+    partners,
+    projection_status,
+    sales_import,
+    targets,
+)
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import database_url
 from channel_domain.store.projecting import ProjectionRunner
@@ -83,7 +92,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     errors.install(app)
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, contracts, sales_import, targets, audit, projection_status):
+    for module in (employees, partners, contracts, sales_import, targets, activity, audit, projection_status):
         app.include_router(module.router)
 
     @app.get(

@@ -4,8 +4,9 @@ Each projection is a plain object with a `name` and `apply(cursor, events)`; the
 `channel_domain.store.projecting` commits its writes with its checkpoint.
 """
 
+from projections.activity import PartnerActivity
 from projections.audit import AuditTrail
 
 
 def all_projections() -> list:
-    return [AuditTrail()]
+    return [AuditTrail(), PartnerActivity()]
