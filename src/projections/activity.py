@@ -15,6 +15,7 @@ from projections.audit import event_id
 
 class PartnerActivity:
     name = "partner_activity"
+    tables = ("partner_directory", "contract_directory", "partner_visits", "partner_orders")
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         for notification, event in events:

@@ -23,6 +23,7 @@ def event_id(stream_id: uuid.UUID, version: int) -> uuid.UUID:
 
 class AuditTrail:
     name = "audit_events"
+    tables = ("audit_events",)
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         rows = []

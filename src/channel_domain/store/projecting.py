@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 class Projection(Protocol):
     name: str
+    tables: tuple[str, ...]  # the read-model tables it writes, and nothing else writes
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None: ...
 
