@@ -5,8 +5,9 @@ Each projection is a plain object with a `name` and `apply(cursor, events)`; the
 """
 
 from projections.activity import PartnerActivity
+from projections.attainment import TargetAttainment
 from projections.audit import AuditTrail
 
 
 def all_projections() -> list:
-    return [AuditTrail(), PartnerActivity()]
+    return [AuditTrail(), PartnerActivity(), TargetAttainment()]

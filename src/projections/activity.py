@@ -1,5 +1,6 @@
-"""Partner activity: visits against the grade's monthly minimum, and second-tier agents that
-are active — those that placed at least one order in the period, not merely signed."""
+"""Partner activity: visits against the grade's monthly minimum, second-tier agents that are
+active — those that placed at least one order in the period, not merely signed — and every
+order and return, credited to its partner and employee."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from projections.audit import event_id
 
 class PartnerActivity:
     name = "partner_activity"
-    tables = ("partner_directory", "contract_directory", "partner_visits", "partner_orders")
+    tables = ("partner_directory", "contract_directory", "partner_visits", "partner_orders", "partner_returns")
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         for notification, event in events:
@@ -45,4 +46,13 @@ class PartnerActivity:
                     " SELECT %s, %s, partner_id, contract_id, %s, %s, %s, %s"
                     " FROM contract_directory WHERE contract_id = %s",
                     (*source, event.order_id, event.sold_on, event.amount, event.employee_id, event.originator_id),
+                )
+            elif isinstance(event, Contract.ReturnRecorded):  # type: ignore[attr-defined]
+                # Credited like the order it returns: same partner, same employee.
+                cursor.execute(
+                    "INSERT INTO partner_returns"
+                    " (position, event_id, partner_id, contract_id, order_id, returned_on, amount, employee_id)"
+                    " SELECT %s, %s, partner_id, contract_id, order_id, %s, %s, employee_id"
+                    " FROM partner_orders WHERE contract_id = %s AND order_id = %s",
+                    (*source, event.returned_on, event.amount, event.originator_id, event.order_id),
                 )
