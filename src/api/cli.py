@@ -10,6 +10,7 @@ import uuid
 import psycopg
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
@@ -17,6 +18,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner
+from channel_domain.store.rebuilding import Rebuilder
 from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
@@ -123,3 +125,36 @@ def project(
         runner.run(stop)
     finally:
         department.close()
+
+
+@app.command()
+def rebuild(name: str = typer.Argument(..., help="The read model to rebuild, as in GET /v1/projections.")) -> None:
+    """Rebuild one read model from position 0 in shadow tables while the live one keeps
+    serving, then switch to it atomically."""
+    chosen = [p for p in all_projections() if p.name == name]
+    if not chosen:
+        console.print(f"[red]no read model {name!r}; there are {', '.join(p.name for p in all_projections())}[/red]")
+        raise typer.Exit(2)
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    rebuilder = Rebuilder(department, chosen[0])
+    try:
+        with Progress(
+            TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[left]}"), TimeRemainingColumn(), console=console,
+        ) as bar:
+            task = bar.add_task(name, total=rebuilder.head(), rate="", left="")
+
+            def advance(position: int) -> None:
+                speed = bar.tasks[task].speed or 0
+                head = max(rebuilder.head(), position)
+                bar.update(task, completed=position, total=head, rate=f"{speed:,.0f} events/s",
+                           left=f"{head - position:,} to go")
+
+            report = rebuilder.rebuild(advance)
+    finally:
+        department.close()
+    console.print(f"switched {name} at position {report.position}")
+    for table, (before, after) in report.rows.items():
+        console.print(f"  {table}: {before} rows before, {after} after")
