@@ -64,8 +64,8 @@ def run(
         request_fingerprint=fingerprint,
     ):
         outcome = command()
-    # The state at the command's own version, so a replay answers exactly as the first did.
-    record = app.get(record_type, outcome.id, version=outcome.version)
+    # A replay answers from the state at the command's own version, exactly as the first did.
+    record = outcome.record or app.get(record_type, outcome.id, version=outcome.version)
     answer: dict[str, Any] = {**record_view(app, record, principal), "position": outcome.position}
     answer.update(plain_json(outcome.extra))
     headers = {"ETag": f'"{outcome.version}"'}

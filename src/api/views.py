@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -71,8 +70,6 @@ def partner_view(_app: ChannelDepartment, partner: Partner, _: Principal) -> dic
 
 
 def contract_view(_app: ChannelDepartment, contract: Contract, _: Principal) -> dict[str, Any]:
-    returned = sum((contract.order_line(order)[1] for order in contract.orders), Decimal("0.00"))
-    sold = sum((contract.order_line(order)[0] for order in contract.orders), Decimal("0.00"))
     return {
         "status": contract.display_status(date.today()),
         "partner_id": contract.partner_id,
@@ -97,8 +94,8 @@ def contract_view(_app: ChannelDepartment, contract: Contract, _: Principal) -> 
         "approved_by": contract.approved_by,
         "renewals": contract.renewals,
         "orders": len(contract.orders),
-        "gross_sales": sold,
-        "returns": returned,
+        "gross_sales": contract.gross_sales,
+        "returns": contract.returns_total,
     }
 
 

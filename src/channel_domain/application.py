@@ -72,6 +72,9 @@ class CommandOutcome:
     positions: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
+    # The record as the command left it, when this process ran the command (not on replay):
+    # answering from it spares loading the record again.
+    record: ChannelAggregate | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -657,6 +660,7 @@ class ChannelDepartment(Application):
             position=positions[-1],
             positions=positions,
             extra=extra or {},
+            record=primary,
         )
 
     @staticmethod

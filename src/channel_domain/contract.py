@@ -280,6 +280,8 @@ class Contract(ChannelAggregate):
         # and over-returns, and compact, so the snapshot of a contract with 10 000 orders
         # decodes without a JSON object hook per order.
         self.orders: dict[str, list[str]] = {}
+        self.gross_sales = Decimal("0.00")
+        self.returns_total = Decimal("0.00")
         self.latest_sale_on: date | None = None
 
     @event("Submitted")
@@ -323,6 +325,7 @@ class Contract(ChannelAggregate):
         employee_id: UUID | None,
     ) -> None:
         self.orders[order_id] = [str(amount), "0.00", sold_on.isoformat()]
+        self.gross_sales += amount
         if self.latest_sale_on is None or sold_on > self.latest_sale_on:
             self.latest_sale_on = sold_on
 
@@ -330,6 +333,7 @@ class Contract(ChannelAggregate):
     def _returned(self, order_id: str, amount: Decimal, returned_on: date) -> None:
         order = self.orders[order_id]
         order[1] = str(Decimal(order[1]) + amount)
+        self.returns_total += amount
 
 
 def _check_sales_agent_rate(
