@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -84,3 +84,49 @@ def audit_events(
         "items": [plain_json(dict(row)) for row in page],
         "next_cursor": str(page[-1]["position"]) if len(rows) > limit else None,
     }
+
+
+FINDING_KINDS = (
+    "approved_by_requester",
+    "visits_below_minimum",
+    "account_changed_before_payout",
+    "deposit_refunded_before_termination",
+    "probation_overdue",
+    "sales_agent_rate_not_below_enterprise_agents",
+)
+
+
+class Finding(BaseModel):
+    kind: str
+    status: str
+    subject_id: str
+    detail: str
+    positions: list[int]
+    raised_on: str
+
+
+class Findings(BaseModel):
+    items: list[Finding]
+
+
+@router.get("/findings", response_model=Findings, responses=ERRORS,
+            summary="Findings the audit view raises on its own (domain.md §7), with the events behind each")
+def audit_findings(
+    response: Response,
+    app: Department,
+    runner: Runner,
+    _: Auditor,
+    kind: Annotated[Literal[FINDING_KINDS] | None, Query()] = None,  # type: ignore[valid-type]
+    status: Annotated[Literal["open"] | None, Query(description="every finding stays open until its cause is corrected")] = None,
+    min_position: MinPosition = None,
+    wait_s: WaitSeconds = 2,
+) -> dict[str, Any]:
+    for name in ("audit_events", "partner_activity"):
+        consistent_read(runner, name, response, min_position, wait_s)
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(
+            "SELECT kind, 'open' AS status, subject_id, detail, positions, raised_on FROM audit_findings"
+            " WHERE %s::text IS NULL OR kind = %s ORDER BY raised_on, kind, subject_id",
+            (kind, kind),
+        )
+        return {"items": [plain_json(dict(row)) for row in curs.fetchall()]}

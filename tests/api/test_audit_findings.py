@@ -1,0 +1,138 @@
+"""GET /v1/audit/findings: each finding of domain.md §7 raised when its cause is there, and
+not raised when it is not. Where the domain refuses the cause outright, the test records the
+event behind the domain's back — the finding exists to prove no such event slipped through."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from channel_domain.contract import Contract
+from channel_domain.partner import Partner
+from tests.api.flows import (
+    AUDITOR,
+    CONTENTS,
+    FINANCE,
+    HR,
+    MANAGER,
+    SPECIALIST,
+    approved_partner,
+    post,
+    problem,
+    signed_contract,
+)
+from tests.api.test_read_side import catch_up
+from tests.channel_domain.helpers import as_
+
+
+def findings(api, kind: str) -> list[dict]:
+    catch_up(api)
+    response = api.get("/v1/audit/findings", kind=kind, status="open")
+    assert response.status_code == 200, response.text
+    return response.json()["items"]
+
+
+def department(api):
+    from api.deps import department as resolve
+
+    class _Request:
+        app = api.client.app
+
+    return resolve(_Request())
+
+
+def test_approval_by_the_requester(api):
+    app = department(api)
+    honest = signed_contract(api, approved_partner(api, "retailer"))
+    drafted = post(api, "/v1/contracts", {"partner_id": approved_partner(api, "retailer"), "starts_on": "2026-01-01",
+                                          "ends_on": "2026-12-31", "commission": {"type": "flat", "rate": "0.03"},
+                                          **CONTENTS}, MANAGER, 201).json()["id"]
+    post(api, f"/v1/contracts/{drafted}/submit", None, MANAGER)
+    with as_("mgr-1", "channel_manager", "general_manager"):
+        contract = app.get(Contract, UUID(drafted))
+        contract._approved(approved_by="mgr-1")  # behind the domain's back
+        app.save(contract)
+    raised = findings(api, "approved_by_requester")
+    assert [(f["subject_id"], len(f["positions"])) for f in raised] == [(drafted, 2), (drafted, 2)]  # drafted, submitted
+    assert honest not in {f["subject_id"] for f in raised}
+
+
+def test_deposit_refunded_before_termination(api):
+    app = department(api)
+    partner = approved_partner(api, "retailer")
+    post(api, f"/v1/partners/{partner}/deposit/payments", {"amount": "100.00", "on": "2026-01-10"}, FINANCE)
+    with as_("fin-1", "finance"):
+        record = app.get(Partner, UUID(partner))
+        record._deposit_refunded(amount=record.deposit_paid, on=datetime(2026, 2, 1).date())
+        app.save(record)
+    proper = approved_partner(api, "retailer")
+    post(api, f"/v1/partners/{proper}/deposit/payments", {"amount": "100.00", "on": "2026-01-10"}, FINANCE)
+    post(api, f"/v1/partners/{proper}/terminate", {"reason": "ended", "on": "2026-06-30"}, MANAGER)
+    post(api, f"/v1/partners/{proper}/deposit/refunds", {"amount": "100.00", "on": "2026-07-01"}, FINANCE)
+    assert [f["subject_id"] for f in findings(api, "deposit_refunded_before_termination")] == [partner]
+
+
+def test_probation_overdue(api):
+    forgotten = post(api, "/v1/employees", {"name": "A", "role": "sales_rep", "hired_on": "2025-01-06"}, HR, 201).json()
+    handled = post(api, "/v1/employees", {"name": "B", "role": "sales_rep", "hired_on": "2025-01-06"}, HR, 201).json()
+    post(api, f"/v1/employees/{handled['id']}/regularize", {"on": "2025-03-05"}, HR)
+    recent = post(api, "/v1/employees", {"name": "C", "role": "sales_rep", "hired_on": datetime.now(UTC).date().isoformat()},
+                  HR, 201).json()
+    raised = findings(api, "probation_overdue")
+    assert [f["subject_id"] for f in raised] == [forgotten["id"]]
+    assert "2025-03-05" in raised[0]["detail"]
+    assert recent["id"] not in str(raised)
+
+
+def test_direct_store_below_its_visit_minimum(api):
+    store = post(api, "/v1/partners", {"kind": "direct_store", "name": "Store A", "grade": "A"}, SPECIALIST, 201).json()["id"]
+    post(api, f"/v1/partners/{store}/review", {"decision": "approve"}, MANAGER)
+    employee = "00000000-0000-0000-0000-0000000000e1"
+    for day in ("2026-08-03", "2026-08-10", "2026-08-17", "2026-08-24", "2026-08-31",  # August: 5, enough
+                "2026-09-07", "2026-09-14", "2026-09-21",                              # September: 3 of 5
+                "2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26", "2026-10-30"):  # October: 5
+        post(api, f"/v1/partners/{store}/visits", {"visited_on": day, "employee_id": employee}, SPECIALIST)
+    raised = findings(api, "visits_below_minimum")
+    assert [(f["subject_id"], f["raised_on"]) for f in raised] == [(store, "2026-10-01")]
+    assert "3 visit(s) in 2026-09" in raised[0]["detail"] and len(raised[0]["positions"]) == 4
+
+
+def test_payout_account_changed_within_30_days_before_a_payout(api):
+    app = department(api)
+    contract = signed_contract(api, approved_partner(api, "retailer"))
+    partner = api.get(f"/v1/contracts/{contract}").json()["partner_id"]
+    change = post(api, f"/v1/partners/{partner}/payout-account/changes", {"account": "6222 01"}, SPECIALIST).json()
+    post(api, f"/v1/partners/{partner}/payout-account/changes/{change['change_id']}/approve", None, FINANCE)
+    post(api, f"/v1/partners/{partner}/payouts", {"period": "2026-10", "amount": "10.00"}, SPECIALIST)
+
+    settled = approved_partner(api, "retailer")
+    signed_contract(api, settled, "2025-01-01", "2025-12-31")
+    with as_("spec-1", "channel_specialist"):
+        record = app.get(Partner, UUID(settled))
+        change_id = record.request_payout_account_change("6222 02")
+        app.save(record)
+    with as_("fin-1", "finance"):
+        record = app.get(Partner, UUID(settled))
+        # An approval forty days ago, recorded as it was then.
+        record.trigger_event(Partner.PayoutAccountChangeApproved, change_id=change_id, approved_by="fin-1",
+                             timestamp=datetime.now(UTC) - timedelta(days=40))
+        app.save(record)
+    post(api, f"/v1/partners/{settled}/payouts", {"period": "2026-10", "amount": "10.00"}, SPECIALIST)
+    assert [f["subject_id"] for f in findings(api, "account_changed_before_payout")] == [partner]
+
+
+def test_sales_agent_rate_not_below_enterprise_agents(api):
+    signed_contract(api, approved_partner(api, "enterprise_agent"), territory="Zhejiang",
+                    commission={"type": "flat", "rate": "0.03"})
+    assert findings(api, "sales_agent_rate_not_below_enterprise_agents") == []
+    justified = signed_contract(api, approved_partner(api), commission={"type": "flat", "rate": "0.035"},
+                                rate_justification="national coverage")
+    raised = findings(api, "sales_agent_rate_not_below_enterprise_agents")
+    assert [f["subject_id"] for f in raised] == [justified]
+    assert "0.035" in raised[0]["detail"]
+
+
+def test_findings_are_for_auditors_and_kinds_are_checked(api):
+    problem(api.get("/v1/audit/findings", actor="bi", roles=("reporting",)), 403, "forbidden")
+    problem(api.get("/v1/audit/findings", kind="made_up"), 422, "validation_error")
+    assert api.get("/v1/audit/findings", actor=AUDITOR[0], roles=AUDITOR[1]).json() == {"items": []}
