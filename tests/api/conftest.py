@@ -10,7 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.deps import department, projection_runner
 from api.tokens import create_token
+
+
+class _AppRequest:
+    """The one thing the dependency functions read from a request."""
+
+    def __init__(self, app) -> None:  # noqa: ANN001
+        self.app = app
 
 
 class Api:
@@ -20,6 +28,16 @@ class Api:
         self.client = client
         self.database_url = database_url
         self.tokens: dict[tuple[str, tuple[str, ...]], str] = {}
+
+    @property
+    def department(self):  # noqa: ANN201 - the app's ChannelDepartment, for steps behind the API
+        return department(_AppRequest(self.client.app))
+
+    def catch_up(self) -> None:
+        """Bring every read model up to date (tests run without the background projector)."""
+        runner = projection_runner(_AppRequest(self.client.app))
+        for projection in runner.projections:
+            runner.catch_up(projection)
 
     def token(self, actor: str, *roles: str) -> str:
         key = (actor, tuple(sorted(roles)))

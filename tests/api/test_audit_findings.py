@@ -32,17 +32,8 @@ def findings(api, kind: str) -> list[dict]:
     return response.json()["items"]
 
 
-def department(api):
-    from api.deps import department as resolve
-
-    class _Request:
-        app = api.client.app
-
-    return resolve(_Request())
-
-
 def test_approval_by_the_requester(api):
-    app = department(api)
+    app = api.department
     honest = signed_contract(api, approved_partner(api, "retailer"))
     drafted = post(api, "/v1/contracts", {"partner_id": approved_partner(api, "retailer"), "starts_on": "2026-01-01",
                                           "ends_on": "2026-12-31", "commission": {"type": "flat", "rate": "0.03"},
@@ -58,7 +49,7 @@ def test_approval_by_the_requester(api):
 
 
 def test_deposit_refunded_before_termination(api):
-    app = department(api)
+    app = api.department
     partner = approved_partner(api, "retailer")
     post(api, f"/v1/partners/{partner}/deposit/payments", {"amount": "100.00", "on": "2026-01-10"}, FINANCE)
     with as_("fin-1", "finance"):
@@ -98,7 +89,7 @@ def test_direct_store_below_its_visit_minimum(api):
 
 
 def test_payout_account_changed_within_30_days_before_a_payout(api):
-    app = department(api)
+    app = api.department
     contract = signed_contract(api, approved_partner(api, "retailer"))
     partner = api.get(f"/v1/contracts/{contract}").json()["partner_id"]
     change = post(api, f"/v1/partners/{partner}/payout-account/changes", {"account": "6222 01"}, SPECIALIST).json()

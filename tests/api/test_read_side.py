@@ -10,14 +10,7 @@ from tests.api.flows import AUDITOR, HR, REPORTING, SPECIALIST, post, problem
 
 
 def catch_up(api) -> None:
-    from api.deps import projection_runner
-
-    class _Request:
-        app = api.client.app
-
-    runner = projection_runner(_Request())
-    for projection in runner.projections:
-        runner.catch_up(projection)
+    api.catch_up()
 
 
 def test_audit_events_are_filtered_and_paginated_for_auditors(api):

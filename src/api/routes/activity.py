@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import Department, Runner, allowed
+from api.deps import Department, allowed
 from api.models import Period
-from api.routes.read_models import MinPosition, WaitSeconds, consistent_read
+from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.errors import NotFound
@@ -44,14 +44,10 @@ class Activity(BaseModel):
 def activity(
     partner_id: UUID,
     period: Annotated[Period, Query()],
-    response: Response,
     app: Department,
-    runner: Runner,
     _: Reader,
-    min_position: MinPosition = None,
-    wait_s: WaitSeconds = 2,
+    __: Annotated[int, fresh("partner_activity")],
 ) -> dict[str, Any]:
-    consistent_read(runner, "partner_activity", response, min_position, wait_s)
     span = BusinessPeriod.parse(period)
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute("SELECT grade FROM partner_directory WHERE partner_id = %s", (partner_id,))

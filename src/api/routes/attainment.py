@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from api.deps import Department, Runner, allowed
-from api.routes.read_models import MinPosition, WaitSeconds, consistent_read
+from api.deps import Department, allowed
+from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.errors import NotFound
@@ -74,15 +74,10 @@ def _actual(curs: Any, target: dict[str, Any]) -> Decimal:
             summary="Actual net sales against the target, attainment per KPI and the weighted score")
 def attainment(
     target_id: UUID,
-    response: Response,
     app: Department,
-    runner: Runner,
     _: Reader,
-    min_position: MinPosition = None,
-    wait_s: WaitSeconds = 2,
+    __: Annotated[int, fresh("target_attainment", "partner_activity")],
 ) -> dict[str, Any]:
-    for name in ("target_attainment", "partner_activity"):
-        consistent_read(runner, name, response, min_position, wait_s)
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute("SELECT * FROM targets WHERE target_id = %s", (target_id,))
         target = curs.fetchone()

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api.deps import Department, Runner, allowed
-from api.routes.read_models import MinPosition, WaitSeconds, consistent_read
+from api.deps import Department, allowed
+from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.values import plain_json
@@ -44,10 +44,9 @@ class AuditEvents(BaseModel):
 
 @router.get("/events", response_model=AuditEvents, responses=ERRORS, summary="The audit trail, filtered")
 def audit_events(
-    response: Response,
     app: Department,
-    runner: Runner,
     _: Auditor,
+    __: Annotated[int, fresh("audit_events")],
     stream_id: UUID | None = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     type: Annotated[str | None, Query(max_length=200, description="e.g. Contract.SaleRecorded")] = None,  # noqa: A002
@@ -56,10 +55,7 @@ def audit_events(
     after: Annotated[int | None, Query(ge=0, le=2**62, description="positions after this one")] = None,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    min_position: MinPosition = None,
-    wait_s: WaitSeconds = 2,
 ) -> dict[str, Any]:
-    consistent_read(runner, "audit_events", response, min_position, wait_s)
     clauses, params = ["position > %s"], [max(after or 0, int(cursor) if cursor and cursor.isdigit() else 0)]
     for column, value in (("stream_id", stream_id), ("actor", actor), ("type", type)):
         if value is not None:
@@ -112,17 +108,12 @@ class Findings(BaseModel):
 @router.get("/findings", response_model=Findings, responses=ERRORS,
             summary="Findings the audit view raises on its own (domain.md §7), with the events behind each")
 def audit_findings(
-    response: Response,
     app: Department,
-    runner: Runner,
     _: Auditor,
+    __: Annotated[int, fresh("audit_events", "partner_activity")],
     kind: Annotated[Literal[FINDING_KINDS] | None, Query()] = None,  # type: ignore[valid-type]
     status: Annotated[Literal["open"] | None, Query(description="every finding stays open until its cause is corrected")] = None,
-    min_position: MinPosition = None,
-    wait_s: WaitSeconds = 2,
 ) -> dict[str, Any]:
-    for name in ("audit_events", "partner_activity"):
-        consistent_read(runner, name, response, min_position, wait_s)
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
             "SELECT kind, 'open' AS status, subject_id, detail, positions, raised_on FROM audit_findings"

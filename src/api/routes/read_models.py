@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
+from api.deps import Runner
 from api.errors import ApiProblem
 from channel_domain.store.projecting import ProjectionRunner
 
@@ -28,3 +29,15 @@ def consistent_read(runner: ProjectionRunner, name: str, response: Response, min
         position = runner.checkpoint(name)
     response.headers["X-Projection-Position"] = str(position)
     return position
+
+
+def fresh(*names: str) -> Any:
+    """A dependency for a read-model endpoint: waits for `min_position` in each of `names`
+    and sets `X-Projection-Position` (the lowest of them)."""
+
+    def wait(response: Response, runner: Runner, min_position: MinPosition = None, wait_s: WaitSeconds = 2) -> int:
+        reached = [consistent_read(runner, name, response, min_position, wait_s) for name in names]
+        response.headers["X-Projection-Position"] = str(min(reached))
+        return min(reached)
+
+    return Depends(wait)
