@@ -55,7 +55,7 @@ def serve(
     os.environ[DATABASE_URL_VARIABLE] = url
     os.environ["CHANNEL_DOMAIN_PROJECTIONS"] = "on" if projections else "off"
     console.print(f"serving on http://{host}:{port}  (health: /health, API docs: /docs)")
-    console.print("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
+    typer.echo("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers
     )

@@ -127,3 +127,21 @@ def test_findings_are_for_auditors_and_kinds_are_checked(api):
     problem(api.get("/v1/audit/findings", actor="bi", roles=("reporting",)), 403, "forbidden")
     problem(api.get("/v1/audit/findings", kind="made_up"), 422, "validation_error")
     assert api.get("/v1/audit/findings", actor=AUDITOR[0], roles=AUDITOR[1]).json() == {"items": []}
+
+
+def test_contract_review_missing_by_31_december(api):
+    # Hired 6 Jan 2025 on the standard year: the contract ends 5 Jan 2026, so it was due for
+    # review in December 2025. Today lies past that 31 December.
+    forgotten = post(api, "/v1/employees", {"name": "A", "role": "sales_rep", "hired_on": "2025-01-06"}, HR, 201).json()
+    reviewed = post(api, "/v1/employees", {"name": "B", "role": "sales_rep", "hired_on": "2025-01-06"}, HR, 201).json()
+    post(api, f"/v1/employees/{reviewed['id']}/contract-reviews", {"on": "2025-12-15", "decision": "not_renew"}, HR)
+    renewed = post(api, "/v1/employees", {"name": "C", "role": "sales_rep", "hired_on": "2025-01-06"}, HR, 201).json()
+    post(api, f"/v1/employees/{renewed['id']}/contract-reviews",
+         {"on": "2025-12-15", "decision": "renew", "contract_months": 36}, HR)  # now ends in 2029
+    open_ended = post(api, "/v1/employees", {"name": "D", "role": "sales_rep", "hired_on": "2025-01-06",
+                                             "contract_months": 0}, HR, 201).json()
+    for employee in (forgotten, reviewed, renewed, open_ended):
+        post(api, f"/v1/employees/{employee['id']}/regularize", {"on": "2025-02-01"}, HR)
+    raised = findings(api, "contract_review_missing")
+    assert [(f["subject_id"], f["raised_on"]) for f in raised] == [(forgotten["id"], "2026-01-01")]
+    assert "2026-01-05" in raised[0]["detail"]

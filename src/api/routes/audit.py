@@ -89,6 +89,7 @@ FINDING_KINDS = (
     "deposit_refunded_before_termination",
     "probation_overdue",
     "sales_agent_rate_not_below_enterprise_agents",
+    "contract_review_missing",
 )
 
 
@@ -110,7 +111,7 @@ class Findings(BaseModel):
 def audit_findings(
     app: Department,
     _: Auditor,
-    __: Annotated[int, fresh("audit_events", "partner_activity")],
+    __: Annotated[int, fresh("audit_events", "partner_activity", "employee_contracts")],
     kind: Annotated[Literal[FINDING_KINDS] | None, Query()] = None,  # type: ignore[valid-type]
     status: Annotated[Literal["open"] | None, Query(description="every finding stays open until its cause is corrected")] = None,
 ) -> dict[str, Any]:
