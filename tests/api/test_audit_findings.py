@@ -126,7 +126,17 @@ def test_sales_agent_rate_not_below_enterprise_agents(api):
 def test_findings_are_for_auditors_and_kinds_are_checked(api):
     problem(api.get("/v1/audit/findings", actor="bi", roles=("reporting",)), 403, "forbidden")
     problem(api.get("/v1/audit/findings", kind="made_up"), 422, "validation_error")
-    assert api.get("/v1/audit/findings", actor=AUDITOR[0], roles=AUDITOR[1]).json() == {"items": []}
+    assert api.get("/v1/audit/findings", actor=AUDITOR[0], roles=AUDITOR[1]).json() == {"items": [], "next_cursor": None}
+
+
+def test_findings_are_paginated(api):
+    for name in ("A", "B", "C"):
+        post(api, "/v1/employees", {"name": name, "role": "sales_rep", "hired_on": "2025-01-06"}, HR, 201)
+    api.catch_up()
+    first = api.get("/v1/audit/findings", kind="probation_overdue", limit=2).json()
+    rest = api.get("/v1/audit/findings", kind="probation_overdue", limit=2, cursor=first["next_cursor"]).json()
+    assert len(first["items"]) == 2 and len(rest["items"]) == 1 and rest["next_cursor"] is None
+    assert {f["subject_id"] for f in first["items"]}.isdisjoint(f["subject_id"] for f in rest["items"])
 
 
 def test_contract_review_missing_by_31_december(api):

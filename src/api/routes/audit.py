@@ -104,6 +104,7 @@ class Finding(BaseModel):
 
 class Findings(BaseModel):
     items: list[Finding]
+    next_cursor: str | None
 
 
 @router.get("/findings", response_model=Findings, responses=ERRORS,
@@ -114,11 +115,20 @@ def audit_findings(
     __: Annotated[int, fresh("audit_events", "partner_activity", "employee_contracts")],
     kind: Annotated[Literal[FINDING_KINDS] | None, Query()] = None,  # type: ignore[valid-type]
     status: Annotated[Literal["open"] | None, Query(description="every finding stays open until its cause is corrected")] = None,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    # Findings are computed, not stored, so the cursor is an offset in their stable order.
+    offset = int(cursor) if cursor and cursor.isdigit() else 0
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
             "SELECT kind, 'open' AS status, subject_id, detail, positions, raised_on FROM audit_findings"
-            " WHERE %s::text IS NULL OR kind = %s ORDER BY raised_on, kind, subject_id",
-            (kind, kind),
+            " WHERE %s::text IS NULL OR kind = %s ORDER BY raised_on, kind, subject_id, positions"
+            " OFFSET %s LIMIT %s",
+            (kind, kind, offset, limit + 1),
         )
-        return {"items": [plain_json(dict(row)) for row in curs.fetchall()]}
+        rows = curs.fetchall()
+    return {
+        "items": [plain_json(dict(row)) for row in rows[:limit]],
+        "next_cursor": str(offset + limit) if len(rows) > limit else None,
+    }

@@ -26,13 +26,14 @@ class ProjectionState(BaseModel):
 
 class ProjectionStates(BaseModel):
     items: list[ProjectionState]
+    next_cursor: str | None = None  # every projection fits on one page
 
 
 @router.get("/v1/projections", response_model=ProjectionStates, responses=ERRORS,
             summary="Each read model's position, the log's head and the lag between them")
 def projections(runner: Runner, _: Anyone) -> dict[str, Any]:
     return {"items": [{"name": p.name, "position": p.position, "head": p.head, "lag": p.lag}
-                      for p in runner.progress()]}
+                      for p in runner.progress()], "next_cursor": None}
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
