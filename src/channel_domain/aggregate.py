@@ -77,7 +77,7 @@ class ChannelAggregate(Aggregate):
 
     def _require_status(self, action: str, *allowed: str) -> None:
         if self.status not in allowed:
-            raise InvalidTransition(self.record_name, self.status, action)
+            raise InvalidTransition.of(self.record_name, self.status, action)
 
     @staticmethod
     def _require_role(role: str, action: str) -> str:

@@ -9,10 +9,17 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 
+_BY_CODE: dict[str, type[DomainError]] = {}
+
+
 class DomainError(Exception):
     """A command was refused by a business rule; nothing was written."""
 
     code: ClassVar[str] = "rule_violated"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _BY_CODE.setdefault(cls.code, cls)
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -34,10 +41,9 @@ class ValidationFailed(DomainError):
 class InvalidTransition(DomainError):
     code = "invalid_transition"
 
-    def __init__(self, record: str, status: str, action: str) -> None:
-        super().__init__(
-            f"cannot {action} a {record} that is {status}", status=status, action=action
-        )
+    @classmethod
+    def of(cls, record: str, status: str, action: str) -> InvalidTransition:
+        return cls(f"cannot {action} a {record} that is {status}", status=status, action=action)
 
 
 class SegregationOfDuties(DomainError):
@@ -77,16 +83,13 @@ class MissingCommandContext(DomainError):
 
 
 def refusal(code: str, message: str, **details: Any) -> DomainError:
-    """A refusal whose code is specific to one rule (e.g. `outside_territory`)."""
-    error_class = _RULE_ERRORS.get(code)
+    """A refusal by its code: the class that owns the code (`invalid_transition` is always an
+    `InvalidTransition`), or one made for a rule-specific code such as `outside_territory`."""
+    error_class = _BY_CODE.get(code)
     if error_class is None:
         error_class = type(
             "".join(part.title() for part in code.split("_")),
             (DomainError,),
             {"code": code, "__module__": __name__},
         )
-        _RULE_ERRORS[code] = error_class
     return error_class(message, **details)
-
-
-_RULE_ERRORS: dict[str, type[DomainError]] = {}
