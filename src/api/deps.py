@@ -56,10 +56,6 @@ def caller(request: Request) -> Principal:
 
 Caller = Annotated[Principal, Depends(caller)]
 
-EVERY_ROLE = (
-    "channel_manager", "channel_specialist", "finance", "hr", "general_manager",
-    "integration", "reporting", "auditor",
-)
 
 
 def allowed(*roles: str) -> Callable[[Principal], Principal]:

@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from channel_domain.values import KPI_NAME
+
 Money = Annotated[
     str,
     Field(
@@ -35,6 +37,7 @@ Day = Annotated[date, BeforeValidator(_iso_day), Field(description="YYYY-MM-DD",
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 Period = Annotated[str, Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"])]
+KpiName = Annotated[str, Field(pattern=KPI_NAME.pattern, examples=["sales_revenue"])]
 Score = Annotated[int | str, Field(description="0 to 100; an integer or a decimal string", examples=[85])]
 
 
@@ -42,6 +45,10 @@ class Command(BaseModel):
     """A command body: unknown fields are refused, so a typo never passes silently."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoBody(Command):
+    """For commands that take no fields: an empty object, or no body at all."""
 
 
 class FlatCommission(Command):

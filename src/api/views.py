@@ -10,12 +10,10 @@ from api.tokens import Principal
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.application import ChannelDepartment, HistoryEntry
 from channel_domain.contract import Contract
-from channel_domain.employee import Employee
+from channel_domain.employee import PERSONAL_FIELDS, Employee
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
 from channel_domain.values import plain_json
-
-PERSONAL_FIELDS = ("name", "national_id", "bank_card")
 
 
 def employee_view(app: ChannelDepartment, employee: Employee, viewer: Principal) -> dict[str, Any]:

@@ -39,6 +39,14 @@ def effective_on(event: object) -> date | None:
     return None
 
 
+_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
+
+
+def event_data(event: object) -> dict[str, Any]:
+    """An event's own fields, without the envelope (ids, version, time, metadata)."""
+    return {name: value for name, value in vars(event).items() if name not in _ENVELOPE}
+
+
 def _metadata(context: CommandContext) -> dict[str, Any]:
     return {
         "actor": context.actor,

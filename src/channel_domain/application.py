@@ -25,10 +25,10 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
 
-from channel_domain.aggregate import ChannelAggregate, effective_on
+from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
-from channel_domain.employee import Employee
+from channel_domain.employee import PERSONAL_FIELDS, Employee
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -57,8 +57,6 @@ P = ParamSpec("P")
 A = TypeVar("A", bound=ChannelAggregate)
 
 CONCURRENCY_RETRIES = 20
-PERSONAL_FIELDS = {"name", "national_id", "bank_card"}
-_BASE_EVENT_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
 
 
 @dataclass(frozen=True)
@@ -600,7 +598,7 @@ class ChannelDepartment(Application):
                     roles=meta["roles"],
                     correlation_id=meta["correlation_id"],
                     causation_id=meta["causation_id"],
-                    data={k: v for k, v in vars(event).items() if k not in _BASE_EVENT_FIELDS},
+                    data=event_data(event),
                 )
             )
         if not entries:

@@ -25,6 +25,8 @@ JOB_ROLES = ("director", "manager", "supervisor", "specialist", "sales_rep")
 STANDARD_CONTRACT_MONTHS = 12  # 「合同期统一为1年」
 COMPANY_PROBATION_CAP_MONTHS = 3  # 「试用期最长3个月」
 OPEN_ENDED = 0
+# Personal data under PIPL: sealed by the application, erasable (see PersonalDataErased).
+PERSONAL_FIELDS = frozenset({"name", "national_id", "bank_card"})
 WARNING_LADDER = ("oral", "written", "serious")
 DERELICTION = "dereliction"
 FIXED_TERMS_BEFORE_OPEN_ENDED = 2

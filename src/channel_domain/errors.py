@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-
 _BY_CODE: dict[str, type[DomainError]] = {}
 
 

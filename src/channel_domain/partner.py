@@ -8,7 +8,6 @@ prepared → verified by finance → approved by the general manager → paid.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -20,7 +19,7 @@ from eventsourcing.domain import event
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.context import current_command
 from channel_domain.errors import NotFound, ValidationFailed, refusal
-from channel_domain.values import Period, decimal_value, money, parse_date, rate, require_text
+from channel_domain.values import KPI_NAME, Period, decimal_value, money, parse_date, rate, require_text
 
 KINDS = (
     "enterprise_agent",
@@ -37,7 +36,6 @@ MINIMUM_MONTHLY_VISITS = {"A": 5, "B": 5, "C": 2, "D": 2}
 # and not to brokers, who have no fixed tie to the company.
 SUBSIDY_KINDS = ("enterprise_agent", "sales_agent", "consignee", "distributor", "retailer")
 CONTRACTABLE_STATUSES = ("approved", "active")
-KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class Partner(ChannelAggregate):

@@ -8,7 +8,6 @@ who asked for them or set the target.
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -20,10 +19,9 @@ from eventsourcing.domain import event
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.context import current_command
 from channel_domain.errors import NotFound, ValidationFailed, refusal
-from channel_domain.values import Period, decimal_value, money, require_text
+from channel_domain.values import KPI_NAME, Period, decimal_value, money, require_text
 
 ASSIGNEE_TYPES = ("employee", "partner", "team")
-KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 ONE = Decimal(1)
 
 

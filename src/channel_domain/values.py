@@ -59,6 +59,9 @@ def require_text(value: Any, field: str) -> str:
     return value.strip()
 
 
+# A KPI is named in lower_snake_case: sales_revenue, partner_satisfaction, new_partners …
+KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
 _PERIOD = re.compile(r"^(?P<year>\d{4})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])))?$")
 
 

@@ -10,10 +10,8 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from channel_domain.aggregate import effective_on
+from channel_domain.aggregate import effective_on, event_data
 from channel_domain.values import plain_json
-
-_BASE_FIELDS = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
 
 
 def event_id(stream_id: uuid.UUID, version: int) -> uuid.UUID:
@@ -30,7 +28,7 @@ class AuditTrail:
         for notification, event in events:
             stream_type, _, event_type = notification.topic.partition(":")[2].partition(".")
             meta = event.meta
-            data = {k: v for k, v in vars(event).items() if k not in _BASE_FIELDS}
+            data = event_data(event)
             rows.append((
                 notification.id,
                 event_id(notification.originator_id, notification.originator_version),

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from api import commands
 from api.deps import Department, allowed
-from api.models import Command, Commission, Day, Money, Rate, RecordState, ShortText, Text
+from api.models import Command, Commission, Day, Money, NoBody, Rate, RecordState, ShortText, Text
 from api.routes.records import COMMAND_ERRORS, add_record_reads
 from api.tokens import Principal
 from channel_domain.contract import Contract
@@ -52,9 +52,6 @@ class Draft(Command):
         "confidentiality": "two years after the term",
     }]}}
 
-
-class Nothing(Command):
-    pass
 
 
 class Sign(Command):
@@ -108,13 +105,13 @@ def draft(body: Draft, request: Request, app: Department, caller: Manager) -> JS
 
 @router.post("/{contract_id}/submit", response_model=RecordState, responses=COMMAND_ERRORS)
 def submit(contract_id: UUID, request: Request, app: Department, caller: Manager,
-           body: Nothing | None = None) -> JSONResponse:
+           body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.submit_contract(contract_id))
 
 
 @router.post("/{contract_id}/approve", response_model=RecordState, responses=COMMAND_ERRORS)
 def approve(contract_id: UUID, request: Request, app: Department, caller: Approver,
-            body: Nothing | None = None) -> JSONResponse:
+            body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.approve_contract(contract_id))
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from api import commands
 from api.deps import Department, allowed
-from api.models import Command, Day, Period, RecordState, Score, ShortText, Text
+from api.models import Command, Day, NoBody, Period, RecordState, Score, ShortText, Text
 from api.routes.records import COMMAND_ERRORS, add_record_reads
 from api.tokens import Principal
 from channel_domain.employee import Employee
@@ -124,14 +124,11 @@ def dismiss(employee_id: UUID, body: WithReason, request: Request, app: Departme
     return _change(request, caller, app, body, lambda: app.dismiss_employee(employee_id, body.on, body.reason))
 
 
-class Nothing(Command):
-    pass
-
 
 @router.post("/{employee_id}/personal-data/erase", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Erase an employee's personal data (PIPL): the events stay, the fields become unreadable")
 def erase_personal_data(employee_id: UUID, request: Request, app: Department, caller: HR,
-                        body: Nothing | None = None) -> JSONResponse:
+                        body: NoBody | None = None) -> JSONResponse:
     return commands.run(request, caller, app, Employee, lambda: app.erase_personal_data(employee_id), body)
 
 

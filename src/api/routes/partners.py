@@ -11,7 +11,7 @@ from pydantic import Field
 
 from api import commands
 from api.deps import Department, allowed
-from api.models import Command, Day, Money, Period, Rate, RecordState, Score, ShortText, Text
+from api.models import Command, Day, KpiName, Money, NoBody, Period, Rate, RecordState, Score, ShortText, Text
 from api.routes.records import COMMAND_ERRORS, add_record_reads
 from api.tokens import Principal
 from channel_domain.partner import Partner
@@ -63,7 +63,7 @@ class Visit(Command):
 
 class Evaluation(Command):
     period: Period
-    scores: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")], Score] = Field(
+    scores: dict[KpiName, Score] = Field(
         min_length=1, max_length=50, examples=[{"sales_revenue": 82, "partner_satisfaction": 90}]
     )
 
@@ -85,9 +85,6 @@ class MoneyOnDate(Command):
 class AccountChange(Command):
     account: ShortText
 
-
-class Nothing(Command):
-    pass
 
 
 class Subsidy(Command):
@@ -188,7 +185,7 @@ def request_account_change(partner_id: UUID, body: AccountChange, request: Reque
 @router.post("/{partner_id}/payout-account/changes/{change_id}/approve", response_model=RecordState,
              responses=COMMAND_ERRORS)
 def approve_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
-                           body: Nothing | None = None) -> JSONResponse:
+                           body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.approve_payout_account_change(partner_id, change_id))
 
 
@@ -210,13 +207,13 @@ def prepare_payout(partner_id: UUID, body: Payout, request: Request, app: Depart
 
 @router.post("/{partner_id}/payouts/{period}/verify", response_model=RecordState, responses=COMMAND_ERRORS)
 def verify_payout(partner_id: UUID, period: Period, request: Request, app: Department, caller: Finance,
-                  body: Nothing | None = None) -> JSONResponse:
+                  body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.verify_payout(partner_id, period))
 
 
 @router.post("/{partner_id}/payouts/{period}/approve", response_model=RecordState, responses=COMMAND_ERRORS)
 def approve_payout(partner_id: UUID, period: Period, request: Request, app: Department, caller: GeneralManager,
-                   body: Nothing | None = None) -> JSONResponse:
+                   body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.approve_payout(partner_id, period))
 
 

@@ -9,12 +9,12 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from api.deps import EVERY_ROLE, Runner, allowed
+from api.deps import Runner, allowed
 from api.routes.records import ERRORS
-from api.tokens import Principal
+from api.tokens import ROLES, Principal
 
 router = APIRouter(tags=["projections"])
-Anyone = Annotated[Principal, Depends(allowed(*EVERY_ROLE))]
+Anyone = Annotated[Principal, Depends(allowed(*ROLES))]
 
 
 class ProjectionState(BaseModel):

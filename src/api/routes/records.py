@@ -9,15 +9,15 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from api.deps import EVERY_ROLE, Department, allowed
+from api.deps import Department, allowed
 from api.errors import ApiProblem, Problem
 from api.models import History, RecordState
-from api.tokens import Principal
+from api.tokens import ROLES, Principal
 from api.views import history_view, record_view
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.errors import NotFound
 
-Reader = Annotated[Principal, Depends(allowed(*EVERY_ROLE))]
+Reader = Annotated[Principal, Depends(allowed(*ROLES))]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No valid bearer token"},

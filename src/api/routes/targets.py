@@ -11,7 +11,7 @@ from pydantic import Field
 
 from api import commands
 from api.deps import Department, allowed
-from api.models import Command, Money, Period, RecordState, ShortText, Text
+from api.models import Command, KpiName, Money, NoBody, Period, RecordState, ShortText, Text
 from api.routes.records import COMMAND_ERRORS, add_record_reads
 from api.tokens import Principal
 from channel_domain.sales_target import SalesTarget
@@ -19,7 +19,6 @@ from channel_domain.sales_target import SalesTarget
 router = APIRouter(prefix="/v1/targets", tags=["targets"])
 Manager = Annotated[Principal, Depends(allowed("channel_manager"))]
 Approver = Annotated[Principal, Depends(allowed("general_manager", "channel_manager"))]
-KpiName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Ratio = Annotated[str, Field(pattern=r"^\d{1,6}(\.\d{1,6})?$", examples=["0.6"])]
 
 
@@ -41,9 +40,6 @@ class Revision(Command):
     amount: Money
     reason: Text
 
-
-class Nothing(Command):
-    pass
 
 
 class Close(Command):
@@ -67,7 +63,7 @@ def request_revision(target_id: UUID, body: Revision, request: Request, app: Dep
 
 @router.post("/{target_id}/revisions/{revision_id}/approve", response_model=RecordState, responses=COMMAND_ERRORS)
 def approve_revision(target_id: UUID, revision_id: UUID, request: Request, app: Department, caller: Approver,
-                     body: Nothing | None = None) -> JSONResponse:
+                     body: NoBody | None = None) -> JSONResponse:
     return commands.run(request, caller, app, SalesTarget,
                         lambda: app.approve_target_revision(target_id, revision_id), body)
 

@@ -70,9 +70,9 @@ class ContractInForce:
     highest_rate: Decimal
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendingOutcome:
-    """An idempotent command's outcome, completed with positions once they are drawn."""
+    """An idempotent command's key and outcome; `append_events` adds the positions drawn."""
 
     actor: str
     idempotency_key: str
@@ -138,8 +138,6 @@ class EventRecorder(PostgresApplicationRecorder):
         except IntegrityError as error:
             diagnostics = getattr(error.__cause__, "diag", None)
             raise ConstraintViolation(str(error), getattr(diagnostics, "constraint_name", None)) from error
-        if outcome is not None:
-            outcome.outcome.update(position=positions[-1], positions=positions)
         return positions
 
     # Reading ---------------------------------------------------------------------------
