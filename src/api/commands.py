@@ -51,15 +51,17 @@ def run(
     created: bool = False,
 ) -> JSONResponse:
     """Execute `command` as the caller and answer with the record's new state."""
+    key = idempotency_key(request)
+    # Only a keyed command is ever compared with an earlier one.
     fingerprint = hashlib.sha256(
         f"{request.method} {request.url.path}\n{body.model_dump_json() if body else ''}".encode()
-    ).hexdigest()
+    ).hexdigest() if key else None
     with acting_as(
         principal.actor,
         principal.roles,
         correlation_id=request.state.correlation_id,
         causation_id=request.state.correlation_id,
-        idempotency_key=idempotency_key(request),
+        idempotency_key=key,
         expected_version=expected_version(request),
         request_fingerprint=fingerprint,
     ):

@@ -146,9 +146,13 @@ def _with_retries(method: Callable[..., CommandOutcome], context: Any, *args: An
             # pinned the version it expects (If-Match), then say so.
             if context.expected_version is not None or attempt == CONCURRENCY_RETRIES - 1:
                 raise
-            # Jittered backoff, so writers to a hot record stop colliding in step.
-            time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
+            _back_off(attempt)
     raise AssertionError("unreachable")
+
+
+def _back_off(attempt: int) -> None:
+    """Jittered exponential backoff, so writers to a hot record stop colliding in step."""
+    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
 
 
 def _fingerprint_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -504,7 +508,7 @@ class ChannelDepartment(Application):
                     if attempt == CONCURRENCY_RETRIES - 1:
                         for index in indexes:
                             outcomes[index] = outcomes[index] or conflict
-                    time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
+                    _back_off(attempt)
         return outcomes
 
     def _lowest_enterprise_agent_rate(self, starts_on: date | str, ends_on: date | str) -> Decimal | None:

@@ -15,8 +15,7 @@ MinPosition = Annotated[int | None, Query(ge=0, le=2**62, description="Wait unti
 WaitSeconds = Annotated[float, Query(ge=0, le=10, description="How long to wait for min_position (default 2, at most 10)")]
 
 
-def consistent_read(runner: ProjectionRunner, name: str, response: Response, min_position: int | None,
-                    wait_s: float) -> int:
+def consistent_read(runner: ProjectionRunner, name: str, min_position: int | None, wait_s: float) -> int:
     """Waits (polling) until the projection reached `min_position`; 503 if it does not in time."""
     deadline = time.monotonic() + wait_s
     position = runner.checkpoint(name)
@@ -27,7 +26,6 @@ def consistent_read(runner: ProjectionRunner, name: str, response: Response, min
                              {"Retry-After": "1", "X-Projection-Position": str(position)})
         time.sleep(0.02)
         position = runner.checkpoint(name)
-    response.headers["X-Projection-Position"] = str(position)
     return position
 
 
@@ -36,7 +34,7 @@ def fresh(*names: str) -> Any:
     and sets `X-Projection-Position` (the lowest of them)."""
 
     def wait(response: Response, runner: Runner, min_position: MinPosition = None, wait_s: WaitSeconds = 2) -> int:
-        reached = [consistent_read(runner, name, response, min_position, wait_s) for name in names]
+        reached = [consistent_read(runner, name, min_position, wait_s) for name in names]
         response.headers["X-Projection-Position"] = str(min(reached))
         return min(reached)
 
