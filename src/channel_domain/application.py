@@ -584,10 +584,11 @@ class ChannelDepartment(Application):
             raise NotFound(f"{record_type.record_name} {record_id} has no version {version}")
         return record
 
-    def history(self, record_id: UUID) -> list[HistoryEntry]:
-        """Every event of a record in order, with who, when, why and what."""
+    def history(self, record_id: UUID, after_version: int = 0, limit: int | None = None) -> list[HistoryEntry]:
+        """A record's events in order, after a version and up to a limit (all by default),
+        with who, when, why and what."""
         entries = []
-        for row in self.event_recorder.stream_rows(record_id):
+        for row in self.event_recorder.stream_rows(record_id, after_version, limit):
             stored = StoredEvent(record_id, row["originator_version"], row["topic"], bytes(row["state"]))
             event = self.mapper.to_domain_event(stored)
             meta = event.meta  # type: ignore[attr-defined]
@@ -605,7 +606,7 @@ class ChannelDepartment(Application):
                     data=event_data(event),
                 )
             )
-        if not entries:
+        if not entries and after_version == 0:
             raise NotFound(f"no record {record_id}")
         return entries
 

@@ -71,11 +71,12 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> dict[str, Any]:
         after = int(cursor) if cursor and cursor.isdigit() and len(cursor) < 19 else 0
-        entries = app.history(record_id)
-        if not entries[0].type.startswith(f"{record_type.__name__}."):
+        # Only the page is read and decoded, however long the record's history.
+        entries = app.history(record_id, after, limit + 1)
+        first = entries[0] if entries else app.history(record_id, 0, 1)[0]
+        if not first.type.startswith(f"{record_type.__name__}."):
             raise NotFound(f"no {noun} {record_id}")
-        page = [entry for entry in entries if entry.version > after][:limit]
-        more = page and page[-1].version < entries[-1].version
+        page, more = entries[:limit], len(entries) > limit
         return {
             "items": [history_view(app, entry, reader, record_id) for entry in page],
             "next_cursor": str(page[-1].version) if more else None,

@@ -209,12 +209,13 @@ class EventRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
             return None if row is None else row["version"]
 
-    def stream_rows(self, originator_id: UUID) -> list[DictRow]:
+    def stream_rows(self, originator_id: UUID, after_version: int = 0, limit: int | None = None) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 "SELECT position, originator_version, topic, state, recorded_at, effective_on"
-                " FROM events WHERE originator_id = %s ORDER BY originator_version",
-                (originator_id,),
+                " FROM events WHERE originator_id = %s AND originator_version > %s"
+                " ORDER BY originator_version LIMIT %s",
+                (originator_id, after_version, limit),
                 prepare=True,
             )
             return curs.fetchall()
