@@ -20,6 +20,7 @@ from api.routes import (
     activity,
     attainment,
     audit,
+    commissions,
     contracts,
     employees,
     partners,
@@ -93,8 +94,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     errors.install(app)
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, contracts, sales_import, targets, activity, attainment, audit,
-                   projection_status):
+    for module in (employees, partners, contracts, sales_import, targets, activity, attainment, commissions,
+                   audit, projection_status):
         app.include_router(module.router)
 
     @app.get(

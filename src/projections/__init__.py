@@ -7,8 +7,9 @@ Each projection is a plain object with a `name` and `apply(cursor, events)`; the
 from projections.activity import PartnerActivity
 from projections.attainment import TargetAttainment
 from projections.audit import AuditTrail
+from projections.commissions import Commissions
 from projections.employees import EmployeeContracts
 
 
 def all_projections() -> list:
-    return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts()]
+    return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions()]

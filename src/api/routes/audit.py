@@ -90,6 +90,7 @@ FINDING_KINDS = (
     "probation_overdue",
     "sales_agent_rate_not_below_enterprise_agents",
     "contract_review_missing",
+    "payout_not_total_due",
 )
 
 
@@ -112,7 +113,7 @@ class Findings(BaseModel):
 def audit_findings(
     app: Department,
     _: Auditor,
-    __: Annotated[int, fresh("audit_events", "partner_activity", "employee_contracts")],
+    __: Annotated[int, fresh("audit_events", "partner_activity", "employee_contracts", "commissions")],
     kind: Annotated[Literal[FINDING_KINDS] | None, Query()] = None,  # type: ignore[valid-type]
     status: Annotated[Literal["open"] | None, Query(description="every finding stays open until its cause is corrected")] = None,
     cursor: Annotated[str | None, Query(max_length=20)] = None,

@@ -31,6 +31,15 @@ class Projection(Protocol):
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None: ...
 
 
+def _forget_state(projection: Projection) -> None:
+    """A projection may keep state in memory between batches; it offers `reset()` to drop it
+    whenever the runner cannot vouch that its tables hold exactly what it wrote (a batch
+    rolled back, another worker moved its checkpoint)."""
+    reset = getattr(projection, "reset", None)
+    if reset is not None:
+        reset()
+
+
 @dataclass(frozen=True)
 class Progress:
     name: str
@@ -64,6 +73,7 @@ class ProjectionRunner:
         start = self.checkpoint(projection.name)
         log = self._logs.get(projection.name)
         if log is None or log.position != start:
+            _forget_state(projection)
             log = self._logs[projection.name] = EventLog(self.app.event_recorder, after=start)
         applied = 0
         for batch in log.follow(self.batch_size):

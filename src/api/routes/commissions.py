@@ -1,0 +1,121 @@
+"""/v1/commissions/statements: each partner's monthly statement, as it stands or as known at a
+past time (domain.md §6)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime, BaseModel, Field
+
+from api.deps import Department, allowed
+from api.routes.read_models import fresh
+from api.routes.records import ERRORS
+from api.tokens import Principal
+from channel_domain.errors import NotFound
+from channel_domain.values import plain_json
+from projections.commissions import statement
+
+router = APIRouter(prefix="/v1/commissions", tags=["read models"])
+Reader = Annotated[Principal, Depends(allowed("reporting", "finance", "auditor", "channel_manager"))]
+Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
+KnownAt = Annotated[AwareDatetime | None, Query(
+    description="Read the statement as it stood at this time (RFC 3339 with offset)")]
+
+
+class StatementLine(BaseModel):
+    position: int
+    line_no: int
+    event_id: str
+    contract_id: str | None
+    order_id: str | None
+    kind: str
+    business_date: str | None
+    amount: str
+    rate: str | None
+    commission: str
+    corrects_period: str | None
+    recorded_at: str
+
+
+class StatementSummary(BaseModel):
+    partner_id: str
+    period: str
+    gross_sales: str
+    returns: str
+    net_sales: str
+    commission: str
+    adjustments: str
+    carried_in: str
+    total_due: str
+    carried_out: str
+    fees: str | None
+    remittance_due: str | None
+    payout_status: str
+    payout_amount: str | None
+
+
+class Statement(StatementSummary):
+    lines: list[StatementLine]
+
+
+class Statements(BaseModel):
+    items: list[StatementSummary]
+    next_cursor: str | None
+
+
+@router.get("/statements/{partner_id}/{period}", response_model=Statement, responses=ERRORS,
+            summary="A partner's commission statement for a month")
+def read_statement(
+    partner_id: UUID,
+    period: Month,
+    app: Department,
+    _: Reader,
+    __: Annotated[int, fresh("commissions")],
+    as_known_at: KnownAt = None,
+) -> dict[str, Any]:
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        found = statement(curs, partner_id, period, as_known_at)
+    if found is None:
+        raise NotFound(f"no partner {partner_id} in the commission read model")
+    return plain_json(found)
+
+
+@router.get("/statements", response_model=Statements, responses=ERRORS,
+            summary="Statements by month and partner, paginated")
+def list_statements(
+    app: Department,
+    _: Reader,
+    __: Annotated[int, fresh("commissions")],
+    period: Annotated[Month | None, Query()] = None,
+    partner_id: UUID | None = None,
+    as_known_at: KnownAt = None,
+    cursor: Annotated[str | None, Query(max_length=60, pattern=r"^\d{4}-\d{2}/[0-9a-f-]{36}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    after_period, _, after_partner = (cursor or "/").partition("/")
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        # Every month with a line or a payout step is a statement; months between them only
+        # carry a balance through.
+        curs.execute(
+            "SELECT period, partner_id FROM ("
+            " SELECT period, partner_id, recorded_at FROM commission_lines"
+            " UNION ALL SELECT period, partner_id, recorded_at FROM commission_payouts) AS known"
+            " WHERE (%(period)s::text IS NULL OR period = %(period)s)"
+            " AND (%(partner)s::uuid IS NULL OR partner_id = %(partner)s)"
+            " AND (%(known_at)s::timestamptz IS NULL OR recorded_at <= %(known_at)s)"
+            " AND (%(after_period)s = '' OR (period, partner_id::text) > (%(after_period)s, %(after_partner)s))"
+            " GROUP BY period, partner_id ORDER BY period, partner_id::text LIMIT %(limit)s",
+            {"period": period, "partner": partner_id, "known_at": as_known_at, "after_period": after_period,
+             "after_partner": after_partner, "limit": limit + 1},
+        )
+        keys = curs.fetchall()
+        items = [statement(curs, key["partner_id"], key["period"], as_known_at, with_lines=False)
+                 for key in keys[:limit]]
+    last = keys[limit - 1] if len(keys) > limit else None
+    return {
+        "items": [plain_json(item) for item in items],
+        "next_cursor": f"{last['period']}/{last['partner_id']}" if last else None,
+    }
+

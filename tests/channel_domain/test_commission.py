@@ -1,0 +1,117 @@
+"""Commission rules of domain.md §6, figures worked by hand."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal as D
+
+from channel_domain.commission import ContractCommissions, Entry, marginal_slices
+from channel_domain.values import CommissionTerms
+
+TIERED = CommissionTerms.parse({"type": "tiered", "tiers": [{"up_to": "100000.00", "rate": "0.03"}, {"rate": "0.045"}]})
+FLAT = CommissionTerms.parse({"type": "flat", "rate": "0.05"})
+
+
+def commissions(lines):
+    return [line.commission for line in lines]
+
+
+def test_a_sale_crossing_a_tier_boundary_earns_each_slice_at_its_own_rate():
+    book = ContractCommissions(TIERED)
+    assert commissions(book.sale("A", D("60000.00"), date(2026, 3, 2), 1, "2026-03")) == [D("1800.00")]
+    # 40 000 more at 3 % fills the first tier, the other 30 000 earn 4.5 %: 1 200 + 1 350.
+    lines = book.sale("B", D("70000.00"), date(2026, 3, 9), 2, "2026-03")
+    assert [(line.amount, line.rate, line.commission) for line in lines] == [
+        (D("40000.00"), D("0.03"), D("1200.00")),
+        (D("30000.00"), D("0.045"), D("1350.00")),
+    ]
+    assert book.booked["2026-03"] == D("4350.00")
+
+
+def test_tiers_restart_each_calendar_month():
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("120000.00"), date(2026, 3, 30), 1, "2026-03")
+    assert commissions(book.sale("B", D("10000.00"), date(2026, 4, 1), 2, "2026-04")) == [D("300.00")]
+
+
+def test_a_return_claws_back_its_own_sales_top_slice_first_and_leaves_other_sales_alone():
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("60000.00"), date(2026, 3, 2), 1, "2026-03")
+    book.sale("B", D("70000.00"), date(2026, 3, 9), 2, "2026-03")
+    # B's top 30 000 earned 4.5 %; returning 35 000 takes all of it and 5 000 at 3 %.
+    lines = book.return_("B", D("35000.00"), date(2026, 3, 20), 3, "2026-03")
+    assert [(line.kind, line.order_id, line.amount, line.rate, line.commission) for line in lines] == [
+        ("return", "B", D("-30000.00"), D("0.045"), D("-1350.00")),
+        ("return", "B", D("-5000.00"), D("0.03"), D("-150.00")),
+    ]
+    # Returning part of A takes A's own 3 % — not B's higher slice.
+    assert commissions(book.return_("A", D("1000.00"), date(2026, 3, 21), 4, "2026-03")) == [D("-30.00")]
+    # Net sales now 94 000: the next sale starts inside the first tier again.
+    assert commissions(book.sale("C", D("10000.00"), date(2026, 3, 25), 5, "2026-03")) == [
+        D("180.00"), D("180.00")]
+
+
+def test_a_return_in_a_later_month_is_booked_there_at_the_rates_its_sale_earned():
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("130000.00"), date(2026, 3, 2), 1, "2026-03")
+    lines = book.return_("A", D("10000.00"), date(2026, 4, 3), 2, "2026-04")
+    assert [(line.period, line.commission) for line in lines] == [("2026-04", D("-450.00"))]
+    assert book.booked == {"2026-03": D("4350.00"), "2026-04": D("-450.00")}
+
+
+def test_a_retroactive_amendment_books_the_difference_per_month_in_the_month_it_is_recorded():
+    book = ContractCommissions(FLAT)
+    book.sale("A", D("10000.00"), date(2026, 1, 10), 1, "2026-01")  # 500 — before the effective date
+    book.sale("B", D("20000.00"), date(2026, 2, 10), 2, "2026-02")  # 1 000
+    book.sale("C", D("30000.00"), date(2026, 3, 10), 3, "2026-03")  # 1 500
+    book.return_("C", D("10000.00"), date(2026, 3, 20), 4, "2026-03")  # −500
+    six_percent = CommissionTerms.parse({"type": "flat", "rate": "0.06"})
+    lines = book.amendment(date(2026, 2, 1), six_percent, "2026-05")
+    # February: 20 000 × 1 % more = 200. March: (30 000 − 10 000) × 1 % = 200.
+    assert [(line.kind, line.period, line.corrects_period, line.commission) for line in lines] == [
+        ("adjustment", "2026-05", "2026-02", D("200.00")),
+        ("adjustment", "2026-05", "2026-03", D("200.00")),
+    ]
+    # What is returned later is clawed back at the amended rate.
+    assert commissions(book.return_("B", D("5000.00"), date(2026, 5, 2), 5, "2026-05")) == [D("-300.00")]
+
+
+def test_a_sale_dated_before_sales_already_booked_under_tiered_terms_takes_its_place_in_date_order():
+    book = ContractCommissions(TIERED)
+    book.sale("late", D("90000.00"), date(2026, 3, 20), 1, "2026-03")  # 2 700
+    # Recorded later but dated earlier: it comes first, 90 000 at 3 % = 2 700 …
+    lines = book.sale("early", D("90000.00"), date(2026, 3, 5), 2, "2026-04")
+    # … which pushes "late" to 90 000–180 000: 10 000 × 3 % + 80 000 × 4.5 % = 3 900, 1 200 more,
+    # booked as an adjustment when it was learnt (April), naming March.
+    assert [(line.kind, line.period, line.commission, line.corrects_period) for line in lines] == [
+        ("sale", "2026-03", D("2700.00"), None),
+        ("adjustment", "2026-04", D("1200.00"), "2026-03"),
+    ]
+
+
+def test_under_flat_terms_order_does_not_matter_and_nothing_is_adjusted():
+    book = ContractCommissions(FLAT)
+    book.sale("late", D("100.00"), date(2026, 3, 20), 1, "2026-03")
+    assert [line.kind for line in book.sale("early", D("100.00"), date(2026, 3, 5), 2, "2026-03")] == ["sale"]
+
+
+def test_restoring_from_booked_lines_prices_exactly_as_learning_did():
+    learnt = ContractCommissions(TIERED)
+    learnt.sale("A", D("80000.00"), date(2026, 3, 2), 1, "2026-03")
+    learnt.sale("B", D("50000.00"), date(2026, 3, 9), 2, "2026-03")
+    learnt.return_("B", D("20000.00"), date(2026, 3, 12), 3, "2026-03")
+    restored = ContractCommissions(TIERED)
+    restored.restore(
+        [Entry("sale", "A", date(2026, 3, 2), 1, D("80000.00")), Entry("sale", "B", date(2026, 3, 9), 2, D("50000.00")),
+         Entry("return", "B", date(2026, 3, 12), 3, D("20000.00"))],
+        [], dict(learnt.booked),
+    )
+    later = (("C", D("40000.00"), date(2026, 3, 28), 4, "2026-03"),)
+    assert commissions(restored.sale(*later[0])) == commissions(learnt.sale(*later[0]))
+    assert restored.ideal() == learnt.ideal() == restored.booked == learnt.booked
+
+
+def test_marginal_slices_below_zero_net_sales_count_in_the_first_tier():
+    # A month that opened with a return of last month's sale: net sales stand at −5 000.
+    assert [(s.amount, s.rate) for s in marginal_slices(TIERED, D("-5000.00"), D("110000.00"))] == [
+        (D("105000.00"), D("0.03")), (D("5000.00"), D("0.045"))]
