@@ -70,4 +70,10 @@ def test_rebuild_command_shows_progress_and_switches(app, database_url, monkeypa
     assert result.exit_code == 0, result.output
     assert "switched partner_activity at position 20" in result.output
     assert "partner_directory: 0 rows before, 20 after" in result.output
+    result = CliRunner().invoke(cli, ["rebuild", "commissions"])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(database_url) as conn:  # the views over the switched tables came along
+        assert conn.execute("SELECT count(*) FROM audit_findings").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM commission_statements").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM audit_findings_0008").fetchone() is not None
     assert CliRunner().invoke(cli, ["rebuild", "no_such_model"]).exit_code == 2

@@ -5,7 +5,9 @@ The projection's SQL names its tables without a schema, so the shadow build runs
 `search_path` set to a schema of its own holding empty copies of those tables. The switch
 locks the live tables (waiting for the live worker's batch in flight, and holding its next
 one), applies the last events to the shadow, swaps the tables and moves the checkpoint — all
-in one transaction, so readers see the old model or the new, never a mix.
+in one transaction, so readers see the old model or the new, never a mix. Views over the
+tables (`audit_findings`, `commission_statements`) follow them by object id, not by name, so
+the switch drops them and creates them again over the new tables.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from psycopg import sql
 
 from channel_domain.store.log import EventLog
 from channel_domain.store.projecting import Projection
@@ -70,6 +74,7 @@ class Rebuilder:
         tables = self.projection.tables
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(f"LOCK TABLE {', '.join(f'public.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE")
+            views = _dependent_views(curs, tables)
             # The live worker is held now; bring the shadow up to what is safely readable.
             curs.execute(f"SET LOCAL search_path = {SHADOW}, public")
             for batch in log.follow(self.batch_size):
@@ -83,9 +88,17 @@ class Rebuilder:
                 rows[table] = (row["live"], row["rebuilt"])
             curs.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
             curs.execute(f"CREATE SCHEMA {RETIRED}")
+            for view in reversed(views):
+                curs.execute(f"DROP VIEW public.{view.name}")
             for table in tables:
                 curs.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
                 curs.execute(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
+            curs.execute("SET LOCAL search_path = public")
+            for view in views:
+                curs.execute(f"CREATE VIEW public.{view.name} AS {view.definition}")
+                if view.comment is not None:
+                    curs.execute(sql.SQL("COMMENT ON VIEW public.{} IS {}").format(
+                        sql.Identifier(view.name), sql.Literal(view.comment)))
             curs.execute(
                 "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
@@ -94,3 +107,30 @@ class Rebuilder:
             curs.execute(f"DROP SCHEMA {SHADOW} CASCADE")
             curs.execute(f"DROP SCHEMA {RETIRED} CASCADE")
         return RebuildReport(self.projection.name, log.position, rows)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    definition: str
+    comment: str | None
+
+
+def _dependent_views(curs: Any, tables: tuple[str, ...]) -> list[View]:
+    """Views reading the tables, directly or through other views, each after those it reads;
+    definitions are taken with `public` alone on the search path, so they name tables bare."""
+    curs.execute("SET LOCAL search_path = public")
+    curs.execute(
+        "WITH RECURSIVE reads (view, depth) AS ("
+        "  SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid"
+        "  WHERE d.refobjid = ANY (%s::regclass[]) AND r.ev_class <> d.refobjid"
+        "  UNION"
+        "  SELECT r.ev_class, reads.depth + 1 FROM reads JOIN pg_depend d ON d.refobjid = reads.view"
+        "  JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class <> reads.view)"
+        " SELECT c.relname AS name, pg_get_viewdef(c.oid) AS definition,"
+        " obj_description(c.oid, 'pg_class') AS comment, max(reads.depth) AS depth"
+        " FROM reads JOIN pg_class c ON c.oid = reads.view AND c.relkind = 'v'"
+        " GROUP BY c.oid, c.relname ORDER BY depth, c.relname",
+        ([f"public.{table}" for table in tables],),
+    )
+    return [View(row["name"], row["definition"], row["comment"]) for row in curs.fetchall()]
