@@ -15,6 +15,7 @@ every month equals its ideal total, and every line once booked stays as it was.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,14 +124,22 @@ class Entry:
 
 
 class ContractCommissions:
+    """Pricing splits along the rules' own lines: a sale's slices depend only on the entries
+    of its month before it (their amounts, not their prices); a return's clawback only on its
+    sale's slices and the returns of that sale before it. So news about one month re-prices
+    that month from the news onwards and the returns of the sales it moved — never the
+    whole contract, except for an amendment."""
+
     def __init__(self, terms: CommissionTerms) -> None:
-        self._amendments: list[tuple[date, CommissionTerms]] = []
         self._initial = terms
+        self._amendments: list[tuple[date, CommissionTerms]] = []
         self._tiered = terms.type == "tiered"
-        self._entries: list[Entry] = []  # in key order
+        self._top_bound = _top_bound(terms)  # above it, every terms known pay one rate
+        self._months: dict[str, list[Entry]] = defaultdict(list)  # each in key order
         self._sales: dict[str, Entry] = {}
-        self._held: dict[str, list[Slice]] = {}  # each sale's slices not yet returned
-        self._net: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> net sales so far
+        self._returns: dict[str, list[Entry]] = defaultdict(list)  # order -> its returns, in key order
+        self._net: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> its net sales
+        self._ideal: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> what it should earn
         self.booked: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> what its statements say
 
     # What is known --------------------------------------------------------------------
@@ -144,18 +153,27 @@ class ContractCommissions:
 
     def restore(self, entries: Iterable[Entry], amendments: Iterable[tuple[date, CommissionTerms]],
                 booked: dict[str, Decimal]) -> None:
-        """Loads what was learnt before (in recording order), as stored with the lines."""
+        """Loads what was learnt before (amendments in recording order), as stored with the lines."""
         for effective_on, terms in amendments:
             self._learn_terms(effective_on, terms)
-        self._entries = sorted(entries, key=lambda e: e.key)
-        self._sales = {e.order_id: e for e in self._entries if e.kind == "sale"}
-        self._reprice()
+        for entry in sorted(entries, key=lambda e: e.key):
+            self._months[entry.month].append(entry)
+            self._net[entry.month] += entry.amount if entry.kind == "sale" else -entry.amount
+            if entry.kind == "sale":
+                self._sales[entry.order_id] = entry
+            else:
+                self._returns[entry.order_id].append(entry)
+        self._reprice_all()
         self.booked.update(booked)
+
+    def ideal(self) -> dict[str, Decimal]:
+        return {month: self._ideal[month] for month in self._months}
 
     def _learn_terms(self, effective_on: date, terms: CommissionTerms) -> None:
         self._amendments.append((effective_on, terms))
         self._amendments.sort(key=lambda amendment: amendment[0])  # stable: recording order breaks ties
         self._tiered = self._tiered or terms.type == "tiered"
+        self._top_bound = max(self._top_bound, _top_bound(terms))
 
     # What is learnt, and what it books -------------------------------------------------
 
@@ -166,64 +184,111 @@ class ContractCommissions:
 
     def return_(self, order_id: str, amount: Decimal, returned_on: date, position: int,
                 recorded_in: str) -> list[Line]:
-        return self._learn(Entry("return", order_id, returned_on, position, amount), recorded_in)
+        entry = Entry("return", order_id, returned_on, position, amount)
+        _insert(self._returns[order_id], entry)
+        return self._learn(entry, recorded_in)
 
     def amendment(self, effective_on: date, terms: CommissionTerms, recorded_in: str) -> list[Line]:
         self._learn_terms(effective_on, terms)
-        self._reprice()
-        return self._adjustments(recorded_in)
+        self._reprice_all()
+        return self._adjustments(self._months, recorded_in)
 
     def _learn(self, entry: Entry, recorded_in: str) -> list[Line]:
-        in_order = not self._entries or entry.key >= self._entries[-1].key
-        if in_order or not self._tiered:
-            # Nothing booked before depends on it: price it alone.
-            if in_order:
-                self._entries.append(entry)
-            else:
-                self._insert(entry)
-            self._price(entry)
-            self.booked[entry.month] += entry.commission
-            return entry.lines()
-        # A late entry under tiered terms moves the slices of what follows it in its month.
-        self._insert(entry)
-        self._reprice()
-        self.booked[entry.month] += entry.commission
-        return entry.lines() + self._adjustments(recorded_in)
-
-    def _insert(self, entry: Entry) -> None:
-        index = len(self._entries)
-        while index and self._entries[index - 1].key > entry.key:
-            index -= 1
-        self._entries.insert(index, entry)
-
-    def _reprice(self) -> None:
-        self._held.clear()
-        self._net.clear()
-        for entry in self._entries:
-            self._price(entry)
-
-    def _price(self, entry: Entry) -> None:
-        month = entry.month
-        if entry.kind == "sale":
-            entry.slices = marginal_slices(self.terms_on(entry.day), self._net[month], entry.amount)
-            self._held[entry.order_id] = list(entry.slices)
-            self._net[month] += entry.amount
+        month = self._months[entry.month]
+        net_before = self._net[entry.month]
+        self._net[entry.month] += entry.amount if entry.kind == "sale" else -entry.amount
+        index = _insert(month, entry)
+        touched = {entry.month}
+        if entry.kind == "return":
+            touched |= self._price_returns(entry.order_id)
+        if index == len(month) - 1 or not self._tiered:
+            # Nothing after it in its month, or rates that do not depend on order: it moves nothing.
+            if entry.kind == "sale":
+                self._price_sale(entry, net_before)
         else:
-            entry.slices, self._held[entry.order_id] = claw_back(self._held[entry.order_id], entry.amount)
-            self._net[month] -= entry.amount
+            # A late entry under tiered terms moves the slices of what follows it in its month.
+            shift = entry.amount if entry.kind == "sale" else -entry.amount
+            for sale in self._price_sales(month, index, shift):
+                touched |= self._price_returns(sale.order_id)
+        self.booked[entry.month] += entry.commission
+        return entry.lines() + self._adjustments(touched, recorded_in)
 
-    def ideal(self) -> dict[str, Decimal]:
-        totals: dict[str, Decimal] = defaultdict(lambda: ZERO)
-        for entry in self._entries:
-            totals[entry.month] += entry.commission
-        return totals
+    # Pricing --------------------------------------------------------------------------
 
-    def _adjustments(self, recorded_in: str) -> list[Line]:
-        ideal = self.ideal()
+    def _price_sale(self, entry: Entry, net: Decimal) -> bool:
+        """Prices a sale made when the month's net sales stood at `net`; True if it moved."""
+        slices = marginal_slices(self.terms_on(entry.day), net, entry.amount)
+        if slices == entry.slices:
+            return False
+        self._ideal[entry.month] += _earned(slices) - entry.commission
+        entry.slices = slices
+        return True
+
+    def _price_sales(self, month: list[Entry], start: int, shift: Decimal | None = None) -> list[Entry]:
+        """Prices the month's sales from `start` on; returns those whose slices moved.
+
+        With `shift` (the signed amount of an entry just inserted at `start`), it stops where
+        every later sale lies in the top tier both before and after the shift, even allowing
+        for the returns still to come that month: nothing further can move.
+        """
+        net = sum((e.amount if e.kind == "sale" else -e.amount for e in month[:start]), ZERO)
+        returns_to_come = sum((e.amount for e in month[start:] if e.kind == "return"), ZERO)
+        settled_above = None if shift is None else self._top_bound + max(shift, ZERO)
+        moved = []
+        for index, entry in enumerate(month[start:], start):
+            if index > start and settled_above is not None and net - returns_to_come >= settled_above:
+                break
+            if entry.kind == "sale":
+                if self._price_sale(entry, net):
+                    moved.append(entry)
+                net += entry.amount
+            else:
+                net -= entry.amount
+                returns_to_come -= entry.amount
+        return moved
+
+    def _price_returns(self, order_id: str) -> set[str]:
+        """Claws back each return of the order, in key order, from what the sale still holds;
+        returns the months whose figures moved."""
+        held, months = list(self._sales[order_id].slices), set()
+        for entry in self._returns.get(order_id, ()):
+            clawed, held = claw_back(held, entry.amount)
+            if clawed != entry.slices:
+                self._ideal[entry.month] += -_earned(clawed) - entry.commission
+                entry.slices = clawed
+                months.add(entry.month)
+        return months
+
+    def _reprice_all(self) -> None:
+        for month in self._months.values():
+            self._price_sales(month, 0)
+        for order_id in list(self._returns):
+            self._price_returns(order_id)
+
+    def _adjustments(self, months: Iterable[str], recorded_in: str) -> list[Line]:
         lines = []
-        for month in sorted(set(ideal) | set(self.booked)):
-            difference = ideal[month] - self.booked[month]
+        for month in sorted(months):
+            difference = self._ideal[month] - self.booked[month]
             if difference:
                 lines.append(Line("adjustment", recorded_in, None, None, ZERO, None, difference, month))
                 self.booked[month] += difference
         return lines
+
+
+def _earned(slices: list[Slice]) -> Decimal:
+    return sum((s.commission for s in slices), ZERO)
+
+
+def _top_bound(terms: CommissionTerms) -> Decimal:
+    return max((tier.up_to for tier in terms.tiers if tier.up_to is not None), default=ZERO)
+
+
+def _insert(entries: list[Entry], entry: Entry) -> int:
+    """Puts `entry` in its key order (usually at the end); returns where."""
+    index = bisect_right(entries, entry.key, key=_key)
+    entries.insert(index, entry)
+    return index
+
+
+def _key(entry: Entry) -> tuple[date, int]:
+    return entry.day, entry.position

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import date
 from decimal import Decimal as D
 
@@ -89,6 +90,20 @@ def test_a_sale_dated_before_sales_already_booked_under_tiered_terms_takes_its_p
     ]
 
 
+def test_a_late_sale_moves_later_sales_that_a_return_brought_back_below_the_top_tier():
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("150000.00"), date(2026, 3, 1), 1, "2026-03")  # 3 000 + 2 250
+    book.sale("B", D("10000.00"), date(2026, 3, 20), 2, "2026-03")  # 450, all above 100 000
+    book.return_("A", D("80000.00"), date(2026, 3, 25), 3, "2026-03")  # −2 250 − 900: net 80 000
+    assert commissions(book.sale("C", D("30000.00"), date(2026, 3, 28), 4, "2026-03")) == [
+        D("600.00"), D("450.00")]
+    # D comes before B: B stays in the top tier, but C now starts at 85 000: 15 000 × 3 % +
+    # 15 000 × 4.5 % = 1 125, 75 more than booked.
+    lines = book.sale("D", D("5000.00"), date(2026, 3, 10), 5, "2026-04")
+    assert [(line.kind, line.period, line.commission, line.corrects_period) for line in lines] == [
+        ("sale", "2026-03", D("225.00"), None), ("adjustment", "2026-04", D("75.00"), "2026-03")]
+
+
 def test_under_flat_terms_order_does_not_matter_and_nothing_is_adjusted():
     book = ContractCommissions(FLAT)
     book.sale("late", D("100.00"), date(2026, 3, 20), 1, "2026-03")
@@ -115,3 +130,43 @@ def test_marginal_slices_below_zero_net_sales_count_in_the_first_tier():
     # A month that opened with a return of last month's sale: net sales stand at −5 000.
     assert [(s.amount, s.rate) for s in marginal_slices(TIERED, D("-5000.00"), D("110000.00"))] == [
         (D("105000.00"), D("0.03")), (D("5000.00"), D("0.045"))]
+
+
+def test_learning_piece_by_piece_prices_as_pricing_everything_at_once_would():
+    """Sales and returns arriving out of date order, amendments with past effective dates:
+    after each, every month's booked total equals its ideal, and the ideal equals a fresh
+    pricing of all that is known (what a rebuild computes)."""
+    rng = random.Random(7)
+    # Many narrow tiers, so a sale moved along the month almost always changes slices.
+    steep = CommissionTerms.parse({"type": "tiered", "tiers": [
+        *({"up_to": f"{n * 50000}.00", "rate": f"0.{n:02d}"} for n in range(1, 20)), {"rate": "0.25"}]})
+    book = ContractCommissions(steep)
+    entries, amendments, sold = [], [], {}
+    for position in range(1, 400):
+        roll = rng.random()
+        if roll < 0.03:
+            terms = CommissionTerms.parse({"type": "tiered", "tiers": [
+                {"up_to": f"{rng.randint(1, 3)}0000.00", "rate": "0.02"}, {"rate": f"0.0{rng.randint(3, 9)}"}]})
+            effective_on = date(2026, rng.randint(1, 4), rng.randint(1, 28))
+            amendments.append((effective_on, terms))
+            book.amendment(effective_on, terms, "2026-06")
+        elif roll < 0.25 and sold:
+            order = rng.choice(sorted(sold))
+            amount = min(sold[order][0], D(rng.randint(1, 40) * 100))
+            if not amount:
+                continue
+            day = date(2026, rng.randint(sold[order][1].month, 5), 28)
+            sold[order] = (sold[order][0] - amount, sold[order][1])
+            entries.append(Entry("return", order, day, position, amount))
+            book.return_(order, amount, day, position, "2026-06")
+        else:
+            order, amount, day = f"S{position}", D(rng.randint(1, 300) * 100), date(2026, rng.randint(1, 4), rng.randint(1, 28))
+            sold[order] = (amount, day)
+            entries.append(Entry("sale", order, day, position, amount))
+            book.sale(order, amount, day, position, "2026-06")
+        ideal = book.ideal()
+        assert all(ideal.get(month, 0) == total for month, total in book.booked.items())
+        assert all(book.booked[month] == total for month, total in ideal.items())
+        fresh = ContractCommissions(steep)
+        fresh.restore([Entry(e.kind, e.order_id, e.day, e.position, e.amount) for e in entries], amendments, {})
+        assert fresh.ideal() == ideal
