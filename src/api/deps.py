@@ -29,9 +29,10 @@ Department = Annotated[ChannelDepartment, Depends(department)]
 def projection_runner(request: Request) -> ProjectionRunner:
     state = request.app.state
     if state.runner is None:
+        app = department(request)  # before the lock: department() takes it too
         with state.department_lock:
             if state.runner is None:
-                state.runner = ProjectionRunner(department(request), all_projections())
+                state.runner = ProjectionRunner(app, all_projections())
     return state.runner
 
 

@@ -83,3 +83,25 @@ def test_reads_are_open_to_every_role(api):
     for role in sorted(ALL_ROLES):
         response = api.get(f"/v1/partners/{X}", actor=f"reader-{role}", roles=(role,))
         problem(response, 404, "not_found")
+
+
+# The read side of api.md: (path, roles allowed).
+READ_TABLE = [
+    (f"/v1/commissions/statements/{X}/2026-03", {"reporting", "finance", "auditor", "channel_manager"}),
+    ("/v1/commissions/statements", {"reporting", "finance", "auditor", "channel_manager"}),
+    (f"/v1/targets/{X}/attainment", {"reporting", "channel_manager", "auditor"}),
+    (f"/v1/partners/{X}/activity?period=2026-03", {"reporting", "channel_manager", "auditor"}),
+    ("/v1/audit/events", {"auditor"}),
+    ("/v1/audit/findings", {"auditor"}),
+    ("/v1/projections", ALL_ROLES),
+]
+
+
+@pytest.mark.parametrize(("path", "allowed"), READ_TABLE, ids=[path.replace(X, "{id}") for path, _ in READ_TABLE])
+def test_read_models_are_refused_to_roles_outside_the_table(api, path, allowed):
+    for role in sorted(ALL_ROLES):
+        response = api.client.get(path, headers=api.headers(f"reader-{role}", role))
+        if role in allowed:
+            assert response.status_code in (200, 404), (role, response.text)
+        else:
+            problem(response, 403, "forbidden")
