@@ -15,6 +15,7 @@ from rich.table import Table
 
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
 from channel_domain.application import ChannelDepartment
+from channel_domain.store import integrity
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner
@@ -135,6 +136,9 @@ def rebuild(name: str = typer.Argument(..., help="The read model to rebuild, as 
     if not chosen:
         console.print(f"[red]no read model {name!r}; there are {', '.join(p.name for p in all_projections())}[/red]")
         raise typer.Exit(2)
+    if not getattr(chosen[0], "rebuildable", True):
+        console.print(f"[red]{name} is evidence, not a view: it is never rebuilt (see docs/audit.md)[/red]")
+        raise typer.Exit(2)
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
@@ -158,3 +162,45 @@ def rebuild(name: str = typer.Argument(..., help="The read model to rebuild, as 
     console.print(f"switched {name} at position {report.position}")
     for table, (before, after) in report.rows.items():
         console.print(f"  {table}: {before} rows before, {after} after")
+
+
+@app.command()
+def verify() -> None:
+    """Check every event's hash, each stream's chain and the seals over the whole log.
+    Exit code 0 only when everything checks."""
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    try:
+        head = department.event_recorder.max_notification_id() or 0
+        with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                      TimeRemainingColumn(), console=console) as bar:
+            task = bar.add_task("verify", total=head, rate="")
+
+            def advance(position: int) -> None:
+                bar.update(task, completed=position, rate=f"{bar.tasks[task].speed or 0:,.0f} events/s")
+
+            result = integrity.verify(department.event_recorder.datastore, advance)
+    finally:
+        department.close()
+    if result.ok:
+        console.print(f"[green]ok[/green]: {result.events} events; sealed through position "
+                      f"{result.verified_through}, head {result.head_hash}; {result.unsealed} not yet sealed")
+        return
+    console.print(f"[red]NOT OK at position {result.first_bad_position}[/red]: {result.problem}")
+    console.print(f"verified through position {result.verified_through}, head {result.head_hash}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def export(output: typer.FileTextWrite = typer.Option("-", help="File to write; standard output by default.")) -> None:
+    """Write the whole event log as NDJSON, in position order, with hashes and the latest seal
+    (docs/audit.md shows how to verify the file offline)."""
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    try:
+        for line in integrity.export(department.event_recorder.datastore):
+            output.write(line)
+    finally:
+        department.close()

@@ -9,7 +9,8 @@ from projections.attainment import TargetAttainment
 from projections.audit import AuditTrail
 from projections.commissions import Commissions
 from projections.employees import EmployeeContracts
+from projections.seals import AuditSeals
 
 
 def all_projections() -> list:
-    return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions()]
+    return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions(), AuditSeals()]

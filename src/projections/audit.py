@@ -42,11 +42,12 @@ class AuditTrail:
                 effective_on(event),
                 meta["correlation_id"],
                 meta["causation_id"],
+                meta.get("command_id"),
                 json.dumps(plain_json(data)),
             ))
         with cursor.copy(
             "COPY audit_events (position, event_id, stream_id, stream_type, version, type, actor, roles,"
-            " recorded_at, effective_on, correlation_id, causation_id, data) FROM STDIN"
+            " recorded_at, effective_on, correlation_id, causation_id, command_id, data) FROM STDIN"
         ) as copy:
             for row in rows:
                 copy.write_row(row)

@@ -6,13 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import Department, allowed
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
+from channel_domain.errors import NotFound
+from channel_domain.store import integrity
 from channel_domain.values import plain_json
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -69,9 +72,11 @@ def audit_events(
         params.append(to)
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
-            "SELECT position, event_id, stream_id, stream_type, version, type, actor, roles, recorded_at,"  # noqa: S608
-            f" effective_on, correlation_id, causation_id, data FROM audit_events WHERE {' AND '.join(clauses)}"
-            " ORDER BY position LIMIT %s",
+            "SELECT a.position, event_id, stream_id, stream_type, version, type, actor, roles, a.recorded_at,"  # noqa: S608
+            " a.effective_on, correlation_id, causation_id, data, encode(e.hash, 'hex') AS hash,"
+            " encode(e.prev_hash, 'hex') AS prev_hash"
+            f" FROM (SELECT * FROM audit_events WHERE {' AND '.join(clauses)} ORDER BY position LIMIT %s) AS a"
+            " LEFT JOIN events e ON e.position = a.position ORDER BY a.position",
             [*params, limit + 1],
         )
         rows = curs.fetchall()
@@ -92,6 +97,86 @@ FINDING_KINDS = (
     "contract_review_missing",
     "payout_not_total_due",
 )
+
+# --- tamper evidence -------------------------------------------------------------------
+
+
+class VerifyResult(BaseModel):
+    ok: bool
+    verified_through: int
+    head_hash: str | None
+    events: int
+    unsealed: int
+    first_bad_position: int | None = None
+    problem: str | None = None
+
+
+@router.get("/verify", response_model=VerifyResult, responses=ERRORS,
+            summary="Recompute every hash, stream chain and seal; name the first position that fails")
+def audit_verify(app: Department, _: Auditor) -> dict[str, Any]:
+    return integrity.verify(app.event_recorder.datastore).as_dict()
+
+
+@router.get("/export", responses={**ERRORS, 200: {"content": {"application/x-ndjson": {}}}},
+            response_class=StreamingResponse,
+            summary="The whole event log as NDJSON in position order, with hashes and the latest seal")
+def audit_export(app: Department, _: Auditor) -> StreamingResponse:
+    return StreamingResponse(integrity.export(app.event_recorder.datastore), media_type="application/x-ndjson")
+
+
+class CausedEvent(BaseModel):
+    position: int
+    event_id: str
+    stream_id: str
+    type: str
+    actor: str
+    recorded_at: str
+    command_id: str | None
+    causation_id: str
+    caused_by: list[int]
+
+
+class Causation(BaseModel):
+    correlation_id: str
+    events: list[CausedEvent]
+
+
+@router.get("/causation/{correlation_id}", response_model=Causation, responses=ERRORS,
+            summary="Every event of one request or process across records, in order, with causation links")
+def audit_causation(
+    correlation_id: Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9._:/+=@-]+$")],
+    app: Department,
+    _: Auditor,
+    __: Annotated[int, fresh("audit_events")],
+) -> dict[str, Any]:
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute(
+            "SELECT position, event_id, stream_id, type, actor, recorded_at, command_id, causation_id"
+            " FROM audit_events WHERE correlation_id = %s ORDER BY position LIMIT 10001",
+            (correlation_id,),
+        )
+        rows = curs.fetchall()
+    if not rows:
+        raise NotFound(f"no events with correlation id {correlation_id}")
+    # An event's causes: the events of the command it names as its cause; the command's own
+    # first event causes the rest of that command (a contract signed activates its partner).
+    first_of_command: dict[str, int] = {}
+    by_command: dict[str, list[int]] = {}
+    events = []
+    for row in rows:
+        command = row["command_id"]
+        if row["causation_id"] in by_command:
+            caused_by = list(by_command[row["causation_id"]])
+        elif command is not None and command in first_of_command:
+            caused_by = [first_of_command[command]]
+        else:
+            caused_by = []
+        if command is not None:
+            first_of_command.setdefault(command, row["position"])
+            by_command.setdefault(command, []).append(row["position"])
+        events.append({**plain_json(dict(row)), "caused_by": caused_by})
+    return {"correlation_id": correlation_id, "events": events}
+
 
 
 class Finding(BaseModel):
