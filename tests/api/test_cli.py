@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,9 +11,13 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 from typer.testing import CliRunner
 
 from api.cli import app as cli
+from channel_domain.store.projecting import ProjectionRunner
+from projections import AuditSeals
+from tests.channel_domain.helpers import as_
 
 BIN = Path(sys.executable).parent
 
@@ -86,3 +91,27 @@ def test_serve_answers_over_a_real_socket(database_url, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_verify_and_export_commands(app, database_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
+    with as_("spec-1", "channel_specialist"):
+        for n in range(5):
+            app.register_partner(kind="retailer", name=f"Shop {n}")
+    runner = ProjectionRunner(app, [AuditSeals()])
+    runner.catch_up(runner.projections[0])
+    verified = CliRunner().invoke(cli, ["verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "ok" in verified.output and "sealed through position 5" in verified.output
+
+    exported = CliRunner().invoke(cli, ["export", "--output", str(tmp_path / "log.ndjson")])
+    assert exported.exit_code == 0, exported.output
+    lines = (tmp_path / "log.ndjson").read_text().splitlines()
+    assert len(lines) == 6 and json.loads(lines[-1])["checkpoint"]["through_position"] == 5
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        conn.execute("UPDATE events SET recorded_at = recorded_at + interval '1 day' WHERE position = 3")
+        conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+    failed = CliRunner().invoke(cli, ["verify"])
+    assert failed.exit_code == 1 and "NOT OK at position 3" in failed.output

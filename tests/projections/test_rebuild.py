@@ -77,3 +77,5 @@ def test_rebuild_command_shows_progress_and_switches(app, database_url, monkeypa
         assert conn.execute("SELECT count(*) FROM commission_statements").fetchone() is not None
         assert conn.execute("SELECT count(*) FROM audit_findings_0008").fetchone() is not None
     assert CliRunner().invoke(cli, ["rebuild", "no_such_model"]).exit_code == 2
+    refused = CliRunner().invoke(cli, ["rebuild", "audit_seals"])  # evidence is never rebuilt
+    assert refused.exit_code == 2 and "never rebuilt" in refused.output
