@@ -12,6 +12,7 @@ drops its own database.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import threading
 import time
 import uuid
@@ -77,8 +78,9 @@ def run(url: str, events: int) -> None:
         with local.conn.transaction():
             local.conn.execute(
                 "INSERT INTO raw_events (originator_id, originator_version, topic, state,"
-                " recorded_at, tx_id) VALUES (%s, 1, 'bench:Sale', %s, now(), pg_current_xact_id())",
-                (uuid.uuid4(), STATE),
+                " recorded_at, tx_id, hash, prev_hash) VALUES (%s, 1, 'bench:Sale', %s, now(),"
+                " pg_current_xact_id(), %s, %s)",
+                (uuid.uuid4(), STATE, hashlib.sha256(STATE).digest(), bytes(32)),
                 prepare=True,
             )
 

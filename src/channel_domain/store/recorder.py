@@ -104,7 +104,7 @@ class EventRecorder(PostgresApplicationRecorder):
         erase_personal_keys: Sequence[UUID] = (),
         **_: Any,
     ) -> Sequence[int]:
-        """Append in one round trip (`append_events`, migrations/0002). Not retried here:
+        """Append in one round trip (`append_events`, migrations/0002, hashing since 0011). Not retried here:
         after a lost connection the commit may or may not have happened, and only the
         idempotency key can tell a repeat from a new command."""
         if not stored_events:
