@@ -108,13 +108,16 @@ def _last_sealed(datastore: Any) -> int:
         return curs.fetchone()["position"]
 
 
-def _log_with_seals(datastore: Any, batch: int) -> Iterator[dict[str, Any]]:
+def _log_with_seals(datastore: Any, batch: int, *, orphan_seals: bool = True) -> Iterator[dict[str, Any]]:
+    """Events and their seals side by side in position order, read in one snapshot through a
+    server-side cursor; with `orphan_seals`, also seals whose event is gone."""
+    join = "FULL JOIN" if orphan_seals else "LEFT JOIN"
     with datastore.get_connection() as conn, conn.transaction(), conn.cursor(name="integrity") as curs:
         curs.itersize = batch
         curs.execute(
-            "SELECT coalesce(e.position, s.position) AS position, e.originator_id, e.originator_version, e.topic,"
+            "SELECT coalesce(e.position, s.position) AS position, e.originator_id, e.originator_version, e.topic,"  # noqa: S608
             " e.state, e.recorded_at, e.effective_on, e.hash, e.prev_hash, s.event_hash, s.chain"
-            " FROM events e FULL JOIN event_seals s ON s.position = e.position ORDER BY 1"
+            f" FROM events e {join} event_seals s ON s.position = e.position ORDER BY 1"
         )
         yield from curs
 
@@ -122,27 +125,20 @@ def _log_with_seals(datastore: Any, batch: int) -> Iterator[dict[str, Any]]:
 def export(datastore: Any, batch: int = 10_000) -> Iterator[str]:
     """The whole log as NDJSON lines in position order, then the latest seal."""
     last: dict[str, Any] | None = None
-    with datastore.get_connection() as conn, conn.transaction(), conn.cursor(name="export") as curs:
-        curs.itersize = batch
-        curs.execute(
-            "SELECT e.position, e.originator_id, e.originator_version, e.topic, e.state, e.recorded_at,"
-            " e.effective_on, e.prev_hash, e.hash, s.chain FROM events e"
-            " LEFT JOIN event_seals s ON s.position = e.position ORDER BY e.position"
-        )
-        for row in curs:
-            if row["chain"] is not None:
-                last = row
-            yield json.dumps({
-                "position": row["position"],
-                "stream_id": str(row["originator_id"]),
-                "version": row["originator_version"],
-                "topic": row["topic"],
-                "recorded_at": utc_text(row["recorded_at"]),
-                "effective_on": row["effective_on"].isoformat() if row["effective_on"] else None,
-                "state": base64.b64encode(bytes(row["state"])).decode(),
-                "prev_hash": bytes(row["prev_hash"]).hex(),
-                "hash": bytes(row["hash"]).hex(),
-                "seal": bytes(row["chain"]).hex() if row["chain"] is not None else None,
-            }, separators=(",", ":")) + "\n"
+    for row in _log_with_seals(datastore, batch, orphan_seals=False):
+        if row["chain"] is not None:
+            last = row
+        yield json.dumps({
+            "position": row["position"],
+            "stream_id": str(row["originator_id"]),
+            "version": row["originator_version"],
+            "topic": row["topic"],
+            "recorded_at": utc_text(row["recorded_at"]),
+            "effective_on": row["effective_on"].isoformat() if row["effective_on"] else None,
+            "state": base64.b64encode(bytes(row["state"])).decode(),
+            "prev_hash": bytes(row["prev_hash"]).hex(),
+            "hash": bytes(row["hash"]).hex(),
+            "seal": bytes(row["chain"]).hex() if row["chain"] is not None else None,
+        }, separators=(",", ":")) + "\n"
     checkpoint = {"through_position": last["position"], "head_hash": bytes(last["chain"]).hex()} if last else None
     yield json.dumps({"checkpoint": checkpoint}, separators=(",", ":")) + "\n"
