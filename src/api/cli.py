@@ -19,7 +19,7 @@ from channel_domain.store import integrity
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner
-from channel_domain.store.rebuilding import Rebuilder
+from channel_domain.store.rebuilding import NotRebuildable, Rebuilder
 from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
@@ -136,13 +136,15 @@ def rebuild(name: str = typer.Argument(..., help="The read model to rebuild, as 
     if not chosen:
         console.print(f"[red]no read model {name!r}; there are {', '.join(p.name for p in all_projections())}[/red]")
         raise typer.Exit(2)
-    if not getattr(chosen[0], "rebuildable", True):
-        console.print(f"[red]{name} is evidence, not a view: it is never rebuilt (see docs/audit.md)[/red]")
-        raise typer.Exit(2)
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
-    rebuilder = Rebuilder(department, chosen[0])
+    try:
+        rebuilder = Rebuilder(department, chosen[0])
+    except NotRebuildable as refused:
+        department.close()
+        console.print(f"[red]{refused} (see docs/audit.md)[/red]")
+        raise typer.Exit(2) from None
     try:
         with Progress(
             TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),

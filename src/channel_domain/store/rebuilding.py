@@ -32,8 +32,15 @@ class RebuildReport:
     rows: dict[str, tuple[int, int]]  # table -> (rows before, rows after)
 
 
+class NotRebuildable(Exception):
+    """The projection keeps evidence (it says `rebuildable = False`): rebuilt from the log as it
+    is now, it would vouch for whatever the log has become."""
+
+
 class Rebuilder:
     def __init__(self, app: Any, projection: Projection, batch_size: int = 5000) -> None:
+        if not getattr(projection, "rebuildable", True):
+            raise NotRebuildable(f"{projection.name} is evidence, not a view: it is never rebuilt")
         self.app = app
         self.projection = projection
         self.batch_size = batch_size
