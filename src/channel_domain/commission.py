@@ -232,8 +232,8 @@ class ContractCommissions:
         for the returns still to come that month: nothing further can move.
         """
         net = sum((e.amount if e.kind == "sale" else -e.amount for e in month[:start]), ZERO)
-        returns_to_come = sum((e.amount for e in month[start:] if e.kind == "return"), ZERO)
         settled_above = None if shift is None else self._top_bound + max(shift, ZERO)
+        returns_to_come = ZERO if shift is None else sum((e.amount for e in month[start:] if e.kind == "return"), ZERO)
         moved = []
         for index, entry in enumerate(month[start:], start):
             if index > start and settled_above is not None and net - returns_to_come >= settled_above:
