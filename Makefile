@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint clean
+.PHONY: run test bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+	$(MAKE) bench-quick
+
+# Benchmarks are not tests: `make test` runs only the quick size, to prove the suite works.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --markdown var/bench.md
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick --markdown var/bench-quick.md
 
 clean:
 	rm -rf $(VENV) var

@@ -1,63 +1,60 @@
-"""Append throughput: raw psycopg ceiling vs the stock `eventsourcing` recorder vs ours.
+"""Append throughput, one event per transaction, 1 and 4 writer threads, side by side:
 
-One event per transaction, 1 and 4 writer threads, all on the same PostgreSQL in one run, so
-the ratios hold on a noisy shared machine even when the absolute figures drift.
-
-    .venv/bin/python bench/append.py [--events 2000] [--url postgresql://...]
-
-Without --url it uses CHANNEL_DOMAIN_DATABASE_URL or the embedded server. It creates and
-drops its own database.
+- the ceiling: raw psycopg inserts into a table shaped like `events`;
+- the peer: the stock `eventsourcing` 9.5 PostgreSQL recorder;
+- P1, us: a domain command (record a sale: load the contract, check the rules, commit).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import itertools
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import psycopg
-from common import arguments, bench_database
+from common import signed_contract
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
-from channel_domain.store.recorder import EventFacts, EventRecorder
+from channel_domain import acting_as
+from channel_domain.application import ChannelDepartment
 
 STATE = b'{"order_id":"O-1","amount":{"_type_":"decimal_str","_data_":"100.00"}}'
+WRITERS = (1, 4)
 
 
-def timed(writers: int, events: int, append: Callable[[], None]) -> float:
+def timed(writers: int, events: int, append: Callable[[int], None]) -> float:
+    """Events per second with `writers` threads, each calling append(its number) in turn."""
     per_writer = events // writers
     start = threading.Barrier(writers + 1)
+    failures: list[BaseException] = []
 
-    def run() -> None:
+    def run(writer: int) -> None:
         start.wait()
-        for _ in range(per_writer):
-            append()
+        try:
+            for _ in range(per_writer):
+                append(writer)
+        except BaseException as error:  # noqa: BLE001 - reported below, not swallowed
+            failures.append(error)
 
-    threads = [threading.Thread(target=run) for _ in range(writers)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(writers)]
     for thread in threads:
         thread.start()
     start.wait()
     began = time.perf_counter()
     for thread in threads:
         thread.join()
+    if failures:
+        raise failures[0]
     return per_writer * writers / (time.perf_counter() - began)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=2000)
-    args = arguments(parser)
-    with bench_database(args.url) as url:
-        run(url, args.events)
-
-
-def run(url: str, events: int) -> None:
+def measure(url: str, events: int) -> dict[tuple[str, int], float]:
+    """{(who, writers): appends/s} for who in raw, stock, ours."""
     params = conninfo_to_dict(url)
     datastore = PostgresDatastore(
         dbname=str(params["dbname"]), host=str(params.get("host", "127.0.0.1")),
@@ -66,13 +63,14 @@ def run(url: str, events: int) -> None:
     )
     stock = PostgresApplicationRecorder(datastore, events_table_name="stock_events")
     stock.create_table()
-    ours = EventRecorder(datastore)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
-
+    app = ChannelDepartment(url)
+    contracts = [signed_contract(app, "retailer", f"Writer {n}") for n in range(max(WRITERS))]
+    orders = itertools.count()
     local = threading.local()
 
-    def raw_append() -> None:
+    def raw(_: int) -> None:
         if not hasattr(local, "conn"):
             local.conn = psycopg.connect(url, autocommit=True)
         with local.conn.transaction():
@@ -84,28 +82,19 @@ def run(url: str, events: int) -> None:
                 prepare=True,
             )
 
-    def event() -> StoredEvent:
-        return StoredEvent(uuid.uuid4(), 1, "bench:Sale", STATE)
+    def peer(_: int) -> None:
+        stock.insert_events([StoredEvent(uuid.uuid4(), 1, "bench:Sale", STATE)])
 
-    def stock_append() -> None:
-        stock.insert_events([event()])
-
-    def our_append() -> None:
-        ours.insert_events([event()], facts=[EventFacts(datetime.now(UTC), None)])
+    def ours(writer: int) -> None:
+        with acting_as("erp", ["integration"]):
+            app.record_sale(contracts[writer], f"SO-{next(orders)}", "100.00", "2026-03-02")
 
     results = {}
-    for writers in (1, 4):
-        for label, append in (("raw psycopg", raw_append), ("stock recorder", stock_append), ("channel-domain", our_append)):
-            results[(label, writers)] = timed(writers, events, append)
-    print(f"{'appends/s (1 event per txn)':32} {'1 writer':>10} {'4 writers':>10}")
-    for label in ("raw psycopg", "stock recorder", "channel-domain"):
-        print(f"{label:32} {results[(label, 1)]:10.0f} {results[(label, 4)]:10.0f}")
-    for writers in (1, 4):
-        ceiling, peer, us = (results[(k, writers)] for k in ("raw psycopg", "stock recorder", "channel-domain"))
-        print(f"{writers} writer(s): channel-domain = {us / ceiling:.2f}x raw, {us / peer:.2f}x stock;"
-              f" stock = {peer / ceiling:.2f}x raw")
-    datastore.close()
-
-
-if __name__ == "__main__":
-    main()
+    try:
+        for writers in WRITERS:
+            for who, append in (("raw", raw), ("stock", peer), ("ours", ours)):
+                results[(who, writers)] = timed(writers, events, append)
+    finally:
+        app.close()
+        datastore.close()
+    return results

@@ -1,46 +1,137 @@
-"""What the benchmarks share: a scratch database on the chosen server, and signed contracts."""
+"""What the benchmarks share: a scratch database, signed contracts, a served API, timing."""
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Iterator
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from uuid import UUID
 
+import httpx
+import psycopg
+
+from api.tokens import create_token
 from channel_domain import acting_as
 from channel_domain.application import ChannelDepartment
-from channel_domain.store.database import database_url, scratch_database
+from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url, scratch_database
 from channel_domain.store.migrations import migrate
 
 CONTENTS = {"goals": "g", "products": ["p"], "price_policy": "p", "obligations": "o", "support": "s",
             "confidentiality": "c"}
+TIERS = {"type": "tiered", "tiers": [{"up_to": "50000.00", "rate": "0.02"}, {"up_to": None, "rate": "0.03"}]}
+FLAT = {"type": "flat", "rate": "0.02"}
 
 
-def arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    parser.add_argument("--url", default=os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"),
-                        help="server to use (default: CHANNEL_DOMAIN_DATABASE_URL or the embedded server)")
-    return parser.parse_args()
+def server_url(given: str | None) -> str:
+    """--url, else the server the app would use, else the one the tests use, else embedded."""
+    return (given or os.environ.get(DATABASE_URL_VARIABLE) or os.environ.get("CHANNEL_DOMAIN_TEST_DATABASE_URL")
+            or database_url())
 
 
 @contextmanager
-def bench_database(server: str | None) -> Iterator[str]:
+def bench_database(server: str) -> Iterator[str]:
     """A migrated database of its own, dropped afterwards."""
-    with scratch_database(server or database_url(), prefix="cd_bench") as url:
+    with scratch_database(server, prefix="cd_bench") as url:
         migrate(url)
         yield url
 
 
-def signed_contract(app: ChannelDepartment, kind: str, name: str) -> UUID:
+def signed_contract(app: ChannelDepartment, kind: str, name: str, commission: dict | None = None) -> UUID:
+    return signed_contract_of(app, kind, name, commission)[1]
+
+
+def signed_contract_of(app: ChannelDepartment, kind: str, name: str,
+                       commission: dict | None = None) -> tuple[UUID, UUID]:
+    """(partner, contract): a partner approved and its contract for 2026 signed."""
     with acting_as("spec", ["channel_specialist"]):
         partner = app.register_partner(kind=kind, name=name).id
     with acting_as("mgr", ["channel_manager"]):
         app.review_partner(partner, "approve")
         contract = app.draft_contract(partner_id=partner, starts_on="2026-01-01", ends_on="2026-12-31",
-                                      commission={"type": "flat", "rate": "0.02"}, **CONTENTS).id
+                                      commission=commission or FLAT, **CONTENTS).id
         app.submit_contract(contract)
     with acting_as("gm", ["general_manager"]):
         app.approve_contract(contract)
     with acting_as("mgr", ["channel_manager"]):
         app.sign_contract(contract, "2026-01-01")
-    return contract
+    return partner, contract
+
+
+def token(url: str, actor: str, roles: list[str]) -> str:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return create_token(conn, actor, roles)[1]
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def median_ms(load: Callable[[], object], runs: int) -> float:
+    timings = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        load()
+        timings.append((time.perf_counter() - began) * 1000)
+    return percentile(timings, 0.5)
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's peak resident memory so far (Linux's VmHWM), in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+@dataclass
+class Served:
+    base: str
+    pid: int
+
+
+@contextmanager
+def served(url: str) -> Iterator[Served]:
+    """`channel-domain serve` in a process of its own on a free port, projections off (the
+    benchmarks drive the read models themselves), stopped afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    executable = Path(sys.executable).with_name("channel-domain")
+    env = {**os.environ, DATABASE_URL_VARIABLE: url}
+    process = subprocess.Popen(
+        [str(executable), "serve", "--port", str(port), "--no-projections"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the server exited: {process.stderr.read().decode() if process.stderr else ''}")
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not answer within 60 s")
+            time.sleep(0.1)
+        yield Served(base, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

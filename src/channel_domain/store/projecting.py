@@ -81,6 +81,10 @@ class ProjectionRunner:
             applied += len(batch)
         return applied
 
+    def catch_up_all(self) -> int:
+        """Bring every projection up to the head; returns how many events were applied."""
+        return sum(self.catch_up(projection) for projection in self.projections)
+
     def _apply(self, projection: Projection, batch: Sequence[Notification]) -> None:
         events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:

@@ -12,7 +12,7 @@ the switch drops them and creates them again over the new tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,16 @@ class Rebuilder:
             curs.execute(f"DROP SCHEMA {SHADOW} CASCADE")
             curs.execute(f"DROP SCHEMA {RETIRED} CASCADE")
         return RebuildReport(self.projection.name, log.position, rows)
+
+
+def rebuild_all(app: Any, projections: Sequence[Projection], progress: Callable[[int], None] = lambda _: None
+                ) -> RebuildReport:
+    """Rebuild each projection in turn; the report of the last."""
+    report = None
+    for projection in projections:
+        report = Rebuilder(app, projection).rebuild(progress)
+    assert report is not None, "nothing to rebuild"
+    return report
 
 
 @dataclass(frozen=True)

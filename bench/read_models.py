@@ -1,0 +1,101 @@
+"""The read side over a large log: a raw scan (the ceiling), P4 catch-up of every read model,
+P5 a rebuild of every read model in a worker process, and the auditor's verify."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import TIERS, signed_contract_of
+
+from channel_domain import acting_as
+from channel_domain.application import ChannelDepartment, SalesLine
+from channel_domain.store.integrity import verify
+from channel_domain.store.projecting import ProjectionRunner
+from projections import all_projections
+
+LINES_PER_CALL = 5000
+RETURN_EVERY = 40  # one sale in 40 is partly returned
+
+
+def fill_log(url: str, events: int, contracts: int = 200) -> int:
+    """A log of about `events` events written through the application: partners and their
+    signed contracts (every fifth tiered), then sales with some returns, months in order.
+    Returns the head position."""
+    app = ChannelDepartment(url)
+    try:
+        signed = [signed_contract_of(app, "distributor" if n % 2 else "retailer", f"Partner {n}",
+                                     TIERS if n % 5 == 0 else None)[1] for n in range(contracts)]
+        head = app.event_recorder.max_notification_id() or 0
+        number = 0
+        with acting_as("erp", ["integration"]):
+            while head < events:
+                lines = []
+                for _ in range(min(LINES_PER_CALL, events - head)):
+                    contract = signed[number % len(signed)]
+                    month = 1 + min(11, number * 12 // events)
+                    returned = number - len(signed)
+                    if number % RETURN_EVERY == RETURN_EVERY - 1 and returned >= 0 \
+                            and returned % RETURN_EVERY != RETURN_EVERY - 1:
+                        lines.append(SalesLine(contract, "return", {
+                            "order_id": f"L-{returned}", "amount": "10.00",
+                            "returned_on": f"2026-{month:02d}-28"}))
+                    else:
+                        lines.append(SalesLine(contract, "sale", {
+                            "order_id": f"L-{number}", "amount": f"{100 + number % 5000}.00",
+                            "sold_on": f"2026-{month:02d}-{1 + number % 27:02d}"}))
+                    number += 1
+                refused = [r for r in app.import_sales(lines) if r is not None]
+                if refused:
+                    raise RuntimeError(f"the synthetic log was refused: {refused[0]}")
+                head = app.event_recorder.max_notification_id() or 0
+        return head
+    finally:
+        app.close()
+
+
+def raw_scan(url: str) -> float:
+    """Events per second through a plain server-side cursor over the whole events table."""
+    import psycopg
+
+    with psycopg.connect(url) as conn, conn.cursor(name="raw") as curs:
+        curs.itersize = 10_000
+        began = time.perf_counter()
+        curs.execute("SELECT * FROM events ORDER BY position")
+        rows = sum(1 for _ in curs)
+        return rows / (time.perf_counter() - began)
+
+
+def catch_up(url: str) -> tuple[int, float]:
+    """(events, seconds) to bring every read model from nothing to the head."""
+    app = ChannelDepartment(url)
+    try:
+        runner = ProjectionRunner(app, all_projections())
+        head = app.event_recorder.max_notification_id() or 0
+        began = time.perf_counter()
+        runner.catch_up_all()
+        return head, time.perf_counter() - began
+    finally:
+        app.close()
+
+
+def rebuild(url: str) -> dict:
+    """Rebuild every read model in a worker process of its own: {events, seconds, peak_mb}."""
+    worker = Path(__file__).with_name("rebuild_worker.py")
+    done = subprocess.run([sys.executable, str(worker), url], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def verify_rate(url: str) -> float:
+    app = ChannelDepartment(url)
+    try:
+        began = time.perf_counter()
+        result = verify(app.event_recorder.datastore)
+        if not result.ok:
+            raise RuntimeError(f"the benchmark log does not verify: {result.problem}")
+        return result.events / (time.perf_counter() - began)
+    finally:
+        app.close()

@@ -1,0 +1,235 @@
+"""The benchmark suite: one run, one PostgreSQL, every figure beside its baseline.
+
+    make bench          # the full run (about 15 minutes on 2 cores), BENCHMARKS.md-ready
+    make bench-quick    # a smoke run of every benchmark at a small size (under a minute)
+    .venv/bin/python bench/run.py [--quick] [--url postgresql://...] [--markdown FILE]
+
+Without --url it uses CHANNEL_DOMAIN_DATABASE_URL, else CHANNEL_DOMAIN_TEST_DATABASE_URL, else
+the embedded server. Every stage runs in a database of its own, dropped afterwards. The
+figures drift with the machine's load; the ratios, measured side by side, hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import append
+import http_load
+import load_contract
+import psycopg
+import read_models
+from common import TIERS, bench_database, peak_rss_mb, served, server_url, signed_contract_of, token
+from rich.console import Console
+from rich.table import Table
+
+from channel_domain.application import ChannelDepartment
+from channel_domain.store.projecting import ProjectionRunner
+from projections import all_projections
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    appends: int
+    http_clients: int
+    commands_per_client: int
+    import_lines: int
+    import_contracts: int
+    statement_reads_per_client: int
+    contract_sales: int
+    log_events: int
+
+
+FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_lines=100_000, import_contracts=20,
+             statement_reads_per_client=200, contract_sales=10_000, log_events=1_000_000)
+QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
+              statement_reads_per_client=10, contract_sales=300, log_events=5_000)
+
+
+@dataclass
+class Figure:
+    key: str
+    what: str
+    value: float
+    unit: str
+    against: str = ""  # what the ratio is taken against
+    ratio: float | None = None
+    goal: str = ""
+    met: bool | None = None
+    note: str = ""
+
+
+@dataclass
+class Run:
+    sizes: Sizes
+    figures: list[Figure] = field(default_factory=list)
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        console.print(f"  {figure.key:<4} {figure.what}: {_number(figure.value)} {figure.unit}"
+                      + (f"  ({figure.ratio:.2f}x {figure.against})" if figure.ratio is not None else "")
+                      + (f"  {figure.note}" if figure.note else ""))
+        return figure
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def appends(run: Run, server: str) -> float:
+    console.rule("append: raw psycopg, the stock recorder, P1 a domain command")
+    with bench_database(server) as url:
+        rates = append.measure(url, run.sizes.appends)
+    for writers in append.WRITERS:
+        run.add(Figure(f"C{writers}", f"raw psycopg insert, {writers} writer(s)", rates[("raw", writers)], "appends/s"))
+        run.add(Figure("", f"stock eventsourcing recorder, {writers} writer(s)", rates[("stock", writers)], "appends/s",
+                       "raw", rates[("stock", writers)] / rates[("raw", writers)]))
+        ratio = rates[("ours", writers)] / rates[("raw", writers)]
+        run.add(Figure("P1", f"record a sale (command → events committed), {writers} writer(s)",
+                       rates[("ours", writers)], "commands/s", "raw", ratio, "≥ 0.8x raw", ratio >= 0.8))
+    versus_stock = rates[("ours", 4)] / rates[("stock", 4)]
+    run.add(Figure("P1", "record a sale, 4 writers, against the stock recorder", rates[("ours", 4)], "commands/s",
+                   "stock", versus_stock, "≥ 3x stock", versus_stock >= 3))
+    return rates[("ours", 4)]
+
+
+def served_load(run: Run, server: str, p1: float) -> None:
+    sizes = run.sizes
+    console.rule("through `channel-domain serve`: P2 commands, P3 import, P4 catch-up, P7 statements, P6 as_of")
+    with bench_database(server) as url:
+        setup = ChannelDepartment(url)
+        own = [signed_contract_of(setup, "retailer", f"Client {n}") for n in range(sizes.http_clients)]
+        imported = [signed_contract_of(setup, "retailer" if n % 2 else "distributor", f"Importer {n}",
+                                       TIERS if n % 4 == 0 else None) for n in range(sizes.import_contracts)]
+        setup.close()
+        erp = token(url, "erp", ["integration"])
+        finance = token(url, "finance", ["finance"])
+        with served(url) as api:
+            load = http_load.record_sales(api.base, erp, [str(c) for _, c in own], sizes.http_clients,
+                                          sizes.commands_per_client)
+            ratio = load.per_second / p1
+            run.add(Figure("P2", f"POST a sale over HTTP, {sizes.http_clients} clients", load.per_second, "commands/s",
+                           "P1 4 writers", ratio, "≥ 0.5x P1", ratio >= 0.5 and load.unexpected == 0,
+                           f"{load.unexpected} non-2xx" if load.unexpected else ""))
+            run.add(Figure("P2", "  its p99 latency", load.p99_ms, "ms", goal="≤ 50 ms", met=load.p99_ms <= 50,
+                           note=f"p50 {load.p50_ms:.1f} ms"))
+            keyed = http_load.record_sales(api.base, erp, [str(c) for _, c in own], sizes.http_clients,
+                                           sizes.commands_per_client, idempotent=True)
+            run.add(Figure("", "  the same with an Idempotency-Key on each", keyed.per_second, "commands/s",
+                           "P2", keyed.per_second / load.per_second, note=f"p99 {keyed.p99_ms:.1f} ms"))
+
+            seconds, accepted, rejected = http_load.import_sales(api.base, erp, [str(c) for _, c in imported],
+                                                                 sizes.import_lines)
+            rate = sizes.import_lines / seconds
+            peak = peak_rss_mb(api.pid)
+            run.add(Figure("P3", f"POST /v1/sales/import, {sizes.import_lines:,} sales in one request", rate,
+                           "sales/s", goal="≥ 5,000/s", met=rate >= 5000 and rejected == 0,
+                           note=f"server peak RSS {peak:.0f} MB" if peak else ""))
+
+            events, seconds = read_models.catch_up(url)
+            rate = events / seconds
+            scan = read_models.raw_scan(url)
+            run.add(Figure("P4", f"catch-up of every read model over {events:,} events", rate, "events/s",
+                           "raw scan", rate / scan, "≥ 20,000/s", rate >= 20000))
+
+            partners = [str(p) for p, _ in imported]
+            periods = [f"2026-{m:02d}" for m in range(3, 12)]
+            reads = http_load.read_statements(api.base, finance, partners, periods, sizes.http_clients,
+                                              sizes.statement_reads_per_client)
+            run.add(Figure("P7", f"GET a commission statement, p99 with {sizes.http_clients} clients", reads.p99_ms, "ms",
+                           goal="≤ 10 ms", met=reads.p99_ms <= 10 and reads.unexpected == 0,
+                           note=f"p50 {reads.p50_ms:.1f} ms, {reads.per_second:,.0f} reads/s"
+                           + (f", {reads.unexpected} non-2xx" if reads.unexpected else "")))
+        timings = load_contract.measure(url, sizes.contract_sales)
+        run.add(Figure("P6", f"a contract with {sizes.contract_sales:,} sales as of a past moment", timings["as_of"], "ms",
+                       "latest", timings["as_of"] / timings["latest"], "≤ 20 ms", timings["as_of"] <= 20,
+                       f"latest {timings['latest']:.1f} ms (median of 15)"))
+
+
+def large_log(run: Run, server: str) -> None:
+    events = run.sizes.log_events
+    console.rule(f"a log of {events:,} events: raw scan, P5 rebuild, verify")
+    with bench_database(server) as url:
+        began = time.perf_counter()
+        head = read_models.fill_log(url, events)
+        console.print(f"  wrote {head:,} events through the application in {time.perf_counter() - began:.0f} s")
+        scan = read_models.raw_scan(url)
+        run.add(Figure("C", f"raw sequential scan of {head:,} events", scan, "events/s"))
+        report = read_models.rebuild(url)
+        budget = 60 * head / 1_000_000  # 60 s for a million, in proportion for other sizes
+        run.add(Figure("P5", f"rebuild every read model from {head:,} events", report["seconds"], "s",
+                       "raw scan", report["seconds"] / (head / scan), f"≤ {budget:.0f} s" if budget >= 1 else f"≤ {budget:.2f} s",
+                       report["seconds"] <= budget, f"worker peak RSS {report['peak_mb']:.0f} MB"))
+        sealer = ChannelDepartment(url)
+        ProjectionRunner(sealer, [p for p in all_projections() if p.name == "audit_seals"]).catch_up_all()
+        sealer.close()
+        rate = read_models.verify_rate(url)
+        run.add(Figure("", f"verify every hash and seal of {head:,} events", rate, "events/s", "raw scan", rate / scan))
+
+
+def machine(server: str) -> list[str]:
+    with psycopg.connect(server) as conn:
+        postgres = conn.execute("SHOW server_version").fetchone()[0]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    memory = ""
+    if Path("/proc/meminfo").exists():
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GiB"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return [
+        f"- when: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{commit or 'unknown'}`",
+        f"- machine: {os.cpu_count()} cores ({cpu}){memory}; {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}, PostgreSQL {postgres} on the same machine",
+    ]
+
+
+def markdown(run: Run, server: str, quick: bool) -> str:
+    lines = [f"## {'Quick' if quick else 'Full'} run", "", *machine(server), "",
+             "| | figure | measured | ratio | goal | met |", "|---|---|---:|---:|---|---|"]
+    for f in run.figures:
+        ratio = f"{f.ratio:.2f}x {f.against}" if f.ratio is not None else ""
+        met = "" if f.met is None else ("yes" if f.met else "**no**")
+        what = f.what + (f" ({f.note})" if f.note else "")
+        lines.append(f"| {f.key} | {what} | {_number(f.value)} {f.unit} | {ratio} | {f.goal} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def table(run: Run) -> Table:
+    shown = Table("", "figure", "measured", "ratio", "goal", "met", title="channel-domain benchmarks")
+    for f in run.figures:
+        shown.add_row(f.key, f.what, f"{_number(f.value)} {f.unit}",
+                      f"{f.ratio:.2f}x {f.against}" if f.ratio is not None else "", f.goal,
+                      "" if f.met is None else ("[green]yes[/green]" if f.met else "[red]no[/red]"))
+    return shown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="every benchmark at a small size: proves the suite runs")
+    parser.add_argument("--url", help="PostgreSQL server to use")
+    parser.add_argument("--markdown", type=Path, default=Path("var/bench.md"),
+                        help="where to write the results as markdown (default var/bench.md)")
+    args = parser.parse_args()
+    server = server_url(args.url)
+    run = Run(QUICK if args.quick else FULL)
+    p1 = appends(run, server)
+    served_load(run, server, p1)
+    large_log(run, server)
+    console.print(table(run))
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(markdown(run, server, args.quick))
+    console.print(f"markdown for BENCHMARKS.md written to {args.markdown}")
+
+
+if __name__ == "__main__":
+    main()
