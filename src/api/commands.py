@@ -16,7 +16,7 @@ from api.tokens import Principal
 from api.views import record_view
 from channel_domain import acting_as
 from channel_domain.aggregate import ChannelAggregate
-from channel_domain.application import ChannelDepartment, CommandOutcome
+from channel_domain.application import ChannelDepartment, CommandOutcome, answering_with
 from channel_domain.values import plain_json
 
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
@@ -64,11 +64,13 @@ def run(
         idempotency_key=key,
         expected_version=expected_version(request),
         request_fingerprint=fingerprint,
-    ):
+    ), answering_with(lambda record: record_view(app, record, principal)):
         outcome = command()
     # A replay answers from the state at the command's own version, exactly as the first did.
-    record = outcome.record or app.get(record_type, outcome.id, version=outcome.version)
-    answer: dict[str, Any] = {**record_view(app, record, principal), "position": outcome.position}
+    view = outcome.answer
+    if view is None:
+        view = record_view(app, app.get(record_type, outcome.id, version=outcome.version), principal)
+    answer: dict[str, Any] = {**view, "position": outcome.position}
     answer.update(plain_json(outcome.extra))
     headers = {"ETag": f'"{outcome.version}"'}
     if outcome.replayed:

@@ -14,7 +14,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -40,6 +41,7 @@ from channel_domain.errors import (
     refusal,
 )
 from channel_domain.partner import Partner
+from channel_domain.record_cache import RecordCache
 from channel_domain.sales_target import SalesTarget
 from channel_domain.store.database import library_environment
 from channel_domain.store.personal_data import PersonalDataVault, new_key, seal, unseal
@@ -57,6 +59,7 @@ P = ParamSpec("P")
 A = TypeVar("A", bound=ChannelAggregate)
 
 CONCURRENCY_RETRIES = 20
+RECORD_CACHE_SIZE = 2000  # records; a contract with 10 000 orders holds about 2 MB
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,9 @@ class CommandOutcome:
     positions: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
-    # The record as the command left it, when this process ran the command (not on replay):
-    # answering from it spares loading the record again.
-    record: ChannelAggregate | None = field(default=None, compare=False, repr=False)
+    # What `answering_with`'s function made of the record as the command left it, when this
+    # process ran the command (not on replay): answering from it spares loading the record.
+    answer: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,19 @@ class HistoryEntry:
 
 
 _fingerprint: ContextVar[str] = ContextVar("command_fingerprint", default="")
+_answer_with: ContextVar[Callable[[Any], Any] | None] = ContextVar("answer_with", default=None)
+
+
+@contextmanager
+def answering_with(render: Callable[[Any], Any]) -> Iterator[None]:
+    """Have each command in this block render its record, once committed, into its outcome's
+    `answer`. The record itself never leaves the application: it goes back to the record
+    cache, where the next command may change it."""
+    token = _answer_with.set(render)
+    try:
+        yield
+    finally:
+        _answer_with.reset(token)
 
 
 def command(method: Callable[P, CommandOutcome]) -> Callable[P, CommandOutcome]:
@@ -179,6 +195,11 @@ class ChannelDepartment(Application):
         settings = library_environment(database_url) if database_url else {}
         settings.update(env or {})
         super().__init__(env=settings)
+        self.records = RecordCache(int(self.env.get("RECORD_CACHE_SIZE", RECORD_CACHE_SIZE)))
+
+    def close(self) -> None:
+        self.event_recorder.close()
+        super().close()
 
     @functools.cached_property
     def vault(self) -> PersonalDataVault:
@@ -481,24 +502,14 @@ class ChannelDepartment(Application):
         by_contract: dict[UUID, list[int]] = {}
         for index, line in enumerate(lines):
             by_contract.setdefault(line.contract_id, []).append(index)
-        outer = current_command()
         for contract_id, indexes in by_contract.items():
             for attempt in range(CONCURRENCY_RETRIES):
                 try:
-                    contract = self._load(Contract, contract_id)
+                    contract = self._apply_lines(contract_id, lines, indexes, outcomes)
                 except NotFound as missing:
                     for index in indexes:
                         outcomes[index] = missing
                     break
-                for index in indexes:
-                    # Each line is a command of its own: its own id on its events.
-                    with acting_as(outer.actor, outer.roles, correlation_id=outer.correlation_id,
-                                   causation_id=outer.causation_id, now=outer.now):
-                        try:
-                            lines[index].apply_to(contract)
-                            outcomes[index] = None
-                        except DomainError as refusal_:
-                            outcomes[index] = refusal_
                 if not contract.pending_events:
                     break
                 try:
@@ -510,6 +521,30 @@ class ChannelDepartment(Application):
                             outcomes[index] = outcomes[index] or conflict
                     _back_off(attempt)
         return outcomes
+
+    def _apply_lines(self, contract_id: UUID, lines: Sequence[SalesLine], indexes: list[int],
+                     outcomes: list[DomainError | None]) -> Contract:
+        """One contract's lines applied to it, each line's refusal noted in `outcomes`."""
+        outer = current_command()
+        contract = self.records.take(contract_id)
+        cached = contract is not None
+        while True:
+            if contract is None:
+                contract = self._load(Contract, contract_id)
+            refused = False
+            for index in indexes:
+                # Each line is a command of its own: its own id on its events.
+                with acting_as(outer.actor, outer.roles, correlation_id=outer.correlation_id,
+                               causation_id=outer.causation_id, now=outer.now):
+                    try:
+                        lines[index].apply_to(contract)
+                        outcomes[index] = None
+                    except DomainError as refusal_:
+                        outcomes[index] = refusal_
+                        refused = True
+            if not (refused and cached):
+                return contract
+            contract, cached = None, False  # a refusal from memory is checked on a fresh load
 
     def _lowest_enterprise_agent_rate(self, starts_on: date | str, ends_on: date | str) -> Decimal | None:
         try:
@@ -614,18 +649,33 @@ class ChannelDepartment(Application):
 
     def _load(self, record_type: type[A], record_id: UUID, *, commanded: bool = False) -> A:
         record = self.get(record_type, record_id)
-        expected = current_command().expected_version if commanded else None
-        if expected is not None and record.version != expected:
-            raise VersionMismatch(
-                f"{record_type.record_name} {record_id} is at version {record.version}, not {expected}",
-                current_version=record.version,
-            )
+        if commanded:
+            self._check_expected_version(record)
         return record
 
     def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any]) -> CommandOutcome:
+        """Load (from the record cache when it holds the record), change, commit."""
+        record = self.records.take(record_id)
+        if isinstance(record, record_type):
+            try:
+                self._check_expected_version(record)
+                change(record)
+                return self._commit(record)
+            except (DomainError, ConcurrentModification) as refused:
+                if isinstance(refused, ConcurrentModification) and current_command().expected_version is None:
+                    raise  # retried by @command, on a fresh load: the cache no longer holds it
+                # The cached record may be stale (another process wrote it): decide on a fresh load.
         record = self._load(record_type, record_id, commanded=True)
         change(record)
         return self._commit(record)
+
+    def _check_expected_version(self, record: ChannelAggregate) -> None:
+        expected = current_command().expected_version
+        if expected is not None and record.version != expected:
+            raise VersionMismatch(
+                f"{record.record_name} {record.id} is at version {record.version}, not {expected}",
+                current_version=record.version,
+            )
 
     def _commit(
         self,
@@ -657,13 +707,16 @@ class ChannelDepartment(Application):
         except ConstraintViolation as violation:
             raise self._refusal_for(violation) from violation
         positions = [recording.notification.id for recording in recordings]
+        render = _answer_with.get()
+        answer = render(primary) if render is not None else None
+        self.records.put_back(primary, *others)  # from here on, not ours to read
         return CommandOutcome(
             id=primary.id,
             version=primary.version,
             position=positions[-1],
             positions=positions,
             extra=extra or {},
-            record=primary,
+            answer=answer,
         )
 
     @staticmethod
@@ -723,4 +776,4 @@ def _in_force(contract: Contract) -> ContractInForce:
     )
 
 
-__all__ = ["ChannelDepartment", "CommandOutcome", "HistoryEntry", "command"]
+__all__ = ["ChannelDepartment", "CommandOutcome", "HistoryEntry", "answering_with", "command"]

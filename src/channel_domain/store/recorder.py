@@ -19,6 +19,7 @@ commit), which cost as much concurrency as the table lock. Readers poll `EventLo
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,8 +45,10 @@ from eventsourcing.utils import retry
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg.types.range import Range
+from psycopg_pool import ConnectionPool
 
 EVENTS_TABLE = "events"
+LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wait for one
 SNAPSHOTS_TABLE = "snapshots"
 
 
@@ -92,6 +95,8 @@ class EventRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = []  # the schema belongs to migrations/
+        self._lock_pool: ConnectionPool | None = None
+        self._lock_pool_guard = threading.Lock()
 
     def insert_events(  # type: ignore[override]
         self,
@@ -182,9 +187,13 @@ class EventRecorder(PostgresApplicationRecorder):
     @contextmanager
     def key_in_flight(self, actor: str, idempotency_key: str) -> Iterator[bool]:
         """Hold a session advisory lock on an idempotency key while its command runs;
-        yields False at once if another session holds it."""
+        yields False at once if another session holds it.
+
+        The lock's session comes from a pool of its own: a command holding it needs a
+        connection of the main pool too, and were both from one pool, as many keyed commands
+        as the pool has connections would each hold one and wait for a second, for ever."""
         lock_key = f"{len(actor)}:{actor}:{idempotency_key}"  # length-prefixed: unambiguous
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with self._lock_sessions().connection() as conn, conn.cursor() as curs:
             curs.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got", (lock_key,))
             row = curs.fetchone()
             acquired = bool(row and row["got"])
@@ -193,6 +202,22 @@ class EventRecorder(PostgresApplicationRecorder):
             finally:
                 if acquired:
                     curs.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+
+    def _lock_sessions(self) -> ConnectionPool:
+        with self._lock_pool_guard:
+            if self._lock_pool is None:
+                main = self.datastore.pool
+                self._lock_pool = ConnectionPool(
+                    kwargs={**main.kwargs, "autocommit": True}, connection_class=main.connection_class,
+                    min_size=1, max_size=LOCK_SESSIONS, timeout=main.timeout, open=True,
+                )
+            return self._lock_pool
+
+    def close(self) -> None:
+        with self._lock_pool_guard:
+            if self._lock_pool is not None:
+                self._lock_pool.close()
+                self._lock_pool = None
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Any:
         # The library's subscription waits for NOTIFY, which this recorder does not send.

@@ -1,0 +1,49 @@
+"""Records kept in memory between commands, so a command need not replay them from the store.
+
+A command *takes* its record out of the cache — no other command can touch that object while
+it runs — and the record goes back only once its events have committed. A command that fails
+puts nothing back, so a half-applied change never survives in memory.
+
+The cache may be stale when another process wrote the record: that is safe for writes, because
+an event appended at a version someone else already wrote is refused by the primary key and
+the command runs again on the record loaded afresh. A refusal, though, could be the stale
+state's doing, so the application re-checks a refusal on a fresh load before answering.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+from uuid import UUID
+
+
+class RecordCache:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._records: OrderedDict[UUID, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, record_id: UUID) -> Any | None:
+        with self._lock:
+            return self._records.pop(record_id, None)
+
+    def put_back(self, *records: Any) -> None:
+        if self.capacity <= 0:
+            return
+        with self._lock:
+            for record in records:
+                held = self._records.get(record.id)
+                if held is not None and held.version > record.version:
+                    continue  # a later commit already put back a newer state
+                self._records[record.id] = record
+                self._records.move_to_end(record.id)
+            while len(self._records) > self.capacity:
+                self._records.popitem(last=False)
+
+    def forget(self, record_id: UUID) -> None:
+        with self._lock:
+            self._records.pop(record_id, None)
+
+    def __len__(self) -> int:
+        return len(self._records)

@@ -1,0 +1,110 @@
+"""The record cache: commands skip the replay, yet never decide on a stale or half-changed record."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from channel_domain.application import ChannelDepartment, answering_with
+from channel_domain.contract import Contract
+from tests.channel_domain.helpers import as_, refused
+from tests.channel_domain.test_application import partner, signed_contract
+
+
+@pytest.fixture
+def other_process(database_url: str) -> Iterator[ChannelDepartment]:
+    """A second application on the same database, as another server process would be."""
+    application = ChannelDepartment(database_url)
+    try:
+        yield application
+    finally:
+        application.close()
+
+
+def sale(app: ChannelDepartment, contract, order: str, sold_on: str = "2026-02-01"):
+    with as_("erp", "integration"):
+        return app.record_sale(contract, order, "100.00", sold_on)
+
+
+def test_a_command_takes_its_record_from_the_cache_and_puts_it_back_after_commit(app):
+    contract = signed_contract(app, partner(app))
+    sale(app, contract, "O-1")
+    cached = app.records.take(contract)
+    assert cached is not None and cached.version == app.get(Contract, contract).version
+    app.records.put_back(cached)
+    sale(app, contract, "O-2")
+    assert app.records.take(contract) is cached  # changed in place: no replay, no copy
+    assert sorted(cached.orders) == ["O-1", "O-2"]
+
+
+def test_a_write_on_a_stale_record_is_retried_on_the_fresh_one(app, other_process):
+    contract = signed_contract(app, partner(app))
+    sale(app, contract, "O-1")  # app now holds the contract in memory
+    with as_("mgr", "channel_manager"):
+        other_process.terminate_contract(contract, "2026-03-01", "partner closed")
+    # Stale in memory the contract is in force; the conflict makes the command look again.
+    with refused("contract_not_in_force"):
+        sale(app, contract, "O-2", sold_on="2026-03-10")
+    assert "O-2" not in app.get(Contract, contract).orders
+
+
+def test_a_refusal_decided_on_a_stale_record_is_checked_on_a_fresh_load(app, other_process):
+    contract = signed_contract(app, partner(app))
+    sale(app, contract, "O-1")
+    sale(other_process, contract, "O-9")  # unknown to app's cached copy
+    with as_("erp", "integration"):
+        outcome = app.record_return(contract, "O-9", "10.00", "2026-02-02")
+    assert app.get(Contract, contract).orders["O-9"][1] == "10.00"
+    assert outcome.version == app.get(Contract, contract).version
+
+
+def test_a_refused_command_leaves_nothing_of_itself_in_memory(app):
+    contract = signed_contract(app, partner(app))
+    sale(app, contract, "O-1")
+    with refused("return_exceeds_order"):
+        with as_("erp", "integration"):
+            app.record_return(contract, "O-1", "500.00", "2026-02-02")
+    sale(app, contract, "O-2")
+    held = app.records.take(contract)
+    fresh = ChannelDepartment.get(app, Contract, contract)
+    assert (held.orders, held.returns_total, held.version) == (fresh.orders, fresh.returns_total, fresh.version)
+
+
+def test_the_answer_is_rendered_before_the_record_goes_back(app):
+    contract = signed_contract(app, partner(app))
+    with as_("erp", "integration"), answering_with(lambda c: (c.version, len(c.orders))):
+        first = app.record_sale(contract, "O-1", "100.00", "2026-02-01")
+        second = app.record_sale(contract, "O-2", "100.00", "2026-02-01")
+    assert first.answer == (first.version, 1)
+    assert second.answer == (first.version + 1, 2)
+
+
+def test_keyed_commands_beyond_the_pool_size_do_not_starve_each_other(database_url):
+    """Each keyed command holds its key's lock on a session from a pool of its own while it
+    takes connections from the main pool: with more such commands than the main pool holds
+    connections, none may end up waiting for a connection that only it could release."""
+    app = ChannelDepartment(database_url, env={"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "0"})
+    try:
+        contracts = [signed_contract(app, partner(app, kind="retailer")) for n in range(6)]
+        start, failures = threading.Barrier(6), []
+
+        def send(number: int) -> None:
+            start.wait()
+            try:
+                for order in range(5):
+                    with as_("erp", "integration", idempotency_key=f"k-{number}-{order}"):
+                        app.record_sale(contracts[number], f"O-{order}", "100.00", "2026-02-01")
+            except Exception as error:  # noqa: BLE001 - a pool timeout is the failure looked for
+                failures.append(error)
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert all(len(app.get(Contract, c).orders) == 5 for c in contracts)
+    finally:
+        app.close()
