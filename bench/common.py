@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -102,23 +103,26 @@ class Served:
 
 @contextmanager
 def served(url: str) -> Iterator[Served]:
-    """`channel-domain serve` in a process of its own on a free port, projections off (the
-    benchmarks drive the read models themselves), stopped afterwards."""
+    """`channel-domain serve` in a process of its own on a free port, as deployed (one worker
+    per core, access log on) but with projections off: the benchmarks drive the read models
+    themselves. Its log goes to a file: a pipe nobody reads would stall it once full."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     executable = Path(sys.executable).with_name("channel-domain")
     env = {**os.environ, DATABASE_URL_VARIABLE: url}
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [str(executable), "serve", "--port", str(port), "--no-projections"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, stdout=subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"the server exited: {process.stderr.read().decode() if process.stderr else ''}")
+                log.seek(0)
+                raise RuntimeError(f"the server exited: {log.read().decode(errors='replace')[-2000:]}")
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code < 500:
                     break
@@ -135,3 +139,4 @@ def served(url: str) -> Iterator[Served]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()

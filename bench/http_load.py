@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 from common import percentile
 
@@ -19,39 +20,44 @@ class Load:
     per_second: float
     p50_ms: float
     p99_ms: float
-    unexpected: int  # answers other than 2xx
+    unexpected: dict[int, int]  # status -> how many answers other than 2xx
 
 
-def hammer(base: str, clients: int, per_client: int, send: Callable[[httpx.Client, int, int], httpx.Response]) -> Load:
-    """`clients` threads, each with its own keep-alive connection, each sending `per_client`
-    requests back to back: send(client, client number, request number)."""
+Send = Callable[[aiohttp.ClientSession, int, int], Awaitable[int]]
+
+
+def hammer(base: str, clients: int, per_client: int, send: Send) -> Load:
+    """`clients` concurrent clients, each with a keep-alive connection of its own, each
+    sending `per_client` requests back to back: send(session, client number, request number)
+    returns the status. One asyncio loop drives them all, so the load generator costs the
+    machine little beside the server it measures."""
+    return asyncio.run(_hammer(base, clients, per_client, send))
+
+
+async def _hammer(base: str, clients: int, per_client: int, send: Send) -> Load:
     latencies: list[float] = []
-    unexpected = 0
-    lock = threading.Lock()
-    start = threading.Barrier(clients + 1)
+    unexpected: dict[int, int] = {}
 
-    def run(number: int) -> None:
-        nonlocal unexpected
-        mine, bad = [], 0
-        with httpx.Client(base_url=base, timeout=60) as client:
-            start.wait()
-            for request in range(per_client):
-                began = time.perf_counter()
-                response = send(client, number, request)
-                mine.append(time.perf_counter() - began)
-                bad += not response.is_success
-        with lock:
-            latencies.extend(mine)
-            unexpected += bad
+    async def run(session: aiohttp.ClientSession, number: int) -> None:
+        for request in range(per_client):
+            began = time.perf_counter()
+            status = await send(session, number, request)
+            latencies.append(time.perf_counter() - began)
+            if not 200 <= status < 300:
+                unexpected[status] = unexpected.get(status, 0) + 1
 
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
+    sessions = [aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=1),
+                                      timeout=aiohttp.ClientTimeout(total=60)) for _ in range(clients)]
+    try:
+        for number, session in enumerate(sessions):  # open each connection before the clock starts
+            async with session.get("/health"):
+                pass
+        began = time.perf_counter()
+        await asyncio.gather(*(run(session, number) for number, session in enumerate(sessions)))
+        elapsed = time.perf_counter() - began
+    finally:
+        for session in sessions:
+            await session.close()
     return Load(len(latencies), len(latencies) / elapsed, percentile(latencies, 0.5) * 1000,
                 percentile(latencies, 0.99) * 1000, unexpected)
 
@@ -62,13 +68,15 @@ def record_sales(base: str, token: str, contracts: list[str], clients: int, per_
     orders = itertools.count()
     prefix = "K" if idempotent else "S"
 
-    def send(client: httpx.Client, number: int, _: int) -> httpx.Response:
+    async def send(session: aiohttp.ClientSession, number: int, _: int) -> int:
         order = f"{prefix}-{next(orders)}"
         headers = {"Authorization": f"Bearer {token}"}
         if idempotent:
             headers["Idempotency-Key"] = order
-        return client.post(f"/v1/contracts/{contracts[number % len(contracts)]}/sales", headers=headers,
-                           json={"order_id": order, "amount": "100.00", "sold_on": "2026-03-02"})
+        async with session.post(f"/v1/contracts/{contracts[number % len(contracts)]}/sales", headers=headers,
+                                json={"order_id": order, "amount": "100.00", "sold_on": "2026-03-02"}) as answer:
+            await answer.read()
+            return answer.status
 
     return hammer(base, clients, per_client, send)
 
@@ -94,10 +102,12 @@ def import_sales(base: str, token: str, contracts: list[str], lines: int) -> tup
 
 def read_statements(base: str, token: str, partners: list[str], periods: list[str], clients: int,
                     per_client: int) -> Load:
-    def send(client: httpx.Client, number: int, request: int) -> httpx.Response:
+    async def send(session: aiohttp.ClientSession, number: int, request: int) -> int:
         partner = partners[(number + request) % len(partners)]
         period = periods[request % len(periods)]
-        return client.get(f"/v1/commissions/statements/{partner}/{period}",
-                          headers={"Authorization": f"Bearer {token}"})
+        async with session.get(f"/v1/commissions/statements/{partner}/{period}",
+                               headers={"Authorization": f"Bearer {token}"}) as answer:
+            await answer.read()
+            return answer.status
 
     return hammer(base, clients, per_client, send)

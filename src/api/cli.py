@@ -44,8 +44,12 @@ def migrate() -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
-    workers: int = typer.Option(1, help="Worker processes."),
+    workers: int = typer.Option(
+        min(os.cpu_count() or 1, 4), min=1,
+        help="Worker processes (default: one per core, up to 4). One process runs Python on one core at a time.",
+    ),
     projections: bool = typer.Option(True, help="Also keep the read models up to date in this process."),
+    access_log: bool = typer.Option(True, help="Log every request (uvicorn's access log)."),
 ) -> None:
     """Serve the HTTP API with uvicorn (migrates first)."""
     import uvicorn
@@ -58,7 +62,8 @@ def serve(
     console.print(f"serving on http://{host}:{port}  (health: /health, API docs: /docs)")
     typer.echo("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
-        "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers
+        "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+        access_log=access_log,
     )
 
 

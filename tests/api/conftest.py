@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.deps import department, projection_runner
+from api.deps import department_of, projection_runner
 from api.tokens import create_token
 
 
@@ -31,7 +31,7 @@ class Api:
 
     @property
     def department(self):  # noqa: ANN201 - the app's ChannelDepartment, for steps behind the API
-        return department(_AppRequest(self.client.app))
+        return department_of(_AppRequest(self.client.app))
 
     def catch_up(self) -> None:
         """Bring every read model up to date (tests run without the background projector)."""
