@@ -12,7 +12,7 @@ import sys
 import time
 
 from channel_domain.application import ChannelDepartment
-from channel_domain.store.rebuilding import rebuild_all
+from channel_domain.store.rebuilding import Rebuilder
 from projections import all_projections
 
 
@@ -21,7 +21,7 @@ def main(url: str) -> None:
     try:
         chosen = [p for p in all_projections() if getattr(p, "rebuildable", True)]
         began = time.perf_counter()
-        report = rebuild_all(app, chosen)
+        report = Rebuilder(app, *chosen).rebuild()
         seconds = time.perf_counter() - began
     finally:
         app.close()

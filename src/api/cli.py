@@ -134,28 +134,34 @@ def project(
 
 
 @app.command()
-def rebuild(name: str = typer.Argument(..., help="The read model to rebuild, as in GET /v1/projections.")) -> None:
-    """Rebuild one read model from position 0 in shadow tables while the live one keeps
-    serving, then switch to it atomically."""
-    chosen = [p for p in all_projections() if p.name == name]
-    if not chosen:
-        console.print(f"[red]no read model {name!r}; there are {', '.join(p.name for p in all_projections())}[/red]")
+def rebuild(
+    names: list[str] = typer.Argument(..., help="Read models to rebuild, as in GET /v1/projections; `all` for every one."),
+) -> None:
+    """Rebuild read models from position 0 in shadow tables while the live ones keep serving,
+    then switch to them atomically. Several are rebuilt in one pass over the log."""
+    known = {p.name: p for p in all_projections()}
+    if names == ["all"]:
+        names = [name for name, p in known.items() if getattr(p, "rebuildable", True)]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        console.print(f"[red]no read model {', '.join(map(repr, unknown))}; there are {', '.join(known)}[/red]")
         raise typer.Exit(2)
+    label = ", ".join(names)
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
     try:
-        rebuilder = Rebuilder(department, chosen[0])
+        rebuilder = Rebuilder(department, *(known[name] for name in names))
     except NotRebuildable as refused:
         department.close()
         console.print(f"[red]{refused} (see docs/audit.md)[/red]")
         raise typer.Exit(2) from None
     try:
         with Progress(
-            TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            TextColumn(f"rebuilding {label}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[left]}"), TimeRemainingColumn(), console=console,
         ) as bar:
-            task = bar.add_task(name, total=rebuilder.head(), rate="", left="")
+            task = bar.add_task(label, total=rebuilder.head(), rate="", left="")
 
             def advance(position: int) -> None:
                 speed = bar.tasks[task].speed or 0
@@ -166,7 +172,7 @@ def rebuild(name: str = typer.Argument(..., help="The read model to rebuild, as 
             report = rebuilder.rebuild(advance)
     finally:
         department.close()
-    console.print(f"switched {name} at position {report.position}")
+    console.print(f"switched {label} at position {report.position}")
     for table, (before, after) in report.rows.items():
         console.print(f"  {table}: {before} rows before, {after} after")
 

@@ -106,9 +106,8 @@ class Entry:
     def key(self) -> tuple[date, int]:
         return self.day, self.position
 
-    @property
-    def month(self) -> str:
-        return month_of(self.day)
+    def __post_init__(self) -> None:
+        self.month = month_of(self.day)  # asked for at every step of pricing: worked out once
 
     @property
     def commission(self) -> Decimal:

@@ -195,6 +195,18 @@ class CommissionTerms:
         }
 
 
+def json_default(value: Any) -> Any:
+    """`plain_json` for `json.dumps(default=...)`: the encoder walks dicts and lists in C and
+    calls this only for what JSON lacks."""
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def plain_json(value: Any) -> Any:
     """JSON-ready values: Decimal stays exact as a string (unlike FastAPI's encoder, which
     turns it into a float), dates ISO 8601, UUIDs as strings, times RFC 3339 in UTC."""

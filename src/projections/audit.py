@@ -3,6 +3,7 @@ time, effective date), why (correlation and causation) — for auditors and BI t
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -11,12 +12,20 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from channel_domain.aggregate import effective_on, event_data
-from channel_domain.values import plain_json
+from channel_domain.values import json_default, plain_json
 
 
+@functools.lru_cache(maxsize=1 << 16)  # each projection asks for the ids of the same batch
 def event_id(stream_id: uuid.UUID, version: int) -> uuid.UUID:
     """A stable id for an event: the same (stream, version) always gives the same id."""
     return uuid.uuid5(stream_id, str(version))
+
+
+def _json(data: dict[str, Any]) -> str:
+    try:
+        return json.dumps(data, default=json_default)
+    except TypeError:  # keys that are not strings (a UUID, a date)
+        return json.dumps(plain_json(data))
 
 
 class AuditTrail:
@@ -43,7 +52,7 @@ class AuditTrail:
                 meta["correlation_id"],
                 meta["causation_id"],
                 meta.get("command_id"),
-                json.dumps(plain_json(data)),
+                _json(data),
             ))
         with cursor.copy(
             "COPY audit_events (position, event_id, stream_id, stream_type, version, type, actor, roles,"

@@ -11,7 +11,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from channel_domain.application import ChannelDepartment
+from channel_domain.application import ChannelDepartment, SalesLine
 from channel_domain.contract import Contract
 from channel_domain.employee import Employee
 from channel_domain.errors import DomainError
@@ -310,6 +310,24 @@ def test_snapshots_give_the_same_record_as_a_full_replay(app, database_url):
         replayed.close()
     assert vars(from_snapshot) == vars(full)
     assert app.get(Contract, contract, version=150).version == 150
+
+
+def test_a_bulk_save_snapshots_the_record_it_holds_not_a_replay_of_it(app, database_url):
+    contract = signed_contract(app, partner(app))
+    with as_("erp", "integration"):
+        app.import_sales([SalesLine(contract, "sale", {"order_id": f"O-{n}", "amount": "10.00",
+                                                       "sold_on": "2026-02-01"}) for n in range(250)])
+    head = app.get(Contract, contract).version
+    with psycopg.connect(database_url) as conn:
+        versions = [row[0] for row in conn.execute(
+            "SELECT originator_version FROM snapshots WHERE originator_id = %s ORDER BY 1", (contract,))]
+    assert versions == [head]  # one save crossing two multiples of 100: one snapshot, at its end
+    app.records.forget(contract)
+    replayed = ChannelDepartment(database_url, env={"IS_SNAPSHOTTING_ENABLED": "no"})
+    try:
+        assert vars(app.get(Contract, contract)) == vars(replayed.repository.get(contract))
+    finally:
+        replayed.close()
 
 
 def test_events_are_immutable_in_the_database(app, database_url):

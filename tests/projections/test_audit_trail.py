@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 import psycopg
+import pytest
 
 from channel_domain.store.projecting import ProjectionRunner
-from projections import AuditTrail
+from projections import AuditTrail, PartnerActivity
 from projections.audit import event_id
 from tests.channel_domain.helpers import as_
 
@@ -87,3 +88,25 @@ def test_a_worker_waits_while_another_holds_the_projection_and_takes_over_when_i
         stop.set()
         thread.join()
     assert [row[0] for row in audit_rows(database_url)] == [1, 2, 3, 4, 5]
+
+
+def test_projections_at_one_checkpoint_share_each_batch_and_fail_alone(app, database_url):
+    class Exploding:
+        name, tables = "exploding", ()
+
+        def apply(self, cursor, events):
+            raise RuntimeError("this read model is broken")
+
+    decoded = []
+    decode = app.mapper.to_domain_event
+    app.mapper.to_domain_event = lambda stored: decoded.append(stored) or decode(stored)
+    with as_("spec-1", "channel_specialist"):
+        for n in range(3):
+            app.register_partner(kind="retailer", name=f"Shop {n}")
+    audit, activity = AuditTrail(), PartnerActivity()
+    runner = ProjectionRunner(app, [audit, Exploding(), activity], batch_size=2)
+    with pytest.raises(RuntimeError, match="broken"):
+        runner.catch_up_all()
+    assert len(decoded) == 3  # once per event, not once per read model
+    assert [row[0] for row in audit_rows(database_url)] == [1, 2, 3]  # the others went on
+    assert runner.checkpoint("partner_activity") == 3 and runner.checkpoint("exploding") == 0

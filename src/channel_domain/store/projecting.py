@@ -56,48 +56,82 @@ class ProjectionRunner:
         self.app = app  # the ChannelDepartment: its recorder, datastore and mapper
         self.projections = list(projections)
         self.batch_size = batch_size
-        self._logs: dict[str, EventLog] = {}
+        self._logs: dict[tuple[str, ...], EventLog] = {}
+        self._applied: dict[str, int] = {}  # the checkpoint this runner last committed, by projection
 
     @property
     def datastore(self) -> Any:
         return self.app.event_recorder.datastore
 
     def checkpoint(self, name: str) -> int:
+        return self._checkpoints([name]).get(name, 0)
+
+    def _checkpoints(self, names: Sequence[str]) -> dict[str, int]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute("SELECT position FROM projection_checkpoints WHERE name = %s", (name,))
-            row = curs.fetchone()
-        return row["position"] if row else 0
+            curs.execute("SELECT name, position FROM projection_checkpoints WHERE name = ANY(%s)", (list(names),))
+            return {row["name"]: row["position"] for row in curs.fetchall()}
 
     def catch_up(self, projection: Projection) -> int:
         """Apply every event safely readable now; returns how many were applied."""
-        start = self.checkpoint(projection.name)
-        log = self._logs.get(projection.name)
-        if log is None or log.position != start:
-            _forget_state(projection)
-            log = self._logs[projection.name] = EventLog(self.app.event_recorder, after=start)
-        applied = 0
-        for batch in log.follow(self.batch_size):
-            self._apply(projection, batch)
-            applied += len(batch)
-        return applied
+        return self.catch_up_together([projection])
 
     def catch_up_all(self) -> int:
-        """Bring every projection up to the head; returns how many events were applied."""
-        return sum(self.catch_up(projection) for projection in self.projections)
+        """Bring every projection up to the head; returns how many events were read."""
+        return self.catch_up_together(self.projections)
 
-    def _apply(self, projection: Projection, batch: Sequence[Notification]) -> None:
-        events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
+    def catch_up_together(self, projections: Sequence[Projection]) -> int:
+        """Bring the projections up to the head. Those at the same checkpoint — all of them,
+        once caught up — share one read and one decoding of each batch, the costliest part
+        of projecting; each still commits its batch with its own checkpoint, so one failing
+        does not hold back the others (its error is raised once they are done)."""
+        checkpoints = self._checkpoints([p.name for p in projections])
+        groups: dict[int, list[Projection]] = {}
+        for projection in projections:
+            start = checkpoints.get(projection.name, 0)
+            if self._applied.get(projection.name) != start:
+                # Not where this runner left it: a rollback, another worker or a rebuild.
+                _forget_state(projection)
+            groups.setdefault(start, []).append(projection)
+        read, failure = 0, None
+        for start, group in groups.items():
+            key = tuple(sorted(p.name for p in group))
+            log = self._logs.get(key)
+            if log is None or log.position != start:
+                log = self._logs[key] = EventLog(self.app.event_recorder, after=start)
+            for batch in log.follow(self.batch_size):
+                events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
+                for projection in list(group):
+                    try:
+                        self._apply(projection, events)
+                    except Exception as error:  # noqa: BLE001 - raised below, after the others
+                        self._applied.pop(projection.name, None)
+                        group.remove(projection)
+                        failure = failure or error
+                read += len(batch)
+                if not group:
+                    break
+            if len(group) != len(key):
+                self._logs.pop(key, None)
+        if len(self._logs) > 4 * len(self.projections):
+            self._logs.clear()  # groups come and go as projections fall behind and catch up
+        if failure is not None:
+            raise failure
+        return read
+
+    def _apply(self, projection: Projection, events: Sequence[tuple[Notification, Any]]) -> None:
+        position = events[-1][0].id
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             projection.apply(curs, events)
             curs.execute(
                 "INSERT INTO projection_checkpoints (name, position) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
                 " WHERE projection_checkpoints.position < EXCLUDED.position",
-                (projection.name, batch[-1].id),
+                (projection.name, position),
             )
             if curs.rowcount != 1:
                 # Someone else moved this checkpoint: roll the batch back rather than apply it twice.
                 raise RuntimeError(f"projection {projection.name} was advanced by another worker")
+        self._applied[projection.name] = position
 
     def progress(self) -> list[Progress]:
         head = self.app.event_recorder.max_notification_id() or 0
@@ -109,20 +143,19 @@ class ProjectionRunner:
             held: set[str] = set()
             try:
                 while not stop.is_set():
-                    busy = False
                     for projection in self.projections:
                         if projection.name not in held:
                             lock.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got",
                                          (f"projection:{projection.name}",))
                             row = lock.fetchone()
-                            if not (row and row["got"]):
-                                continue
-                            held.add(projection.name)
-                        try:
-                            busy = self.catch_up(projection) > 0 or busy
-                        except Exception:
-                            logger.exception("projection %s failed; retrying", projection.name)
-                            self._logs.pop(projection.name, None)
+                            if row and row["got"]:
+                                held.add(projection.name)
+                    busy = False
+                    try:
+                        busy = self.catch_up_together([p for p in self.projections if p.name in held]) > 0
+                    except Exception:
+                        logger.exception("a projection failed; retrying")
+                        self._logs.clear()
                     if not busy:
                         stop.wait(idle_wait)
             finally:

@@ -12,7 +12,7 @@ the switch drops them and creates them again over the new tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +38,20 @@ class NotRebuildable(Exception):
 
 
 class Rebuilder:
-    def __init__(self, app: Any, projection: Projection, batch_size: int = 5000) -> None:
-        if not getattr(projection, "rebuildable", True):
-            raise NotRebuildable(f"{projection.name} is evidence, not a view: it is never rebuilt")
+    """Rebuilds one read model, or several in one pass over the log: each batch is read and
+    decoded once for all of them, and they switch together."""
+
+    def __init__(self, app: Any, projection: Projection, *others: Projection, batch_size: int = 5000) -> None:
+        self.projections = [projection, *others]
+        for chosen in self.projections:
+            if not getattr(chosen, "rebuildable", True):
+                raise NotRebuildable(f"{chosen.name} is evidence, not a view: it is never rebuilt")
         self.app = app
-        self.projection = projection
         self.batch_size = batch_size
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(table for chosen in self.projections for table in chosen.tables)
 
     @property
     def datastore(self) -> Any:
@@ -65,20 +73,22 @@ class Rebuilder:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
             curs.execute(f"CREATE SCHEMA {SHADOW}")
-            for table in self.projection.tables:
+            for table in self.tables:
                 curs.execute(f"CREATE TABLE {SHADOW}.{table} (LIKE public.{table} INCLUDING ALL)")
 
     def _apply(self, batch: list[Any], schema: str, curs: Any = None) -> None:
         events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
         if curs is not None:
-            self.projection.apply(curs, events)
+            for chosen in self.projections:
+                chosen.apply(curs, events)
             return
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
             cursor.execute(f"SET LOCAL search_path = {schema}, public")
-            self.projection.apply(cursor, events)
+            for chosen in self.projections:
+                chosen.apply(cursor, events)
 
     def _switch(self, log: EventLog, progress: Callable[[int], None]) -> RebuildReport:
-        tables = self.projection.tables
+        tables = self.tables
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(f"LOCK TABLE {', '.join(f'public.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE")
             views = _dependent_views(curs, tables)
@@ -106,24 +116,15 @@ class Rebuilder:
                 if view.comment is not None:
                     curs.execute(sql.SQL("COMMENT ON VIEW public.{} IS {}").format(
                         sql.Identifier(view.name), sql.Literal(view.comment)))
-            curs.execute(
-                "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-                (self.projection.name, log.position),
-            )
+            for chosen in self.projections:
+                curs.execute(
+                    "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
+                    " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+                    (chosen.name, log.position),
+                )
             curs.execute(f"DROP SCHEMA {SHADOW} CASCADE")
             curs.execute(f"DROP SCHEMA {RETIRED} CASCADE")
-        return RebuildReport(self.projection.name, log.position, rows)
-
-
-def rebuild_all(app: Any, projections: Sequence[Projection], progress: Callable[[int], None] = lambda _: None
-                ) -> RebuildReport:
-    """Rebuild each projection in turn; the report of the last."""
-    report = None
-    for projection in projections:
-        report = Rebuilder(app, projection).rebuild(progress)
-    assert report is not None, "nothing to rebuild"
-    return report
+        return RebuildReport(", ".join(chosen.name for chosen in self.projections), log.position, rows)
 
 
 @dataclass(frozen=True)
