@@ -34,12 +34,16 @@ def hammer(base: str, clients: int, per_client: int, send: Send) -> Load:
     return asyncio.run(_hammer(base, clients, per_client, send))
 
 
-async def _hammer(base: str, clients: int, per_client: int, send: Send) -> Load:
+async def _hammer(base: str, clients: int, per_client: int, send: Send,
+                  until: asyncio.Event | None = None) -> Load:
+    """With `until`, each client goes on (past `per_client`) until it is set."""
     latencies: list[float] = []
     unexpected: dict[int, int] = {}
 
     async def run(session: aiohttp.ClientSession, number: int) -> None:
-        for request in range(per_client):
+        request = 0
+        while request < per_client or (until is not None and not until.is_set()):
+            request += 1
             began = time.perf_counter()
             status = await send(session, number, request)
             latencies.append(time.perf_counter() - began)
@@ -62,11 +66,31 @@ async def _hammer(base: str, clients: int, per_client: int, send: Send) -> Load:
                 percentile(latencies, 0.99) * 1000, unexpected)
 
 
-def record_sales(base: str, token: str, contracts: list[str], clients: int, per_client: int,
-                 idempotent: bool = False) -> Load:
-    """Each client records sales on a contract of its own."""
+async def _open_loop(base: str, rate: float, count: int, send: Send) -> Load:
+    """`count` requests at a steady `rate` a second, each on its schedule whether or not the
+    ones before it have answered, and each timed from when it was due: a slow answer cannot
+    hide the wait of those queued behind it (no coordinated omission)."""
+    latencies: list[float] = []
+    unexpected: dict[int, int] = {}
+    async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        began = time.perf_counter()
+
+        async def one(number: int) -> None:
+            due = began + number / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            status = await send(session, number % 16, number)
+            latencies.append(time.perf_counter() - due)
+            if not 200 <= status < 300:
+                unexpected[status] = unexpected.get(status, 0) + 1
+
+        await asyncio.gather(*(one(n) for n in range(count)))
+        elapsed = time.perf_counter() - began
+    return Load(len(latencies), len(latencies) / elapsed, percentile(latencies, 0.5) * 1000,
+                percentile(latencies, 0.99) * 1000, unexpected)
+
+
+def _sales(token: str, contracts: list[str], prefix: str, idempotent: bool = False) -> Send:
     orders = itertools.count()
-    prefix = "K" if idempotent else "S"
 
     async def send(session: aiohttp.ClientSession, number: int, _: int) -> int:
         order = f"{prefix}-{next(orders)}"
@@ -78,7 +102,13 @@ def record_sales(base: str, token: str, contracts: list[str], clients: int, per_
             await answer.read()
             return answer.status
 
-    return hammer(base, clients, per_client, send)
+    return send
+
+
+def record_sales(base: str, token: str, contracts: list[str], clients: int, per_client: int,
+                 idempotent: bool = False) -> Load:
+    """Each client records sales on a contract of its own."""
+    return hammer(base, clients, per_client, _sales(token, contracts, "K" if idempotent else "S", idempotent))
 
 
 def import_sales(base: str, token: str, contracts: list[str], lines: int) -> tuple[float, int, int]:
@@ -100,14 +130,25 @@ def import_sales(base: str, token: str, contracts: list[str], lines: int) -> tup
     return elapsed, result["accepted"], len(result["rejected"])
 
 
-def read_statements(base: str, token: str, partners: list[str], periods: list[str], clients: int,
-                    per_client: int) -> Load:
-    async def send(session: aiohttp.ClientSession, number: int, request: int) -> int:
-        partner = partners[(number + request) % len(partners)]
-        period = periods[request % len(periods)]
+def read_statements_under_load(base: str, reader: str, partners: list[str], periods: list[str], rate: float,
+                                count: int, writer: str, contracts: list[str], writers: int) -> tuple[Load, Load]:
+    """(reads, writes): statements read at a steady `rate` while `writers` clients record
+    sales as fast as the server takes them."""
+    async def read(session: aiohttp.ClientSession, number: int, request: int) -> int:
+        partner = partners[request % len(partners)]
+        period = periods[request // len(partners) % len(periods)]
         async with session.get(f"/v1/commissions/statements/{partner}/{period}",
-                               headers={"Authorization": f"Bearer {token}"}) as answer:
+                               headers={"Authorization": f"Bearer {reader}"}) as answer:
             await answer.read()
             return answer.status
 
-    return hammer(base, clients, per_client, send)
+    async def both() -> tuple[Load, Load]:
+        done = asyncio.Event()
+        writing = asyncio.create_task(_hammer(base, writers, 1, _sales(writer, contracts, "R"), until=done))
+        try:
+            reads = await _open_loop(base, rate, count, read)
+        finally:
+            done.set()
+        return reads, await writing
+
+    return asyncio.run(both())

@@ -259,15 +259,30 @@ def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime 
         "payout_amount": _money(steps[0]["amount"]) if steps else None,
     }
     if with_lines:
+        # The lines come as one JSON array built by PostgreSQL, each value as `plain_json`
+        # writes it: converting a busy month's hundreds of rows in Python cost three times
+        # the rest of the statement.
         cursor.execute(
-            "SELECT position, line_no, event_id, contract_id, order_id, kind, business_date, amount, rate,"
-            " commission, corrects_period, recorded_at FROM commission_lines"
-            " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at)
-            + " ORDER BY position, line_no",
+            "SELECT coalesce(json_agg(json_build_object("
+            " 'position', position, 'line_no', line_no, 'event_id', event_id::text,"
+            " 'contract_id', contract_id::text, 'order_id', order_id, 'kind', kind,"
+            " 'business_date', business_date::text, 'amount', amount::text, 'rate', rate::text,"
+            " 'commission', commission::text, 'corrects_period', corrects_period,"
+            " 'recorded_at', " + _RFC3339_UTC.format("recorded_at") + ") ORDER BY position, line_no), '[]')::text"
+            " AS lines FROM commission_lines"
+            " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
             params,
         )
-        result["lines"] = cursor.fetchall()
+        result["lines_json"] = cursor.fetchone()["lines"]
     return result
+
+
+# What `plain_json` makes of a timestamp: ISO 8601 in UTC with a Z, microseconds only if any.
+_RFC3339_UTC = (
+    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+    " || CASE WHEN date_part('microseconds', {0})::bigint %% 1000000 = 0 THEN ''"
+    " ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || 'Z'"
+)
 
 
 def _money(value: Decimal | None) -> Decimal | None:
