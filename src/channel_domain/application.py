@@ -746,13 +746,18 @@ class ChannelDepartment(Application):
         # that version: a replay of up to an interval of events per snapshot, which the import
         # profile showed costing as much as the import itself. The record just saved is in
         # memory at its new version: a snapshot of it is as good, and free to take.
+        #
+        # A snapshot's size grows with the record (a contract's orders), so past ten intervals
+        # the step grows with it, to a tenth of the record: snapshots then cost in all a few
+        # times the record's size, not its square, and a load replays at most a tenth of it.
         try:
             for record_id, record in processing_event.aggregates.items():
                 interval = self.snapshotting_intervals.get(type(record))
                 versions = [e.originator_version for e in processing_event.events if e.originator_id == record_id]
                 if self.snapshots is None or interval is None or not versions:
                     continue
-                if (min(versions) - 1) // interval != max(versions) // interval:  # crossed a multiple
+                step = max(interval, max(versions) // 10 // interval * interval)
+                if (min(versions) - 1) // step != max(versions) // step:  # crossed a multiple
                     snapshot_class = getattr(type(record), "Snapshot", self.snapshot_class)
                     self.snapshots.put([snapshot_class.take(record)])
         except Exception:

@@ -330,6 +330,24 @@ def test_a_bulk_save_snapshots_the_record_it_holds_not_a_replay_of_it(app, datab
         replayed.close()
 
 
+def test_snapshots_of_a_long_record_grow_apart_with_it(app, database_url):
+    contract = signed_contract(app, partner(app))
+    with as_("erp", "integration"):
+        for first in range(0, 3000, 100):
+            app.import_sales([SalesLine(contract, "sale", {"order_id": f"O-{n}", "amount": "10.00",
+                                                           "sold_on": "2026-02-01"}) for n in range(first, first + 100)])
+    with psycopg.connect(database_url) as conn:
+        versions = [row[0] for row in conn.execute(
+            "SELECT originator_version FROM snapshots WHERE originator_id = %s ORDER BY 1", (contract,))]
+    gaps = [later - earlier for earlier, later in zip(versions, versions[1:], strict=False)]
+    # Every 100 events up to 1 000, then about every tenth of the record: fewer, never further
+    # apart than a tenth of the record (plus the save that crossed the mark).
+    assert all(gap >= 100 for gap in gaps) and len(versions) < 3000 // 100
+    assert all(later - earlier <= max(100, later // 10) + 100 for earlier, later in zip(versions, versions[1:],
+                                                                                           strict=False))
+    assert versions[-1] > 2800
+
+
 def test_events_are_immutable_in_the_database(app, database_url):
     partner(app)
     with psycopg.connect(database_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -74,8 +74,9 @@ async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes | None]]:
     buffer, number, skipping = b"", 0, False
     async for chunk in request.stream():
         buffer += chunk
-        while (newline := buffer.find(b"\n")) >= 0:
-            line, buffer = buffer[:newline], buffer[newline + 1:]
+        start = 0  # lines are cut by offset: slicing the rest of a large chunk per line was quadratic
+        while (newline := buffer.find(b"\n", start)) >= 0:
+            line, start = buffer[start:newline], newline + 1
             number += 1
             if skipping:
                 skipping = False
@@ -84,6 +85,7 @@ async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes | None]]:
                 yield number, None
             elif line.strip():
                 yield number, line
+        buffer = buffer[start:]
         if len(buffer) > MAX_LINE and not skipping:
             skipping, buffer = True, b""  # drop the rest of this line as it arrives
         elif skipping:

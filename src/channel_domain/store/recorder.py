@@ -268,12 +268,14 @@ class EventRecorder(PostgresApplicationRecorder):
             return None if row is None else row["rate"]
 
 
+# Parameters go in PostgreSQL's binary format (%b): dumping arrays of a hundred events as text
+# (bytea as hex, every value quoted) took nine times as long, a sixth of a bulk import.
 _APPEND_EVENTS = """
     SELECT position FROM append_events(
-        %s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::timestamptz[], %s::date[],
-        %s::text, %s::text, %s::text, %s::jsonb,
-        %s::uuid[], %s::uuid[], %s::text[], %s::daterange[], %s::numeric[], %s::numeric[],
-        %s::uuid[], %s::bytea[], %s::uuid[]
+        %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::timestamptz[], %b::date[],
+        %b::text, %b::text, %b::text, %b::jsonb,
+        %b::uuid[], %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[],
+        %b::uuid[], %b::bytea[], %b::uuid[]
     ) AS position
 """
 
