@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from common import TIERS, signed_contract_of
 from channel_domain import acting_as
 from channel_domain.application import ChannelDepartment, SalesLine
 from channel_domain.store.integrity import verify
-from channel_domain.store.projecting import ProjectionRunner
+from channel_domain.store.projecting import ProjectionRunner, run_in_processes
 from projections import all_projections
 
 LINES_PER_CALL = 5000
@@ -69,17 +70,36 @@ def raw_scan(url: str) -> float:
         return rows / (time.perf_counter() - began)
 
 
-def catch_up(url: str) -> tuple[int, float]:
-    """(events, seconds) to bring every read model from nothing to the head."""
+def catch_up(url: str, processes: int = 1) -> tuple[int, float]:
+    """(events, seconds) to bring every read model from nothing (none may have run) to the
+    head: in this process, or shared out among `processes` as `channel-domain project
+    --processes N` runs them."""
     app = ChannelDepartment(url)
     try:
-        runner = ProjectionRunner(app, all_projections())
+        projections = all_projections()
         head = app.event_recorder.max_notification_id() or 0
         began = time.perf_counter()
-        runner.catch_up_all()
-        return head, time.perf_counter() - began
+        if processes == 1:
+            ProjectionRunner(app, projections).catch_up_all()
+            return head, time.perf_counter() - began
+        stop = threading.Event()
+        running = threading.Thread(target=run_in_processes, args=(app, projections, processes, stop))
+        running.start()
+        try:
+            while not _caught_up(app, len(projections), head):
+                time.sleep(0.05)
+            return head, time.perf_counter() - began
+        finally:
+            stop.set()
+            running.join()
     finally:
         app.close()
+
+
+def _caught_up(app: ChannelDepartment, projections: int, head: int) -> bool:
+    with app.event_recorder.datastore.get_connection() as conn:
+        row = conn.execute("SELECT count(*) AS n, min(position) AS low FROM projection_checkpoints").fetchone()
+    return row["n"] == projections and row["low"] >= head
 
 
 def rebuild(url: str) -> dict:

@@ -18,7 +18,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.store import integrity
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
-from channel_domain.store.projecting import ProjectionRunner
+from channel_domain.store.projecting import ProjectionRunner, run_in_processes
 from channel_domain.store.rebuilding import NotRebuildable, Rebuilder
 from projections import all_projections
 
@@ -116,9 +116,11 @@ def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id f
 @app.command()
 def project(
     batch_size: int = typer.Option(2000, min=1, help="Events per transaction (read-model writes + checkpoint)."),
+    processes: int = typer.Option(1, min=1, help="Share the read models out among this many processes."),
 ) -> None:
-    """Run the projections in this process until interrupted (for deployments that scale out:
-    several may run; each projection is worked by one at a time, and taken over if it dies)."""
+    """Run the projections until interrupted (for deployments that scale out: several may run;
+    each projection is worked by one at a time, and taken over if it dies). With --processes,
+    this one command keeps that many going, each with its share of the read models."""
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
@@ -126,9 +128,13 @@ def project(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    console.print(f"projecting {', '.join(p.name for p in runner.projections)}; Ctrl-C to stop")
+    console.print(f"projecting {', '.join(p.name for p in runner.projections)}"
+                  f"{f' in {processes} processes' if processes > 1 else ''}; Ctrl-C to stop")
     try:
-        runner.run(stop)
+        if processes > 1:
+            run_in_processes(department, runner.projections, processes, stop, batch_size)
+        else:
+            runner.run(stop)
     finally:
         department.close()
 
@@ -136,6 +142,8 @@ def project(
 @app.command()
 def rebuild(
     names: list[str] = typer.Argument(..., help="Read models to rebuild, as in GET /v1/projections; `all` for every one."),
+    processes: int = typer.Option(
+        os.cpu_count() or 1, min=1, help="Processes to share the read models out among (default: one per core)."),
 ) -> None:
     """Rebuild read models from position 0 in shadow tables while the live ones keep serving,
     then switch to them atomically. Several are rebuilt in one pass over the log."""
@@ -169,7 +177,7 @@ def rebuild(
                 bar.update(task, completed=position, total=head, rate=f"{speed:,.0f} events/s",
                            left=f"{head - position:,} to go")
 
-            report = rebuilder.rebuild(advance)
+            report = rebuilder.rebuild(advance, processes=processes)
     finally:
         department.close()
     console.print(f"switched {label} at position {report.position}")

@@ -192,6 +192,7 @@ class ChannelDepartment(Application):
     snapshotting_intervals = {Contract: 100, Partner: 100, Employee: 100, SalesTarget: 100}
 
     def __init__(self, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.database_url = database_url
         settings = library_environment(database_url) if database_url else {}
         settings.update(env or {})
         super().__init__(env=settings)

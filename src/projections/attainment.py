@@ -17,6 +17,7 @@ from projections.audit import event_id
 
 class TargetAttainment:
     name = "target_attainment"
+    weight = 0.1  # its cost per event against the others, measured (rebuilds share read models out by it)
     tables = ("targets",)
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:

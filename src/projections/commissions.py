@@ -41,6 +41,7 @@ LINE_COLUMNS = (
 
 class Commissions:
     name = "commissions"
+    weight = 3.0  # its cost per event against the others, measured (rebuilds share read models out by it)
     tables = ("commission_partners", "commission_contracts", "commission_terms", "commission_lines",
               "commission_payouts")
     cached_contracts = 256

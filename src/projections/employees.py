@@ -17,6 +17,7 @@ _LEFT = {"ProbationFailed": "probation_failed", "Dismissed": "dismissed"}
 
 class EmployeeContracts:
     name = "employee_contracts"
+    weight = 0.1  # its cost per event against the others, measured (rebuilds share read models out by it)
     tables = ("employee_contracts",)
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:

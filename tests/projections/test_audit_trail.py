@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
 
-from channel_domain.store.projecting import ProjectionRunner
-from projections import AuditTrail, PartnerActivity
+from channel_domain.store.projecting import ProjectionRunner, run_in_processes
+from projections import AuditTrail, PartnerActivity, all_projections
 from projections.audit import event_id
 from tests.channel_domain.helpers import as_
 
@@ -110,3 +111,27 @@ def test_projections_at_one_checkpoint_share_each_batch_and_fail_alone(app, data
     assert len(decoded) == 3  # once per event, not once per read model
     assert [row[0] for row in audit_rows(database_url)] == [1, 2, 3]  # the others went on
     assert runner.checkpoint("partner_activity") == 3 and runner.checkpoint("exploding") == 0
+
+
+def test_read_models_shared_out_among_processes_all_reach_the_head(app, database_url):
+    with as_("spec-1", "channel_specialist"):
+        for n in range(40):
+            app.register_partner(kind="retailer", name=f"Shop {n}")
+    head = app.event_recorder.max_notification_id()
+    stop = threading.Event()
+    running = threading.Thread(target=run_in_processes, args=(app, all_projections(), 2, stop))
+    running.start()
+    try:
+        deadline = time.monotonic() + 60
+        while {row[1] for row in checkpoints(database_url)} != {head} or len(checkpoints(database_url)) < 6:
+            assert time.monotonic() < deadline, checkpoints(database_url)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        running.join()
+    assert [row[0] for row in audit_rows(database_url)] == list(range(1, head + 1))
+
+
+def checkpoints(database_url: str) -> list[tuple]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT name, position FROM projection_checkpoints").fetchall()

@@ -3,6 +3,7 @@ worker keeps projecting new events; the switch loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import psycopg
@@ -13,6 +14,7 @@ from channel_domain.store.projecting import ProjectionRunner
 from channel_domain.store.rebuilding import Rebuilder
 from projections import AuditTrail, all_projections
 from tests.channel_domain.helpers import as_
+from tests.projections.test_crash_recovery import read_models, record_tiered_sales
 
 
 def positions(database_url: str) -> list[int]:
@@ -79,3 +81,24 @@ def test_rebuild_command_shows_progress_and_switches(app, database_url, monkeypa
     assert CliRunner().invoke(cli, ["rebuild", "no_such_model"]).exit_code == 2
     refused = CliRunner().invoke(cli, ["rebuild", "audit_seals"])  # evidence is never rebuilt
     assert refused.exit_code == 2 and "never rebuilt" in refused.output
+
+
+def test_read_models_shared_out_among_processes_rebuild_to_what_one_worker_built(app, database_url):
+    rng = random.Random(7)
+    record_tiered_sales(app, rng)
+    with as_("spec-1", "channel_specialist"):
+        for n in range(50):
+            app.register_partner(kind="retailer", name=f"Shop {n}")
+    rebuildable = [p for p in all_projections() if getattr(p, "rebuildable", True)]
+    ProjectionRunner(app, rebuildable, batch_size=64).catch_up_all()
+    built_by_one_worker = read_models(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM commission_lines WHERE position % 3 = 0")  # gone wrong
+        conn.execute("DELETE FROM partner_directory")
+    seen: list[int] = []
+    fresh = [type(p)() for p in rebuildable]
+    report = Rebuilder(app, *fresh, batch_size=64).rebuild(seen.append, processes=2)
+    assert seen and seen == sorted(seen) and report.position == app.event_recorder.max_notification_id()
+    rebuilt = read_models(database_url)
+    assert {t: rows for t, rows in rebuilt.items() if t != "event_seals"} == \
+        {t: rows for t, rows in built_by_one_worker.items() if t != "event_seals"}

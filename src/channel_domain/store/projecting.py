@@ -12,6 +12,7 @@ worker dies, so another takes over.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,6 +161,58 @@ class ProjectionRunner:
                         stop.wait(idle_wait)
             finally:
                 lock.execute("SELECT pg_advisory_unlock_all()")
+
+
+def share_out(projections: list[Projection], processes: int) -> list[list[Projection]]:
+    """At most `processes` groups of about equal work, by each read model's `weight` (its
+    relative cost a event, 1 unless it says), heaviest placed first."""
+    groups: list[list[Projection]] = [[] for _ in range(max(1, min(processes, len(projections))))]
+    load = [0.0] * len(groups)
+    for chosen in sorted(projections, key=lambda p: -getattr(p, "weight", 1)):
+        lightest = load.index(min(load))
+        groups[lightest].append(chosen)
+        load[lightest] += getattr(chosen, "weight", 1)
+    return groups
+
+
+def run_in_processes(app: Any, projections: Sequence[Projection], processes: int, stop: threading.Event,
+                     batch_size: int = 2000) -> None:
+    """Share the projections out among `processes` worker processes (by `weight`) and keep
+    them running — one restarted if it dies — until `stop` is set. Projecting is Python work,
+    one core per process; read models do not depend on one another."""
+    context = multiprocessing.get_context("spawn")
+    halt = context.Event()
+    shares = [[type(p) for p in group] for group in share_out(list(projections), processes)]
+
+    def start(share: list[type]) -> Any:
+        worker = context.Process(target=_project_share, args=(type(app), app.database_url, share, batch_size, halt),
+                                 name=f"projections: {', '.join(kind.name for kind in share)}")
+        worker.start()
+        return worker
+
+    workers = [start(share) for share in shares]
+    try:
+        while not stop.wait(0.5):
+            for n, worker in enumerate(workers):
+                if not worker.is_alive():
+                    logger.error("%s exited with %s; starting it again", worker.name, worker.exitcode)
+                    workers[n] = start(shares[n])
+    finally:
+        halt.set()
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.terminate()
+
+
+def _project_share(app_type: type, url: str, projection_types: list[type], batch_size: int, halt: Any) -> None:
+    app = app_type(url)
+    try:
+        stop = threading.Event()
+        threading.Thread(target=lambda: (halt.wait(), stop.set()), daemon=True).start()
+        ProjectionRunner(app, [kind() for kind in projection_types], batch_size=batch_size).run(stop)
+    finally:
+        app.close()
 
 
 def start_in_background(runner: ProjectionRunner) -> tuple[threading.Thread, threading.Event]:

@@ -12,6 +12,7 @@ the switch drops them and creates them again over the new tables.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from psycopg import sql
 
 from channel_domain.store.log import EventLog
-from channel_domain.store.projecting import Projection
+from channel_domain.store.projecting import Projection, share_out
 
 SHADOW = "rebuild_shadow"
 RETIRED = "rebuild_retired"
@@ -60,14 +61,49 @@ class Rebuilder:
     def head(self) -> int:
         return self.app.event_recorder.max_notification_id() or 0
 
-    def rebuild(self, progress: Callable[[int], None] = lambda _: None) -> RebuildReport:
-        """`progress` is called with the position reached after each batch."""
+    def rebuild(self, progress: Callable[[int], None] = lambda _: None, processes: int = 1) -> RebuildReport:
+        """`progress` is called with the lowest position reached so far, as the build goes.
+
+        With `processes` above 1 the read models are shared out among that many processes,
+        each reading the log and building its share of the shadow tables: the work is Python,
+        bound to one core per process, and read models do not depend on one another."""
         self._create_shadow()
-        log = EventLog(self.app.event_recorder)
-        for batch in log.follow(self.batch_size):
-            self._apply(batch, SHADOW)
-            progress(batch[-1].id)
-        return self._switch(log, progress)
+        # Another process can open the database only by its URL.
+        groups = share_out(self.projections, processes if getattr(self.app, "database_url", None) else 1)
+        if len(groups) == 1:
+            log = EventLog(self.app.event_recorder)
+            for batch in log.follow(self.batch_size):
+                self._apply(batch, SHADOW, groups[0])
+                progress(batch[-1].id)
+            built = [(groups[0], log.position)]
+        else:
+            built = self._build_in_processes(groups, progress)
+        return self._switch(built, progress)
+
+    def _build_in_processes(self, groups: list[list[Projection]], progress: Callable[[int], None]
+                            ) -> list[tuple[list[Projection], int]]:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited pools
+        reached = [context.Value("q", 0) for _ in groups]
+        workers = [
+            context.Process(target=_build_share, name=f"rebuild-{n}", daemon=True, args=(
+                type(self.app), self.app.database_url, [type(p) for p in group], self.batch_size, reached[n]))
+            for n, group in enumerate(groups)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            while any(worker.is_alive() for worker in workers):
+                progress(min(value.value for value in reached))
+                for worker in workers:
+                    worker.join(timeout=0.2 / len(workers))
+        finally:
+            for worker in workers:
+                if worker.is_alive():
+                    worker.terminate()
+        failed = [worker.name for worker in workers if worker.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"the shadow build failed in {', '.join(failed)}; the live read models are untouched")
+        return [(group, value.value) for group, value in zip(groups, reached, strict=True)]
 
     def _create_shadow(self) -> None:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
@@ -76,27 +112,33 @@ class Rebuilder:
             for table in self.tables:
                 curs.execute(f"CREATE TABLE {SHADOW}.{table} (LIKE public.{table} INCLUDING ALL)")
 
-    def _apply(self, batch: list[Any], schema: str, curs: Any = None) -> None:
+    def _apply(self, batch: list[Any], schema: str, projections: list[Projection], curs: Any = None) -> None:
         events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
         if curs is not None:
-            for chosen in self.projections:
+            for chosen in projections:
                 chosen.apply(curs, events)
             return
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as cursor:
             cursor.execute(f"SET LOCAL search_path = {schema}, public")
-            for chosen in self.projections:
+            for chosen in projections:
                 chosen.apply(cursor, events)
 
-    def _switch(self, log: EventLog, progress: Callable[[int], None]) -> RebuildReport:
+    def _switch(self, built: list[tuple[list[Projection], int]], progress: Callable[[int], None]) -> RebuildReport:
         tables = self.tables
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(f"LOCK TABLE {', '.join(f'public.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE")
             views = _dependent_views(curs, tables)
             # The live worker is held now; bring the shadow up to what is safely readable.
+            # Read models built in another process start here with nothing in memory: they
+            # load what they need from the shadow tables, as after any restart.
             curs.execute(f"SET LOCAL search_path = {SHADOW}, public")
-            for batch in log.follow(self.batch_size):
-                self._apply(batch, SHADOW, curs)
-                progress(batch[-1].id)
+            positions = {}
+            for group, position in built:
+                log = EventLog(self.app.event_recorder, after=position)
+                for batch in log.follow(self.batch_size):
+                    self._apply(batch, SHADOW, group, curs)
+                    progress(batch[-1].id)
+                positions.update({chosen.name: log.position for chosen in group})
             rows = {}
             for table in tables:
                 curs.execute(f"SELECT (SELECT count(*) FROM public.{table}) AS live,"  # noqa: S608
@@ -120,11 +162,26 @@ class Rebuilder:
                 curs.execute(
                     "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
                     " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-                    (chosen.name, log.position),
+                    (chosen.name, positions[chosen.name]),
                 )
             curs.execute(f"DROP SCHEMA {SHADOW} CASCADE")
             curs.execute(f"DROP SCHEMA {RETIRED} CASCADE")
-        return RebuildReport(", ".join(chosen.name for chosen in self.projections), log.position, rows)
+        return RebuildReport(", ".join(chosen.name for chosen in self.projections), min(positions.values()), rows)
+
+
+def _build_share(app_type: type, url: str, projection_types: list[type], batch_size: int, reached: Any) -> None:
+    """In a process of its own: build these read models' shadow tables from position 0."""
+    app = app_type(url)
+    try:
+        projections = [kind() for kind in projection_types]
+        rebuilder = Rebuilder(app, *projections, batch_size=batch_size)
+        log = EventLog(app.event_recorder)
+        for batch in log.follow(batch_size):
+            rebuilder._apply(batch, SHADOW, projections)
+            reached.value = batch[-1].id
+        reached.value = log.position
+    finally:
+        app.close()
 
 
 @dataclass(frozen=True)
