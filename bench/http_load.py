@@ -23,6 +23,7 @@ class Load:
     unexpected: dict[int, int]  # status -> how many answers other than 2xx
 
 
+WARM_UP = 5  # requests per client before timing starts
 Send = Callable[[aiohttp.ClientSession, int, int], Awaitable[int]]
 
 
@@ -53,9 +54,10 @@ async def _hammer(base: str, clients: int, per_client: int, send: Send,
     sessions = [aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=1),
                                       timeout=aiohttp.ClientTimeout(total=60)) for _ in range(clients)]
     try:
-        for number, session in enumerate(sessions):  # open each connection before the clock starts
-            async with session.get("/health"):
-                pass
+        # Warm up before the clock starts: each connection opened, each server worker's
+        # database pool filled, as on a server that has been up for a while.
+        await asyncio.gather(*(send(session, number, -1 - n) for number, session in enumerate(sessions)
+                               for n in range(WARM_UP)))
         began = time.perf_counter()
         await asyncio.gather(*(run(session, number) for number, session in enumerate(sessions)))
         elapsed = time.perf_counter() - began
@@ -131,9 +133,9 @@ def import_sales(base: str, token: str, contracts: list[str], lines: int) -> tup
 
 
 def read_statements_under_load(base: str, reader: str, partners: list[str], periods: list[str], rate: float,
-                                count: int, writer: str, contracts: list[str], writers: int) -> tuple[Load, Load]:
-    """(reads, writes): statements read at a steady `rate` while `writers` clients record
-    sales as fast as the server takes them."""
+                                count: int, writer: str, contracts: list[str], write_rate: float) -> tuple[Load, Load]:
+    """(reads, writes): statements read at a steady `rate` while sales are recorded at a
+    steady `write_rate`, both on their schedules."""
     async def read(session: aiohttp.ClientSession, number: int, request: int) -> int:
         partner = partners[request % len(partners)]
         period = periods[request // len(partners) % len(periods)]
@@ -143,12 +145,8 @@ def read_statements_under_load(base: str, reader: str, partners: list[str], peri
             return answer.status
 
     async def both() -> tuple[Load, Load]:
-        done = asyncio.Event()
-        writing = asyncio.create_task(_hammer(base, writers, 1, _sales(writer, contracts, "R"), until=done))
-        try:
-            reads = await _open_loop(base, rate, count, read)
-        finally:
-            done.set()
-        return reads, await writing
+        writes = int(count / rate * write_rate)
+        return tuple(await asyncio.gather(_open_loop(base, rate, count, read),
+                                          _open_loop(base, write_rate, writes, _sales(writer, contracts, "R"))))
 
     return asyncio.run(both())

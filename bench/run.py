@@ -46,14 +46,15 @@ class Sizes:
     import_contracts: int
     statement_rate: float  # statement reads a second, on a steady schedule
     statement_reads: int
+    statement_write_rate: float  # sales recorded a second meanwhile, on a steady schedule
     contract_sales: int
     log_events: int
 
 
 FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_lines=100_000, import_contracts=20,
-             statement_rate=50, statement_reads=1500, contract_sales=10_000, log_events=1_000_000)
+             statement_rate=50, statement_reads=1500, statement_write_rate=200, contract_sales=10_000, log_events=1_000_000)
 QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
-              statement_rate=50, statement_reads=50, contract_sales=300, log_events=5_000)
+              statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000)
 
 
 @dataclass
@@ -151,12 +152,13 @@ def served_load(run: Run, server: str, p1: float) -> None:
             periods = [f"2026-{m:02d}" for m in range(3, 12)]
             reads, writes = http_load.read_statements_under_load(
                 api.base, finance, partners, periods, rate=sizes.statement_rate, count=sizes.statement_reads,
-                writer=erp, contracts=[str(c) for _, c in own], writers=8)
-            run.add(Figure("P7", f"GET a commission statement, p99 at {sizes.statement_rate:.0f}/s while 8 clients"
-                           " record sales", reads.p99_ms, "ms", goal="≤ 10 ms",
+                writer=erp, contracts=[str(c) for _, c in own], write_rate=sizes.statement_write_rate)
+            run.add(Figure("P7", f"GET a commission statement, p99 at {sizes.statement_rate:.0f}/s while sales come"
+                           f" at {sizes.statement_write_rate:.0f}/s", reads.p99_ms, "ms", goal="≤ 10 ms",
                            met=reads.p99_ms <= 10 and not reads.unexpected,
-                           note=f"p50 {reads.p50_ms:.1f} ms; {writes.per_second:,.0f} sales/s alongside"
-                           + (f", {_statuses(reads.unexpected)}" if reads.unexpected else "")))
+                           note=f"p50 {reads.p50_ms:.1f} ms; sales p99 {writes.p99_ms:.1f} ms"
+                           + (f", {_statuses(reads.unexpected)}" if reads.unexpected else "")
+                           + (f", sales {_statuses(writes.unexpected)}" if writes.unexpected else "")))
         timings = load_contract.measure(url, sizes.contract_sales)
         run.add(Figure("P6", f"a contract with {sizes.contract_sales:,} sales as of a past moment", timings["as_of"], "ms",
                        "latest", timings["as_of"] / timings["latest"], "≤ 20 ms", timings["as_of"] <= 20,
