@@ -84,15 +84,29 @@ def median_ms(load: Callable[[], object], runs: int) -> float:
 
 
 def peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident memory so far (Linux's VmHWM), in MB."""
+    """The peak resident memory so far (Linux's VmHWM), in MB, of the process or of the largest
+    of its children: `serve` with several workers does its work in child processes."""
+    peaks = [peak for peak in map(_peak_rss_kb, [pid, *_children(pid)]) if peak is not None]
+    return max(peaks) / 1024 if peaks else None
+
+
+def _peak_rss_kb(pid: int) -> int | None:
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return children
 
 
 @dataclass

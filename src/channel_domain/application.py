@@ -504,24 +504,29 @@ class ChannelDepartment(Application):
         for index, line in enumerate(lines):
             by_contract.setdefault(line.contract_id, []).append(index)
         for contract_id, indexes in by_contract.items():
-            for attempt in range(CONCURRENCY_RETRIES):
-                try:
-                    contract = self._apply_lines(contract_id, lines, indexes, outcomes)
-                except NotFound as missing:
-                    for index in indexes:
-                        outcomes[index] = missing
-                    break
-                if not contract.pending_events:
-                    break
-                try:
-                    self._commit(contract)
-                    break
-                except ConcurrentModification as conflict:
-                    if attempt == CONCURRENCY_RETRIES - 1:
-                        for index in indexes:
-                            outcomes[index] = outcomes[index] or conflict
-                    _back_off(attempt)
+            with self.records.turn(contract_id):
+                self._import_into(contract_id, lines, indexes, outcomes)
         return outcomes
+
+    def _import_into(self, contract_id: UUID, lines: Sequence[SalesLine], indexes: list[int],
+                     outcomes: list[DomainError | None]) -> None:
+        for attempt in range(CONCURRENCY_RETRIES):
+            try:
+                contract = self._apply_lines(contract_id, lines, indexes, outcomes)
+            except NotFound as missing:
+                for index in indexes:
+                    outcomes[index] = missing
+                return
+            if not contract.pending_events:
+                return
+            try:
+                self._commit(contract)
+                return
+            except ConcurrentModification as conflict:
+                if attempt == CONCURRENCY_RETRIES - 1:
+                    for index in indexes:
+                        outcomes[index] = outcomes[index] or conflict
+                _back_off(attempt)
 
     def _apply_lines(self, contract_id: UUID, lines: Sequence[SalesLine], indexes: list[int],
                      outcomes: list[DomainError | None]) -> Contract:
@@ -655,20 +660,22 @@ class ChannelDepartment(Application):
         return record
 
     def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any]) -> CommandOutcome:
-        """Load (from the record cache when it holds the record), change, commit."""
-        record = self.records.take(record_id)
-        if isinstance(record, record_type):
-            try:
-                self._check_expected_version(record)
-                change(record)
-                return self._commit(record)
-            except (DomainError, ConcurrentModification) as refused:
-                if isinstance(refused, ConcurrentModification) and current_command().expected_version is None:
-                    raise  # retried by @command, on a fresh load: the cache no longer holds it
-                # The cached record may be stale (another process wrote it): decide on a fresh load.
-        record = self._load(record_type, record_id, commanded=True)
-        change(record)
-        return self._commit(record)
+        """Load (from the record cache when it holds the record), change, commit — in turn
+        with this process's other commands on the record."""
+        with self.records.turn(record_id):
+            record = self.records.take(record_id)
+            if isinstance(record, record_type):
+                try:
+                    self._check_expected_version(record)
+                    change(record)
+                    return self._commit(record)
+                except (DomainError, ConcurrentModification) as refused:
+                    if isinstance(refused, ConcurrentModification) and current_command().expected_version is None:
+                        raise  # retried by @command, on a fresh load: the cache no longer holds it
+                    # The cached record may be stale (another process wrote it): decide on a fresh load.
+            record = self._load(record_type, record_id, commanded=True)
+            change(record)
+            return self._commit(record)
 
     def _check_expected_version(self, record: ChannelAggregate) -> None:
         expected = current_command().expected_version

@@ -108,3 +108,23 @@ def test_keyed_commands_beyond_the_pool_size_do_not_starve_each_other(database_u
         assert all(len(app.get(Contract, c).orders) == 5 for c in contracts)
     finally:
         app.close()
+
+
+def test_commands_on_one_record_take_turns_instead_of_colliding(app, monkeypatch):
+    contract = signed_contract(app, partner(app))
+    collisions = []
+    monkeypatch.setattr("channel_domain.application._back_off", collisions.append)
+    start = threading.Barrier(4)
+
+    def sell(writer: int) -> None:
+        start.wait()
+        for n in range(40):
+            sale(app, contract, f"W{writer}-{n}")
+
+    threads = [threading.Thread(target=sell, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(app.get(Contract, contract).orders) == 160
+    assert collisions == []  # none lost on the version and went back to the store
