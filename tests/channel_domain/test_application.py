@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import psycopg
@@ -346,6 +346,22 @@ def test_snapshots_of_a_long_record_grow_apart_with_it(app, database_url):
     assert all(later - earlier <= max(100, later // 10) + 100 for earlier, later in zip(versions, versions[1:],
                                                                                            strict=False))
     assert versions[-1] > 2800
+
+
+def test_a_snapshot_from_before_orders_were_strings_is_upcast(app, database_url):
+    contract = signed_contract(app, partner(app))
+    with as_("erp", "integration"):
+        app.record_sale(contract, "O-1", "120.00", "2026-02-01")
+        app.record_return(contract, "O-1", "20.00", "2026-02-03")
+    record = app.get(Contract, contract)
+    old = Contract.Snapshot.take(record)
+    old.state.pop("class_version")
+    old.state["orders"] = {"O-1": ["120.00", "20.00", "2026-02-01"]}  # the shape of class version 1
+    app.snapshots.put([old])
+    app.records.forget(contract)
+    loaded = app.get(Contract, contract)
+    assert loaded.orders == record.orders
+    assert loaded.order_line("O-1") == (Decimal("120.00"), Decimal("20.00"), date(2026, 2, 1))
 
 
 def test_events_are_immutable_in_the_database(app, database_url):

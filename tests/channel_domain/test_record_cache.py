@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from collections.abc import Iterator
 
 import pytest
@@ -56,7 +57,7 @@ def test_a_refusal_decided_on_a_stale_record_is_checked_on_a_fresh_load(app, oth
     sale(other_process, contract, "O-9")  # unknown to app's cached copy
     with as_("erp", "integration"):
         outcome = app.record_return(contract, "O-9", "10.00", "2026-02-02")
-    assert app.get(Contract, contract).orders["O-9"][1] == "10.00"
+    assert app.get(Contract, contract).order_line("O-9")[1] == Decimal("10.00")
     assert outcome.version == app.get(Contract, contract).version
 
 
