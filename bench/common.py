@@ -125,7 +125,7 @@ def served(url: str) -> Iterator[Served]:
         port = probe.getsockname()[1]
     executable = Path(sys.executable).with_name("channel-domain")
     env = {**os.environ, DATABASE_URL_VARIABLE: url}
-    log = tempfile.TemporaryFile()
+    log = open(os.environ["BENCH_SERVER_LOG"], "w+b") if os.environ.get("BENCH_SERVER_LOG") else tempfile.TemporaryFile()
     process = subprocess.Popen(
         [str(executable), "serve", "--port", str(port), "--no-projections"],
         env=env, stdout=subprocess.DEVNULL, stderr=log,

@@ -148,6 +148,7 @@ def served_load(run: Run, server: str, p1: float) -> None:
             run.add(Figure("P4", f"catch-up of every read model over {events:,} events, {processes} processes",
                            rate, "events/s", "raw scan", rate / scan, "≥ 20,000/s", rate >= 20000))
 
+            read_models.analyze(url)
             partners = [str(p) for p, _ in imported]
             periods = [f"2026-{m:02d}" for m in range(3, 12)]
             reads, writes = http_load.read_statements_under_load(

@@ -134,7 +134,7 @@ def project(
         if processes > 1:
             run_in_processes(department, runner.projections, processes, stop, batch_size)
         else:
-            runner.run(stop)
+            runner.run(stop, own_process=True)
     finally:
         department.close()
 

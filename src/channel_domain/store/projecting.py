@@ -11,6 +11,7 @@ worker dies, so another takes over.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import threading
@@ -138,8 +139,13 @@ class ProjectionRunner:
         head = self.app.event_recorder.max_notification_id() or 0
         return [Progress(p.name, self.checkpoint(p.name), head) for p in self.projections]
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.2) -> None:
-        """Keep every projection this worker can lock up to date until `stop` is set."""
+    def run(self, stop: threading.Event, idle_wait: float = 0.2, own_process: bool = False) -> None:
+        """Keep every projection this worker can lock up to date until `stop` is set.
+
+        `own_process`: this worker is alone in its process, which may then spare the cycle
+        collector what the read models keep in memory: frozen after each busy pass (the
+        collector walked all of it again each time it grew by a quarter — a fifth of a
+        catch-up), thawed and collected once whenever the worker falls idle."""
         with self.datastore.get_connection() as lock_conn, lock_conn.cursor() as lock:
             held: set[str] = set()
             try:
@@ -157,10 +163,20 @@ class ProjectionRunner:
                     except Exception:
                         logger.exception("a projection failed; retrying")
                         self._logs.clear()
+                    if own_process:
+                        _spare_the_collector(busy)
                     if not busy:
                         stop.wait(idle_wait)
             finally:
                 lock.execute("SELECT pg_advisory_unlock_all()")
+
+
+def _spare_the_collector(busy: bool) -> None:
+    if busy:
+        gc.freeze()
+    elif gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
 
 
 def share_out(projections: list[Projection], processes: int) -> list[list[Projection]]:
@@ -210,7 +226,7 @@ def _project_share(app_type: type, url: str, projection_types: list[type], batch
     try:
         stop = threading.Event()
         threading.Thread(target=lambda: (halt.wait(), stop.set()), daemon=True).start()
-        ProjectionRunner(app, [kind() for kind in projection_types], batch_size=batch_size).run(stop)
+        ProjectionRunner(app, [kind() for kind in projection_types], batch_size=batch_size).run(stop, own_process=True)
     finally:
         app.close()
 

@@ -12,6 +12,7 @@ the switch drops them and creates them again over the new tables.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +180,10 @@ def _build_share(app_type: type, url: str, projection_types: list[type], batch_s
         for batch in log.follow(batch_size):
             rebuilder._apply(batch, SHADOW, projections)
             reached.value = batch[-1].id
+            # What the read models keep in memory only grows while they build; left to the
+            # cycle collector, it walked all of it again each time it grew by a quarter (a fifth
+            # of a rebuild's time). This process ends with the build: what it freezes is freed then.
+            gc.freeze()
         reached.value = log.position
     finally:
         app.close()
