@@ -40,8 +40,5 @@ def database_url(server_url: str, template_database: str) -> Iterator[str]:
 
 @pytest.fixture
 def app(database_url: str) -> Iterator[ChannelDepartment]:
-    application = ChannelDepartment(database_url)
-    try:
+    with ChannelDepartment(database_url) as application:
         yield application
-    finally:
-        application.close()

@@ -214,10 +214,6 @@ def plain_json(value: Any) -> Any:
         return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_json(v) for v in value]
-    if isinstance(value, (Decimal, UUID)):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
+    if isinstance(value, (Decimal, UUID, date)):  # date covers datetime
+        return json_default(value)
     return value

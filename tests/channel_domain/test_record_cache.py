@@ -17,11 +17,8 @@ from tests.channel_domain.test_application import partner, signed_contract
 @pytest.fixture
 def other_process(database_url: str) -> Iterator[ChannelDepartment]:
     """A second application on the same database, as another server process would be."""
-    application = ChannelDepartment(database_url)
-    try:
+    with ChannelDepartment(database_url) as application:
         yield application
-    finally:
-        application.close()
 
 
 def sale(app: ChannelDepartment, contract, order: str, sold_on: str = "2026-02-01"):
