@@ -1,0 +1,73 @@
+"""A real server for the reliability suite: `channel-domain serve` in processes of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from api.tokens import create_token
+from tests.api.test_cli import BIN, free_port
+
+
+@dataclass(frozen=True)
+class Served:
+    base: str
+    database_url: str
+
+    def token(self, actor: str, *roles: str) -> str:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            return create_token(conn, actor, list(roles))[1]
+
+
+@pytest.fixture
+def served(database_url: str) -> Iterator[Served]:
+    """Two workers, as `serve` runs on this machine's two cores; projections off."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", "2", "--no-projections",
+             "--no-access-log"],
+            env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise AssertionError(f"the server did not start: {log.read().decode(errors='replace')[-2000:]}")
+                time.sleep(0.2)
+            yield Served(base, database_url)
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figure() -> Callable[[str], None]:
+    """Report a test's figure: shown at the end of every run, captured output or not."""
+    return FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
