@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,14 +29,14 @@ class Served:
             return create_token(conn, actor, list(roles))[1]
 
 
-@pytest.fixture
-def served(database_url: str) -> Iterator[Served]:
-    """Two workers, as `serve` runs on this machine's two cores; projections off."""
+@contextmanager
+def serving(database_url: str, *, workers: int = 2) -> Iterator[Served]:
+    """`channel-domain serve` in processes of its own, projections off, until the block ends."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", "2", "--no-projections",
-             "--no-access-log"],
+            [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", str(workers),
+             "--no-projections", "--no-access-log"],
             env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}, stdout=log, stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
@@ -55,6 +56,13 @@ def served(database_url: str) -> Iterator[Served]:
         finally:
             server.terminate()
             server.wait(timeout=15)
+
+
+@pytest.fixture
+def served(database_url: str) -> Iterator[Served]:
+    """Two workers, as `serve` runs on this machine's two cores."""
+    with serving(database_url) as server:
+        yield server
 
 
 FIGURES: list[str] = []

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_DATABASE_URL"
+POOL_WAIT_S = 2
 EMBEDDED_DATA_DIR = Path(os.environ.get("CHANNEL_DOMAIN_VAR_DIR", "var")) / "pgdata"
 
 
@@ -59,7 +60,10 @@ def library_environment(url: str, *, pool_size: int = 5, max_overflow: int = 10)
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(max_overflow),
-        "POSTGRES_CONNECT_TIMEOUT": "10",
+        # The library uses this as the longest wait for a pooled connection. While the database
+        # is down the pool has none to give: a short wait lets the service refuse promptly
+        # (503, Retry-After) instead of holding every client for the full timeout.
+        "POSTGRES_CONNECT_TIMEOUT": str(POOL_WAIT_S),
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
     }
 

@@ -1,0 +1,150 @@
+"""R4: PostgreSQL stopped and started again under load. While it is down every command is
+answered `503` with `Retry-After`; nothing answered `2xx` is lost; clients that retry with
+their Idempotency-Key get each command recorded exactly once; and the same server processes
+answer `2xx` again within 5 s of the database coming back."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+
+from channel_domain.application import ChannelDepartment
+from channel_domain.store.migrations import migrate
+from tests.channel_domain.test_application import partner, signed_contract
+from tests.reliability.conftest import serving
+
+CLIENTS, CONTRACTS = 16, 8
+BEFORE_S, DOWN_S, AFTER_S, RECOVERY_S = 2.0, 5.0, 6.0, 5.0
+REFUSED_WITHIN_S = 4.0  # the pool's wait (POOL_WAIT_S) and the idempotency lock's, not the outage's length
+
+
+@dataclass
+class OwnPostgres:
+    """A PostgreSQL server of the test's own (the `pgserver` binaries), so it may be stopped."""
+
+    server: object
+    url: str
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    with warnings.catch_warnings():  # pgserver asks for an XDG runtime dir it does not use
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="cd-outage-") as folder:
+        server = pgserver.get_server(Path(folder) / "pgdata", cleanup_mode="delete")
+        try:
+            url = server.get_uri()
+            migrate(url)
+            yield OwnPostgres(server, url)
+        finally:
+            server.cleanup()
+
+
+@dataclass
+class Tally:
+    answers: list[tuple[float, int, str]] = field(default_factory=list)  # (time, status, Retry-After)
+    accepted: set[str] = field(default_factory=set)
+    unexpected: list[tuple[int, str]] = field(default_factory=list)
+    waits: list[tuple[int, float]] = field(default_factory=list)
+
+
+def test_an_outage_answers_503_loses_nothing_and_heals_without_a_restart(own_postgres, figure):
+    with ChannelDepartment(own_postgres.url) as app:
+        contracts = [str(signed_contract(app, partner(app, "retailer"))) for _ in range(CONTRACTS)]
+    with serving(own_postgres.url) as served:
+        token = served.token("erp", "integration")
+        tally = Tally()
+        stopping = time.monotonic() + BEFORE_S + DOWN_S + AFTER_S
+
+        async def command(session: aiohttp.ClientSession, order: str, contract: str) -> None:
+            while True:  # as a well-behaved client: retry 503 after Retry-After, with the same key
+                sent = time.monotonic()
+                try:
+                    async with session.post(
+                        f"/v1/contracts/{contract}/sales",
+                        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": order},
+                        json={"order_id": order, "amount": "10.00", "sold_on": "2026-03-02"},
+                    ) as answer:
+                        body = await answer.text()
+                        retry_after = answer.headers.get("Retry-After", "")
+                        tally.answers.append((time.monotonic(), answer.status, retry_after))
+                        tally.waits.append((answer.status, time.monotonic() - sent))
+                except aiohttp.ClientError as error:  # the server itself must stay up: a failure
+                    tally.unexpected.append((0, repr(error)))
+                    return
+                if answer.status == 200:
+                    tally.accepted.add(order)
+                    return
+                if answer.status == 503 and retry_after:
+                    await asyncio.sleep(min(float(retry_after), 0.5))  # shortened: the test has a clock
+                    continue
+                tally.unexpected.append((answer.status, body[:300]))
+                return
+
+        async def client(number: int, session: aiohttp.ClientSession) -> None:
+            n = 0
+            while time.monotonic() < stopping:
+                await command(session, f"C{number}-{n}", contracts[(number + n) % CONTRACTS])
+                n += 1
+
+        async def outage() -> tuple[float, float]:
+            await asyncio.sleep(BEFORE_S)
+            await asyncio.to_thread(own_postgres.stop)
+            down = time.monotonic()
+            await asyncio.sleep(DOWN_S)
+            starting = time.monotonic()
+            await asyncio.to_thread(own_postgres.start)
+            return down, starting
+
+        async def everyone() -> tuple[float, float]:
+            async with aiohttp.ClientSession(served.base, connector=aiohttp.TCPConnector(limit=CLIENTS),
+                                             timeout=aiohttp.ClientTimeout(total=30)) as session:
+                window, *_ = await asyncio.gather(outage(), *(client(n, session) for n in range(CLIENTS)))
+                return window
+
+        down, up = asyncio.run(everyone())
+
+    assert tally.unexpected == []
+    during = collections.Counter(status for at, status, _ in tally.answers if down + 0.5 < at < up)
+    assert set(during) == {503}, during  # every request during the outage, refused cleanly
+    assert all(retry for _, status, retry in tally.answers if status == 503)
+    slowest_refusal = max(wait for status, wait in tally.waits if status == 503)
+    assert slowest_refusal < REFUSED_WITHIN_S
+    healed = min((at for at, status, _ in tally.answers if status == 200 and at > up), default=float("inf"))
+    assert healed - up < RECOVERY_S
+    late_refusals = sum(1 for at, status, _ in tally.answers if status != 200 and at > healed + 1.0)
+    assert late_refusals == 0
+    with psycopg.connect(own_postgres.url) as conn:
+        recorded = collections.Counter(
+            json.loads(bytes(row[0]))["order_id"] for row in conn.execute(
+                "SELECT state FROM events WHERE topic LIKE %s", ("%Contract.SaleRecorded",)))
+    lost = len(tally.accepted - set(recorded))
+    duplicates = sum(count - 1 for count in recorded.values())
+    unanswered = len(set(recorded) - tally.accepted)
+    statuses = collections.Counter(status for _, status, _ in tally.answers)
+    figure(f"R4: PostgreSQL down {up - down:.1f} s under {CLIENTS} clients: answers {dict(statuses)}, each 503 within"
+           f" {slowest_refusal:.1f} s;"
+           f" 2xx again {healed - up:.2f} s after it came back; {len(tally.accepted)} accepted, {lost} lost,"
+           f" {duplicates} duplicated, {unanswered} recorded but never answered 2xx")
+    assert (lost, duplicates, unanswered) == (0, 0, 0)
