@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from api import errors
+from api import errors, openapi
 from api.middleware import BodyLimit, CorrelationId
 from api.routes import (
     activity,
@@ -99,6 +99,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
         generate_unique_id_function=_operation_id,
     )
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
     app.add_middleware(CorrelationId)
     for module in (employees, partners, contracts, sales_import, targets, activity, attainment, commissions,

@@ -118,5 +118,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # FastAPI could not decode the body (bad UTF-8, nesting too deep)
+            return problem(400, "malformed_json", "the request body is not valid JSON")
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return problem(error.status_code, code, str(error.detail), getattr(error, "headers", None))

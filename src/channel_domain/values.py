@@ -62,7 +62,7 @@ def require_text(value: Any, field: str) -> str:
 # A KPI is named in lower_snake_case: sales_revenue, partner_satisfaction, new_partners …
 KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
-_PERIOD = re.compile(r"^(?P<year>\d{4})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])))?$")
+_PERIOD = re.compile(r"^(?P<year>(?:19|2\d)\d{2})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])))?$")
 
 
 @dataclass(frozen=True, order=True)

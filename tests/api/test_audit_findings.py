@@ -9,6 +9,7 @@ from uuid import UUID
 
 from channel_domain.contract import Contract
 from channel_domain.partner import Partner
+from channel_domain.values import add_months
 from tests.api.flows import (
     AUDITOR,
     CONTENTS,
@@ -79,13 +80,16 @@ def test_direct_store_below_its_visit_minimum(api):
     store = post(api, "/v1/partners", {"kind": "direct_store", "name": "Store A", "grade": "A"}, SPECIALIST, 201).json()["id"]
     post(api, f"/v1/partners/{store}/review", {"decision": "approve"}, MANAGER)
     employee = "00000000-0000-0000-0000-0000000000e1"
-    for day in ("2026-08-03", "2026-08-10", "2026-08-17", "2026-08-24", "2026-08-31",  # August: 5, enough
-                "2026-09-07", "2026-09-14", "2026-09-21",                              # September: 3 of 5
-                "2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26", "2026-10-30"):  # October: 5
-        post(api, f"/v1/partners/{store}/visits", {"visited_on": day, "employee_id": employee}, SPECIALIST)
+    # The three full months before this one (the finding looks at every full month up to today).
+    this_month = datetime.now(UTC).date().replace(day=1)
+    enough, short, enough_again = (add_months(this_month, -n) for n in (3, 2, 1))
+    for month, visits in ((enough, 5), (short, 3), (enough_again, 5)):
+        for n in range(visits):
+            post(api, f"/v1/partners/{store}/visits", {"visited_on": month.replace(day=1 + 5 * n).isoformat(),
+                                                       "employee_id": employee}, SPECIALIST)
     raised = findings(api, "visits_below_minimum")
-    assert [(f["subject_id"], f["raised_on"]) for f in raised] == [(store, "2026-10-01")]
-    assert "3 visit(s) in 2026-09" in raised[0]["detail"] and len(raised[0]["positions"]) == 4
+    assert [(f["subject_id"], f["raised_on"]) for f in raised] == [(store, enough_again.isoformat())]
+    assert f"3 visit(s) in {short:%Y-%m}" in raised[0]["detail"] and len(raised[0]["positions"]) == 4
 
 
 def test_payout_account_changed_within_30_days_before_a_payout(api):

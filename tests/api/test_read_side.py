@@ -32,7 +32,7 @@ def test_audit_events_are_filtered_and_paginated_for_auditors(api):
     problem(api.get("/v1/audit/events", actor=REPORTING[0], roles=REPORTING[1]), 403, "forbidden")
 
 
-def test_min_position_waits_for_the_projection_or_answers_503(database_url):
+def test_min_position_waits_for_the_projection_or_answers_503_and_refuses_a_position_past_the_head(database_url):
     with TestClient(create_app(database_url, run_projections=True)) as client:
         api = Api(client, database_url)
         created = post(api, "/v1/partners", {"kind": "retailer", "name": "A"}, SPECIALIST, 201).json()
@@ -42,9 +42,12 @@ def test_min_position_waits_for_the_projection_or_answers_503(database_url):
         assert [e["stream_id"] for e in response.json()["items"]] == [created["id"]]
     with TestClient(create_app(database_url)) as client:  # nothing projects here
         api = Api(client, database_url)
-        lagging = api.get("/v1/audit/events", min_position=10**6, wait_s=0.1)
+        unprojected = post(api, "/v1/partners", {"kind": "retailer", "name": "B"}, SPECIALIST, 201).json()
+        lagging = api.get("/v1/audit/events", min_position=unprojected["position"], wait_s=0.1)
         problem(lagging, 503, "projection_lagging")
         assert lagging.headers["retry-after"] == "1"
+        never = api.get("/v1/audit/events", min_position=unprojected["position"] + 1, wait_s=10)
+        problem(never, 422, "validation_error")  # at once: no event has that position yet
 
 
 def test_projection_progress_and_metrics(api):

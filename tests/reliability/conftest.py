@@ -23,6 +23,12 @@ from tests.api.test_cli import BIN, free_port
 class Served:
     base: str
     database_url: str
+    log: Any = None  # the server's output, for a failing test to show
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-chars:]
 
     def token(self, actor: str, *roles: str) -> str:
         with psycopg.connect(self.database_url, autocommit=True) as conn:
@@ -30,13 +36,13 @@ class Served:
 
 
 @contextmanager
-def serving(database_url: str, *, workers: int = 2) -> Iterator[Served]:
-    """`channel-domain serve` in processes of its own, projections off, until the block ends."""
+def serving(database_url: str, *, workers: int = 2, projections: bool = False) -> Iterator[Served]:
+    """`channel-domain serve` in processes of its own until the block ends."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
             [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", str(workers),
-             "--no-projections", "--no-access-log"],
+             "--projections" if projections else "--no-projections", "--no-access-log"],
             env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}, stdout=log, stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
@@ -52,7 +58,7 @@ def serving(database_url: str, *, workers: int = 2) -> Iterator[Served]:
                     log.seek(0)
                     raise AssertionError(f"the server did not start: {log.read().decode(errors='replace')[-2000:]}")
                 time.sleep(0.2)
-            yield Served(base, database_url)
+            yield Served(base, database_url, log)
         finally:
             server.terminate()
             server.wait(timeout=15)
@@ -60,7 +66,7 @@ def serving(database_url: str, *, workers: int = 2) -> Iterator[Served]:
 
 @pytest.fixture
 def served(database_url: str) -> Iterator[Served]:
-    """Two workers, as `serve` runs on this machine's two cores."""
+    """Two workers, as `serve` runs on this machine's two cores; projections off."""
     with serving(database_url) as server:
         yield server
 
@@ -68,7 +74,7 @@ def served(database_url: str) -> Iterator[Served]:
 FIGURES: list[str] = []
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def figure() -> Callable[[str], None]:
     """Report a test's figure: shown at the end of every run, captured output or not."""
     return FIGURES.append

@@ -21,7 +21,7 @@ from projections.commissions import statement
 
 router = APIRouter(prefix="/v1/commissions", tags=["read models"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "finance", "auditor", "channel_manager"))]
-Month = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
+Month = Annotated[str, Field(pattern=r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
 KnownAt = Annotated[AwareDatetime | None, Query(
     description="Read the statement as it stood at this time (RFC 3339 with offset)")]
 

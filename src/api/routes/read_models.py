@@ -16,9 +16,13 @@ WaitSeconds = Annotated[float, Query(ge=0, le=10, description="How long to wait 
 
 
 def consistent_read(runner: ProjectionRunner, name: str, min_position: int | None, wait_s: float) -> int:
-    """Waits (polling) until the projection reached `min_position`; 503 if it does not in time."""
+    """Waits (polling) until the projection reached `min_position`; 503 if it does not in time,
+    422 if no event has that position yet: a client only learns positions from answers, so
+    waiting for one past the head could never end, and a Retry-After would loop for ever."""
     deadline = time.monotonic() + wait_s
     position = runner.checkpoint(name)
+    if min_position is not None and position < min_position and min_position > _head(runner):
+        raise ApiProblem(422, "validation_error", f"min_position: {min_position} is past the last recorded event")
     while min_position is not None and position < min_position:
         if time.monotonic() >= deadline:
             raise ApiProblem(503, "projection_lagging",
@@ -27,6 +31,10 @@ def consistent_read(runner: ProjectionRunner, name: str, min_position: int | Non
         time.sleep(0.02)
         position = runner.checkpoint(name)
     return position
+
+
+def _head(runner: ProjectionRunner) -> int:
+    return runner.app.event_recorder.max_notification_id() or 0
 
 
 def fresh(*names: str) -> Any:

@@ -1,0 +1,144 @@
+"""R6: the whole role × endpoint matrix of ../shared/api.md against a real server; segregation of
+duties on every approval; a revoked token refused at once by every server process."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+
+from api.tokens import revoke_token
+from tests.api.conftest import Api
+from tests.api.flows import FINANCE, GM, MANAGER, SPECIALIST, approved_partner, post, problem, signed_contract
+from tests.api.test_role_table import ALL_ROLES, READ_TABLE, TABLE, X
+
+# What the role table's transcription leaves to the conventions of api.md: every role reads
+# records; the auditor alone verifies, exports and traces causation; anyone may ask for progress.
+RECORD_READS = [(f"/v1/{noun}/{X}{tail}", ALL_ROLES)
+                for noun in ("employees", "partners", "contracts", "targets") for tail in ("", "/history")]
+AUDIT_READS = [("/v1/audit/verify", {"auditor"}), ("/v1/audit/export", {"auditor"}),
+               (f"/v1/audit/causation/{X}", {"auditor"})]
+MATRIX = [("POST", path, allowed) for path, allowed in TABLE] + [
+    ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS]
+OPEN = {("GET", "/health"), ("GET", "/metrics")}  # liveness and Prometheus: no token, by design
+
+
+@pytest.fixture
+def http(served) -> Iterator[Api]:
+    with httpx.Client(base_url=served.base, timeout=30) as client:
+        yield Api(client, served.database_url)
+
+
+def _template(path: str) -> str:
+    return path.split("?")[0].replace(X, "{}").replace("2026-03", "{}")
+
+
+def test_the_matrix_covers_every_operation_the_service_documents(http):
+    spec = http.client.get("/openapi.json").json()
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    as_templates = {(method, _template(path.replace("{", "§").replace("}", "§"))) for method, path in documented}
+    normalised = {(method, "/".join("{}" if part.startswith("§") else part for part in path.split("/")))
+                  for method, path in as_templates}
+    assert normalised - {(m, p) for m, p in OPEN} == {(method, _template(path)) for method, path, _ in MATRIX}
+
+
+def test_no_role_outside_the_table_succeeds_and_no_request_without_a_valid_token(http, figure):
+    outcomes: collections.Counter[str] = collections.Counter()
+    revoked = http.token("gone", *ALL_ROLES)
+    with psycopg.connect(http.database_url, autocommit=True) as conn:
+        token_id = conn.execute("SELECT token_id FROM api_tokens WHERE actor = 'gone'").fetchone()[0]
+        revoke_token(conn, token_id)
+    strangers = {"none": {}, "malformed": {"Authorization": "Bearer"}, "unknown": {"Authorization": "Bearer cd_x"},
+                 "revoked": {"Authorization": f"Bearer {revoked}"}, "basic": {"Authorization": "Basic dXNlcjpwdw=="}}
+    for method, path, allowed in MATRIX:
+        for role in sorted(ALL_ROLES):
+            response = http.client.request(method, path, json={} if method == "POST" else None,
+                                           headers=http.headers(f"someone-{role}", role))
+            if role in allowed:
+                assert response.status_code not in (401, 403), (method, path, role, response.text)
+                outcomes["allowed, reached the endpoint"] += 1
+            else:
+                outcomes["unauthorised successes"] += response.is_success
+                problem(response, 403, "forbidden")
+                outcomes["refused 403"] += 1
+        for who, headers in strangers.items():
+            response = http.client.request(method, path, json={} if method == "POST" else None, headers=headers)
+            outcomes["unauthorised successes"] += response.is_success
+            problem(response, 401, "invalid_token" if who in ("unknown", "revoked") else response.json()["code"])
+            outcomes["refused 401"] += 1
+    figure(f"R6: {len(MATRIX)} endpoints x {len(ALL_ROLES)} roles + {len(strangers)} kinds of bad token:"
+           f" {dict(outcomes)}")
+    assert outcomes["unauthorised successes"] == 0
+
+
+def _version(http: Api, record: str, noun: str) -> int:
+    return http.get(f"/v1/{noun}/{record}").json()["version"]
+
+
+def test_segregation_of_duties_is_refused_on_every_approval_and_writes_nothing(http, figure):
+    """Each approval of api.md, asked by the one actor who holds both the preparing and the
+    approving role: 403 segregation_of_duties, nothing written; another approver then succeeds."""
+    refused = []
+
+    def refuse_then_allow(path: str, record: str, noun: str, both: tuple, other: tuple, body=None) -> None:
+        before = _version(http, record, noun)
+        problem(post(http, path, body, both, None), 403, "segregation_of_duties")
+        assert _version(http, record, noun) == before
+        post(http, path, body, other)
+        refused.append(path.replace(record, "{id}"))
+
+    boss = ("boss", ("channel_specialist", "channel_manager"))
+    partner = post(http, "/v1/partners", {"kind": "enterprise_agent", "name": "Own Co."}, boss, 201).json()["id"]
+    refuse_then_allow(f"/v1/partners/{partner}/review", partner, "partners", boss, MANAGER, {"decision": "approve"})
+
+    drafter = ("mgr-gm", ("channel_manager", "general_manager"))
+    contract = post(http, "/v1/contracts", {
+        "partner_id": partner, "starts_on": "2026-01-01", "ends_on": "2026-12-31", "territory": "Zhejiang",
+        "commission": {"type": "flat", "rate": "0.05"}, "goals": "grow", "products": ["router"],
+        "price_policy": "list", "obligations": "report", "support": "training", "confidentiality": "two years",
+    }, drafter, 201).json()["id"]
+    post(http, f"/v1/contracts/{contract}/submit", None, drafter)
+    refuse_then_allow(f"/v1/contracts/{contract}/approve", contract, "contracts", drafter, GM)
+    post(http, f"/v1/contracts/{contract}/sign", {"signed_on": "2026-01-01"}, drafter)
+
+    clerk = ("li", ("channel_specialist", "finance"))
+    change = post(http, f"/v1/partners/{partner}/payout-account/changes", {"account": "6222 0001"}, clerk).json()
+    refuse_then_allow(f"/v1/partners/{partner}/payout-account/changes/{change['change_id']}/approve", partner,
+                      "partners", clerk, FINANCE)
+    post(http, f"/v1/partners/{partner}/payouts", {"period": "2026-03", "amount": "10.00"}, clerk)
+    refuse_then_allow(f"/v1/partners/{partner}/payouts/2026-03/verify", partner, "partners", clerk, FINANCE)
+
+    other = approved_partner(http)
+    signed_contract(http, other)
+    account = post(http, f"/v1/partners/{other}/payout-account/changes", {"account": "6222 0002"}, SPECIALIST).json()
+    post(http, f"/v1/partners/{other}/payout-account/changes/{account['change_id']}/approve", None, FINANCE)
+    post(http, f"/v1/partners/{other}/payouts", {"period": "2026-03", "amount": "10.00"}, SPECIALIST)
+    verifier = ("fin-gm", ("finance", "general_manager"))
+    post(http, f"/v1/partners/{other}/payouts/2026-03/verify", None, verifier)
+    refuse_then_allow(f"/v1/partners/{other}/payouts/2026-03/approve", other, "partners", verifier, GM)
+
+    target = post(http, "/v1/targets", {"assignee_type": "team", "assignee_id": "east", "period": "2026",
+                                        "amount": "1000.00", "kpis": {"sales_revenue": "1"}}, MANAGER, 201).json()["id"]
+    revision = post(http, f"/v1/targets/{target}/revisions", {"amount": "1200.00", "reason": "bigger area"},
+                    drafter).json()["revision_id"]
+    refuse_then_allow(f"/v1/targets/{target}/revisions/{revision}/approve", target, "targets", drafter, GM)
+
+    approvals = {path for path, _ in TABLE if path.endswith(("/review", "/approve", "/verify"))}
+    assert len(refused) == len(approvals)
+    figure(f"R6: segregation of duties refused on all {len(refused)} approvals (403, nothing written)")
+
+
+def test_a_revoked_token_is_refused_at_once_by_every_server_process(http, figure):
+    token = http.token("leaver", "auditor")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert all(http.client.get("/v1/audit/verify", headers=headers).status_code == 200 for _ in range(8))
+    with psycopg.connect(http.database_url, autocommit=True) as conn:
+        token_id = conn.execute("SELECT token_id FROM api_tokens WHERE actor = 'leaver'").fetchone()[0]
+        assert revoke_token(conn, token_id)
+    # Fresh connections, so the answers come from both worker processes, not one kept-alive.
+    answers = [httpx.get(f"{http.client.base_url}/v1/audit/verify", headers=headers).status_code for _ in range(20)]
+    figure(f"R6: a revoked token, the next 20 requests over fresh connections: {dict(collections.Counter(answers))}")
+    assert answers == [401] * 20
