@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from api import errors, openapi
-from api.middleware import BodyLimit, CorrelationId
+from api.middleware import BodyLimit, CorrelationId, RefuseNul
 from api.routes import (
     activity,
     attainment,
@@ -101,6 +101,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     errors.install(app)
     openapi.install(app)
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
+    app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, contracts, sales_import, targets, activity, attainment, commissions,
                    audit, projection_status):

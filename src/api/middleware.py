@@ -1,4 +1,5 @@
-"""ASGI middleware: a correlation id on every request and answer; a cap on command bodies."""
+"""ASGI middleware: a correlation id on every request and answer; a cap on command bodies;
+no NUL in a query."""
 
 from __future__ import annotations
 
@@ -80,18 +81,34 @@ class BodyLimit:
                 await _send_413(send)
 
 
+class RefuseNul:
+    """Refuses a query string holding a NUL character (`%00`): PostgreSQL text cannot hold one,
+    so a filter with it could only fail in the database. (Bodies are checked by `Command`.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%00" in scope.get("query_string", b""):
+            await _send_problem(send, 422, "validation_error", "Validation error",
+                                "query: text may not contain the NUL character")
+            return
+        await self.app(scope, receive, send)
+
+
 async def _send_413(send: Send) -> None:
+    await _send_problem(send, 413, "payload_too_large", "Payload too large",
+                        f"a command body is at most {MAX_COMMAND_BODY} bytes")
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
     body: dict[str, Any] = {
-        "type": "urn:channel-domain:problem:payload_too_large",
-        "title": "Payload too large",
-        "status": 413,
-        "detail": f"a command body is at most {MAX_COMMAND_BODY} bytes",
-        "code": "payload_too_large",
+        "type": f"urn:channel-domain:problem:{code}", "title": title, "status": status, "detail": detail, "code": code,
     }
     encoded = json.dumps(body).encode()
     await send({
         "type": "http.response.start",
-        "status": 413,
+        "status": status,
         "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(encoded)).encode())],
     })
     await send({"type": "http.response.body", "body": encoded})

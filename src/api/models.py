@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from channel_domain.values import KPI_NAME
+from channel_domain.values import KPI_NAME, holds_nul
 
 Money = Annotated[
     str,
@@ -54,9 +54,18 @@ Score = Annotated[int | str, Field(description="0 to 100; an integer or a decima
 
 
 class Command(BaseModel):
-    """A command body: unknown fields are refused, so a typo never passes silently."""
+    """A command body: unknown fields are refused, so a typo never passes silently; and no
+    text may hold a NUL character, which the read models (PostgreSQL text and jsonb) cannot
+    store: accepted, such an event would stop every projection at it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if holds_nul(data):
+            raise ValueError("text may not contain the NUL character")
+        return data
 
 
 class NoBody(Command):

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 from eventsourcing.domain import Aggregate
 
 from channel_domain.context import CommandContext, current_command
-from channel_domain.errors import InvalidTransition, RoleRequired, SegregationOfDuties
+from channel_domain.errors import InvalidTransition, RoleRequired, SegregationOfDuties, ValidationFailed
+from channel_domain.values import holds_nul
 
 EFFECTIVE_DATE_FIELDS = (
     "effective_on",
@@ -57,6 +58,14 @@ def _metadata(context: CommandContext) -> dict[str, Any]:
     }
 
 
+def _refuse_nul(fields: dict[str, Any]) -> None:
+    """An event is for ever: one holding a NUL character could never be projected (PostgreSQL
+    text and jsonb cannot store it), and would stop every read model at it."""
+    for name, value in fields.items():
+        if holds_nul(value):
+            raise ValidationFailed(name, "text may not contain the NUL character")
+
+
 class ChannelAggregate(Aggregate):
     record_name: ClassVar[str] = "record"
 
@@ -72,10 +81,12 @@ class ChannelAggregate(Aggregate):
 
     @classmethod
     def _create(cls, event_class: Any, *, id: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+        _refuse_nul(kwargs)
         kwargs["meta"] = _metadata(current_command())
         return super()._create(event_class, id=id, **kwargs)
 
     def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        _refuse_nul(kwargs)
         kwargs["meta"] = _metadata(current_command())
         super().trigger_event(event_class, **kwargs)
 

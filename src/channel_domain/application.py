@@ -159,8 +159,10 @@ def _with_retries(method: Callable[..., CommandOutcome], context: Any, *args: An
         except ConcurrentModification:
             # Someone wrote the record between our read and our write: nothing of ours was
             # written, so run the command again on the fresh state — unless the caller
-            # pinned the version it expects (If-Match), then say so.
-            if context.expected_version is not None or attempt == CONCURRENCY_RETRIES - 1:
+            # pinned the version it expects (If-Match): that version is gone, so say so.
+            if context.expected_version is not None:
+                raise VersionMismatch(f"the record moved past version {context.expected_version}") from None
+            if attempt == CONCURRENCY_RETRIES - 1:
                 raise
             _back_off(attempt)
     raise AssertionError("unreachable")

@@ -53,6 +53,17 @@ def decimal_value(value: Any, field: str) -> Decimal:
     return result
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether a string, or any key or item of a nested dict, list or tuple, holds a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(holds_nul(item) for item in value)
+    return False
+
+
 def require_text(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationFailed(field, "is required")

@@ -415,3 +415,15 @@ def test_bulk_import_refuses_lines_one_by_one_and_keeps_each_line_a_command(app)
     assert sold.position + 1 == returned.position
     sale_event, return_event = list(app.events.get(contract))[-2:]
     assert sale_event.meta["command_id"] != return_event.meta["command_id"]
+
+
+def test_no_event_holds_a_nul_character_which_no_read_model_could_store(app):
+    """Whatever the caller (the API refuses it first): such an event would stop the projections."""
+    with as_("spec-1", "channel_specialist"), refused("validation_error"):
+        app.register_partner(kind="retailer", name="a\x00b")
+    contract = signed_contract(app, partner(app))
+    with as_("erp", "integration"), refused("validation_error"):
+        app.record_sale(contract, "O-\x00", "10.00", "2026-02-01")
+    with psycopg.connect(app.database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE position(%s IN convert_from(state, 'UTF8')) > 0",
+                            ("\\u0000",)).fetchone()[0] == 0

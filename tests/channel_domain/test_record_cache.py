@@ -58,6 +58,23 @@ def test_a_refusal_decided_on_a_stale_record_is_checked_on_a_fresh_load(app, oth
     assert outcome.version == app.get(Contract, contract).version
 
 
+def test_if_match_that_loses_the_race_to_another_process_is_a_version_mismatch(app, other_process, monkeypatch):
+    contract = signed_contract(app, partner(app))
+    version = sale(app, contract, "O-1").version
+    commit = app._commit
+
+    def overtaken(record, *others):  # another process writes between our check and our write
+        monkeypatch.setattr(app, "_commit", commit)
+        sale(other_process, contract, "O-9")
+        return commit(record, *others)
+
+    monkeypatch.setattr(app, "_commit", overtaken)
+    app.records.forget(contract)  # decided on a fresh load, as after a restart
+    with as_("erp", "integration", expected_version=version), refused("version_mismatch"):
+        app.record_sale(contract, "O-2", "100.00", "2026-02-01")
+    assert "O-2" not in app.get(Contract, contract).orders
+
+
 def test_a_refused_command_leaves_nothing_of_itself_in_memory(app):
     contract = signed_contract(app, partner(app))
     sale(app, contract, "O-1")

@@ -14,7 +14,7 @@ from channel_domain.store.projecting import ProjectionRunner
 from channel_domain.store.rebuilding import Rebuilder
 from projections import AuditTrail, all_projections
 from tests.channel_domain.helpers import as_
-from tests.projections.test_crash_recovery import read_models, record_tiered_sales
+from tests.projections.read_model_rows import read_models, record_tiered_sales
 
 
 def positions(database_url: str) -> list[int]:

@@ -88,6 +88,12 @@ def cases(contract: str, partner: str) -> list[tuple[str, str, str, bytes | None
     found.append(("negative target", "POST", "/v1/targets", _json({
         "assignee_type": "team", "assignee_id": "east", "period": "2026", "amount": "-5.00",
         "kpis": {"sales_revenue": "1"}}), {}, (422,)))
+    # PostgreSQL text and jsonb cannot hold NUL: accepted, it would stop the projections at it.
+    found.append(("NUL in a body string", "POST", "/v1/partners", _json({"kind": "retailer", "name": "a\x00b"}), {},
+                  (422,)))
+    found.append(("NUL in a nested key", "POST", f"/v1/partners/{partner}/evaluations",
+                  _json({"period": "2026-Q1", "scores": {"service\x00": 80}}), {}, (422,)))
+    found.append(("NUL in a query", "GET", "/v1/audit/events?actor=a%00b", None, {}, (422,)))
     found.append(("unknown field", "POST", sales, _json(_sale(discount="5.00")), {}, (422,)))
     found.append(("unknown field on a creation", "POST", "/v1/partners",
                   _json({"kind": "retailer", "name": "X", "is_admin": True}), {}, (422,)))
@@ -184,6 +190,8 @@ def test_huge_and_broken_ndjson_lines_are_rejected_alone_and_write_nothing(targe
         b'{"kind": "sale", "amount": 5.0}',
         b'{"kind": "refund"}',
         b"\xff\xfe\x00",
+        json.dumps({"kind": "sale", "contract_id": target.contract, "order_id": "N\x00UL", "amount": "1.00",
+                    "sold_on": "2026-03-03"}).encode(),
         json.dumps({"kind": "sale", "contract_id": SQL[1], "order_id": "A", "amount": "1.00",
                     "sold_on": "2026-03-03"}).encode(),
         json.dumps({"kind": "sale", "contract_id": target.contract, "order_id": "N", "amount": "-1.00",
