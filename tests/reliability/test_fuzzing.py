@@ -47,6 +47,7 @@ def fuzzed_server(server_url: str, template_database: str) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def every_role(fuzzed_server: Served, figure) -> Iterator[str]:
+    assert httpx.get(f"{fuzzed_server.base}/openapi.json").json() == schema.raw_schema  # what it serves
     yield fuzzed_server.token("fuzzer", *ROLES)
     answered = ", ".join(f"{status}: {TALLY[status]}" for status in sorted(k for k in TALLY if k.isdigit()))
     figure(f"R5: schemathesis, {TALLY['operations']} operations, {TALLY['requests']} requests"
