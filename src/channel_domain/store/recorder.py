@@ -20,20 +20,21 @@ commit), which cost as much concurrency as the table lock. Readers poll `EventLo
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import wraps
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     IntegrityError,
     Notification,
+    OperationalError,
     StoredEvent,
 )
 from eventsourcing.postgres import (
@@ -41,15 +42,32 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresFactory,
 )
-from eventsourcing.utils import retry
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg.types.range import Range
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 EVENTS_TABLE = "events"
 LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wait for one
 SNAPSHOTS_TABLE = "snapshots"
+
+
+def read_again_after_a_dead_connection(read: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a read once more when a pooled connection turned out dead (the database restarted
+    since it was opened) — but not when no connection came at all: the database is away, and
+    the client should hear so now. (The library retries a failed read ten times, 0.2 s apart,
+    each try waiting for a connection: through an outage, some 20 s of silence.)"""
+
+    @wraps(read)
+    def once_more(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        except OperationalError as error:
+            if isinstance(error.__cause__, PoolTimeout):
+                raise
+            return read(*args, **kwargs)
+
+    return once_more
 
 
 @dataclass(frozen=True)
@@ -147,7 +165,9 @@ class EventRecorder(PostgresApplicationRecorder):
 
     # Reading ---------------------------------------------------------------------------
 
-    @retry((psycopg.OperationalError,), max_attempts=3, wait=0.2)
+    select_events = read_again_after_a_dead_connection(PostgresApplicationRecorder.select_events.__wrapped__)
+
+    @read_again_after_a_dead_connection
     def select_notifications(
         self,
         start: int | None,
@@ -178,6 +198,7 @@ class EventRecorder(PostgresApplicationRecorder):
             )
             return [_notification(row) for row in curs.fetchall()]
 
+    @read_again_after_a_dead_connection
     def max_notification_id(self) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(f"SELECT max(position) AS max FROM {EVENTS_TABLE}")  # noqa: S608
@@ -301,6 +322,14 @@ def _notification(row: DictRow) -> Notification:
     )
 
 
+class SnapshotRecorder(PostgresAggregateRecorder):
+    """Snapshots, read with the events' policy; written once, not retried: a snapshot is only
+    a cache, and the command it follows has committed and waits to answer."""
+
+    select_events = read_again_after_a_dead_connection(PostgresAggregateRecorder.select_events.__wrapped__)
+    insert_events = PostgresAggregateRecorder.insert_events.__wrapped__
+
+
 class Factory(PostgresFactory):
     """Wires the application to `events` and `snapshots`, as created by migrations/."""
 
@@ -309,4 +338,4 @@ class Factory(PostgresFactory):
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = SNAPSHOTS_TABLE if purpose == "snapshots" else EVENTS_TABLE
-        return PostgresAggregateRecorder(self.datastore, events_table_name=table)
+        return SnapshotRecorder(self.datastore, events_table_name=table)
