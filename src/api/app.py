@@ -16,7 +16,8 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from api import errors, openapi
-from api.middleware import BodyLimit, CorrelationId, RefuseNul
+from api.breaker import DatabaseBreaker
+from api.middleware import BodyLimit, CorrelationId, DatabaseGate, RefuseNul
 from api.routes import (
     activity,
     attainment,
@@ -62,6 +63,11 @@ def _project_when_ready(app: FastAPI, stop: threading.Event) -> None:
             stop.wait(1)
 
 
+def _replace_broken_connections(app: FastAPI) -> None:
+    if app.state.department is not None:
+        app.state.department.event_recorder.replace_broken_connections()
+
+
 def create_app(url: str | None = None, *, run_projections: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,6 +75,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
         app.state.department = None  # opened on first use, so /health answers even when the database is down
         app.state.runner = None
         app.state.department_lock = threading.Lock()
+        app.state.breaker = DatabaseBreaker(app.state.database_url, on_return=lambda: _replace_broken_connections(app))
         # Everything made so far — modules, routes, models: some 120 000 objects — lives as
         # long as the process. Left to the cycle collector, each full collection walked them
         # all (70 ms on the benchmark machine, a stall for every request in flight); frozen,
@@ -101,6 +108,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     errors.install(app)
     openapi.install(app)
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
+    app.add_middleware(DatabaseGate)
     app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, contracts, sales_import, targets, activity, attainment, commissions,

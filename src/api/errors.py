@@ -13,6 +13,7 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.breaker import means_database_away
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -110,11 +111,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
-    async def database_unavailable(_: Request, error: Exception) -> JSONResponse:
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
         # Nothing was answered 2xx, so nothing is lost: the client retries (with its
         # Idempotency-Key, a retry of a command that did commit replays its answer).
+        # A deadlock or a timeout is worth a retry too; only a database that is away makes
+        # the requests after this one refused at once (breaker.py).
+        breaker = getattr(request.app.state, "breaker", None)
+        if breaker is not None and means_database_away(error):
+            breaker.trip()
         return problem(503, "database_unavailable", "the database is not answering; retry shortly",
-                       {"Retry-After": "2"})
+                       {"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -1,5 +1,5 @@
 """ASGI middleware: a correlation id on every request and answer; a cap on command bodies;
-no NUL in a query."""
+no NUL in a query; a prompt 503 while the database is away."""
 
 from __future__ import annotations
 
@@ -96,12 +96,28 @@ class RefuseNul:
         await self.app(scope, receive, send)
 
 
+class DatabaseGate:
+    """While the breaker says the database is away, answer 503 at once (see breaker.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        breaker = getattr(scope["app"].state, "breaker", None) if scope["type"] == "http" else None
+        if breaker is not None and scope["path"].startswith("/v1/") and not await breaker.admits():
+            await _send_problem(send, 503, "database_unavailable", "Database unavailable",
+                                "the database is not answering; retry shortly", retry_after="1")
+            return
+        await self.app(scope, receive, send)
+
+
 async def _send_413(send: Send) -> None:
     await _send_problem(send, 413, "payload_too_large", "Payload too large",
                         f"a command body is at most {MAX_COMMAND_BODY} bytes")
 
 
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str,
+                        retry_after: str | None = None) -> None:
     body: dict[str, Any] = {
         "type": f"urn:channel-domain:problem:{code}", "title": title, "status": status, "detail": detail, "code": code,
     }
@@ -109,6 +125,7 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(encoded)).encode())],
+        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(encoded)).encode()),
+                    *([(b"retry-after", retry_after.encode())] if retry_after else [])],
     })
     await send({"type": "http.response.body", "body": encoded})

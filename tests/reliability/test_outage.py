@@ -20,13 +20,14 @@ import psycopg
 import pytest
 
 from channel_domain.application import ChannelDepartment
+from channel_domain.store.database import POOL_WAIT_S
 from channel_domain.store.migrations import migrate
 from tests.channel_domain.test_application import partner, signed_contract
 from tests.reliability.conftest import serving
 
 CLIENTS, CONTRACTS = 16, 8
 BEFORE_S, DOWN_S, AFTER_S, RECOVERY_S = 2.0, 5.0, 6.0, 5.0
-REFUSED_WITHIN_S = 4.0  # the pool's wait (POOL_WAIT_S) and the idempotency lock's, not the outage's length
+REFUSED_WITHIN_S = POOL_WAIT_S + 1.0  # a request already waiting for a connection; the rest at once
 
 
 @dataclass
@@ -129,7 +130,8 @@ def test_an_outage_answers_503_loses_nothing_and_heals_without_a_restart(own_pos
     during = collections.Counter(status for at, status, _ in tally.answers if down + 0.5 < at < up)
     assert set(during) == {503}, during  # every request during the outage, refused cleanly
     assert all(retry for _, status, retry in tally.answers if status == 503)
-    slowest_refusal = max(wait for status, wait in tally.waits if status == 503)
+    refusals = sorted(wait for status, wait in tally.waits if status == 503)
+    slowest_refusal, median_refusal = refusals[-1], refusals[len(refusals) // 2]
     assert slowest_refusal < REFUSED_WITHIN_S
     healed = min((at for at, status, _ in tally.answers if status == 200 and at > up), default=float("inf"))
     assert healed - up < RECOVERY_S
@@ -144,7 +146,7 @@ def test_an_outage_answers_503_loses_nothing_and_heals_without_a_restart(own_pos
     unanswered = len(set(recorded) - tally.accepted)
     statuses = collections.Counter(status for _, status, _ in tally.answers)
     figure(f"R4: PostgreSQL down {up - down:.1f} s under {CLIENTS} clients: answers {dict(statuses)}, each 503 within"
-           f" {slowest_refusal:.1f} s;"
+           f" {slowest_refusal:.2f} s (median {median_refusal * 1000:.0f} ms);"
            f" 2xx again {healed - up:.2f} s after it came back; {len(tally.accepted)} accepted, {lost} lost,"
            f" {duplicates} duplicated, {unanswered} recorded but never answered 2xx")
     assert (lost, duplicates, unanswered) == (0, 0, 0)

@@ -234,6 +234,14 @@ class EventRecorder(PostgresApplicationRecorder):
                 )
             return self._lock_pool
 
+    def replace_broken_connections(self) -> None:
+        """After the database came back: test every idle pooled connection now and replace the
+        dead ones, instead of letting each fail one request first."""
+        self.datastore.pool.check()
+        with self._lock_pool_guard:
+            if self._lock_pool is not None:
+                self._lock_pool.check()
+
     def close(self) -> None:
         with self._lock_pool_guard:
             if self._lock_pool is not None:
