@@ -14,23 +14,9 @@ from collections.abc import Callable
 
 import psycopg
 from starlette.concurrency import run_in_threadpool
-from eventsourcing.persistence import InterfaceError, OperationalError
-from psycopg_pool import PoolTimeout
 
 PAUSE_S = 1.0  # how long to refuse before looking again
 PROBE_TIMEOUT_S = 1
-
-
-def means_database_away(error: BaseException) -> bool:
-    """A failure to reach the database, as opposed to a query it refused (a deadlock, a
-    timeout, a constraint): no connection came, it broke, or the server is shutting down."""
-    cause = error.__cause__ if isinstance(error, OperationalError | InterfaceError) else error
-    if isinstance(cause, PoolTimeout | psycopg.InterfaceError):
-        return True
-    if isinstance(cause, psycopg.OperationalError):
-        state = cause.sqlstate
-        return state is None or state.startswith(("08", "57P"))  # connection exception, shutdown
-    return False
 
 
 class DatabaseBreaker:

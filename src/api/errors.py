@@ -13,7 +13,6 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.breaker import means_database_away
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -24,6 +23,7 @@ from channel_domain.errors import (
     SegregationOfDuties,
     VersionMismatch,
 )
+from channel_domain.store.recorder import means_database_away
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -64,6 +64,10 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
         **extra,
     }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def database_unavailable() -> JSONResponse:
+    return problem(503, "database_unavailable", "the database is not answering; retry shortly", {"Retry-After": "1"})
 
 
 class ApiProblem(Exception):
@@ -111,7 +115,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     @app.exception_handler(PoolTimeout)
-    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    async def database_failed(request: Request, error: Exception) -> JSONResponse:
         # Nothing was answered 2xx, so nothing is lost: the client retries (with its
         # Idempotency-Key, a retry of a command that did commit replays its answer).
         # A deadlock or a timeout is worth a retry too; only a database that is away makes
@@ -119,8 +123,7 @@ def install(app: FastAPI) -> None:
         breaker = getattr(request.app.state, "breaker", None)
         if breaker is not None and means_database_away(error):
             breaker.trip()
-        return problem(503, "database_unavailable", "the database is not answering; retry shortly",
-                       {"Retry-After": "1"})
+        return database_unavailable()
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -3,12 +3,12 @@ no NUL in a query; a prompt 503 while the database is away."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import database_unavailable, problem
 
 MAX_COMMAND_BODY = 1024 * 1024  # api.md: a JSON command body is at most 1 MiB
 _CORRELATION = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
@@ -55,7 +55,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_COMMAND_BODY:
-            await _send_413(send)
+            await _too_large()(scope, receive, send)
             return
         received = 0
         started = False
@@ -78,7 +78,7 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _send_413(send)
+                await _too_large()(scope, receive, send)
 
 
 class RefuseNul:
@@ -90,8 +90,7 @@ class RefuseNul:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and b"%00" in scope.get("query_string", b""):
-            await _send_problem(send, 422, "validation_error", "Validation error",
-                                "query: text may not contain the NUL character")
+            await problem(422, "validation_error", "query: text may not contain the NUL character")(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -105,27 +104,10 @@ class DatabaseGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         breaker = getattr(scope["app"].state, "breaker", None) if scope["type"] == "http" else None
         if breaker is not None and scope["path"].startswith("/v1/") and not await breaker.admits():
-            await _send_problem(send, 503, "database_unavailable", "Database unavailable",
-                                "the database is not answering; retry shortly", retry_after="1")
+            await database_unavailable()(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
-async def _send_413(send: Send) -> None:
-    await _send_problem(send, 413, "payload_too_large", "Payload too large",
-                        f"a command body is at most {MAX_COMMAND_BODY} bytes")
-
-
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str,
-                        retry_after: str | None = None) -> None:
-    body: dict[str, Any] = {
-        "type": f"urn:channel-domain:problem:{code}", "title": title, "status": status, "detail": detail, "code": code,
-    }
-    encoded = json.dumps(body).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(encoded)).encode()),
-                    *([(b"retry-after", retry_after.encode())] if retry_after else [])],
-    })
-    await send({"type": "http.response.body", "body": encoded})
+def _too_large() -> ASGIApp:
+    return problem(413, "payload_too_large", f"a command body is at most {MAX_COMMAND_BODY} bytes")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from channel_domain.values import KPI_NAME, holds_nul
+from channel_domain.values import FIRST_DAY, KPI_NAME, LAST_DAY, YEAR, holds_nul
 
 Money = Annotated[
     str,
@@ -33,13 +33,8 @@ def _iso_day(value: object) -> object:
     raise ValueError("a date is a string YYYY-MM-DD")
 
 
-FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
-
-
 def _business_day(value: date) -> date:
-    # The department's dates lie well inside these; beyond them, date arithmetic in the read
-    # models (a month before 0001-01-01, a probation ending after 9999) leaves what Python can hold.
-    if not FIRST_DAY <= value <= LAST_DAY:
+    if not FIRST_DAY <= value <= LAST_DAY:  # refused here too, before any query sees it
         raise ValueError(f"a date between {FIRST_DAY} and {LAST_DAY}")
     return value
 
@@ -48,7 +43,7 @@ Day = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_business_day),
                 Field(description=f"YYYY-MM-DD, from {FIRST_DAY} to {LAST_DAY}", examples=["2026-03-15"])]
 Text = Annotated[str, Field(min_length=1, max_length=2000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-Period = Annotated[str, Field(pattern=r"^(19|2\d)\d{2}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"])]
+Period = Annotated[str, Field(pattern=rf"^{YEAR}(-(0[1-9]|1[0-2])|-Q[1-4])?$", examples=["2026-03", "2026-Q1", "2026"])]
 KpiName = Annotated[str, Field(pattern=KPI_NAME.pattern, examples=["sales_revenue"])]
 Score = Annotated[int | str, Field(description="0 to 100; an integer or a decimal string", examples=[85])]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 UNAVAILABLE = {
@@ -27,10 +26,11 @@ def _as_problems(operation: dict[str, Any]) -> None:
 
 
 def install(app: FastAPI) -> None:
+    generate = app.openapi  # FastAPI's own, which caches what it makes in app.openapi_schema
+
     def document() -> dict[str, Any]:
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
-                                 description=app.description, routes=app.routes)
+            schema = generate()
             for path, operations in schema["paths"].items():
                 if path.startswith("/v1/"):
                     for operation in operations.values():
@@ -38,7 +38,6 @@ def install(app: FastAPI) -> None:
             components = schema.get("components", {}).get("schemas", {})
             for unused in ("HTTPValidationError", "ValidationError"):
                 components.pop(unused, None)
-            app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = document  # type: ignore[method-assign]

@@ -73,7 +73,12 @@ def require_text(value: Any, field: str) -> str:
 # A KPI is named in lower_snake_case: sales_revenue, partner_satisfaction, new_partners …
 KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
-_PERIOD = re.compile(r"^(?P<year>(?:19|2\d)\d{2})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])))?$")
+# The department's calendar runs from 1900 to 2999. Beyond it, date arithmetic in the read
+# models (a month before 0001-01-01, a probation ending after 9999) leaves what Python can hold.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+YEAR = r"(?:19|2\d)\d{2}"  # a year of that calendar, as a pattern the API's schema shares
+
+_PERIOD = re.compile(rf"^(?P<year>{YEAR})(?:-(?:(?P<month>0[1-9]|1[0-2])|Q(?P<quarter>[1-4])))?$")
 
 
 @dataclass(frozen=True, order=True)
@@ -130,14 +135,19 @@ def add_months(day: date, months: int) -> date:
 
 
 def parse_date(value: Any, field: str) -> date:
+    day = None
     if isinstance(value, date):
-        return value
-    if isinstance(value, str):
+        day = value
+    elif isinstance(value, str):
         try:
-            return date.fromisoformat(value)
+            day = date.fromisoformat(value)
         except ValueError:
             pass
-    raise ValidationFailed(field, "a date is YYYY-MM-DD")
+    if day is None:
+        raise ValidationFailed(field, "a date is YYYY-MM-DD")
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationFailed(field, f"a date between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from eventsourcing.persistence import OperationalError
 from psycopg_pool import PoolTimeout
 
 from api import breaker as breaker_module
-from api.breaker import DatabaseBreaker, means_database_away
+from api.breaker import DatabaseBreaker
+from channel_domain.store.recorder import means_database_away
 
 
 def _wrapped(cause: Exception) -> OperationalError:

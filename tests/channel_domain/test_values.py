@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from channel_domain.values import Period, add_months, money
+from channel_domain.values import Period, add_months, money, parse_date
 from tests.channel_domain.helpers import refused
 
 
@@ -44,3 +44,15 @@ def test_malformed_periods_are_refused(text):
 def test_add_months_clamps_to_month_end():
     assert add_months(date(2026, 1, 31), 1) == date(2026, 2, 28)
     assert add_months(date(2026, 11, 15), 3) == date(2027, 2, 15)
+
+
+@pytest.mark.parametrize("day", ["0001-01-01", date(1899, 12, 31), "3000-01-01", date(9999, 12, 31)])
+def test_dates_outside_the_departments_calendar_are_refused(day):
+    """Whoever calls: the read models' date arithmetic cannot reach below year 1 or past 9999."""
+    with refused("validation_error"):
+        parse_date(day, "on")
+
+
+def test_dates_at_the_ends_of_the_calendar_are_taken():
+    assert parse_date("1900-01-01", "on") == date(1900, 1, 1)
+    assert parse_date(date(2999, 12, 31), "on") == date(2999, 12, 31)

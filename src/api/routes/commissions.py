@@ -16,12 +16,12 @@ from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.errors import NotFound
-from channel_domain.values import plain_json
+from channel_domain.values import YEAR, plain_json
 from projections.commissions import statement
 
 router = APIRouter(prefix="/v1/commissions", tags=["read models"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "finance", "auditor", "channel_manager"))]
-Month = Annotated[str, Field(pattern=r"^(19|2\d)\d{2}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
+Month = Annotated[str, Field(pattern=rf"^{YEAR}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
 KnownAt = Annotated[AwareDatetime | None, Query(
     description="Read the statement as it stood at this time (RFC 3339 with offset)")]
 

@@ -21,7 +21,7 @@ def consistent_read(runner: ProjectionRunner, name: str, min_position: int | Non
     waiting for one past the head could never end, and a Retry-After would loop for ever."""
     deadline = time.monotonic() + wait_s
     position = runner.checkpoint(name)
-    if min_position is not None and position < min_position and min_position > _head(runner):
+    if min_position is not None and position < min_position and min_position > runner.head():
         raise ApiProblem(422, "validation_error", f"min_position: {min_position} is past the last recorded event")
     while min_position is not None and position < min_position:
         if time.monotonic() >= deadline:
@@ -31,10 +31,6 @@ def consistent_read(runner: ProjectionRunner, name: str, min_position: int | Non
         time.sleep(0.02)
         position = runner.checkpoint(name)
     return position
-
-
-def _head(runner: ProjectionRunner) -> int:
-    return runner.app.event_recorder.max_notification_id() or 0
 
 
 def fresh(*names: str) -> Any:

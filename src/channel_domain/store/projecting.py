@@ -135,8 +135,12 @@ class ProjectionRunner:
                 raise RuntimeError(f"projection {projection.name} was advanced by another worker")
         self._applied[projection.name] = position
 
+    def head(self) -> int:
+        """The log's last position: what every projection is heading for."""
+        return self.app.event_recorder.max_notification_id() or 0
+
     def progress(self) -> list[Progress]:
-        head = self.app.event_recorder.max_notification_id() or 0
+        head = self.head()
         return [Progress(p.name, self.checkpoint(p.name), head) for p in self.projections]
 
     def run(self, stop: threading.Event, idle_wait: float = 0.2, own_process: bool = False) -> None:

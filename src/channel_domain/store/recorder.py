@@ -23,16 +23,18 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import wraps
 from datetime import date, datetime
 from decimal import Decimal
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     IntegrityError,
+    InterfaceError,
     Notification,
     OperationalError,
     StoredEvent,
@@ -50,6 +52,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 EVENTS_TABLE = "events"
 LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wait for one
 SNAPSHOTS_TABLE = "snapshots"
+
+
+def means_database_away(error: BaseException) -> bool:
+    """A failure to reach the database, as opposed to a query it refused (a deadlock, a
+    timeout, a constraint): no connection came, it broke, or the server is shutting down."""
+    cause = error.__cause__ if isinstance(error, OperationalError | InterfaceError) else error
+    if isinstance(cause, PoolTimeout | psycopg.InterfaceError):
+        return True
+    if isinstance(cause, psycopg.OperationalError):
+        state = cause.sqlstate
+        return state is None or state.startswith(("08", "57P"))  # connection exception, shutdown
+    return False
 
 
 def read_again_after_a_dead_connection(read: Callable[..., Any]) -> Callable[..., Any]:
