@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import json
 import os
 import subprocess
 import tempfile
@@ -69,6 +71,14 @@ def served(database_url: str) -> Iterator[Served]:
     """Two workers, as `serve` runs on this machine's two cores; projections off."""
     with serving(database_url) as server:
         yield server
+
+
+def recorded_orders(database_url: str) -> collections.Counter[str]:
+    """How many times each order id was recorded as a sale, across every contract."""
+    with psycopg.connect(database_url) as conn:
+        return collections.Counter(
+            json.loads(bytes(row[0]))["order_id"] for row in conn.execute(
+                "SELECT state FROM events WHERE topic LIKE %s", ("%Contract.SaleRecorded",)))
 
 
 FIGURES: list[str] = []

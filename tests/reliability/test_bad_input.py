@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from api.tokens import ROLES
 from channel_domain.store.database import scratch_database
 from tests.api.conftest import Api
 from tests.api.flows import MANAGER, approved_partner, post, signed_contract
@@ -44,8 +45,7 @@ def target(server_url: str, template_database: str) -> Iterator[Target]:
         api = Api(client, url)
         partner = approved_partner(api)
         contract = signed_contract(api, partner)
-        every_role = api.headers("prober", "channel_manager", "channel_specialist", "finance", "hr",
-                                 "general_manager", "integration", "reporting", "auditor")
+        every_role = api.headers("prober", *ROLES)
         yield Target(server, api, contract, partner, every_role)
 
 

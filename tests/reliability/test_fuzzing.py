@@ -16,13 +16,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from api.app import create_app
+from api.tokens import ROLES
 from channel_domain.store.database import scratch_database
 from tests.api.conftest import Api
 from tests.api.flows import HR, MANAGER, approved_partner, post, signed_contract
 from tests.reliability.conftest import Served, serving
 
-ROLES = ("channel_manager", "channel_specialist", "finance", "hr", "general_manager", "integration", "reporting",
-         "auditor")
 # CI runs a fixed sample (derandomized: the same cases every run, so a red run is a real one);
 # a longer hunt: CHANNEL_DOMAIN_FUZZ_EXAMPLES=300 CHANNEL_DOMAIN_FUZZ_SEED=random pytest on this file.
 EXAMPLES_PER_OPERATION = int(os.environ.get("CHANNEL_DOMAIN_FUZZ_EXAMPLES", "30"))

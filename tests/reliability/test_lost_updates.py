@@ -9,7 +9,6 @@ import json
 import aiohttp
 import psycopg
 
-from tests.channel_domain.helpers import as_
 from tests.channel_domain.test_application import partner, signed_contract
 
 CLIENTS, COMMANDS, HOT = 32, 200, 8

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import tempfile
 import time
 import warnings
@@ -16,14 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-import psycopg
 import pytest
 
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import POOL_WAIT_S
 from channel_domain.store.migrations import migrate
 from tests.channel_domain.test_application import partner, signed_contract
-from tests.reliability.conftest import serving
+from tests.reliability.conftest import recorded_orders, serving
 
 CLIENTS, CONTRACTS = 16, 8
 BEFORE_S, DOWN_S, AFTER_S, RECOVERY_S = 2.0, 5.0, 6.0, 5.0
@@ -137,10 +135,7 @@ def test_an_outage_answers_503_loses_nothing_and_heals_without_a_restart(own_pos
     assert healed - up < RECOVERY_S
     late_refusals = sum(1 for at, status, _ in tally.answers if status != 200 and at > healed + 1.0)
     assert late_refusals == 0
-    with psycopg.connect(own_postgres.url) as conn:
-        recorded = collections.Counter(
-            json.loads(bytes(row[0]))["order_id"] for row in conn.execute(
-                "SELECT state FROM events WHERE topic LIKE %s", ("%Contract.SaleRecorded",)))
+    recorded = recorded_orders(own_postgres.url)
     lost = len(tally.accepted - set(recorded))
     duplicates = sum(count - 1 for count in recorded.values())
     unanswered = len(set(recorded) - tally.accepted)

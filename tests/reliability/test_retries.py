@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import random
 
 import aiohttp
-import psycopg
 
-from tests.channel_domain.helpers import as_
 from tests.channel_domain.test_application import partner, signed_contract
+from tests.reliability.conftest import recorded_orders
 
 COMMANDS, WORKERS, CONTRACTS = 10_000, 32, 64
 
@@ -68,10 +66,7 @@ def test_repeats_write_nothing_and_answer_as_the_first(app, served, figure):
         status, _, body = firsts[0]
         assert status == 200, body
         different += sum((replay[0], replay[2]) != (status, body) for replay in per if replay[1] == "true")
-    with psycopg.connect(served.database_url) as conn:
-        orders = collections.Counter(
-            json.loads(bytes(row[0]))["order_id"] for row in conn.execute(
-                "SELECT state FROM events WHERE topic LIKE %s", ("%Contract.SaleRecorded",)))
+    orders = recorded_orders(served.database_url)
     duplicates = sum(count - 1 for count in orders.values())
     figure(f"R2: {COMMANDS} commands sent {sent} times ({in_flight} answered 409 while the first ran):"
           f" {len(orders)} recorded, {duplicates} duplicate events, {different} replays unlike the first answer")
