@@ -19,7 +19,7 @@ from eventsourcing.domain import event
 
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.errors import ValidationFailed, refusal
-from channel_domain.values import Period, add_months, decimal_value, parse_date, require_text
+from channel_domain.values import Period, add_months, decimal_value, parse_date, require_text, term_end
 
 JOB_ROLES = ("director", "manager", "supervisor", "specialist", "sales_rep")
 STANDARD_CONTRACT_MONTHS = 12  # 「合同期统一为1年」
@@ -46,7 +46,7 @@ def probation_cap_months(contract_months: int) -> int:
 
 
 def contract_end(starts_on: date, months: int) -> date | None:
-    return None if months == OPEN_ENDED else add_months(starts_on, months) - timedelta(days=1)
+    return None if months == OPEN_ENDED else term_end(starts_on, months)
 
 
 def _months(value: Any, field: str) -> int:
@@ -231,7 +231,7 @@ class Employee(ChannelAggregate):
         self.bank_card = bank_card
         self.probation_months = probation_months
         self.probation_ends_on: date | None = (
-            add_months(hired_on, probation_months) - timedelta(days=1) if probation_months else None
+            term_end(hired_on, probation_months) if probation_months else None
         )
         self.status = "probation" if probation_months else "regular"
         self.contract_starts_on = hired_on

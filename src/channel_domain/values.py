@@ -5,7 +5,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
@@ -132,6 +132,19 @@ def add_months(day: date, months: int) -> date:
     month_index = day.month - 1 + months
     year, month = day.year + month_index // 12, month_index % 12 + 1
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def term_end(starts_on: date, months: int) -> date:
+    """The last day of a term of `months` months from `starts_on`: the day before the same
+    day `months` later — or, when that day does not exist in the end month (a 31st, 29 Feb),
+    the end month's last day (hired 2024-02-29 for 12 months: 2025-02-28; 2024-01-31 for one
+    month: 2024-02-29). Clamping first and subtracting after would end such terms a day early."""
+    month_index = starts_on.month - 1 + months
+    year, month = starts_on.year + month_index // 12, month_index % 12 + 1
+    last_day = calendar.monthrange(year, month)[1]
+    if starts_on.day > last_day:
+        return date(year, month, last_day)
+    return date(year, month, starts_on.day) - timedelta(days=1)
 
 
 def parse_date(value: Any, field: str) -> date:

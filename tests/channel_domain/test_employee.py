@@ -37,6 +37,15 @@ def test_standard_one_year_contract_defaults_to_two_months_probation():
     assert employee.status == "probation"
 
 
+def test_terms_from_a_day_missing_in_the_end_month_end_on_that_months_last_day():
+    leap_day = hire(hired_on="2024-02-29")  # 12 months: 2025 has no 29 February
+    assert leap_day.contract_ends_on == date(2025, 2, 28)
+    assert leap_day.probation_ends_on == date(2024, 4, 28)  # 2 months: 29 April exists
+    month_end = hire(hired_on="2024-01-31", contract_months=6, probation_months=1)
+    assert month_end.probation_ends_on == date(2024, 2, 29)
+    assert month_end.contract_ends_on == date(2024, 7, 30)
+
+
 def test_probation_longer_than_the_legal_cap_is_refused():
     with refused("probation_exceeds_legal_cap"):
         hire(probation_months=3)  # 12-month contract: the seeds' 3 months is illegal

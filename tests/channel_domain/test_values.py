@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from channel_domain.values import Period, add_months, money, parse_date
+from channel_domain.values import Period, add_months, money, parse_date, term_end
 from tests.channel_domain.helpers import refused
 
 
@@ -44,6 +44,22 @@ def test_malformed_periods_are_refused(text):
 def test_add_months_clamps_to_month_end():
     assert add_months(date(2026, 1, 31), 1) == date(2026, 2, 28)
     assert add_months(date(2026, 11, 15), 3) == date(2027, 2, 15)
+
+
+@pytest.mark.parametrize(
+    ("starts_on", "months", "ends_on"),
+    [
+        (date(2024, 2, 29), 12, date(2025, 2, 28)),  # no 29 Feb in 2025: the month's last day
+        (date(2024, 1, 31), 1, date(2024, 2, 29)),  # no 31 Feb: the month's last day
+        (date(2024, 1, 30), 1, date(2024, 2, 29)),
+        (date(2024, 1, 29), 1, date(2024, 2, 28)),  # 29 Feb exists: the day before it
+        (date(2026, 1, 5), 12, date(2027, 1, 4)),
+        (date(2026, 3, 1), 2, date(2026, 4, 30)),
+        (date(2026, 8, 31), 6, date(2027, 2, 28)),
+    ],
+)
+def test_a_term_ends_the_day_before_the_same_day_or_on_the_end_months_last_day(starts_on, months, ends_on):
+    assert term_end(starts_on, months) == ends_on
 
 
 @pytest.mark.parametrize("day", ["0001-01-01", date(1899, 12, 31), "3000-01-01", date(9999, 12, 31)])
