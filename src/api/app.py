@@ -29,6 +29,7 @@ from api.routes import (
     projection_status,
     sales_import,
     targets,
+    trainings,
 )
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import database_url
@@ -112,7 +113,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, contracts, sales_import, targets, activity, attainment, commissions,
-                   audit, projection_status):
+                   audit, projection_status, trainings):
         app.include_router(module.router)
 
     @app.get(

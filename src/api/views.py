@@ -32,6 +32,11 @@ def employee_view(app: ChannelDepartment, employee: Employee, viewer: Principal)
         "highest_warning": employee.highest_warning,
         "dereliction": employee.dereliction,
         "left_on": employee.left_on,
+        "login": employee.login,
+        "separation_reason": employee.separation_reason,
+        "employment_ends_on": employee.employment_ends_on,
+        "erasable_from": employee.erasable_from,
+        "dismissal_proposals": employee.dismissal_proposals,
         "personal_data_erased": employee.personal_data_erased,
     }
     if "hr" in viewer.roles:
@@ -109,7 +114,9 @@ def target_view(_app: ChannelDepartment, target: SalesTarget, _: Principal) -> d
         "children": target.children,
         "allocated": target.allocated,
         "revisions": target.revisions,
+        "kpi_goals": target.kpi_goals,
         "kpi_results": target.kpi_results,
+        "results_entered_by": target.results_entered_by,
         "set_by": target.set_by,
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
 import logging
 import random
@@ -52,7 +53,7 @@ from channel_domain.store.recorder import (
     EventRecorder,
     PendingOutcome,
 )
-from channel_domain.values import money, require_text
+from channel_domain.values import money, parse_date, require_text
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -173,6 +174,13 @@ def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 5)))
 
 
+KEYED_FINGERPRINT = "keyed:"
+
+
+def _keyed_fingerprint(personal_key: bytes, fingerprint: str) -> str:
+    return KEYED_FINGERPRINT + hmac.new(personal_key, fingerprint.encode(), hashlib.sha256).hexdigest()
+
+
 def _fingerprint_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     canonical = json.dumps([name, list(args), kwargs], sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -235,7 +243,29 @@ class ChannelDepartment(Application):
         personal = {"name": require_text(name, "name"), "national_id": national_id, "bank_card": bank_card}
         sealed = {field_name: seal(key, employee_id, value) for field_name, value in personal.items()}
         employee = Employee.hire(id=employee_id, manager_id=manager_id, **sealed, **fields)
-        return self._commit(employee, new_personal_keys={employee_id: key})
+        logins = {employee.login: employee_id} if employee.login else None
+        return self._commit(employee, new_personal_keys={employee_id: key}, new_logins=logins)
+
+    def acting_employee_id(self) -> UUID | None:
+        """Who the acting person is as an employee: the record whose login is the command's
+        actor. Rules that compare people (domain.md §5) see through both names with it."""
+        return self.event_recorder.employee_of_login(current_command().actor)
+
+    @command
+    def separate_employee(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
+        return self._change(Employee, employee_id, lambda e: e.separate(on, reason))
+
+    @command
+    def propose_dismissal(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
+        proposer_id = self.acting_employee_id()
+        employee = self._load(Employee, employee_id, commanded=True)
+        proposal_id = employee.propose_dismissal(on, reason, proposer_id)
+        return self._commit(employee, extra={"proposal_id": str(proposal_id)})
+
+    @command
+    def approve_dismissal(self, employee_id: UUID, proposal_id: UUID) -> CommandOutcome:
+        approver_id = self.acting_employee_id()
+        return self._change(Employee, employee_id, lambda e: e.approve_dismissal(proposal_id, approver_id))
 
     @command
     def erase_personal_data(self, employee_id: UUID) -> CommandOutcome:
@@ -318,7 +348,23 @@ class ChannelDepartment(Application):
 
     @command
     def review_partner(self, partner_id: UUID, decision: str, notes: str | None = None) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.review(decision, notes))
+        reviewer_id = self.acting_employee_id()
+        return self._change(Partner, partner_id, lambda p: p.review(decision, notes, reviewer_id))
+
+    @command
+    def record_training(
+        self, partner_id: UUID, held_on: date | str, topic: str, trainer_id: UUID, attendees: Any, passed: Any
+    ) -> CommandOutcome:
+        partner = self._load(Partner, partner_id, commanded=True)
+        try:
+            trainer = self._load(Employee, trainer_id)
+        except NotFound:
+            raise refusal("unknown_employee", f"trainer_id: no employee {trainer_id}") from None
+        day = parse_date(held_on, "held_on")
+        if not trainer.is_employed_on(day):
+            raise refusal("unknown_employee", f"trainer_id: employee {trainer_id} is not employed on {day}")
+        training_id = partner.record_training(day, topic, trainer_id, attendees, passed)
+        return self._commit(partner, extra={"training_id": str(training_id)})
 
     @command
     def suspend_partner(self, partner_id: UUID, reason: str) -> CommandOutcome:
@@ -565,15 +611,29 @@ class ChannelDepartment(Application):
 
     @command
     def set_target(self, *, parent_id: UUID | None = None, **fields: Any) -> CommandOutcome:
-        if parent_id is None:
+        parent = None if parent_id is None else self._load(SalesTarget, parent_id)
+        self._require_assignee(fields.get("assignee_type"), fields.get("assignee_id"))
+        if parent is None:
             return self._commit(SalesTarget.set(**fields))
-        parent = self._load(SalesTarget, parent_id)
         return self._commit(SalesTarget.set(parent=parent, **fields), parent)
+
+    def _require_assignee(self, assignee_type: Any, assignee_id: Any) -> None:
+        """An employee or a partner by its id; a team by its leader's employee id."""
+        record_type = {"employee": Employee, "team": Employee, "partner": Partner}.get(assignee_type)
+        if record_type is None:
+            return  # the target itself refuses the type
+        try:
+            self._load(record_type, UUID(str(assignee_id)))
+        except (NotFound, ValueError):
+            kind = "team leader" if assignee_type == "team" else assignee_type
+            raise refusal("unknown_assignee", f"assignee_id: no {kind} {assignee_id}") from None
 
     @command
     def decompose_target(self, parent_id: UUID, children: list[dict[str, Any]]) -> CommandOutcome:
         """Hand a target down in one step: the children must sum exactly to the parent."""
         parent = self._load(SalesTarget, parent_id, commanded=True)
+        for child in children:
+            self._require_assignee(child.get("assignee_type"), child.get("assignee_id"))
         total = sum((money(child.get("amount"), "children.amount") for child in children), parent.allocated)
         if total != parent.amount:
             raise refusal(
@@ -591,14 +651,20 @@ class ChannelDepartment(Application):
 
     @command
     def approve_target_revision(self, target_id: UUID, revision_id: UUID) -> CommandOutcome:
+        approver_id = self.acting_employee_id()
         target = self._load(SalesTarget, target_id, commanded=True)
         parent = self._load(SalesTarget, target.parent_id) if target.parent_id else None
-        target.approve_revision(revision_id, parent)
+        target.approve_revision(revision_id, parent, approver_id)
         return self._commit(target, *([parent] if parent else []))
 
     @command
     def close_target(self, target_id: UUID, kpi_results: dict[str, Any] | None = None) -> CommandOutcome:
         return self._change(SalesTarget, target_id, lambda t: t.close(kpi_results))
+
+    @command
+    def confirm_target_closing(self, target_id: UUID) -> CommandOutcome:
+        confirmer_id = self.acting_employee_id()
+        return self._change(SalesTarget, target_id, lambda t: t.confirm_closing(confirmer_id))
 
     # Reading records ---------------------------------------------------------------------
 
@@ -695,14 +761,22 @@ class ChannelDepartment(Application):
         contracts_in_force: list[ContractInForce] | None = None,
         new_personal_keys: dict[UUID, bytes] | None = None,
         erase_personal_keys: list[UUID] | None = None,
+        new_logins: dict[str, UUID] | None = None,
     ) -> CommandOutcome:
         context = current_command()
         pending = None
         if context.idempotency_key:
+            fingerprint = _fingerprint.get()
+            personal_key = (new_personal_keys or {}).get(primary.id)
+            if personal_key is not None:
+                # The request carried personal data: a plain hash of it would let anyone holding
+                # the table confirm a guessed national id, even after erasure. Keyed by the
+                # employee's personal-data key, it becomes unconfirmable when the key is erased.
+                fingerprint = _keyed_fingerprint(personal_key, fingerprint)
             pending = PendingOutcome(
                 actor=context.actor,
                 idempotency_key=context.idempotency_key,
-                fingerprint=_fingerprint.get(),
+                fingerprint=fingerprint,
                 outcome={"id": str(primary.id), "version": primary.version, "extra": extra or {}},
             )
         try:
@@ -713,6 +787,7 @@ class ChannelDepartment(Application):
                 contracts_in_force=contracts_in_force or [],
                 new_personal_keys=new_personal_keys,
                 erase_personal_keys=erase_personal_keys or [],
+                new_logins=new_logins,
             )
         except ConstraintViolation as violation:
             raise self._refusal_for(violation) from violation
@@ -737,6 +812,8 @@ class ChannelDepartment(Application):
                 "another sales agent's contract is in force on some of these days "
                 "(「本公司在同一时期只能委托一家销售代理商」)",
             )
+        if violation.constraint == "employee_logins_pkey":
+            return refusal("login_taken", "login: another employee already logs in with this name")
         if violation.constraint == "events_pkey":
             return ConcurrentModification("the record changed while the command ran")
         return violation
@@ -777,9 +854,15 @@ class ChannelDepartment(Application):
         stored = self.event_recorder.command_outcome(actor, key)
         if stored is None or stored[1] is None:
             return None
-        if stored[0] != fingerprint:
-            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for a different command")
         outcome = stored[1]
+        recorded = stored[0]
+        if recorded.startswith(KEYED_FINGERPRINT):
+            personal_key = self.vault.key(UUID(outcome["id"]))
+            # Erased: nothing is left to compare the request with, by design; the key still
+            # replays what it did rather than hire again.
+            fingerprint = recorded if personal_key is None else _keyed_fingerprint(personal_key, fingerprint)
+        if recorded != fingerprint:
+            raise IdempotencyKeyReused(f"idempotency key {key!r} was used for a different command")
         return CommandOutcome(
             id=UUID(outcome["id"]),
             version=outcome["version"],

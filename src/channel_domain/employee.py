@@ -10,6 +10,7 @@ of this employee: the aggregate stores and replays them without ever reading the
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,8 +19,9 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from channel_domain.aggregate import ChannelAggregate
-from channel_domain.errors import ValidationFailed, refusal
-from channel_domain.values import Period, add_months, decimal_value, parse_date, require_text, term_end
+from channel_domain.context import current_command
+from channel_domain.errors import NotFound, SegregationOfDuties, ValidationFailed, refusal
+from channel_domain.values import Period, decimal_value, parse_date, require_text, term_end
 
 JOB_ROLES = ("director", "manager", "supervisor", "specialist", "sales_rep")
 STANDARD_CONTRACT_MONTHS = 12  # 「合同期统一为1年」
@@ -27,9 +29,18 @@ COMPANY_PROBATION_CAP_MONTHS = 3  # 「试用期最长3个月」
 OPEN_ENDED = 0
 # Personal data under PIPL: sealed by the application, erasable (see PersonalDataErased).
 PERSONAL_FIELDS = frozenset({"name", "national_id", "bank_card"})
+SEPARATION_REASONS = ("contract_expired", "resignation", "dismissal", "probation_failed")
+# Art. 50: a terminated labour contract's record is kept at least two years.
+RETENTION_MONTHS = 24
 WARNING_LADDER = ("oral", "written", "serious")
 DERELICTION = "dereliction"
 FIXED_TERMS_BEFORE_OPEN_ENDED = 2
+
+
+class NotTheManager(SegregationOfDuties):
+    """A dismissal for performance is proposed by the employee's own manager (403)."""
+
+    code = "not_the_manager"
 
 
 def probation_cap_months(contract_months: int) -> int:
@@ -57,6 +68,14 @@ def _months(value: Any, field: str) -> int:
 
 class Employee(ChannelAggregate):
     record_name = "employee"
+    class_version = 2  # the state's shape, for snapshots: 2 adds the login, separation and dismissal proposals
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before employees had a login, a separation or dismissal proposals."""
+        state.setdefault("login", None)
+        state.setdefault("separation_reason", None)
+        state.setdefault("dismissal_proposals", {})
 
     # Commands ------------------------------------------------------------------------
 
@@ -72,6 +91,7 @@ class Employee(ChannelAggregate):
         probation_months: int | None = None,
         national_id: str | None = None,
         bank_card: str | None = None,
+        login: str | None = None,
         id: UUID | None = None,  # noqa: A002 - the application picks it to seal personal data
     ) -> Employee:
         if role not in JOB_ROLES:
@@ -96,6 +116,7 @@ class Employee(ChannelAggregate):
             probation_months=probation,
             national_id=national_id,
             bank_card=bank_card,
+            login=None if login is None else require_text(login, "login"),
         )
 
     def regularize(self, on: date | str) -> None:
@@ -134,6 +155,7 @@ class Employee(ChannelAggregate):
     def evaluate(self, period: str, score: Any, notes: str | None = None) -> None:
         self._require_employed("evaluate")
         parsed = Period.parse(period)
+        self._require_not_separated(max(current_command().today, parsed.starts_on), "evaluated")
         if parsed.kind == "month":
             raise ValidationFailed("period", "employee evaluations are quarterly (YYYY-Qn) or annual (YYYY)")
         value = decimal_value(score, "score")
@@ -145,6 +167,7 @@ class Employee(ChannelAggregate):
 
     def warn(self, level: str, reason: str) -> None:
         self._require_employed("warn")
+        self._require_not_separated(current_command().today, "warned")
         if level != DERELICTION:
             if level not in WARNING_LADDER:
                 raise ValidationFailed("level", "oral, written, serious or dereliction")
@@ -158,18 +181,121 @@ class Employee(ChannelAggregate):
 
     def dismiss(self, on: date | str, reason: str) -> None:
         self._require_employed("dismiss")
+        self._require_dismissal_warranted()
+        self._dismissed(on=parse_date(on, "on"), reason=require_text(reason, "reason"))
+
+    def _require_dismissal_warranted(self) -> None:
         if not (self.dereliction or self.highest_warning == WARNING_LADDER[-1]):
             raise refusal(
                 "dismissal_not_warranted",
                 "dismissal follows a serious warning, or dereliction of duty",
             )
-        self._dismissed(on=parse_date(on, "on"), reason=require_text(reason, "reason"))
+
+    # Separation and dismissal for performance -----------------------------------------
+
+    def separate(self, on: date | str, reason: str) -> None:
+        """HR records how and when the employment ended (domain.md §4)."""
+        self._require_employed("record the separation of")
+        day = parse_date(on, "on")
+        if reason not in SEPARATION_REASONS:
+            raise ValidationFailed("reason", ", ".join(SEPARATION_REASONS))
+        if day < self.hired_on:
+            raise ValidationFailed("on", "cannot be before the hire date")
+        if self.contract_ends_on is not None and day > self.contract_ends_on:
+            raise refusal(
+                "contract_already_ended",
+                f"the labour contract ended on {self.contract_ends_on}: the employment ended then",
+                contract_ends_on=self.contract_ends_on,
+            )
+        if reason == "contract_expired" and day != self.contract_ends_on:
+            raise refusal(
+                "contract_not_expiring",
+                f"the labour contract ends on {self.contract_ends_on or 'no fixed date'}, not {day}",
+            )
+        if reason == "probation_failed" and not (
+            self.status == "probation" and day <= self.probation_ends_on  # type: ignore[operator]
+        ):
+            raise refusal("probation_over", f"no probation runs on {day}")
+        if reason == "dismissal":
+            self._require_dismissal_warranted()
+        self._separated(on=day, reason=reason)
+
+    def propose_dismissal(self, on: date | str, reason: str, proposer_id: UUID | None) -> UUID:
+        """A dismissal for poor performance (「工作表现不符合要求」), proposed by the employee's
+        manager — the acting person's employee record, `proposer_id` — and approved by HR."""
+        self._require_employed("propose the dismissal of")
+        day = parse_date(on, "on")
+        if proposer_id is None or proposer_id != self.manager_id:
+            raise NotTheManager(
+                f"{current_command().actor} is not this employee's manager: only the manager proposes a dismissal",
+                actor=current_command().actor,
+            )
+        if not self.is_employed_on(day):
+            raise refusal("employee_separated", f"the employee is not employed on {day}")
+        proposal_id = uuid.uuid4()
+        self._dismissal_proposed(
+            proposal_id=proposal_id,
+            on=day,
+            reason=require_text(reason, "reason"),
+            proposed_by=current_command().actor,
+            proposer_id=proposer_id,
+        )
+        return proposal_id
+
+    def approve_dismissal(self, proposal_id: UUID, approver_id: UUID | None) -> None:
+        proposal = self.dismissal_proposals.get(str(proposal_id))
+        if proposal is None:
+            raise NotFound(f"no dismissal proposal {proposal_id} for this employee")
+        approver = self._require_other_actor("approve", proposed=proposal["proposed_by"])
+        self.require_not_self(approver_id, "approve their own dismissal")
+        if proposal["status"] != "proposed":
+            raise refusal("invalid_transition", f"the proposal is already {proposal['status']}")
+        self._require_employed("dismiss")
+        self._dismissal_approved(proposal_id=proposal_id, on=proposal["on"], approved_by=approver)
+
+    def require_not_self(self, acting_employee_id: UUID | None, action: str) -> None:
+        """An employee never approves a record about themselves (domain.md §5)."""
+        if acting_employee_id is not None and acting_employee_id == self.id:
+            actor = current_command().actor
+            raise SegregationOfDuties(f"{actor} cannot {action}", actor=actor, step="is_the_subject_of")
+
+    # Employment dates ------------------------------------------------------------------
+
+    @property
+    def employment_ends_on(self) -> date | None:
+        """The last day employed: the recorded end (separation, dismissal, failed probation),
+        else the labour contract's end date (a contract that ends without renewal ends the
+        employment); None while an open-ended contract runs."""
+        return self.left_on or self.contract_ends_on
+
+    def is_employed_on(self, day: date) -> bool:
+        ends_on = self.employment_ends_on
+        return self.hired_on <= day and (ends_on is None or day <= ends_on)
+
+    @property
+    def erasable_from(self) -> date | None:
+        """The first day personal data may be erased: the end of employment plus two years,
+        once an end is recorded (Art. 50)."""
+        if self.left_on is None:
+            return None
+        return term_end(self.left_on, RETENTION_MONTHS) + timedelta(days=1)
+
+    def _require_not_separated(self, day: date, what: str) -> None:
+        ends_on = self.employment_ends_on
+        if ends_on is not None and day > ends_on:
+            raise refusal(
+                "employee_separated",
+                f"the employment ended on {ends_on}: nothing more is {what} for this employee",
+                employment_ended_on=ends_on,
+            )
 
     def review_contract(
         self, on: date | str, decision: str, contract_months: int | None = None
     ) -> None:
         self._require_employed("review the contract of")
         day = parse_date(on, "on")
+        if day < self.hired_on:
+            raise ValidationFailed("on", "cannot be before the hire date")
         if decision not in ("renew", "not_renew"):
             raise ValidationFailed("decision", "renew or not_renew")
         ends_on = self.contract_ends_on
@@ -204,6 +330,14 @@ class Employee(ChannelAggregate):
         because the key that opens them is destroyed with this event."""
         if self.personal_data_erased:
             raise refusal("already_erased", "this employee's personal data is already erased")
+        erasable_from = self.erasable_from
+        if erasable_from is None or current_command().today < erasable_from:
+            raise refusal(
+                "retention_period",
+                "a labour record is kept two years after the employment ended (Art. 50)"
+                + (f": erasable from {erasable_from}" if erasable_from else ": the employment has not ended"),
+                erasable_from=erasable_from.isoformat() if erasable_from else None,
+            )
         self._personal_data_erased()
 
     def _require_employed(self, action: str) -> None:
@@ -222,8 +356,10 @@ class Employee(ChannelAggregate):
         probation_months: int,
         national_id: str | None,
         bank_card: str | None,
+        login: str | None = None,  # absent from events recorded before employees had logins
     ) -> None:
         self.name = name
+        self.login = login
         self.role = role
         self.hired_on = hired_on
         self.manager_id = manager_id
@@ -243,6 +379,8 @@ class Employee(ChannelAggregate):
         self.highest_warning: str | None = None
         self.dereliction = False
         self.left_on: date | None = None
+        self.separation_reason: str | None = None
+        self.dismissal_proposals: dict[str, dict[str, Any]] = {}
         self.personal_data_erased = False
 
     @event("Regularized")
@@ -294,6 +432,24 @@ class Employee(ChannelAggregate):
             self.contract_reviewed = False
         else:
             self.contract_reviewed = True
+
+    @event("Separated")
+    def _separated(self, on: date, reason: str) -> None:
+        self.status = "separated"
+        self.left_on = on
+        self.separation_reason = reason
+
+    @event("DismissalProposed")
+    def _dismissal_proposed(self, proposal_id: UUID, on: date, reason: str, proposed_by: str, proposer_id: UUID) -> None:
+        self.dismissal_proposals[str(proposal_id)] = {
+            "on": on, "reason": reason, "proposed_by": proposed_by, "status": "proposed", "approved_by": None,
+        }
+
+    @event("DismissalApproved")
+    def _dismissal_approved(self, proposal_id: UUID, on: date, approved_by: str) -> None:
+        self.dismissal_proposals[str(proposal_id)].update(status="approved", approved_by=approved_by)
+        self.status = "dismissed"
+        self.left_on = on
 
     @event("PersonalDataErased")
     def _personal_data_erased(self) -> None:

@@ -18,7 +18,7 @@ from eventsourcing.domain import event
 
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.context import current_command
-from channel_domain.errors import NotFound, ValidationFailed, refusal
+from channel_domain.errors import NotFound, SegregationOfDuties, ValidationFailed, refusal
 from channel_domain.values import KPI_NAME, Period, decimal_value, money, parse_date, rate, require_text
 
 KINDS = (
@@ -36,6 +36,12 @@ MINIMUM_MONTHLY_VISITS = {"A": 5, "B": 5, "C": 2, "D": 2}
 # and not to brokers, who have no fixed tie to the company.
 SUBSIDY_KINDS = ("enterprise_agent", "sales_agent", "consignee", "distributor", "retailer")
 CONTRACTABLE_STATUSES = ("approved", "active")
+
+
+def _head_count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationFailed(field, "a whole number, 0 or more")
+    return value
 
 
 class Partner(ChannelAggregate):
@@ -80,11 +86,17 @@ class Partner(ChannelAggregate):
             applied_by=current_command().actor,
         )
 
-    def review(self, decision: str, notes: str | None = None) -> None:
+    def review(self, decision: str, notes: str | None = None, reviewer_id: UUID | None = None) -> None:
+        """`reviewer_id`: the acting person's employee record, if they have one — a recruiter
+        never reviews their own recruit, whether named by actor or by employee record."""
         self._require_status("review", "applied")
         if decision not in ("approve", "reject"):
             raise ValidationFailed("decision", "approve or reject")
         reviewer = self._require_other_actor("review", filed_the_application_for=self.applied_by)
+        if reviewer_id is not None and reviewer_id == self.recruited_by:
+            raise SegregationOfDuties(
+                f"{reviewer} recruited this partner and cannot also review it", actor=reviewer, step="recruited"
+            )
         self._reviewed(decision=decision, notes=notes, reviewed_by=reviewer)
 
     def activate_on_first_contract(self, contract_id: UUID, signed_on: date) -> None:
@@ -166,6 +178,29 @@ class Partner(ChannelAggregate):
             return self.complaints[str(complaint_id)]
         except KeyError:
             raise NotFound(f"no complaint {complaint_id} on this partner") from None
+
+    # Trainings -----------------------------------------------------------------------
+
+    def record_training(
+        self, held_on: date | str, topic: str, trainer_id: UUID, attendees: Any, passed: Any
+    ) -> UUID:
+        """A training session for the partner's staff (「培训过多少次,有多少代理商参加,有多少人通过了
+        最终测试」). The application checks the trainer was employed on the day."""
+        self._require_status("train", "approved", "active", "suspended")
+        attended = _head_count(attendees, "attendees")
+        passed_count = _head_count(passed, "passed")
+        if passed_count > attended:
+            raise ValidationFailed("passed", f"at most the {attended} attendees")
+        training_id = uuid.uuid4()
+        self._training_recorded(
+            training_id=training_id,
+            held_on=parse_date(held_on, "held_on"),
+            topic=require_text(topic, "topic"),
+            trainer_id=trainer_id,
+            attendees=attended,
+            passed=passed_count,
+        )
+        return training_id
 
     # Money: deposit, payout account, subsidies, deals, payouts ------------------------
 
@@ -352,6 +387,12 @@ class Partner(ChannelAggregate):
     @event("ComplaintEscalated")
     def _complaint_escalated(self, complaint_id: UUID, note: str) -> None:
         self.complaints[str(complaint_id)] = "escalated"
+
+    @event("TrainingRecorded")
+    def _training_recorded(
+        self, training_id: UUID, held_on: date, topic: str, trainer_id: UUID, attendees: int, passed: int
+    ) -> None:
+        pass  # counted by the attainment read model; no rule of the partner depends on it
 
     @event("DepositPaid")
     def _deposit_paid(self, amount: Decimal, on: date) -> None:

@@ -12,7 +12,12 @@ from eventsourcing.persistence import Notification
 from channel_domain.employee import Employee, contract_end
 from projections.audit import event_id
 
-_LEFT = {"ProbationFailed": "probation_failed", "Dismissed": "dismissed"}
+_LEFT = {
+    "ProbationFailed": "probation_failed",
+    "Dismissed": "dismissed",
+    "DismissalApproved": "dismissed",
+    "Separated": "separated",
+}
 
 
 class EmployeeContracts:
@@ -26,10 +31,10 @@ class EmployeeContracts:
             kind = type(event).__name__
             if isinstance(event, Employee.Hired):  # type: ignore[attr-defined]
                 cursor.execute(
-                    "INSERT INTO employee_contracts (employee_id, status, contract_starts_on, contract_ends_on,"
-                    " position, event_id) VALUES (%s, %s, %s, %s, %s, %s)",
+                    "INSERT INTO employee_contracts (employee_id, status, hired_on, contract_starts_on,"
+                    " contract_ends_on, position, event_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     (event.originator_id, "probation" if event.probation_months else "regular", event.hired_on,
-                     contract_end(event.hired_on, event.contract_months), *source),
+                     event.hired_on, contract_end(event.hired_on, event.contract_months), *source),
                 )
             elif isinstance(event, Employee.ContractReviewed):  # type: ignore[attr-defined]
                 if event.decision == "renew":

@@ -24,7 +24,7 @@ CONTENTS = {
     "goals": "grow", "products": ["router"], "price_policy": "list", "obligations": "report",
     "support": "training", "confidentiality": "2 years",
 }
-KPIS = {"sales_revenue": "0.7", "new_partners": "0.3"}
+KPIS = {"sales_revenue": "0.7", "new_partners": {"weight": "0.3", "goal": "2"}}
 
 
 def partner(app: ChannelDepartment, kind: str = "sales_agent", **fields):
@@ -131,24 +131,34 @@ def test_manager_must_be_a_current_employee(app):
     assert app.get(Employee, rep.id).manager_id == manager.id
 
 
+def employees(app, *names: str, **fields) -> list:
+    with as_("hr-1", "hr"):
+        return [app.hire_employee(name=name, role="sales_rep", hired_on="2026-01-05", **fields).id for name in names]
+
+
 def test_decomposition_in_one_step_must_sum_exactly(app):
+    leader, a, b = employees(app, "leader", "a", "b")
     with as_("mgr-1", "channel_manager"):
-        parent = app.set_target(assignee_type="team", assignee_id="east", period="2026", amount="1000.00", kpis=KPIS)
+        parent = app.set_target(assignee_type="team", assignee_id=leader, period="2026", amount="1000.00", kpis=KPIS)
         child = {"assignee_type": "employee", "period": "2026", "kpis": KPIS}
         with refused("decomposition_must_sum_to_parent"):
-            app.decompose_target(parent.id, [{**child, "assignee_id": "a", "amount": "600.00"},
-                                             {**child, "assignee_id": "b", "amount": "399.99"}])
-        outcome = app.decompose_target(parent.id, [{**child, "assignee_id": "a", "amount": "600.00"},
-                                                   {**child, "assignee_id": "b", "amount": "400.00"}])
+            app.decompose_target(parent.id, [{**child, "assignee_id": a, "amount": "600.00"},
+                                             {**child, "assignee_id": b, "amount": "399.99"}])
+        with refused("unknown_assignee"):
+            app.decompose_target(parent.id, [{**child, "assignee_id": a, "amount": "600.00"},
+                                             {**child, "assignee_id": "b", "amount": "400.00"}])
+        outcome = app.decompose_target(parent.id, [{**child, "assignee_id": a, "amount": "600.00"},
+                                                   {**child, "assignee_id": b, "amount": "400.00"}])
     children = [app.get(SalesTarget, c) for c in outcome.extra["child_ids"]]
     assert sum(c.amount for c in children) == app.get(SalesTarget, parent.id).amount
     assert {c.parent_id for c in children} == {parent.id}
 
 
 def test_approved_child_revision_moves_the_parents_allocation(app):
+    leader, a = employees(app, "leader", "a")
     with as_("mgr-1", "channel_manager"):
-        parent = app.set_target(assignee_type="team", assignee_id="east", period="2026", amount="1000.00", kpis=KPIS)
-        child = app.set_target(assignee_type="employee", assignee_id="a", period="2026", amount="500.00",
+        parent = app.set_target(assignee_type="team", assignee_id=leader, period="2026", amount="1000.00", kpis=KPIS)
+        child = app.set_target(assignee_type="employee", assignee_id=a, period="2026", amount="500.00",
                                kpis=KPIS, parent_id=parent.id)
         revision = app.request_target_revision(child.id, "800.00", "bigger territory")
     with as_("gm-1", "general_manager"):
@@ -374,10 +384,10 @@ def test_events_are_immutable_in_the_database(app, database_url):
 
 def test_every_event_of_every_aggregate_shares_one_global_order(app):
     with as_("hr-1", "hr"):
-        app.hire_employee(name="A", role="sales_rep", hired_on="2026-01-05")
+        leader = app.hire_employee(name="A", role="sales_rep", hired_on="2026-01-05")
     partner(app)
     with as_("mgr-1", "channel_manager"):
-        app.set_target(assignee_type="team", assignee_id="t", period="2026", amount="1.00", kpis=KPIS)
+        app.set_target(assignee_type="team", assignee_id=leader.id, period="2026", amount="1.00", kpis=KPIS)
     notifications = EventLog(app.event_recorder).read()
     assert [n.id for n in notifications] == [1, 2, 3, 4]
     assert [n.topic.split(":")[1] for n in notifications] == [

@@ -2,35 +2,43 @@
 
 Net sales are credited by the target's assignee: an employee gets the sales that name them
 (less returns of those orders), a partner the sales on its contracts, a team the sum of its
-children. `sales_revenue` is computed from sales; other KPIs take the ratio given when the
-target was closed (null until then, and counted as 0 in the weighted score).
+children. The KPIs the service can measure are computed from events (domain.md §3):
+`sales_revenue` (actual ÷ amount), and the counted `new_partners`, `active_second_tier_agents`
+and `training_pass_rate` (actual ÷ goal). The others take the result entered at closing: shown
+as `proposed` until someone else confirms it, and counted as 0 in the weighted score until then.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import Department, allowed
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.errors import NotFound
+from channel_domain.sales_target import COUNTED_KPIS, SALES_REVENUE
 from channel_domain.values import plain_json
 
 router = APIRouter(prefix="/v1/targets", tags=["read models"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "auditor"))]
-SALES_KPI = "sales_revenue"
 RATIO = Decimal("0.0001")
 
 
 class KpiAttainment(BaseModel):
     weight: str
-    attainment: str | None
+    attainment: str | None = Field(description="actual ÷ goal for computed KPIs; the confirmed result otherwise")
+    status: Literal["computed", "pending", "proposed", "confirmed"] = Field(
+        description="computed from events; or, for entered KPIs: not yet entered, entered and awaiting "
+                    "confirmation by someone else, confirmed")
+    goal: str | None = Field(None, description="counted KPIs: the goal set with the target")
+    actual: str | None = Field(None, description="computed KPIs: what the events show in the period")
+    proposed: str | None = Field(None, description="an entered result awaiting confirmation")
 
 
 class Attainment(BaseModel):
@@ -43,7 +51,7 @@ class Attainment(BaseModel):
     actual: str
     attainment: str
     kpis: dict[str, KpiAttainment]
-    weighted_score: str
+    weighted_score: str = Field(description="Σ weight × attainment; a KPI with no attainment yet counts 0")
 
 
 def _credited(curs: Any, column: str, assignee: UUID, target: dict[str, Any]) -> Decimal:
@@ -58,16 +66,52 @@ def _credited(curs: Any, column: str, assignee: UUID, target: dict[str, Any]) ->
     return Decimal(curs.fetchone()["net"])
 
 
+def _assignee(target: dict[str, Any]) -> UUID | None:
+    try:
+        return UUID(target["assignee_id"])
+    except ValueError:
+        return None  # set before assignees had to exist: nothing is credited to it
+
+
 def _actual(curs: Any, target: dict[str, Any]) -> Decimal:
     if target["assignee_type"] == "team":
         curs.execute("SELECT * FROM targets WHERE parent_id = %s", (target["target_id"],))
         return sum((_actual(curs, child) for child in curs.fetchall()), Decimal("0"))
-    try:
-        assignee = UUID(target["assignee_id"])
-    except ValueError:
-        return Decimal("0")  # an assignee that is not a record id has no sales credited
+    assignee = _assignee(target)
+    if assignee is None:
+        return Decimal("0")
     column = "employee_id" if target["assignee_type"] == "employee" else "partner_id"
     return _credited(curs, column, assignee, target)
+
+
+def _counted(curs: Any, kpi: str, target: dict[str, Any]) -> Decimal | None:
+    """What a counted KPI measures in the target's period (domain.md §3). A team's are its
+    leader's: the recruits and trainings of the people below are not summed (yet)."""
+    assignee = _assignee(target)
+    span = (target["starts_on"], target["ends_on"])
+    is_partner = target["assignee_type"] == "partner"
+    if assignee is None:
+        return None
+    if kpi == "new_partners":
+        if is_partner:
+            return Decimal(0)
+        curs.execute("SELECT count(*) AS n FROM target_recruitments WHERE recruited_by = %s"
+                     " AND approved_on BETWEEN %s AND %s", (assignee, *span))
+        return Decimal(curs.fetchone()["n"])
+    if kpi == "active_second_tier_agents":
+        if not is_partner:
+            return Decimal(0)
+        curs.execute("SELECT count(*) AS n FROM partner_directory d WHERE d.parent_partner_id = %s AND EXISTS"
+                     " (SELECT 1 FROM partner_orders o WHERE o.partner_id = d.partner_id"
+                     "  AND o.sold_on BETWEEN %s AND %s)", (assignee, *span))
+        return Decimal(curs.fetchone()["n"])
+    # training_pass_rate: total passed ÷ total attendees of the trainings the assignee gave
+    curs.execute("SELECT sum(passed) AS passed, sum(attendees) AS attendees FROM target_trainings"
+                 " WHERE trainer_id = %s AND held_on BETWEEN %s AND %s", (assignee, *span))
+    row = curs.fetchone()
+    if is_partner or not row["attendees"]:
+        return None  # nobody trained: no rate to measure
+    return Decimal(row["passed"]) / Decimal(row["attendees"])
 
 
 @router.get("/{target_id}/attainment", response_model=Attainment, responses=ERRORS,
@@ -84,13 +128,29 @@ def attainment(
         if target is None:
             raise NotFound(f"no target {target_id} in the read model")
         actual = _actual(curs, target).quantize(Decimal("0.01"))
+        counted = {name: _counted(curs, name, target) for name in target["kpis"] if name in COUNTED_KPIS}
     amount = Decimal(target["amount"])
     sales_ratio = (actual / amount).quantize(RATIO)
-    kpis = {}
+    kpis: dict[str, dict[str, Any]] = {}
     for name, weight in target["kpis"].items():
-        given = target["kpi_results"].get(name)
-        ratio = sales_ratio if name == SALES_KPI else (Decimal(given) if given is not None else None)
-        kpis[name] = {"weight": Decimal(weight), "attainment": ratio}
+        kpi: dict[str, Any] = {"weight": Decimal(weight), "attainment": None, "status": "computed"}
+        if name == SALES_REVENUE:
+            kpi.update(actual=actual, attainment=sales_ratio)
+        elif name in COUNTED_KPIS:
+            goal = target["kpi_goals"].get(name)
+            measured = counted[name]
+            kpi.update(goal=goal, actual=measured if measured is None or measured % 1 == 0 else measured.quantize(RATIO))
+            if goal is not None and measured is not None:
+                kpi["attainment"] = (measured / Decimal(goal)).quantize(RATIO)
+        else:
+            entered = target["kpi_results"].get(name)
+            if entered is None:
+                kpi["status"] = "pending"
+            elif target["status"] == "closing":
+                kpi.update(status="proposed", proposed=Decimal(entered))
+            else:
+                kpi.update(status="confirmed", attainment=Decimal(entered))
+        kpis[name] = kpi
     score = sum((k["weight"] * (k["attainment"] or 0) for k in kpis.values()), Decimal("0")).quantize(RATIO)
     return plain_json({
         "target_id": target_id,

@@ -19,6 +19,7 @@ from channel_domain.employee import Employee
 router = APIRouter(prefix="/v1/employees", tags=["employees"])
 HR = Annotated[Principal, Depends(allowed("hr"))]
 Evaluator = Annotated[Principal, Depends(allowed("channel_manager", "hr"))]
+Manager = Annotated[Principal, Depends(allowed("channel_manager"))]
 JobRole = Literal["director", "manager", "supervisor", "specialist", "sales_rep"]
 
 
@@ -31,9 +32,10 @@ class Hire(Command):
     probation_months: int | None = Field(None, ge=0, le=6, description="Default and maximum: the legal cap for the term, never above 3")
     national_id: ShortText | None = None
     bank_card: ShortText | None = None
+    login: ShortText | None = Field(None, description="The actor name this employee's tokens carry; unique")
 
     model_config = Command.model_config | {"json_schema_extra": {"examples": [
-        {"name": "Wang Fang", "role": "sales_rep", "hired_on": "2026-01-05", "manager_id": None}
+        {"name": "Wang Fang", "role": "sales_rep", "hired_on": "2026-01-05", "manager_id": None, "login": "wang.fang"}
     ]}}
 
 
@@ -71,6 +73,22 @@ class ContractReview(Command):
     on: Day
     decision: Literal["renew", "not_renew"]
     contract_months: int | None = Field(None, ge=0, le=120, description="0 = open-ended")
+
+
+class Separation(Command):
+    on: Day
+    reason: Literal["contract_expired", "resignation", "dismissal", "probation_failed"]
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [
+        {"on": "2026-06-30", "reason": "resignation"}]}}
+
+
+class DismissalProposal(Command):
+    on: Day
+    reason: Text
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [
+        {"on": "2026-09-30", "reason": "targets missed three quarters running (工作表现不符合要求)"}]}}
 
 
 def _change(request: Request, caller: Principal, app: Department, body: Command, call) -> JSONResponse:
@@ -123,6 +141,26 @@ def review_contract(employee_id: UUID, body: ContractReview, request: Request, a
 def dismiss(employee_id: UUID, body: WithReason, request: Request, app: Department, caller: HR) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.dismiss_employee(employee_id, body.on, body.reason))
 
+
+@router.post("/{employee_id}/separation", response_model=RecordState, responses=COMMAND_ERRORS,
+             summary="Record how and when the employment ended; nothing is credited or recorded against it after")
+def separate(employee_id: UUID, body: Separation, request: Request, app: Department, caller: HR) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.separate_employee(employee_id, body.on, body.reason))
+
+
+@router.post("/{employee_id}/dismissal-proposals", response_model=RecordState, responses=COMMAND_ERRORS,
+             summary="Propose a dismissal for poor performance (the employee's manager); the answer carries "
+                     "proposal_id")
+def propose_dismissal(employee_id: UUID, body: DismissalProposal, request: Request, app: Department,
+                      caller: Manager) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.propose_dismissal(employee_id, body.on, body.reason))
+
+
+@router.post("/{employee_id}/dismissal-proposals/{proposal_id}/approve", response_model=RecordState,
+             responses=COMMAND_ERRORS, summary="Approve a dismissal proposal (HR, not the proposer): dismissed")
+def approve_dismissal(employee_id: UUID, proposal_id: UUID, request: Request, app: Department, caller: HR,
+                      body: NoBody | None = None) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.approve_dismissal(employee_id, proposal_id))
 
 
 @router.post("/{employee_id}/personal-data/erase", response_model=RecordState, responses=COMMAND_ERRORS,

@@ -10,7 +10,8 @@ In the same transaction as the events it writes, when the command carries them:
 - the command's idempotency key and its outcome (`command_outcomes`);
 - the registry of contracts in force (`contracts_in_force`), whose exclusion constraint
   makes the exclusive sales agent rule atomic;
-- a new employee's personal-data key, or the destruction of one (`personal_data_keys`).
+- a new employee's personal-data key, or the destruction of one (`personal_data_keys`);
+- a new employee's login (`employee_logins`), whose primary key keeps logins unique.
 
 It does not NOTIFY inside the write transaction, as the stock recorder does: PostgreSQL
 serialises the commits of every transaction that notifies (a database-wide lock held until
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -139,6 +140,7 @@ class EventRecorder(PostgresApplicationRecorder):
         contracts_in_force: Sequence[ContractInForce] = (),
         new_personal_keys: dict[UUID, bytes] | None = None,
         erase_personal_keys: Sequence[UUID] = (),
+        new_logins: dict[str, UUID] | None = None,
         **_: Any,
     ) -> Sequence[int]:
         """Append in one round trip (`append_events`, migrations/0002, hashing since 0011). Not retried here:
@@ -150,7 +152,14 @@ class EventRecorder(PostgresApplicationRecorder):
             raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
         registry = [_contract_row(entry) for entry in contracts_in_force]
         try:
-            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            with self.datastore.get_connection() as conn, (
+                # A hire with a login writes one more statement, in the transaction of its events;
+                # every other append stays one autocommitted round trip.
+                conn.transaction() if new_logins else nullcontext()
+            ), conn.cursor() as curs:
+                if new_logins:
+                    curs.executemany("INSERT INTO employee_logins (login, employee_id) VALUES (%s, %s)",
+                                     list(new_logins.items()))
                 curs.execute(
                     _APPEND_EVENTS,
                     (
@@ -298,6 +307,13 @@ class EventRecorder(PostgresApplicationRecorder):
             )
             row = curs.fetchone()
             return None if row is None else (row["fingerprint"], row["outcome"])
+
+    def employee_of_login(self, login: str) -> UUID | None:
+        """The employee record whose tokens carry this actor name, if any."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT employee_id FROM employee_logins WHERE login = %s", (login,), prepare=True)
+            row = curs.fetchone()
+            return None if row is None else row["employee_id"]
 
     def lowest_rate_in_force(self, partner_kind: str, starts_on: date, ends_on: date) -> Decimal | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -1,0 +1,43 @@
+"""/v1/partners/{id}/trainings: training sessions held for a partner's staff."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from api import commands
+from api.deps import Department, allowed
+from api.models import Command, Day, RecordState, ShortText
+from api.routes.records import COMMAND_ERRORS
+from api.tokens import Principal
+from channel_domain.partner import Partner
+
+router = APIRouter(prefix="/v1/partners", tags=["partners"])
+Channel = Annotated[Principal, Depends(allowed("channel_specialist", "channel_manager"))]
+HeadCount = Annotated[int, Field(ge=0, le=1_000_000, description="A whole number of people")]
+
+
+class Training(Command):
+    held_on: Day
+    topic: ShortText
+    trainer_id: UUID = Field(description="The employee who trained; employed on held_on")
+    attendees: HeadCount
+    passed: HeadCount = Field(description="How many passed the final test; at most the attendees")
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [{
+        "held_on": "2026-04-10", "topic": "Product line 2026", "trainer_id": "5f0c6f3e-8d1a-4f8e-9a65-2b1d4c7e9f10",
+        "attendees": 12, "passed": 10,
+    }]}}
+
+
+@router.post("/{partner_id}/trainings", response_model=RecordState, responses=COMMAND_ERRORS,
+             summary="Record a training session (「培训过多少次,有多少代理商参加,有多少人通过了最终测试」); "
+                     "the answer carries training_id")
+def record_training(partner_id: UUID, body: Training, request: Request, app: Department,
+                    caller: Channel) -> JSONResponse:
+    return commands.run(request, caller, app, Partner, lambda: app.record_training(
+        partner_id, body.held_on, body.topic, body.trainer_id, body.attendees, body.passed), body)
