@@ -245,3 +245,43 @@ def test_visits_are_recorded_with_date_and_employee():
         store.record_visit("2026-03-03", employee, "checked shelf display")
     visit = store.collect_events()[-1]
     assert (type(visit).__name__, visit.employee_id, str(visit.visited_on)) == ("Visited", employee, "2026-03-03")
+
+
+# Recruiter and reviewer, trainings ---------------------------------------------------------
+
+
+def test_a_recruiter_never_reviews_their_own_recruit_whatever_name_they_act_under():
+    recruiter = uuid.uuid4()
+    partner = apply(recruited_by=recruiter)
+    with as_("li.na", "channel_manager"), refused("segregation_of_duties"):
+        partner.review("approve", reviewer_id=recruiter)  # li.na's employee record recruited it
+    assert partner.status == "applied"
+    with as_("mgr-1", "channel_manager"):
+        partner.review("approve", reviewer_id=uuid.uuid4())
+    assert partner.status == "approved"
+
+
+def test_a_training_records_who_trained_how_many_attended_and_passed():
+    partner = approved()
+    trainer = uuid.uuid4()
+    with as_("spec-1", "channel_specialist"):
+        training = partner.record_training("2026-04-10", "Product line 2026", trainer, 12, 10)
+    event = partner.collect_events()[-1]
+    assert type(event).__name__ == "TrainingRecorded"
+    assert (event.training_id, event.held_on, event.topic, event.trainer_id, event.attendees, event.passed) == (
+        training, date(2026, 4, 10), "Product line 2026", trainer, 12, 10)
+
+
+@pytest.mark.parametrize(
+    ("attendees", "passed"),
+    [(10, 11), (-1, 0), (5, -1), (5, "3"), (5.0, 3), (True, 0)],
+)
+def test_training_head_counts_are_whole_numbers_and_passed_never_exceeds_attendees(attendees, passed):
+    partner = approved()
+    with as_("spec-1", "channel_specialist"), refused("validation_error"):
+        partner.record_training("2026-04-10", "Pricing", uuid.uuid4(), attendees, passed)
+
+
+def test_no_training_for_an_application_not_yet_approved():
+    with as_("spec-1", "channel_specialist"), refused("invalid_transition"):
+        apply().record_training("2026-04-10", "Pricing", uuid.uuid4(), 3, 3)
