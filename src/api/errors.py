@@ -24,6 +24,7 @@ from channel_domain.errors import (
     VersionMismatch,
 )
 from channel_domain.store.recorder import means_database_away
+from channel_domain.values import plain_json
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -94,7 +95,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_refusal(_: Request, error: DomainError) -> JSONResponse:
         field = getattr(error, "field", None)
-        extra = {"errors": [{"field": field, "message": error.message}]} if field else {}
+        # What the rule names beside its message (`erasable_from`, `cap` …), as fields of the problem.
+        extra = {key: value for key, value in plain_json(error.details).items()
+                 if key not in ("type", "title", "status", "detail", "code", "field")}
+        if field:
+            extra["errors"] = [{"field": field, "message": error.message}]
         return problem(status_for(error), error.code, error.message, **extra)
 
     @app.exception_handler(ApiProblem)

@@ -98,12 +98,19 @@ def test_history_pages_with_a_cursor(api):
     assert rest["items"][0]["effective_on"] == "2026-06-01"
 
 
+def separated_long_ago(api, **fields) -> dict:
+    """Hired in 2020, left at the end of that year: erasable since 2022-12-31."""
+    employee = hire(api, hired_on="2020-01-06", **fields)
+    post(api, f"/v1/employees/{employee['id']}/separation", {"on": "2020-12-30", "reason": "resignation"}, HR)
+    return employee
+
+
 def test_erasure_makes_personal_fields_unreadable_everywhere_and_keeps_the_rest(api):
-    employee = hire(api)
+    employee = separated_long_ago(api)
     erased = post(api, f"/v1/employees/{employee['id']}/personal-data/erase", None, HR).json()
     assert erased["personal_data_erased"] is True
     assert (erased["name"], erased["national_id"], erased["bank_card"]) == (None, None, None)
-    assert erased["role"] == "sales_rep" and erased["hired_on"] == "2026-01-05"
+    assert erased["role"] == "sales_rep" and erased["hired_on"] == "2020-01-06"
     as_hr = api.get(f"/v1/employees/{employee['id']}", actor=HR[0], roles=HR[1]).json()
     assert as_hr["name"] is None
     past = api.get(f"/v1/employees/{employee['id']}", actor=HR[0], roles=HR[1], version=1).json()

@@ -22,6 +22,9 @@ TABLE = [
     (f"/v1/employees/{X}/contract-reviews", {"hr"}),
     (f"/v1/employees/{X}/dismiss", {"hr"}),
     (f"/v1/employees/{X}/personal-data/erase", {"hr"}),
+    (f"/v1/employees/{X}/separation", {"hr"}),
+    (f"/v1/employees/{X}/dismissal-proposals", {"channel_manager"}),
+    (f"/v1/employees/{X}/dismissal-proposals/{X}/approve", {"hr"}),
     ("/v1/partners", {"channel_manager", "channel_specialist"}),
     (f"/v1/partners/{X}/review", {"channel_manager"}),
     (f"/v1/partners/{X}/suspend", {"channel_manager"}),
@@ -36,6 +39,7 @@ TABLE = [
     (f"/v1/partners/{X}/deposit/refunds", {"finance"}),
     (f"/v1/partners/{X}/payout-account/changes", {"channel_specialist", "channel_manager"}),
     (f"/v1/partners/{X}/payout-account/changes/{X}/approve", {"finance"}),
+    (f"/v1/partners/{X}/trainings", {"channel_specialist", "channel_manager"}),
     (f"/v1/partners/{X}/housing-subsidies", {"finance"}),
     (f"/v1/partners/{X}/deals", {"channel_specialist", "integration"}),
     (f"/v1/partners/{X}/payouts", {"channel_specialist", "channel_manager"}),
@@ -56,6 +60,7 @@ TABLE = [
     (f"/v1/targets/{X}/revisions", {"channel_manager"}),
     (f"/v1/targets/{X}/revisions/{X}/approve", {"general_manager", "channel_manager"}),
     (f"/v1/targets/{X}/close", {"channel_manager"}),
+    (f"/v1/targets/{X}/close/confirm", {"general_manager", "channel_manager"}),
 ]
 
 
@@ -75,7 +80,7 @@ def test_every_command_endpoint_is_in_the_table(api):
     table = {path.replace(X, "{id}") for path, _ in TABLE}
     normalised = {p.replace("{employee_id}", "{id}").replace("{partner_id}", "{id}").replace("{contract_id}", "{id}")
                   .replace("{target_id}", "{id}").replace("{complaint_id}", "{id}").replace("{change_id}", "{id}")
-                  .replace("{revision_id}", "{id}").replace("{period}", "2026-03") for p in posts}
+                  .replace("{revision_id}", "{id}").replace("{proposal_id}", "{id}").replace("{period}", "2026-03") for p in posts}
     assert normalised == table
 
 

@@ -120,11 +120,22 @@ def test_segregation_of_duties_is_refused_on_every_approval_and_writes_nothing(h
     post(http, f"/v1/partners/{other}/payouts/2026-03/verify", None, verifier)
     refuse_then_allow(f"/v1/partners/{other}/payouts/2026-03/approve", other, "partners", verifier, GM)
 
-    target = post(http, "/v1/targets", {"assignee_type": "team", "assignee_id": "east", "period": "2026",
+    hr = ("hr-1", ("hr",))
+    leader = post(http, "/v1/employees", {"name": "Lead", "role": "manager", "hired_on": "2026-01-05",
+                                          "login": "lead"}, hr, 201).json()["id"]
+    target = post(http, "/v1/targets", {"assignee_type": "team", "assignee_id": leader, "period": "2026",
                                         "amount": "1000.00", "kpis": {"sales_revenue": "1"}}, MANAGER, 201).json()["id"]
     revision = post(http, f"/v1/targets/{target}/revisions", {"amount": "1200.00", "reason": "bigger area"},
                     drafter).json()["revision_id"]
     refuse_then_allow(f"/v1/targets/{target}/revisions/{revision}/approve", target, "targets", drafter, GM)
+
+    rep = post(http, "/v1/employees", {"name": "Rep", "role": "sales_rep", "hired_on": "2026-01-05",
+                                       "manager_id": leader}, hr, 201).json()["id"]
+    lead_and_hr = ("lead", ("channel_manager", "hr"))
+    proposal = post(http, f"/v1/employees/{rep}/dismissal-proposals", {"on": "2026-09-30", "reason": "targets"},
+                    lead_and_hr).json()["proposal_id"]
+    refuse_then_allow(f"/v1/employees/{rep}/dismissal-proposals/{proposal}/approve", rep, "employees",
+                      lead_and_hr, hr)
 
     approvals = {path for path, _ in TABLE if path.endswith(("/review", "/approve", "/verify"))}
     assert len(refused) == len(approvals)

@@ -18,7 +18,7 @@ from channel_domain.partner import Partner
 
 router = APIRouter(prefix="/v1/partners", tags=["partners"])
 Channel = Annotated[Principal, Depends(allowed("channel_specialist", "channel_manager"))]
-HeadCount = Annotated[int, Field(ge=0, le=1_000_000, description="A whole number of people")]
+HeadCount = Annotated[int, Field(strict=True, ge=0, le=1_000_000, description="A whole number of people")]
 
 
 class Training(Command):
