@@ -63,6 +63,35 @@ CREATE TABLE target_trainings (
 );
 CREATE INDEX target_trainings_trainer_idx ON target_trainings (trainer_id, held_on);
 
+-- Who reported to whom from which day (hire, transfers): a team is its leader and everyone
+-- reporting to them, directly or not, on the day of each sale.
+CREATE TABLE target_reporting_lines (
+    employee_id  uuid   NOT NULL,
+    from_on      date   NOT NULL,
+    manager_id   uuid,
+    position     bigint NOT NULL,
+    event_id     uuid   NOT NULL,
+    PRIMARY KEY (employee_id, from_on, position)
+);
+COMMENT ON TABLE target_reporting_lines IS 'Each employee''s manager from a day on (hire, transfer); the latest row on or before a day holds.';
+
+-- Whether `member` is `leader` or reports to them, directly or not, on `day`. The walk up the
+-- lines stops at 64 levels, so a cycle of transfers can never make it run for ever.
+CREATE FUNCTION in_team_of(leader uuid, member uuid, day date) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    WITH RECURSIVE up (employee_id, depth) AS (
+        SELECT member, 0
+        UNION ALL
+        SELECT (SELECT l.manager_id FROM target_reporting_lines l
+                WHERE l.employee_id = up.employee_id AND l.from_on <= day
+                ORDER BY l.from_on DESC, l.position DESC LIMIT 1),
+               up.depth + 1
+        FROM up
+        WHERE up.employee_id IS NOT NULL AND up.employee_id <> leader AND up.depth < 64
+    )
+    SELECT EXISTS (SELECT 1 FROM up WHERE up.employee_id = leader)
+$$;
+
 -- Both read models gained columns or tables that only a replay fills: they start again from
 -- the first event (the projection runner does it on its next pass).
 TRUNCATE targets, employee_contracts;

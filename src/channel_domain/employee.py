@@ -440,7 +440,9 @@ class Employee(ChannelAggregate):
         self.separation_reason = reason
 
     @event("DismissalProposed")
-    def _dismissal_proposed(self, proposal_id: UUID, on: date, reason: str, proposed_by: str, proposer_id: UUID) -> None:
+    def _dismissal_proposed(
+        self, proposal_id: UUID, on: date, reason: str, proposed_by: str, proposer_id: UUID
+    ) -> None:
         self.dismissal_proposals[str(proposal_id)] = {
             "on": on, "reason": reason, "proposed_by": proposed_by, "status": "proposed", "approved_by": None,
         }

@@ -2,8 +2,9 @@
 the results entered at closing (proposed until someone else confirms them). Actual net sales
 come from the partner activity tables (`partner_orders`, `partner_returns`), joined when
 attainment is read; what the other computed KPIs count is kept here: partners recruited by an
-employee and when they were approved (`target_recruitments`), and trainings with their trainer
-(`target_trainings`)."""
+employee and when they were approved (`target_recruitments`), trainings with their trainer
+(`target_trainings`), and who reported to whom from which day (`target_reporting_lines`), for
+teams."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import Notification
 
+from channel_domain.employee import Employee
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
 from channel_domain.values import Period, plain_json
@@ -26,7 +28,7 @@ COMPANY_ZONE = ZoneInfo("Asia/Shanghai")
 class TargetAttainment:
     name = "target_attainment"
     weight = 0.1  # its cost per event against the others, measured (rebuilds share read models out by it)
-    tables = ("targets", "target_recruitments", "target_trainings")
+    tables = ("targets", "target_recruitments", "target_trainings", "target_reporting_lines")
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         for notification, event in events:
@@ -57,6 +59,18 @@ class TargetAttainment:
                     "UPDATE targets SET status = 'closed', kpi_results = %s, position = %s, event_id = %s"
                     " WHERE target_id = %s",
                     (json.dumps(plain_json(event.kpi_results)), *source, event.originator_id),
+                )
+            elif isinstance(event, Employee.Hired):  # type: ignore[attr-defined]
+                cursor.execute(
+                    "INSERT INTO target_reporting_lines (employee_id, from_on, manager_id, position, event_id)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (event.originator_id, event.hired_on, event.manager_id, *source),
+                )
+            elif isinstance(event, Employee.Transferred):  # type: ignore[attr-defined]
+                cursor.execute(
+                    "INSERT INTO target_reporting_lines (employee_id, from_on, manager_id, position, event_id)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (event.originator_id, event.on, event.manager_id, *source),
                 )
             elif isinstance(event, Partner.Applied):  # type: ignore[attr-defined]
                 if event.recruited_by is not None:

@@ -1,6 +1,6 @@
 """GET /v1/targets/{id}/attainment with hand-computed figures.
 
-The east team's Q1 target of 100 000.00 is split between two reps, 60 000.00 and 40 000.00,
+The team's Q1 target of 100 000.00 is split between the leader's two reps, 60 000.00 and 40 000.00,
 weighted 70 % sales revenue and 30 % partner satisfaction. Rep A sells 50 000.00 and 10 000.00
 and has 5 000.00 returned; rep B sells 30 000.00, plus 9 999.00 in April (outside Q1).
   rep A: actual 55 000.00 → 55000/60000 = 0.9167; rep B: 30 000.00 → 0.75
@@ -31,8 +31,10 @@ KPIS = {"sales_revenue": "0.7", "partner_satisfaction": "0.3"}
 
 
 def test_attainment_per_employee_and_for_the_team(api):
-    rep_a = post(api, "/v1/employees", {"name": "A", "role": "sales_rep", "hired_on": "2025-06-01"}, HR, 201).json()["id"]
-    rep_b = post(api, "/v1/employees", {"name": "B", "role": "sales_rep", "hired_on": "2025-06-01"}, HR, 201).json()["id"]
+    leader = post(api, "/v1/employees", {"name": "L", "role": "manager", "hired_on": "2024-06-01"}, HR, 201).json()["id"]
+    rep = {"role": "sales_rep", "hired_on": "2024-06-01", "manager_id": leader}
+    rep_a = post(api, "/v1/employees", {"name": "A", **rep}, HR, 201).json()["id"]
+    rep_b = post(api, "/v1/employees", {"name": "B", **rep}, HR, 201).json()["id"]
     contract = signed_contract(api, approved_partner(api), "2025-01-01", "2025-12-31")
     for order, amount, day, rep in (("A1", "50000.00", "2025-01-10", rep_a), ("A2", "10000.00", "2025-02-10", rep_a),
                                     ("B1", "30000.00", "2025-03-10", rep_b), ("B2", "9999.00", "2025-04-01", rep_b)):
@@ -40,7 +42,6 @@ def test_attainment_per_employee_and_for_the_team(api):
              {"order_id": order, "amount": amount, "sold_on": day, "employee_id": rep}, ERP)
     post(api, f"/v1/contracts/{contract}/returns", {"order_id": "A1", "amount": "5000.00", "returned_on": "2025-03-01"},
          ERP)
-    leader = post(api, "/v1/employees", {"name": "L", "role": "manager", "hired_on": "2025-06-01"}, HR, 201).json()["id"]
     team = post(api, "/v1/targets", {"assignee_type": "team", "assignee_id": leader, "period": "2025-Q1",
                                      "amount": "100000.00", "kpis": KPIS}, MANAGER, 201).json()["id"]
     child = {"period": "2025-Q1", "kpis": KPIS, "parent_id": team, "assignee_type": "employee"}
@@ -134,3 +135,48 @@ def test_counted_kpi_of_a_partner_active_second_tier_agents(api):
     assert body["kpis"]["active_second_tier_agents"]["actual"] == "1"
     assert body["kpis"]["active_second_tier_agents"]["attainment"] == "0.5000"
     assert body["weighted_score"] == "0.3750"
+
+
+def test_a_team_is_its_leader_and_everyone_below_on_the_day_of_each_sale(api):
+    """Q1 2025, leader L. A reports to L; C reports to A; B reports to M until 15 February, then
+    to L; D reports to M throughout.
+      L sells 500.00 (20 Jan)                          → counts
+      B sells 2 000.00 (10 Feb, under M)               → does not count
+      B sells 3 000.00 (20 Feb, under L)               → counts
+      C sells 1 000.00 (1 Mar, under A under L)        → counts
+      A sells 4 000.00 (5 Mar), 1 000.00 returned      → 3 000.00 counts
+      D sells 7 000.00                                 → does not count
+    Actual 500 + 3 000 + 1 000 + 3 000 = 7 500.00 of 10 000.00 = 0.75.
+    Trainings: C trains 10, 7 pass; D trains 10, 0 pass → the team's rate 0.7 of a goal of 0.7 = 1.
+    Weighted: 0.5 × 0.75 + 0.5 × 1 = 0.875."""
+    def hire(name: str, manager: str | None = None) -> str:
+        body = {"name": name, "role": "sales_rep", "hired_on": "2024-06-01", "contract_months": 0,
+                "manager_id": manager}
+        return post(api, "/v1/employees", body, HR, 201).json()["id"]
+
+    leader, other = hire("L"), hire("M")
+    a = hire("A", leader)
+    c, b, d = hire("C", a), hire("B", other), hire("D", other)
+    post(api, f"/v1/employees/{b}/transfer", {"manager_id": leader, "on": "2025-02-15"}, HR)
+    contract = signed_contract(api, approved_partner(api, "retailer"), "2025-01-01", "2025-12-31")
+    for order, amount, day, who in (("L1", "500.00", "2025-01-20", leader), ("B1", "2000.00", "2025-02-10", b),
+                                    ("B2", "3000.00", "2025-02-20", b), ("C1", "1000.00", "2025-03-01", c),
+                                    ("A1", "4000.00", "2025-03-05", a), ("D1", "7000.00", "2025-03-05", d)):
+        post(api, f"/v1/contracts/{contract}/sales",
+             {"order_id": order, "amount": amount, "sold_on": day, "employee_id": who}, ERP)
+    post(api, f"/v1/contracts/{contract}/returns", {"order_id": "A1", "amount": "1000.00", "returned_on": "2025-03-20"},
+         ERP)
+    partner = approved_partner(api, "retailer")
+    for trainer, passed in ((c, 7), (d, 0)):
+        post(api, f"/v1/partners/{partner}/trainings", {"held_on": "2025-03-02", "topic": "Pricing",
+                                                         "trainer_id": trainer, "attendees": 10, "passed": passed},
+             SPECIALIST)
+    kpis = {"sales_revenue": "0.5", "training_pass_rate": {"weight": "0.5", "goal": "0.7"}}
+    team = post(api, "/v1/targets", {"assignee_type": "team", "assignee_id": leader, "period": "2025-Q1",
+                                     "amount": "10000.00", "kpis": kpis}, MANAGER, 201).json()["id"]
+    catch_up(api)
+    body = api.get(f"/v1/targets/{team}/attainment").json()
+    assert (body["actual"], body["attainment"]) == ("7500.00", "0.7500")
+    assert (body["kpis"]["training_pass_rate"]["actual"], body["kpis"]["training_pass_rate"]["attainment"]) == (
+        "0.7000", "1.0000")
+    assert body["weighted_score"] == "0.8750"

@@ -1,8 +1,8 @@
 """GET /v1/targets/{id}/attainment: actual net sales against the target, per KPI and weighted.
 
 Net sales are credited by the target's assignee: an employee gets the sales that name them
-(less returns of those orders), a partner the sales on its contracts, a team the sum of its
-children. The KPIs the service can measure are computed from events (domain.md §3):
+(less returns of those orders), a partner the sales on its contracts, a team (named by its
+leader) the sales of the leader and of everyone reporting to them on the day of each sale. The KPIs the service can measure are computed from events (domain.md §3):
 `sales_revenue` (actual ÷ amount), and the counted `new_partners`, `active_second_tier_agents`
 and `training_pass_rate` (actual ÷ goal). The others take the result entered at closing: shown
 as `proposed` until someone else confirms it, and counted as 0 in the weighted score until then.
@@ -70,14 +70,33 @@ def _assignee(target: dict[str, Any]) -> UUID | None:
     try:
         return UUID(target["assignee_id"])
     except ValueError:
-        return None  # set before assignees had to exist: nothing is credited to it
+        return None  # set before assignees had to exist
+
+
+def _team_credited(curs: Any, leader: UUID, target: dict[str, Any]) -> Decimal:
+    """Net sales of the leader and everyone reporting to them on the day of each sale; a
+    return counts for the team its sale counted for."""
+    span = (target["starts_on"], target["ends_on"])
+    curs.execute(
+        "SELECT (SELECT coalesce(sum(o.amount), 0) FROM partner_orders o WHERE o.sold_on BETWEEN %s AND %s"
+        "         AND o.employee_id IS NOT NULL AND in_team_of(%s, o.employee_id, o.sold_on))"
+        "     - (SELECT coalesce(sum(r.amount), 0) FROM partner_returns r JOIN partner_orders o"
+        "          ON o.contract_id = r.contract_id AND o.order_id = r.order_id"
+        "        WHERE r.returned_on BETWEEN %s AND %s AND r.employee_id IS NOT NULL"
+        "          AND in_team_of(%s, r.employee_id, o.sold_on)) AS net",
+        (*span, leader, *span, leader),
+    )
+    return Decimal(curs.fetchone()["net"])
 
 
 def _actual(curs: Any, target: dict[str, Any]) -> Decimal:
+    assignee = _assignee(target)
     if target["assignee_type"] == "team":
+        if assignee is not None:
+            return _team_credited(curs, assignee, target)
+        # A team named before teams were named by their leader: the sum of its children.
         curs.execute("SELECT * FROM targets WHERE parent_id = %s", (target["target_id"],))
         return sum((_actual(curs, child) for child in curs.fetchall()), Decimal("0"))
-    assignee = _assignee(target)
     if assignee is None:
         return Decimal("0")
     column = "employee_id" if target["assignee_type"] == "employee" else "partner_id"
@@ -85,18 +104,20 @@ def _actual(curs: Any, target: dict[str, Any]) -> Decimal:
 
 
 def _counted(curs: Any, kpi: str, target: dict[str, Any]) -> Decimal | None:
-    """What a counted KPI measures in the target's period (domain.md §3). A team's are its
-    leader's: the recruits and trainings of the people below are not summed (yet)."""
+    """What a counted KPI measures in the target's period (domain.md §3). A team's counts its
+    leader's and those of everyone reporting to them on the day (of the approval, the training)."""
     assignee = _assignee(target)
     span = (target["starts_on"], target["ends_on"])
     is_partner = target["assignee_type"] == "partner"
     if assignee is None:
         return None
+    # Whose recruits and trainings count: the employee's own, or the team's.
+    whose = "in_team_of(%s, {person}, {day})" if target["assignee_type"] == "team" else "{person} = %s"
     if kpi == "new_partners":
         if is_partner:
             return Decimal(0)
-        curs.execute("SELECT count(*) AS n FROM target_recruitments WHERE recruited_by = %s"
-                     " AND approved_on BETWEEN %s AND %s", (assignee, *span))
+        curs.execute("SELECT count(*) AS n FROM target_recruitments WHERE approved_on BETWEEN %s AND %s AND "  # noqa: S608
+                     + whose.format(person="recruited_by", day="approved_on"), (*span, assignee))
         return Decimal(curs.fetchone()["n"])
     if kpi == "active_second_tier_agents":
         if not is_partner:
@@ -106,10 +127,13 @@ def _counted(curs: Any, kpi: str, target: dict[str, Any]) -> Decimal | None:
                      "  AND o.sold_on BETWEEN %s AND %s)", (assignee, *span))
         return Decimal(curs.fetchone()["n"])
     # training_pass_rate: total passed ÷ total attendees of the trainings the assignee gave
-    curs.execute("SELECT sum(passed) AS passed, sum(attendees) AS attendees FROM target_trainings"
-                 " WHERE trainer_id = %s AND held_on BETWEEN %s AND %s", (assignee, *span))
+    if is_partner:
+        return None
+    curs.execute("SELECT sum(passed) AS passed, sum(attendees) AS attendees FROM target_trainings"  # noqa: S608
+                 " WHERE held_on BETWEEN %s AND %s AND " + whose.format(person="trainer_id", day="held_on"),
+                 (*span, assignee))
     row = curs.fetchone()
-    if is_partner or not row["attendees"]:
+    if not row["attendees"]:
         return None  # nobody trained: no rate to measure
     return Decimal(row["passed"]) / Decimal(row["attendees"])
 
@@ -139,7 +163,8 @@ def attainment(
         elif name in COUNTED_KPIS:
             goal = target["kpi_goals"].get(name)
             measured = counted[name]
-            kpi.update(goal=goal, actual=measured if measured is None or measured % 1 == 0 else measured.quantize(RATIO))
+            shown = measured if measured is None or measured % 1 == 0 else measured.quantize(RATIO)
+            kpi.update(goal=goal, actual=shown)
             if goal is not None and measured is not None:
                 kpi["attainment"] = (measured / Decimal(goal)).quantize(RATIO)
         else:
