@@ -33,7 +33,7 @@ def test_probation_regularize_and_fail(api):
 
 def test_promote_transfer_evaluate(api):
     manager = hire(api, role="manager")["id"]
-    employee = hire(api)["id"]
+    employee = hire(api, contract_months=0)["id"]  # still employed whenever the test runs
     assert post(api, f"/v1/employees/{employee}/promote", {"role": "supervisor", "on": "2026-06-01"}, HR).json()["role"] == "supervisor"
     moved = post(api, f"/v1/employees/{employee}/transfer", {"manager_id": manager, "on": "2026-06-01"}, HR).json()
     assert moved["manager_id"] == manager
@@ -44,7 +44,7 @@ def test_promote_transfer_evaluate(api):
 
 
 def test_warnings_and_dismissal(api):
-    employee = hire(api)["id"]
+    employee = hire(api, contract_months=0)["id"]  # still employed whenever the test runs
     problem(post(api, f"/v1/employees/{employee}/warnings", {"level": "serious", "reason": "late"}, HR, None),
             422, "warning_ladder_skipped")
     problem(post(api, f"/v1/employees/{employee}/dismiss", {"on": "2026-03-01", "reason": "late"}, HR, None),

@@ -396,7 +396,7 @@ def test_every_event_of_every_aggregate_shares_one_global_order(app):
 
 def test_transfer_to_someone_who_is_not_a_current_employee_is_refused(app):
     with as_("hr-1", "hr"):
-        manager = app.hire_employee(name="Chen Jie", role="manager", hired_on="2026-01-05")
+        manager = app.hire_employee(name="Chen Jie", role="manager", hired_on="2026-01-05", contract_months=0)
         rep = app.hire_employee(name="Liu Yang", role="sales_rep", hired_on="2026-01-05")
         app.warn_employee(manager.id, "dereliction", "abandoned post")
         app.dismiss_employee(manager.id, "2026-02-01", "dereliction")

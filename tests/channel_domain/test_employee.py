@@ -90,7 +90,7 @@ def test_renewal_never_starts_a_second_probation():
 
 
 def test_warning_ladder_escalates_one_step_at_a_time():
-    employee = hire()
+    employee = hire(contract_months=0)  # still employed whenever the test runs
     with as_("hr-1", "hr"):
         with refused("warning_ladder_skipped"):
             employee.warn("written", "late")
@@ -107,7 +107,7 @@ def test_warning_ladder_escalates_one_step_at_a_time():
 
 
 def test_dereliction_leads_straight_to_dismissal():
-    employee = hire()
+    employee = hire(contract_months=0)
     with as_("hr-1", "hr"):
         employee.warn("dereliction", "left the store unattended with the till open")
         employee.dismiss("2026-02-01", "dereliction of duty")
@@ -139,7 +139,7 @@ def test_third_contract_must_be_open_ended():
 
 
 def test_evaluations_are_quarterly_or_annual_once_per_period():
-    employee = hire()
+    employee = hire(contract_months=0)
     with as_("mgr-1", "channel_manager"):
         with refused("validation_error"):
             employee.evaluate("2026-03", 80)
@@ -239,7 +239,7 @@ def test_separation_reasons_that_fit():
             employee.separate(on, reason)
         assert employee.left_on == date.fromisoformat(on)
     employee = hire(hired_on="2026-01-05")
-    with as_("hr-1", "hr"):
+    with on_day("hr-1", "2026-01-20", "hr"):
         employee.warn("dereliction", "till left open")
         employee.separate("2026-02-01", "dismissal")
     assert employee.separation_reason == "dismissal"

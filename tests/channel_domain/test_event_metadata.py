@@ -36,7 +36,7 @@ def test_correlation_and_causation_default_to_the_command_itself():
 
 def test_business_effective_date_is_taken_from_the_event():
     with acting_as("hr-1", ["hr"]):
-        employee = Employee.hire(name="Zhao Lei", role="specialist", hired_on="2026-01-05")
+        employee = Employee.hire(name="Zhao Lei", role="specialist", hired_on="2026-01-05", contract_months=0)
         employee.evaluate("2026-Q1", 80)
     hired, evaluated = employee.collect_events()
     assert effective_on(hired) == date(2026, 1, 5)
