@@ -223,13 +223,13 @@ class Employee(ChannelAggregate):
     def propose_dismissal(self, on: date | str, reason: str, proposer_id: UUID | None) -> UUID:
         """A dismissal for poor performance (「工作表现不符合要求」), proposed by the employee's
         manager — the acting person's employee record, `proposer_id` — and approved by HR."""
-        self._require_employed("propose the dismissal of")
-        day = parse_date(on, "on")
         if proposer_id is None or proposer_id != self.manager_id:
             raise NotTheManager(
                 f"{current_command().actor} is not this employee's manager: only the manager proposes a dismissal",
                 actor=current_command().actor,
             )
+        self._require_employed("propose the dismissal of")
+        day = parse_date(on, "on")
         if not self.is_employed_on(day):
             raise refusal("employee_separated", f"the employee is not employed on {day}")
         proposal_id = uuid.uuid4()
