@@ -198,3 +198,21 @@ def test_a_child_revision_never_changes_a_closed_parent():
     with as_("gm-1", "general_manager"), refused("parent_closed"):
         child.approve_revision(revision, parent)
     assert parent.children[str(child.id)] == Decimal("1000.00") and child.amount == Decimal("1000.00")
+
+
+def test_a_target_set_before_goals_existed_still_loads():
+    target = set_target(kpis={"sales_revenue": "1"})
+    created = target.collect_events()[0]
+    del created.__dict__["kpi_goals"]  # the shape of a Set event stored before this field
+    assert created.mutate(None).kpi_goals == {}
+
+
+def test_a_snapshot_from_before_confirmed_closings_is_upcast():
+    target = set_target()
+    old = SalesTarget.Snapshot.take(target)
+    old.state.pop("class_version")
+    old.state.pop("kpi_goals")
+    old.state.pop("results_entered_by")  # the shape of class version 1
+    loaded = old.mutate(None)
+    assert (loaded.kpi_goals, loaded.results_entered_by) == ({}, None)
+    assert loaded.kpis == target.kpis
