@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from channel_domain.commission import ZERO, ContractCommissions, Entry, Line, cents
+from channel_domain.company_time import recorded_month
 from channel_domain.contract import Contract
 from channel_domain.partner import Partner
 from channel_domain.values import CommissionTerms, month_of
@@ -66,16 +67,16 @@ class Commissions:
             if isinstance(event, Contract.SaleRecorded):  # type: ignore[attr-defined]
                 contract_id = event.originator_id
                 booked = self._book(cursor, contract_id).sale(
-                    event.order_id, event.amount, event.sold_on, notification.id, month_of(recorded_at.date()))
+                    event.order_id, event.amount, event.sold_on, notification.id, recorded_month(recorded_at))
             elif isinstance(event, Contract.ReturnRecorded):  # type: ignore[attr-defined]
                 contract_id = event.originator_id
                 booked = self._book(cursor, contract_id).return_(
-                    event.order_id, event.amount, event.returned_on, notification.id, month_of(recorded_at.date()))
+                    event.order_id, event.amount, event.returned_on, notification.id, recorded_month(recorded_at))
             elif isinstance(event, Contract.Amended):  # type: ignore[attr-defined]
                 contract_id = event.originator_id
                 self._insert_terms(cursor, source, contract_id, event.effective_on, event.commission, recorded_at)
                 booked = self._book(cursor, contract_id).amendment(
-                    event.effective_on, CommissionTerms.parse(event.commission), month_of(recorded_at.date()))
+                    event.effective_on, CommissionTerms.parse(event.commission), recorded_month(recorded_at))
             elif isinstance(event, Contract.Drafted):  # type: ignore[attr-defined]
                 self._contracts[event.originator_id] = (event.partner_id, event.fee_rate)
                 cursor.execute(
