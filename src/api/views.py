@@ -62,6 +62,7 @@ def partner_view(_app: ChannelDepartment, partner: Partner, _: Principal) -> dic
         "payout_account": partner.payout_account,
         "payout_account_changes": partner.account_changes,
         "housing_subsidies": partner.housing_subsidies,
+        "remittances": partner.remittances,
         "deals": partner.deals,
         "payouts": partner.payouts,
     }
