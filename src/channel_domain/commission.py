@@ -181,6 +181,12 @@ class ContractCommissions:
         months = set(self._months) | {entry.month for returns in self._returns.values() for entry in returns}
         return {month: self._ideal[month] for month in months}
 
+    def order_commission(self, order_id: str) -> Decimal:
+        """What an order earns as now priced: its sale less what its returns claw back (0.00
+        once it is fully returned)."""
+        sale = self._sales[order_id]
+        return sale.commission + sum((entry.commission for entry in self._returns.get(order_id, ())), ZERO)
+
     def _learn_terms(self, effective_on: date, terms: CommissionTerms) -> None:
         self._amendments.append((effective_on, terms))
         self._amendments.sort(key=lambda amendment: amendment[0])  # stable: recording order breaks ties
