@@ -1,8 +1,9 @@
 """Commission statements (domain.md §6): a ledger of lines per partner and month.
 
 Sales and returns are priced by `channel_domain.commission`; broker deals at the broker's own
-rate; payouts and housing subsidies are kept step by step, consignees' remittances as received. A line is never updated, so a statement as known at a
-past time is simply the lines recorded by then — `statement(..., as_known_at=...)`.
+rate; payouts and housing subsidies are kept step by step, consignees' remittances as received.
+A line is never updated, so a statement as known at a past time is simply the lines recorded by
+then — `statement(..., as_known_at=...)`.
 
 Each contract's pricing state is rebuilt from its own lines when first needed and then kept
 in memory between batches (`reset()` drops it whenever the runner cannot vouch that the
