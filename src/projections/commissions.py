@@ -293,18 +293,17 @@ def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime 
         return None
     figures = statement_totals(cursor, partner_id, period, as_known_at, partner["kind"])
     params = {"partner": partner_id, "period": period, "known_at": as_known_at}
+    known = _known(as_known_at)
     cursor.execute(
-        "SELECT step, amount FROM commission_payouts WHERE partner_id = %(partner)s AND period = %(period)s"
-        + _known(as_known_at) + " ORDER BY position",
+        "SELECT 'payout' AS paid_out, position, step, amount FROM commission_payouts"
+        " WHERE partner_id = %(partner)s AND period = %(period)s" + known
+        + " UNION ALL SELECT 'subsidy', position, step, amount FROM commission_housing_subsidies"
+        " WHERE partner_id = %(partner)s AND period = %(period)s" + known + " ORDER BY position",
         params,
     )
-    steps = cursor.fetchall()
-    cursor.execute(
-        "SELECT step, amount FROM commission_housing_subsidies"
-        " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at) + " ORDER BY position",
-        params,
-    )
-    subsidy = cursor.fetchall()
+    paid_out = cursor.fetchall()
+    steps = [row for row in paid_out if row["paid_out"] == "payout"]
+    subsidy = [row for row in paid_out if row["paid_out"] == "subsidy"]
     result: dict[str, Any] = {
         "partner_id": partner_id,
         "period": period,
