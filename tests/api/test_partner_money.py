@@ -162,3 +162,15 @@ def test_no_housing_subsidy_for_direct_stores_or_brokers(api):
     problem(subsidy(api, "00000000-0000-0000-0000-000000000001", "verify", expect=None), 404, "not_found")
     unknown_period = approved_partner(api, "retailer")
     problem(subsidy(api, unknown_period, "verify", expect=None), 404, "not_found")
+
+
+def test_openapi_documents_the_new_endpoints_with_examples(api):
+    spec = api.client.get("/openapi.json").json()
+    for path in ("/v1/partners/{partner_id}/remittances", "/v1/partners/{partner_id}/housing-subsidies",
+                 "/v1/partners/{partner_id}/housing-subsidies/{period}/verify",
+                 "/v1/partners/{partner_id}/housing-subsidies/{period}/approve",
+                 "/v1/partners/{partner_id}/housing-subsidies/{period}/pay"):
+        assert "422" in spec["paths"][path]["post"]["responses"], path
+    schemas = spec["components"]["schemas"]
+    assert schemas["Remittance"]["examples"] and schemas["Subsidy"]["examples"] and schemas["SubsidyPaid"]["examples"]
+    assert {"remitted", "remittance_outstanding", "housing_subsidy"} <= set(schemas["Statement"]["properties"])
