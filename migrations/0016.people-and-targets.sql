@@ -1,4 +1,4 @@
--- depends: 0012.speed
+-- depends: 0013.money
 --
 -- People and targets (issue 13, items 11-13 and trainings).
 --
@@ -31,7 +31,7 @@ FROM employee_contracts c
 WHERE c.status IN ('probation', 'regular')
   AND c.contract_ends_on IS NOT NULL
   AND c.reviewed_on IS NULL
-  AND make_date(extract(year FROM c.contract_ends_on)::int - 1, 12, 31) < current_date
+  AND make_date(extract(year FROM c.contract_ends_on)::int - 1, 12, 31) < company_today()
   AND make_date(extract(year FROM c.contract_ends_on)::int - 1, 12, 31) >= c.hired_on;
 
 -- Targets: goals of counted KPIs, results entered at closing and who entered them (they take

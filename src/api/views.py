@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 from uuid import UUID
 
 from api.tokens import Principal
+from channel_domain import company_time
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.application import ChannelDepartment, HistoryEntry
 from channel_domain.contract import Contract
@@ -67,6 +67,7 @@ def partner_view(_app: ChannelDepartment, partner: Partner, _: Principal) -> dic
         "payout_account": partner.payout_account,
         "payout_account_changes": partner.account_changes,
         "housing_subsidies": partner.housing_subsidies,
+        "remittances": partner.remittances,
         "deals": partner.deals,
         "payouts": partner.payouts,
     }
@@ -74,7 +75,7 @@ def partner_view(_app: ChannelDepartment, partner: Partner, _: Principal) -> dic
 
 def contract_view(_app: ChannelDepartment, contract: Contract, _: Principal) -> dict[str, Any]:
     return {
-        "status": contract.display_status(date.today()),
+        "status": contract.display_status(company_time.today()),
         "partner_id": contract.partner_id,
         "partner_kind": contract.partner_kind,
         "starts_on": contract.starts_on,

@@ -421,8 +421,24 @@ class ChannelDepartment(Application):
         return self._change(Partner, partner_id, lambda p: p.approve_payout_account_change(change_id))
 
     @command
-    def grant_housing_subsidy(self, partner_id: UUID, period: str, amount: Any) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.grant_housing_subsidy(period, amount))
+    def record_remittance(self, partner_id: UUID, period: str, amount: Any, received_on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.record_remittance(period, amount, received_on))
+
+    @command
+    def prepare_housing_subsidy(self, partner_id: UUID, period: str, amount: Any) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.prepare_housing_subsidy(period, amount))
+
+    @command
+    def verify_housing_subsidy(self, partner_id: UUID, period: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.verify_housing_subsidy(period))
+
+    @command
+    def approve_housing_subsidy(self, partner_id: UUID, period: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.approve_housing_subsidy(period))
+
+    @command
+    def pay_housing_subsidy(self, partner_id: UUID, period: str, paid_on: date | str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.pay_housing_subsidy(period, paid_on))
 
     @command
     def record_deal(self, partner_id: UUID, deal_id: str, amount: Any, closed_on: date | str) -> CommandOutcome:

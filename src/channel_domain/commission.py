@@ -2,15 +2,19 @@
 is booked so that no statement is ever rewritten.
 
 `ContractCommissions` holds what is known of one contract — its terms history, its sales and
-returns — and prices it *ideally*: in date order then recording order, each sale's slice of
-the month's cumulative net sales at its tier's rate, each return clawing back its sale's own
-top slices first. Booking keeps, per month, what the statements already say. When something
-new is learnt, the new sale or return is booked in the month of its business date at its
-ideal price; if it also changes what other lines should have earned (an amendment with a
-past effective date, a sale dated before sales already booked under tiered terms), each
-month's difference (ideal − booked) is booked as one adjustment line in the month the news
-was recorded, naming the month it corrects. So, after every event, the booked total of
-every month equals its ideal total, and every line once booked stays as it was.
+returns — and prices it *ideally*: each sale's slice of its month's cumulative **sales** (in
+date order, then recording order; returns do not move this sum) at its tier's rate; each
+return clawing back its own sale's top slices first, the returns of one order in the order
+they were recorded. A return that empties a slice takes exactly what the slice still holds,
+so a fully returned order nets to 0.00 whatever the rounding.
+
+Booking keeps, per month, what the statements already say. When something new is learnt, the
+new sale or return is booked in the month of its business date at its ideal price. A return
+changes nothing else. What else a sale or an amendment changes (an amendment with a past
+effective date; a sale dated before sales already booked under tiered terms) is booked, per
+month, as one adjustment line (ideal − booked) in the month the news was recorded, naming the
+month it corrects. So, after every event, the booked total of every month equals its ideal
+total, and every line once booked stays as it was.
 """
 
 from __future__ import annotations
@@ -34,20 +38,22 @@ def cents(value: Decimal) -> Decimal:
 
 @dataclass(frozen=True)
 class Slice:
-    """Part of an amount earning one rate."""
+    """Part of an amount earning one rate, and the commission it earns (its amount × rate,
+    rounded, unless given: what a return takes when it empties a slice)."""
 
     amount: Decimal
     rate: Decimal
+    commission: Decimal = None  # type: ignore[assignment]
 
-    @property
-    def commission(self) -> Decimal:
-        return cents(self.amount * self.rate)
+    def __post_init__(self) -> None:
+        if self.commission is None:
+            object.__setattr__(self, "commission", cents(self.amount * self.rate))
 
 
 def marginal_slices(terms: CommissionTerms, cumulative: Decimal, amount: Decimal) -> list[Slice]:
-    """The slices of `amount` sold when the month's net sales already stand at `cumulative`.
+    """The slices of `amount` sold when the month's sales already stand at `cumulative`.
 
-    Net sales below zero (returns before any sale of the month) count in the first tier.
+    A cumulative below zero counts in the first tier.
     """
     if terms.type == "flat":
         return [Slice(amount, terms.tiers[0].rate)]
@@ -64,16 +70,22 @@ def marginal_slices(terms: CommissionTerms, cumulative: Decimal, amount: Decimal
 
 
 def claw_back(held: list[Slice], amount: Decimal) -> tuple[list[Slice], list[Slice]]:
-    """Takes `amount` from the top of `held` (a sale's slices, lowest first): returns
-    (the slices taken, top first; the slices still held)."""
+    """Takes `amount` from the top of `held` (what a sale still holds, lowest slice first):
+    returns (the slices taken, top first; the slices still held).
+
+    A slice taken whole takes exactly the commission it still holds; a part of a slice takes
+    its amount × rate, never more than the slice still holds."""
     taken, kept, left = [], list(held), amount
     while left and kept:
         top = kept.pop()
-        part = min(top.amount, left)
-        taken.append(Slice(part, top.rate))
-        if part < top.amount:
-            kept.append(Slice(top.amount - part, top.rate))
-        left -= part
+        if left >= top.amount:
+            taken.append(top)
+            left -= top.amount
+            continue
+        part = Slice(left, top.rate, min(cents(left * top.rate), top.commission))
+        taken.append(part)
+        kept.append(Slice(top.amount - left, top.rate, top.commission - part.commission))
+        left = ZERO
     return taken, kept
 
 
@@ -111,7 +123,7 @@ class Entry:
 
     @property
     def commission(self) -> Decimal:
-        earned = sum((s.commission for s in self.slices), ZERO)
+        earned = _earned(self.slices)
         return earned if self.kind == "sale" else -earned
 
     def lines(self) -> list[Line]:
@@ -123,21 +135,21 @@ class Entry:
 
 
 class ContractCommissions:
-    """Pricing splits along the rules' own lines: a sale's slices depend only on the entries
-    of its month before it (their amounts, not their prices); a return's clawback only on its
-    sale's slices and the returns of that sale before it. So news about one month re-prices
-    that month from the news onwards and the returns of the sales it moved — never the
-    whole contract, except for an amendment."""
+    """Pricing splits along the rules' own lines: a sale's slices depend only on the sales of
+    its month before it (their amounts, not their prices); a return's clawback only on its
+    sale's slices and the returns of that sale recorded before it. So a return re-prices
+    nothing but itself; a sale re-prices its month from itself onwards and the returns of the
+    sales it moved; only an amendment re-prices the whole contract."""
 
     def __init__(self, terms: CommissionTerms) -> None:
         self._initial = terms
         self._amendments: list[tuple[date, CommissionTerms]] = []
         self._tiered = terms.type == "tiered"
         self._top_bound = _top_bound(terms)  # above it, every terms known pay one rate
-        self._months: dict[str, list[Entry]] = defaultdict(list)  # each in key order
+        self._months: dict[str, list[Entry]] = defaultdict(list)  # month -> its sales, in key order
         self._sales: dict[str, Entry] = {}
-        self._returns: dict[str, list[Entry]] = defaultdict(list)  # order -> its returns, in key order
-        self._net: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> its net sales
+        self._returns: dict[str, list[Entry]] = defaultdict(list)  # order -> its returns, in recording order
+        self._gross: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> its sales
         self._ideal: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> what it should earn
         self.booked: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> what its statements say
 
@@ -155,10 +167,10 @@ class ContractCommissions:
         """Loads what was learnt before (amendments in recording order), as stored with the lines."""
         for effective_on, terms in amendments:
             self._learn_terms(effective_on, terms)
-        for entry in sorted(entries, key=lambda e: e.key):
-            self._months[entry.month].append(entry)
-            self._net[entry.month] += entry.amount if entry.kind == "sale" else -entry.amount
+        for entry in sorted(entries, key=lambda e: e.key if e.kind == "sale" else (date.min, e.position)):
             if entry.kind == "sale":
+                self._months[entry.month].append(entry)
+                self._gross[entry.month] += entry.amount
                 self._sales[entry.order_id] = entry
             else:
                 self._returns[entry.order_id].append(entry)
@@ -166,7 +178,14 @@ class ContractCommissions:
         self.booked.update(booked)
 
     def ideal(self) -> dict[str, Decimal]:
-        return {month: self._ideal[month] for month in self._months}
+        months = set(self._months) | {entry.month for returns in self._returns.values() for entry in returns}
+        return {month: self._ideal[month] for month in months}
+
+    def order_commission(self, order_id: str) -> Decimal:
+        """What an order earns as now priced: its sale less what its returns claw back (0.00
+        once it is fully returned)."""
+        sale = self._sales[order_id]
+        return sale.commission + sum((entry.commission for entry in self._returns.get(order_id, ())), ZERO)
 
     def _learn_terms(self, effective_on: date, terms: CommissionTerms) -> None:
         self._amendments.append((effective_on, terms))
@@ -179,44 +198,50 @@ class ContractCommissions:
     def sale(self, order_id: str, amount: Decimal, sold_on: date, position: int, recorded_in: str) -> list[Line]:
         entry = Entry("sale", order_id, sold_on, position, amount)
         self._sales[order_id] = entry
-        return self._learn(entry, recorded_in)
+        month = self._months[entry.month]
+        sold_before = self._gross[entry.month]
+        self._gross[entry.month] += amount
+        index = _insert(month, entry)
+        touched = {entry.month}
+        if index == len(month) - 1 or not self._tiered:
+            # Nothing after it in its month, or rates that do not depend on order: it moves nothing.
+            self._price_sale(entry, sold_before)
+        else:
+            # A late sale under tiered terms moves the slices of the sales after it in its month.
+            for moved in self._price_sales(month, index, shift=amount):
+                touched |= self._price_returns(moved.order_id)
+        self.booked[entry.month] += entry.commission
+        return entry.lines() + self._adjustments(touched, recorded_in)
 
     def return_(self, order_id: str, amount: Decimal, returned_on: date, position: int,
                 recorded_in: str) -> list[Line]:
+        """Claws back from what the order still holds; books the return's own lines, nothing else."""
         entry = Entry("return", order_id, returned_on, position, amount)
-        _insert(self._returns[order_id], entry)
-        return self._learn(entry, recorded_in)
+        held = self._held(order_id)
+        self._returns[order_id].append(entry)
+        entry.slices, _ = claw_back(held, amount)
+        self._ideal[entry.month] += entry.commission
+        self.booked[entry.month] += entry.commission
+        return entry.lines()
 
     def amendment(self, effective_on: date, terms: CommissionTerms, recorded_in: str) -> list[Line]:
         self._learn_terms(effective_on, terms)
         self._reprice_all()
-        return self._adjustments(self._months, recorded_in)
-
-    def _learn(self, entry: Entry, recorded_in: str) -> list[Line]:
-        month = self._months[entry.month]
-        net_before = self._net[entry.month]
-        self._net[entry.month] += entry.amount if entry.kind == "sale" else -entry.amount
-        index = _insert(month, entry)
-        touched = {entry.month}
-        if entry.kind == "return":
-            touched |= self._price_returns(entry.order_id)
-        if index == len(month) - 1 or not self._tiered:
-            # Nothing after it in its month, or rates that do not depend on order: it moves nothing.
-            if entry.kind == "sale":
-                self._price_sale(entry, net_before)
-        else:
-            # A late entry under tiered terms moves the slices of what follows it in its month.
-            shift = entry.amount if entry.kind == "sale" else -entry.amount
-            for sale in self._price_sales(month, index, shift):
-                touched |= self._price_returns(sale.order_id)
-        self.booked[entry.month] += entry.commission
-        return entry.lines() + self._adjustments(touched, recorded_in)
+        return self._adjustments(self.ideal(), recorded_in)
 
     # Pricing --------------------------------------------------------------------------
 
-    def _price_sale(self, entry: Entry, net: Decimal) -> bool:
-        """Prices a sale made when the month's net sales stood at `net`; True if it moved."""
-        slices = marginal_slices(self.terms_on(entry.day), net, entry.amount)
+    def _held(self, order_id: str) -> list[Slice]:
+        """What the order's sale still holds after its returns so far."""
+        sale = self._sales.get(order_id)
+        held = list(sale.slices) if sale is not None else []
+        for earlier in self._returns.get(order_id, ()):
+            _, held = claw_back(held, earlier.amount)
+        return held
+
+    def _price_sale(self, entry: Entry, sold_before: Decimal) -> bool:
+        """Prices a sale made when the month's sales stood at `sold_before`; True if it moved."""
+        slices = marginal_slices(self.terms_on(entry.day), sold_before, entry.amount)
         if slices == entry.slices:
             return False
         self._ideal[entry.month] += _earned(slices) - entry.commission
@@ -226,29 +251,23 @@ class ContractCommissions:
     def _price_sales(self, month: list[Entry], start: int, shift: Decimal | None = None) -> list[Entry]:
         """Prices the month's sales from `start` on; returns those whose slices moved.
 
-        With `shift` (the signed amount of an entry just inserted at `start`), it stops where
-        every later sale lies in the top tier both before and after the shift, even allowing
-        for the returns still to come that month: nothing further can move.
+        With `shift` (the amount of a sale just inserted at `start`), it stops at the first
+        later sale that lay in the top tier before the shift: it and every sale after it stay there.
         """
-        net = sum((e.amount if e.kind == "sale" else -e.amount for e in month[:start]), ZERO)
-        settled_above = None if shift is None else self._top_bound + max(shift, ZERO)
-        returns_to_come = ZERO if shift is None else sum((e.amount for e in month[start:] if e.kind == "return"), ZERO)
+        sold = sum((e.amount for e in month[:start]), ZERO)
+        settled_from = None if shift is None else self._top_bound + shift
         moved = []
         for index, entry in enumerate(month[start:], start):
-            if index > start and settled_above is not None and net - returns_to_come >= settled_above:
+            if index > start and settled_from is not None and sold >= settled_from:
                 break
-            if entry.kind == "sale":
-                if self._price_sale(entry, net):
-                    moved.append(entry)
-                net += entry.amount
-            else:
-                net -= entry.amount
-                returns_to_come -= entry.amount
+            if self._price_sale(entry, sold):
+                moved.append(entry)
+            sold += entry.amount
         return moved
 
     def _price_returns(self, order_id: str) -> set[str]:
-        """Claws back each return of the order, in key order, from what the sale still holds;
-        returns the months whose figures moved."""
+        """Claws back each return of the order, in recording order, from what the sale still
+        holds; returns the months whose figures moved."""
         held, months = list(self._sales[order_id].slices), set()
         for entry in self._returns.get(order_id, ()):
             clawed, held = claw_back(held, entry.amount)
@@ -262,7 +281,8 @@ class ContractCommissions:
         for month in self._months.values():
             self._price_sales(month, 0)
         for order_id in list(self._returns):
-            self._price_returns(order_id)
+            if order_id in self._sales:
+                self._price_returns(order_id)
 
     def _adjustments(self, months: Iterable[str], recorded_in: str) -> list[Line]:
         lines = []

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
+from channel_domain.company_time import local_date
 from channel_domain.errors import MissingCommandContext
 
 
@@ -36,7 +37,7 @@ class CommandContext:
 
     @property
     def today(self) -> date:
-        return self.now.date()
+        return local_date(self.now)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles

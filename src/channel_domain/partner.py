@@ -1,9 +1,10 @@
 """Partner (渠道合作伙伴): 「申请、评审、签约和考核」 — application, review, contract, assessment.
 
 Seven kinds with their own rules (domain.md §1), complaints that escalate, the credit
-security deposit, a payout account changed only on a second person's approval, housing
-subsidies, broker deals, and commission payouts that pass four hands in a fixed order:
-prepared → verified by finance → approved by the general manager → paid.
+security deposit, a payout account changed only on a second person's approval, broker deals,
+consignee remittances, and money paid out — commission payouts and housing subsidies — that
+passes four hands in a fixed order: prepared → verified by finance → approved by the general
+manager → paid.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def _head_count(value: Any, field: str) -> int:
 
 class Partner(ChannelAggregate):
     record_name = "partner"
+    class_version = 2  # the state's shape, for snapshots: 2 holds each housing subsidy's steps, and remittances
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["housing_subsidies"] = {
+            period: _paid_out(amount, None, None) for period, amount in state.get("housing_subsidies", {}).items()
+        }
+        state["remittances"] = {}
 
     # Application and review ---------------------------------------------------------
 
@@ -238,16 +247,43 @@ class Partner(ChannelAggregate):
         approver = self._require_other_actor("approve", requested=change["requested_by"])
         self._payout_account_change_approved(change_id=change_id, approved_by=approver)
 
-    def grant_housing_subsidy(self, period: str, amount: Any) -> None:
+    def record_remittance(self, period: str, amount: Any, received_on: date | str) -> None:
+        """A consignee's remittance received by finance, for the month it pays for (domain.md §1)."""
+        if self.kind != "consignee":
+            raise refusal("not_a_consignee", f"a {self.kind} remits nothing: only consignees hold the proceeds")
+        self._require_status("take a remittance from", "active", "suspended", "terminated")
+        parsed = Period.parse(period)
+        if parsed.kind != "month":
+            raise ValidationFailed("period", "a remittance pays for a month (YYYY-MM)")
+        self._remittance_received(
+            period=parsed.text,
+            amount=money(amount),
+            received_on=parse_date(received_on, "received_on"),
+            received_by=self._require_role("finance", "recording a remittance"),
+        )
+
+    def prepare_housing_subsidy(self, period: str, amount: Any) -> None:
         if self.kind not in SUBSIDY_KINDS:
             raise refusal("subsidy_not_applicable", f"a {self.kind} receives no housing subsidy")
         self._require_status("grant a subsidy to", "active")
-        parsed = Period.parse(period)
-        if parsed.kind != "month":
-            raise ValidationFailed("period", "a housing subsidy is monthly (YYYY-MM)")
-        if parsed.text in self.housing_subsidies:
-            raise refusal("duplicate_subsidy", f"a subsidy for {parsed.text} is already granted")
-        self._housing_subsidy_granted(period=parsed.text, amount=money(amount))
+        parsed = self._new_paid_out_month(period, self.housing_subsidies, "housing subsidy", "duplicate_subsidy")
+        self._housing_subsidy_prepared(
+            period=parsed, amount=money(amount), account=self.payout_account, prepared_by=current_command().actor,
+        )
+
+    def verify_housing_subsidy(self, period: str) -> None:
+        subsidy = self._step(self.housing_subsidies, "housing subsidy", period, "verify", "prepared")
+        self._housing_subsidy_verified(period=period, verified_by=self._verifier(subsidy, "a housing subsidy"))
+
+    def approve_housing_subsidy(self, period: str) -> None:
+        subsidy = self._step(self.housing_subsidies, "housing subsidy", period, "approve", "verified")
+        self._housing_subsidy_approved(period=period, approved_by=self._approver(subsidy, "a housing subsidy"))
+
+    def pay_housing_subsidy(self, period: str, paid_on: date | str) -> None:
+        self._step(self.housing_subsidies, "housing subsidy", period, "pay", "approved")
+        self._require_role("finance", "paying a housing subsidy")
+        self._housing_subsidy_paid(period=period, paid_on=parse_date(paid_on, "paid_on"),
+                                   account=self._approved_account())
 
     def record_deal(self, deal_id: str, amount: Any, closed_on: date | str) -> None:
         if self.kind != "broker":
@@ -260,49 +296,65 @@ class Partner(ChannelAggregate):
 
     def prepare_payout(self, period: str, amount: Any) -> None:
         self._require_status("pay", "active", "suspended", "terminated")
-        parsed = Period.parse(period)
-        if parsed.kind != "month":
-            raise ValidationFailed("period", "commission is paid monthly (YYYY-MM)")
-        if self.payout_account is None:
-            raise refusal("no_payout_account", "the partner has no approved payout account")
-        if parsed.text in self.payouts:
-            raise refusal("duplicate_payout", f"a payout for {parsed.text} is already prepared")
+        parsed = self._new_paid_out_month(period, self.payouts, "payout", "duplicate_payout")
         self._payout_prepared(
-            period=parsed.text,
+            period=parsed,
             amount=money(amount),
             account=self.payout_account,
             prepared_by=current_command().actor,
         )
 
     def verify_payout(self, period: str) -> None:
-        payout = self._payout(period, "verify", "prepared")
-        self._require_role("finance", "verifying a payout")
-        verifier = self._require_other_actor("verify", prepared=payout["prepared_by"])
-        self._payout_verified(period=period, verified_by=verifier)
+        payout = self._step(self.payouts, "payout", period, "verify", "prepared")
+        self._payout_verified(period=period, verified_by=self._verifier(payout, "a payout"))
 
     def approve_payout(self, period: str) -> None:
-        payout = self._payout(period, "approve", "verified")
-        self._require_role("general_manager", "approving a payout")
-        approver = self._require_other_actor(
-            "approve", prepared=payout["prepared_by"], verified=payout["verified_by"]
-        )
-        self._payout_approved(period=period, approved_by=approver)
+        payout = self._step(self.payouts, "payout", period, "approve", "verified")
+        self._payout_approved(period=period, approved_by=self._approver(payout, "a payout"))
 
     def pay_payout(self, period: str, paid_on: date | str) -> None:
-        self._payout(period, "pay", "approved")
+        self._step(self.payouts, "payout", period, "pay", "approved")
         self._require_role("finance", "paying out")
         self._payout_paid(period=period, paid_on=parse_date(paid_on, "paid_on"))
 
-    def _payout(self, period: str, action: str, required_status: str) -> dict[str, Any]:
-        payout = self.payouts.get(Period.parse(period).text)
-        if payout is None:
-            raise NotFound(f"no payout prepared for {period}")
-        if payout["status"] != required_status:
+    # Money paid out (commission payouts, housing subsidies) passes the same four hands:
+    # prepared → verified by finance → approved by the general manager → paid, to an
+    # approved payout account, a different person for each of the first three steps.
+
+    def _new_paid_out_month(self, period: str, book: dict[str, dict[str, Any]], what: str, duplicate: str) -> str:
+        parsed = Period.parse(period)
+        if parsed.kind != "month":
+            raise ValidationFailed("period", f"a {what} is monthly (YYYY-MM)")
+        self._approved_account()
+        if parsed.text in book:
+            raise refusal(duplicate, f"a {what} for {parsed.text} is already prepared")
+        return parsed.text
+
+    def _approved_account(self) -> str:
+        if self.payout_account is None:
+            raise refusal("no_payout_account", "the partner has no approved payout account")
+        return self.payout_account
+
+    @staticmethod
+    def _step(book: dict[str, dict[str, Any]], what: str, period: str, action: str,
+              required_status: str) -> dict[str, Any]:
+        paid_out = book.get(Period.parse(period).text)
+        if paid_out is None:
+            raise NotFound(f"no {what} prepared for {period}")
+        if paid_out["status"] != required_status:
             raise refusal(
                 "invalid_transition",
-                f"cannot {action} a payout that is {payout['status']}; it must be {required_status}",
+                f"cannot {action} a {what} that is {paid_out['status']}; it must be {required_status}",
             )
-        return payout
+        return paid_out
+
+    def _verifier(self, paid_out: dict[str, Any], what: str) -> str:
+        self._require_role("finance", f"verifying {what}")
+        return self._require_other_actor("verify", prepared=paid_out["prepared_by"])
+
+    def _approver(self, paid_out: dict[str, Any], what: str) -> str:
+        self._require_role("general_manager", f"approving {what}")
+        return self._require_other_actor("approve", prepared=paid_out["prepared_by"], verified=paid_out["verified_by"])
 
     # Events --------------------------------------------------------------------------
 
@@ -337,7 +389,8 @@ class Partner(ChannelAggregate):
         self.deposit_refunded = Decimal("0.00")
         self.payout_account: str | None = None
         self.account_changes: dict[str, dict[str, Any]] = {}
-        self.housing_subsidies: dict[str, Decimal] = {}
+        self.housing_subsidies: dict[str, dict[str, Any]] = {}
+        self.remittances: dict[str, Decimal] = {}  # month -> received for it
         self.deals: dict[str, Decimal] = {}
         self.payouts: dict[str, dict[str, Any]] = {}
 
@@ -416,9 +469,35 @@ class Partner(ChannelAggregate):
         change["status"] = "approved"
         self.payout_account = change["account"]
 
-    @event("HousingSubsidyGranted")
-    def _housing_subsidy_granted(self, period: str, amount: Decimal) -> None:
-        self.housing_subsidies[period] = amount
+    class HousingSubsidyGranted(ChannelAggregate.Event):
+        """Before housing subsidies passed four hands they were granted in one step: such an
+        event reads as prepared, by whoever recorded it, to no account yet."""
+
+        period: str
+        amount: Decimal
+
+        def apply(self, aggregate: Partner) -> None:
+            aggregate.housing_subsidies[self.period] = _paid_out(self.amount, None, self.actor)
+
+    @event("HousingSubsidyPrepared")
+    def _housing_subsidy_prepared(self, period: str, amount: Decimal, account: str, prepared_by: str) -> None:
+        self.housing_subsidies[period] = _paid_out(amount, account, prepared_by)
+
+    @event("HousingSubsidyVerified")
+    def _housing_subsidy_verified(self, period: str, verified_by: str) -> None:
+        self.housing_subsidies[period].update(status="verified", verified_by=verified_by)
+
+    @event("HousingSubsidyApproved")
+    def _housing_subsidy_approved(self, period: str, approved_by: str) -> None:
+        self.housing_subsidies[period].update(status="approved", approved_by=approved_by)
+
+    @event("HousingSubsidyPaid")
+    def _housing_subsidy_paid(self, period: str, paid_on: date, account: str) -> None:
+        self.housing_subsidies[period].update(status="paid", paid_on=paid_on, account=account)
+
+    @event("RemittanceReceived")
+    def _remittance_received(self, period: str, amount: Decimal, received_on: date, received_by: str) -> None:
+        self.remittances[period] = self.remittances.get(period, Decimal("0.00")) + amount
 
     @event("DealClosed")
     def _deal_closed(self, deal_id: str, amount: Decimal, closed_on: date) -> None:
@@ -426,15 +505,7 @@ class Partner(ChannelAggregate):
 
     @event("PayoutPrepared")
     def _payout_prepared(self, period: str, amount: Decimal, account: str, prepared_by: str) -> None:
-        self.payouts[period] = {
-            "amount": amount,
-            "account": account,
-            "status": "prepared",
-            "prepared_by": prepared_by,
-            "verified_by": None,
-            "approved_by": None,
-            "paid_on": None,
-        }
+        self.payouts[period] = _paid_out(amount, account, prepared_by)
 
     @event("PayoutVerified")
     def _payout_verified(self, period: str, verified_by: str) -> None:
@@ -447,3 +518,16 @@ class Partner(ChannelAggregate):
     @event("PayoutPaid")
     def _payout_paid(self, period: str, paid_on: date) -> None:
         self.payouts[period].update(status="paid", paid_on=paid_on)
+
+
+def _paid_out(amount: Decimal, account: str | None, prepared_by: str | None) -> dict[str, Any]:
+    """Money to be paid out, as prepared: a commission payout or a housing subsidy."""
+    return {
+        "amount": amount,
+        "account": account,
+        "status": "prepared",
+        "prepared_by": prepared_by,
+        "verified_by": None,
+        "approved_by": None,
+        "paid_on": None,
+    }

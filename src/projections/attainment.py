@@ -11,19 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from eventsourcing.persistence import Notification
 
+from channel_domain.company_time import local_date
 from channel_domain.employee import Employee
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
 from channel_domain.values import Period, plain_json
 from projections.audit import event_id
-
-# The day a partner was approved is the day its review was recorded, in the company's time.
-COMPANY_ZONE = ZoneInfo("Asia/Shanghai")
-
 
 class TargetAttainment:
     name = "target_attainment"
@@ -84,7 +80,7 @@ class TargetAttainment:
                     cursor.execute(
                         "UPDATE target_recruitments SET approved_on = %s, position = %s, event_id = %s"
                         " WHERE partner_id = %s",
-                        (event.timestamp.astimezone(COMPANY_ZONE).date(), *source, event.originator_id),
+                        (local_date(event.timestamp), *source, event.originator_id),
                     )
             elif isinstance(event, Partner.TrainingRecorded):  # type: ignore[attr-defined]
                 cursor.execute(

@@ -1,8 +1,9 @@
 """Commission statements (domain.md §6): a ledger of lines per partner and month.
 
 Sales and returns are priced by `channel_domain.commission`; broker deals at the broker's own
-rate; payouts are kept step by step. A line is never updated, so a statement as known at a
-past time is simply the lines recorded by then — `statement(..., as_known_at=...)`.
+rate; payouts and housing subsidies are kept step by step, consignees' remittances as received.
+A line is never updated, so a statement as known at a past time is simply the lines recorded by
+then — `statement(..., as_known_at=...)`.
 
 Each contract's pricing state is rebuilt from its own lines when first needed and then kept
 in memory between batches (`reset()` drops it whenever the runner cannot vouch that the
@@ -22,6 +23,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from channel_domain.commission import ZERO, ContractCommissions, Entry, Line, cents
+from channel_domain.company_time import recorded_month
 from channel_domain.contract import Contract
 from channel_domain.partner import Partner
 from channel_domain.values import CommissionTerms, month_of
@@ -33,6 +35,13 @@ PAYOUT_STEPS = {
     Partner.PayoutApproved: "approved",  # type: ignore[attr-defined]
     Partner.PayoutPaid: "paid",  # type: ignore[attr-defined]
 }
+SUBSIDY_STEPS = {
+    Partner.HousingSubsidyGranted: "prepared",  # granted in one step before issue 13: read as prepared
+    Partner.HousingSubsidyPrepared: "prepared",  # type: ignore[attr-defined]
+    Partner.HousingSubsidyVerified: "verified",  # type: ignore[attr-defined]
+    Partner.HousingSubsidyApproved: "approved",  # type: ignore[attr-defined]
+    Partner.HousingSubsidyPaid: "paid",  # type: ignore[attr-defined]
+}
 LINE_COLUMNS = (
     "position", "line_no", "event_id", "partner_id", "contract_id", "period", "kind", "order_id",
     "business_date", "amount", "rate", "commission", "fee_rate", "corrects_period", "recorded_at",
@@ -43,7 +52,7 @@ class Commissions:
     name = "commissions"
     weight = 3.0  # its cost per event against the others, measured (rebuilds share read models out by it)
     tables = ("commission_partners", "commission_contracts", "commission_terms", "commission_lines",
-              "commission_payouts")
+              "commission_payouts", "commission_remittances", "commission_housing_subsidies")
     cached_contracts = 256
 
     def __init__(self) -> None:
@@ -66,16 +75,16 @@ class Commissions:
             if isinstance(event, Contract.SaleRecorded):  # type: ignore[attr-defined]
                 contract_id = event.originator_id
                 booked = self._book(cursor, contract_id).sale(
-                    event.order_id, event.amount, event.sold_on, notification.id, month_of(recorded_at.date()))
+                    event.order_id, event.amount, event.sold_on, notification.id, recorded_month(recorded_at))
             elif isinstance(event, Contract.ReturnRecorded):  # type: ignore[attr-defined]
                 contract_id = event.originator_id
                 booked = self._book(cursor, contract_id).return_(
-                    event.order_id, event.amount, event.returned_on, notification.id, month_of(recorded_at.date()))
+                    event.order_id, event.amount, event.returned_on, notification.id, recorded_month(recorded_at))
             elif isinstance(event, Contract.Amended):  # type: ignore[attr-defined]
                 contract_id = event.originator_id
                 self._insert_terms(cursor, source, contract_id, event.effective_on, event.commission, recorded_at)
                 booked = self._book(cursor, contract_id).amendment(
-                    event.effective_on, CommissionTerms.parse(event.commission), month_of(recorded_at.date()))
+                    event.effective_on, CommissionTerms.parse(event.commission), recorded_month(recorded_at))
             elif isinstance(event, Contract.Drafted):  # type: ignore[attr-defined]
                 self._contracts[event.originator_id] = (event.partner_id, event.fee_rate)
                 cursor.execute(
@@ -110,6 +119,21 @@ class Commissions:
                     " (position, event_id, partner_id, period, step, amount, total_due, recorded_at)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (*source, event.originator_id, event.period, step, amount, total_due, recorded_at),
+                )
+            elif type(event) in SUBSIDY_STEPS:
+                cursor.execute(
+                    "INSERT INTO commission_housing_subsidies"
+                    " (position, event_id, partner_id, period, step, amount, account, recorded_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (*source, event.originator_id, event.period, SUBSIDY_STEPS[type(event)],
+                     getattr(event, "amount", None), getattr(event, "account", None), recorded_at),
+                )
+            elif isinstance(event, Partner.RemittanceReceived):  # type: ignore[attr-defined]
+                cursor.execute(
+                    "INSERT INTO commission_remittances"
+                    " (position, event_id, partner_id, period, amount, received_on, recorded_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (*source, event.originator_id, event.period, event.amount, event.received_on, recorded_at),
                 )
             if booked and contract_id is not None:
                 partner_id, fee_rate = self._contract(cursor, contract_id)
@@ -196,9 +220,18 @@ def _known(as_known_at: datetime | None) -> str:
     return "" if as_known_at is None else " AND recorded_at <= %(known_at)s"
 
 
-def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None) -> dict:
-    """The month's figures, with the negative balance carried in from the months before it."""
+def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
+                     kind: str | None = None) -> dict:
+    """The month's figures. A consignee's month settles once and carries nothing (domain.md §6):
+    S = proceeds − commission − fees − adjustments is remitted by the consignee when S ≥ 0 and
+    paid by the company (`total_due`) when below. Other partners carry a negative balance into
+    the months after it."""
     params = {"partner": partner_id, "period": period, "known_at": as_known_at}
+    if kind is None:
+        cursor.execute("SELECT kind FROM commission_partners WHERE partner_id = %(partner)s", params)
+        found = cursor.fetchone()
+        kind = found["kind"] if found else None
+    consignee = kind == "consignee"
     cursor.execute(
         "SELECT period,"
         " coalesce(sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), 0) AS gross_sales,"
@@ -206,7 +239,8 @@ def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: da
         " coalesce(sum(commission) FILTER (WHERE kind <> 'adjustment'), 0) AS commission,"
         " coalesce(sum(commission) FILTER (WHERE kind = 'adjustment'), 0) AS adjustments,"
         " coalesce(sum(amount * fee_rate), 0) AS fees"
-        " FROM commission_lines WHERE partner_id = %(partner)s AND period <= %(period)s"
+        " FROM commission_lines WHERE partner_id = %(partner)s"
+        + (" AND period = %(period)s" if consignee else " AND period <= %(period)s")
         + _known(as_known_at) + " GROUP BY period ORDER BY period",
         params,
     )
@@ -219,8 +253,7 @@ def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: da
         carried = min(ZERO, carried + row["commission"] + row["adjustments"])
     balance = month["commission"] + month["adjustments"] + carried
     net_sales = month["gross_sales"] - month["returns"]
-    fees = cents(month["fees"])
-    return {
+    figures = {
         "gross_sales": month["gross_sales"],
         "returns": month["returns"],
         "net_sales": net_sales,
@@ -229,9 +262,25 @@ def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: da
         "carried_in": carried,
         "total_due": max(ZERO, balance),
         "carried_out": min(ZERO, balance),
-        "fees": fees,
-        "remittance_due": net_sales - month["commission"] - fees,
+        "fees": None,
+        "remittance_due": None,
+        "remitted": None,
+        "remittance_outstanding": None,
     }
+    if consignee:
+        fees = cents(month["fees"])
+        settlement = net_sales - month["commission"] - fees - month["adjustments"]
+        cursor.execute(
+            "SELECT coalesce(sum(amount), 0) AS remitted FROM commission_remittances"
+            " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
+            params,
+        )
+        remitted = cursor.fetchone()["remitted"]
+        figures.update(
+            total_due=max(ZERO, -settlement), carried_out=ZERO, fees=fees, remittance_due=max(ZERO, settlement),
+            remitted=remitted, remittance_outstanding=max(ZERO, settlement) - remitted,
+        )
+    return figures
 
 
 def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
@@ -242,22 +291,26 @@ def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime 
     partner = cursor.fetchone()
     if partner is None:
         return None
-    figures = statement_totals(cursor, partner_id, period, as_known_at)
-    if partner["kind"] != "consignee":
-        figures["fees"] = figures["remittance_due"] = None
+    figures = statement_totals(cursor, partner_id, period, as_known_at, partner["kind"])
     params = {"partner": partner_id, "period": period, "known_at": as_known_at}
+    known = _known(as_known_at)
     cursor.execute(
-        "SELECT step, amount FROM commission_payouts WHERE partner_id = %(partner)s AND period = %(period)s"
-        + _known(as_known_at) + " ORDER BY position",
+        "SELECT 'payout' AS paid_out, position, step, amount FROM commission_payouts"
+        " WHERE partner_id = %(partner)s AND period = %(period)s" + known
+        + " UNION ALL SELECT 'subsidy', position, step, amount FROM commission_housing_subsidies"
+        " WHERE partner_id = %(partner)s AND period = %(period)s" + known + " ORDER BY position",
         params,
     )
-    steps = cursor.fetchall()
+    paid_out = cursor.fetchall()
+    steps = [row for row in paid_out if row["paid_out"] == "payout"]
+    subsidy = [row for row in paid_out if row["paid_out"] == "subsidy"]
     result: dict[str, Any] = {
         "partner_id": partner_id,
         "period": period,
         **{name: _money(value) for name, value in figures.items()},
         "payout_status": steps[-1]["step"] if steps else "none",
         "payout_amount": _money(steps[0]["amount"]) if steps else None,
+        "housing_subsidy": {"amount": _money(subsidy[0]["amount"]), "status": subsidy[-1]["step"]} if subsidy else None,
     }
     if with_lines:
         # The lines come as one JSON array built by PostgreSQL, each value as `plain_json`

@@ -76,7 +76,7 @@ def test_payout_account_subsidy_and_the_four_hand_payout(api):
     change = post(api, f"/v1/partners/{partner}/payout-account/changes", {"account": "6222 0001"}, SPECIALIST).json()
     approved = post(api, f"/v1/partners/{partner}/payout-account/changes/{change['change_id']}/approve", None, FINANCE)
     assert approved.json()["payout_account"] == "6222 0001"
-    post(api, f"/v1/partners/{partner}/housing-subsidies", {"period": "2026-03", "amount": "800.00"}, FINANCE)
+    post(api, f"/v1/partners/{partner}/housing-subsidies", {"period": "2026-03", "amount": "800.00"}, SPECIALIST)
     post(api, f"/v1/partners/{partner}/payouts", {"period": "2026-03", "amount": "4350.00"}, SPECIALIST)
     problem(post(api, f"/v1/partners/{partner}/payouts/2026-03/approve", None, GM, None), 422, "invalid_transition")
     post(api, f"/v1/partners/{partner}/payouts/2026-03/verify", None, FINANCE)

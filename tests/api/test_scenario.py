@@ -9,7 +9,8 @@ sales agent is proposed while one is already in force, the signature is refused.
 
 from __future__ import annotations
 
-from tests.api.flows import CONTENTS, ERP, GM, HR, MANAGER, SPECIALIST, post, problem
+from tests.api.flows import CONTENTS, ERP, FINANCE, FINANCE_2, GM, HR, MANAGER, REPORTING, SPECIALIST, post, problem
+from tests.api.test_commissions import statement, with_account
 
 
 def test_the_channel_department_story(api):
@@ -75,3 +76,41 @@ def test_the_channel_department_story(api):
         ("Contract.Signed", "mgr-1"),
     ]
     assert history[4]["effective_on"] == "2026-03-02" and history[4]["data"]["employee_id"] == rep["id"]
+
+
+def test_a_consignees_month_and_an_agents_housing_subsidy(api):
+    """A consignee sells on consigned stock, a customer brings one order back in three parts,
+    the consignee keeps its commission and fees and remits the rest; an agent's housing subsidy
+    passes three people and is shown on its statement, apart from what it is owed."""
+    consignee = post(api, "/v1/partners", {"kind": "consignee", "name": "Ningbo Consignment"}, SPECIALIST, 201).json()
+    post(api, f"/v1/partners/{consignee['id']}/review", {"decision": "approve"}, MANAGER)
+    contract = post(api, "/v1/contracts", {
+        "partner_id": consignee["id"], "starts_on": "2026-01-01", "ends_on": "2026-12-31", "fee_rate": "0.02",
+        "commission": {"type": "flat", "rate": "0.05"}, **CONTENTS}, MANAGER, 201).json()["id"]
+    post(api, f"/v1/contracts/{contract}/submit", None, MANAGER)
+    post(api, f"/v1/contracts/{contract}/approve", None, GM)
+    post(api, f"/v1/contracts/{contract}/sign", {"signed_on": "2026-01-01"}, MANAGER)
+    for order, amount, day in (("NB-1", "20000.00", "2026-03-02"), ("NB-2", "99.99", "2026-03-03")):
+        post(api, f"/v1/contracts/{contract}/sales", {"order_id": order, "amount": amount, "sold_on": day}, ERP)
+    for day in ("2026-03-04", "2026-03-05", "2026-03-06"):  # a third each: 1.67, 1.67, then what is left, 1.66
+        post(api, f"/v1/contracts/{contract}/returns", {"order_id": "NB-2", "amount": "33.33", "returned_on": day}, ERP)
+    march = statement(api, consignee["id"], "2026-03", REPORTING)
+    nb2 = [line["commission"] for line in march["lines"] if line["order_id"] == "NB-2"]
+    assert nb2 == ["5.00", "-1.67", "-1.67", "-1.66"]  # the order returned in full nets 0.00
+    # Proceeds 20 000; commission 1 000; fees 2 % = 400: the consignee remits 18 600 and is owed nothing.
+    assert (march["commission"], march["fees"], march["remittance_due"], march["total_due"]) == (
+        "1000.00", "400.00", "18600.00", "0.00")
+    post(api, f"/v1/partners/{consignee['id']}/remittances",
+         {"period": "2026-03", "amount": "18600.00", "received_on": "2026-04-12"}, FINANCE)
+    march = statement(api, consignee["id"], "2026-03", REPORTING)
+    assert (march["remitted"], march["remittance_outstanding"]) == ("18600.00", "0.00")
+
+    # The consignee's housing subsidy for March: prepared, verified, approved, paid — four hands.
+    with_account(api, consignee["id"])
+    subsidies = f"/v1/partners/{consignee['id']}/housing-subsidies"
+    post(api, subsidies, {"period": "2026-03", "amount": "1500.00"}, SPECIALIST)
+    post(api, f"{subsidies}/2026-03/verify", None, FINANCE)
+    post(api, f"{subsidies}/2026-03/approve", None, GM)
+    post(api, f"{subsidies}/2026-03/pay", {"paid_on": "2026-04-15"}, FINANCE_2)
+    march = statement(api, consignee["id"], "2026-03", REPORTING)
+    assert (march["housing_subsidy"], march["total_due"]) == ({"amount": "1500.00", "status": "paid"}, "0.00")

@@ -47,9 +47,8 @@ def test_a_return_claws_back_its_own_sales_top_slice_first_and_leaves_other_sale
     ]
     # Returning part of A takes A's own 3 % — not B's higher slice.
     assert commissions(book.return_("A", D("1000.00"), date(2026, 3, 21), 4, "2026-03")) == [D("-30.00")]
-    # Net sales now 94 000: the next sale starts inside the first tier again.
-    assert commissions(book.sale("C", D("10000.00"), date(2026, 3, 25), 5, "2026-03")) == [
-        D("180.00"), D("180.00")]
+    # Returns do not move the month's cumulative sales (130 000): the next sale earns 4.5 %.
+    assert commissions(book.sale("C", D("10000.00"), date(2026, 3, 25), 5, "2026-03")) == [D("450.00")]
 
 
 def test_a_return_in_a_later_month_is_booked_there_at_the_rates_its_sale_earned():
@@ -90,18 +89,20 @@ def test_a_sale_dated_before_sales_already_booked_under_tiered_terms_takes_its_p
     ]
 
 
-def test_a_late_sale_moves_later_sales_that_a_return_brought_back_below_the_top_tier():
+def test_a_late_sale_moves_later_sales_and_the_clawback_of_their_returns():
     book = ContractCommissions(TIERED)
-    book.sale("A", D("150000.00"), date(2026, 3, 1), 1, "2026-03")  # 3 000 + 2 250
-    book.sale("B", D("10000.00"), date(2026, 3, 20), 2, "2026-03")  # 450, all above 100 000
-    book.return_("A", D("80000.00"), date(2026, 3, 25), 3, "2026-03")  # −2 250 − 900: net 80 000
-    assert commissions(book.sale("C", D("30000.00"), date(2026, 3, 28), 4, "2026-03")) == [
-        D("600.00"), D("450.00")]
-    # D comes before B: B stays in the top tier, but C now starts at 85 000: 15 000 × 3 % +
-    # 15 000 × 4.5 % = 1 125, 75 more than booked.
-    lines = book.sale("D", D("5000.00"), date(2026, 3, 10), 5, "2026-04")
+    book.sale("A", D("60000.00"), date(2026, 3, 1), 1, "2026-03")  # 1 800
+    book.sale("B", D("60000.00"), date(2026, 3, 20), 2, "2026-03")  # 40 000 × 3 % + 20 000 × 4.5 % = 2 100
+    book.return_("B", D("30000.00"), date(2026, 4, 2), 3, "2026-04")  # −900 − 10 000 × 3 % = −1 200
+    # C, dated before B, puts B at 90 000–150 000: 10 000 × 3 % + 50 000 × 4.5 % = 2 550 (450 more);
+    # B's April return now takes 30 000 × 4.5 % = 1 350 (150 more clawed back).
+    lines = book.sale("C", D("30000.00"), date(2026, 3, 10), 4, "2026-05")
     assert [(line.kind, line.period, line.commission, line.corrects_period) for line in lines] == [
-        ("sale", "2026-03", D("225.00"), None), ("adjustment", "2026-04", D("75.00"), "2026-03")]
+        ("sale", "2026-03", D("900.00"), None),
+        ("adjustment", "2026-05", D("450.00"), "2026-03"),
+        ("adjustment", "2026-05", D("-150.00"), "2026-04"),
+    ]
+    assert book.booked == {"2026-03": D("5250.00"), "2026-04": D("-1350.00")}
 
 
 def test_under_flat_terms_order_does_not_matter_and_nothing_is_adjusted():
@@ -170,3 +171,74 @@ def test_learning_piece_by_piece_prices_as_pricing_everything_at_once_would():
         fresh = ContractCommissions(steep)
         fresh.restore([Entry(e.kind, e.order_id, e.day, e.position, e.amount) for e in entries], amendments, {})
         assert fresh.ideal() == ideal
+
+
+def test_a_late_recorded_return_dated_mid_month_books_its_own_clawback_and_nothing_else():
+    """domain.md §6: a return of 10 000 of the 60 000 sale, dated in the same month and recorded
+    weeks later, books −300 and nothing else (March: 4 050)."""
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("60000.00"), date(2026, 3, 2), 1, "2026-03")  # 1 800
+    book.sale("B", D("70000.00"), date(2026, 3, 9), 2, "2026-03")  # 1 200 + 1 350
+    book.sale("C", D("20000.00"), date(2026, 3, 25), 3, "2026-03")  # 900, all above 100 000
+    lines = book.return_("A", D("10000.00"), date(2026, 3, 5), 4, "2026-04")
+    assert [(line.kind, line.period, line.order_id, line.amount, line.rate, line.commission) for line in lines] == [
+        ("return", "2026-03", "A", D("-10000.00"), D("0.03"), D("-300.00"))]
+    assert book.booked == {"2026-03": D("4950.00")}  # 1 800 + 2 550 + 900 − 300
+
+
+def test_a_return_of_a_march_order_dated_in_april_does_not_lower_aprils_other_sales():
+    book = ContractCommissions(TIERED)
+    book.sale("M", D("130000.00"), date(2026, 3, 30), 1, "2026-03")  # 3 000 + 1 350
+    book.sale("A1", D("90000.00"), date(2026, 4, 2), 2, "2026-04")  # 2 700
+    assert commissions(book.return_("M", D("50000.00"), date(2026, 4, 3), 3, "2026-04")) == [
+        D("-1350.00"), D("-600.00")]  # M's 30 000 at 4.5 %, then 20 000 at 3 %
+    # April's sales stand at 90 000, whatever was returned: 10 000 × 3 % + 10 000 × 4.5 %.
+    assert commissions(book.sale("A2", D("20000.00"), date(2026, 4, 20), 4, "2026-04")) == [
+        D("300.00"), D("450.00")]
+    assert book.booked == {"2026-03": D("4350.00"), "2026-04": D("1500.00")}  # 2 700 − 1 950 + 750
+
+
+def test_the_return_that_empties_an_order_claws_back_exactly_what_it_still_holds():
+    # 3 × 33.33 at 5 %: each third alone would claw back 1.67 (1.6665 rounded), 5.01 in all,
+    # while the sale of 99.99 earned 5.00 (4.9995 rounded). The last return takes 1.66.
+    book = ContractCommissions(FLAT)
+    assert commissions(book.sale("A", D("99.99"), date(2026, 3, 2), 1, "2026-03")) == [D("5.00")]
+    assert commissions(book.return_("A", D("33.33"), date(2026, 3, 3), 2, "2026-03")) == [D("-1.67")]
+    assert commissions(book.return_("A", D("33.33"), date(2026, 3, 4), 3, "2026-03")) == [D("-1.67")]
+    assert commissions(book.return_("A", D("33.33"), date(2026, 4, 5), 4, "2026-04")) == [D("-1.66")]
+    assert book.booked["2026-03"] + book.booked["2026-04"] == D("0.00")
+
+
+def test_a_fully_returned_tiered_order_nets_zero_slice_by_slice():
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("99999.99"), date(2026, 3, 1), 1, "2026-03")
+    book.sale("B", D("333.33"), date(2026, 3, 2), 2, "2026-03")  # 0.01 × 3 % = 0.00, 333.32 × 4.5 % = 15.00
+    assert [(line.amount, line.commission) for line in book.return_("B", D("111.11"), date(2026, 3, 3), 3, "2026-03")] == [
+        (D("-111.11"), D("-5.00"))]  # 4.99995 rounded
+    assert [(line.amount, line.commission) for line in book.return_("B", D("111.11"), date(2026, 3, 4), 4, "2026-03")] == [
+        (D("-111.11"), D("-5.00"))]
+    # What is left: 111.10 at 4.5 % holding 5.00, and 0.01 at 3 % holding 0.00.
+    assert [(line.amount, line.rate, line.commission)
+            for line in book.return_("B", D("111.11"), date(2026, 3, 5), 5, "2026-03")] == [
+        (D("-111.10"), D("0.045"), D("-5.00")), (D("-0.01"), D("0.03"), D("0.00"))]
+    assert book.booked["2026-03"] == D("3000.00")  # A's 99 999.99 × 3 %, B's nothing
+
+
+def test_a_partial_return_never_claws_back_more_than_its_slice_still_holds():
+    half_percent = CommissionTerms.parse({"type": "flat", "rate": "0.005"})
+    book = ContractCommissions(half_percent)
+    assert commissions(book.sale("A", D("3.01"), date(2026, 3, 1), 1, "2026-03")) == [D("0.02")]  # 0.01505
+    assert commissions(book.return_("A", D("1.00"), date(2026, 3, 2), 2, "2026-03")) == [D("-0.01")]  # 0.005
+    assert commissions(book.return_("A", D("1.00"), date(2026, 3, 3), 3, "2026-03")) == [D("-0.01")]
+    assert commissions(book.return_("A", D("1.00"), date(2026, 3, 4), 4, "2026-03")) == [D("0.00")]  # nothing left
+    assert commissions(book.return_("A", D("0.01"), date(2026, 3, 5), 5, "2026-03")) == [D("0.00")]
+    assert book.booked["2026-03"] == D("0.00")
+
+
+def test_returns_of_one_order_claw_back_in_the_order_they_were_recorded():
+    book = ContractCommissions(TIERED)
+    book.sale("A", D("130000.00"), date(2026, 3, 1), 1, "2026-03")
+    assert commissions(book.return_("A", D("30000.00"), date(2026, 3, 20), 2, "2026-03")) == [D("-1350.00")]
+    # Dated earlier but recorded later: it takes from what the first return left, at 3 %.
+    lines = book.return_("A", D("10000.00"), date(2026, 3, 10), 3, "2026-04")
+    assert [(line.kind, line.commission) for line in lines] == [("return", D("-300.00"))]

@@ -171,15 +171,89 @@ def test_payout_account_change_needs_someone_else_to_approve():
 
 
 def test_housing_subsidy_goes_to_social_channel_agents_once_a_month():
-    partner = active()
-    with as_("fin-1", "finance"):
-        partner.grant_housing_subsidy("2026-03", "800.00")
+    partner = with_payout_account(active())
+    with as_("spec-1", "channel_specialist"):
+        partner.prepare_housing_subsidy("2026-03", "800.00")
         with refused("duplicate_subsidy"):
-            partner.grant_housing_subsidy("2026-03", "800.00")
+            partner.prepare_housing_subsidy("2026-03", "800.00")
         with refused("validation_error"):
-            partner.grant_housing_subsidy("2026-Q2", "800.00")
-        with refused("subsidy_not_applicable"):
-            active(kind="direct_store", grade="A").grant_housing_subsidy("2026-03", "800.00")
+            partner.prepare_housing_subsidy("2026-Q2", "800.00")
+        for kind, extra in (("direct_store", {"grade": "A"}), ("broker", {"commission_rate": "0.01"})):
+            with refused("subsidy_not_applicable"):
+                with_payout_account(active(kind=kind, **extra) if kind != "broker" else approved(kind=kind, **extra)
+                                    ).prepare_housing_subsidy("2026-03", "800.00")
+        with refused("no_payout_account"):
+            active(kind="retailer").prepare_housing_subsidy("2026-03", "800.00")
+
+
+def test_housing_subsidy_passes_three_people_then_is_paid_to_the_approved_account():
+    partner = with_payout_account(active(kind="distributor"))
+    with as_("spec-1", "channel_specialist"):
+        partner.prepare_housing_subsidy("2026-03", "800.00")
+    with as_("gm-1", "general_manager"), refused("invalid_transition"):
+        partner.approve_housing_subsidy("2026-03")  # never approved before finance verified it
+    with as_("spec-1", "channel_specialist", "finance"), refused("segregation_of_duties"):
+        partner.verify_housing_subsidy("2026-03")
+    with as_("mgr-1", "channel_manager"), refused("role_required"):
+        partner.verify_housing_subsidy("2026-03")
+    with as_("fin-1", "finance"):
+        with refused("invalid_transition"):
+            partner.pay_housing_subsidy("2026-03", "2026-04-10")
+        partner.verify_housing_subsidy("2026-03")
+    with as_("fin-1", "finance", "general_manager"), refused("segregation_of_duties"):
+        partner.approve_housing_subsidy("2026-03")
+    with as_("spec-1", "channel_specialist", "general_manager"), refused("segregation_of_duties"):
+        partner.approve_housing_subsidy("2026-03")
+    with as_("gm-1", "general_manager"):
+        partner.approve_housing_subsidy("2026-03")
+        with refused("role_required"):
+            partner.pay_housing_subsidy("2026-03", "2026-04-10")
+        with refused("not_found"):
+            partner.verify_housing_subsidy("2026-04")
+    with as_("fin-2", "finance"):
+        partner.pay_housing_subsidy("2026-03", "2026-04-10")
+        with refused("invalid_transition"):
+            partner.pay_housing_subsidy("2026-03", "2026-04-11")
+    subsidy = partner.housing_subsidies["2026-03"]
+    assert {k: subsidy[k] for k in ("amount", "account", "status", "prepared_by", "verified_by", "approved_by",
+                                    "paid_on")} == {
+        "amount": Decimal("800.00"), "account": "6222 0000 1111", "status": "paid", "prepared_by": "spec-1",
+        "verified_by": "fin-1", "approved_by": "gm-1", "paid_on": date(2026, 4, 10)}
+    paid = partner.collect_events()[-1]
+    assert (type(paid).__name__, paid.account, paid.paid_on) == ("HousingSubsidyPaid", "6222 0000 1111",
+                                                                  date(2026, 4, 10))
+
+
+def test_a_subsidy_granted_in_one_step_before_reads_as_prepared_by_whoever_granted_it():
+    partner = with_payout_account(active(kind="retailer"))
+    with as_("old-clerk", "finance"):
+        partner.trigger_event(Partner.HousingSubsidyGranted, period="2026-02", amount=Decimal("500.00"))
+    replayed = None
+    for stored in partner.collect_events():
+        replayed = stored.mutate(replayed)
+    subsidy = replayed.housing_subsidies["2026-02"]
+    assert (subsidy["status"], subsidy["amount"], subsidy["prepared_by"]) == ("prepared", Decimal("500.00"), "old-clerk")
+    with as_("old-clerk", "finance"), refused("segregation_of_duties"):
+        replayed.verify_housing_subsidy("2026-02")
+
+
+def test_finance_records_a_consignees_remittances_for_a_month():
+    consignee = active(kind="consignee")
+    with as_("fin-1", "finance"):
+        consignee.record_remittance("2026-03", "5000.00", "2026-04-08")
+        consignee.record_remittance("2026-03", "2040.00", "2026-04-14")
+        with refused("validation_error"):
+            consignee.record_remittance("2026-Q1", "1.00", "2026-04-14")
+        with refused("validation_error"):
+            consignee.record_remittance("2026-03", "0.00", "2026-04-14")
+        with refused("not_a_consignee"):
+            active(kind="retailer").record_remittance("2026-03", "1.00", "2026-04-14")
+    with as_("mgr-1", "channel_manager"), refused("role_required"):
+        consignee.record_remittance("2026-03", "1.00", "2026-04-14")
+    assert consignee.remittances == {"2026-03": Decimal("7040.00")}
+    received = consignee.collect_events()[-1]
+    assert (type(received).__name__, received.period, received.amount, received.received_on, received.received_by) == (
+        "RemittanceReceived", "2026-03", Decimal("2040.00"), date(2026, 4, 14), "fin-1")
 
 
 def test_only_active_brokers_record_deals_each_once():

@@ -110,6 +110,8 @@ def test_segregation_of_duties_is_refused_on_every_approval_and_writes_nothing(h
                       "partners", clerk, FINANCE)
     post(http, f"/v1/partners/{partner}/payouts", {"period": "2026-03", "amount": "10.00"}, clerk)
     refuse_then_allow(f"/v1/partners/{partner}/payouts/2026-03/verify", partner, "partners", clerk, FINANCE)
+    post(http, f"/v1/partners/{partner}/housing-subsidies", {"period": "2026-03", "amount": "800.00"}, clerk)
+    refuse_then_allow(f"/v1/partners/{partner}/housing-subsidies/2026-03/verify", partner, "partners", clerk, FINANCE)
 
     other = approved_partner(http)
     signed_contract(http, other)
@@ -119,6 +121,9 @@ def test_segregation_of_duties_is_refused_on_every_approval_and_writes_nothing(h
     verifier = ("fin-gm", ("finance", "general_manager"))
     post(http, f"/v1/partners/{other}/payouts/2026-03/verify", None, verifier)
     refuse_then_allow(f"/v1/partners/{other}/payouts/2026-03/approve", other, "partners", verifier, GM)
+    post(http, f"/v1/partners/{other}/housing-subsidies", {"period": "2026-03", "amount": "800.00"}, SPECIALIST)
+    post(http, f"/v1/partners/{other}/housing-subsidies/2026-03/verify", None, verifier)
+    refuse_then_allow(f"/v1/partners/{other}/housing-subsidies/2026-03/approve", other, "partners", verifier, GM)
 
     hr = ("hr-1", ("hr",))
     leader = post(http, "/v1/employees", {"name": "Lead", "role": "manager", "hired_on": "2026-01-05",

@@ -41,6 +41,11 @@ class StatementLine(BaseModel):
     recorded_at: str
 
 
+class HousingSubsidy(BaseModel):
+    amount: str
+    status: str = Field(description="prepared, verified, approved or paid")
+
+
 class StatementSummary(BaseModel):
     partner_id: str
     period: str
@@ -52,10 +57,15 @@ class StatementSummary(BaseModel):
     carried_in: str
     total_due: str
     carried_out: str
-    fees: str | None
-    remittance_due: str | None
+    fees: str | None = Field(description="Consignees: fee_rate × net proceeds; null for other partners")
+    remittance_due: str | None = Field(
+        description="Consignees: proceeds − commission − fees − adjustments when not below zero (else total_due "
+                    "is what the company owes); null for other partners")
+    remitted: str | None = Field(description="Consignees: remittances received for this month")
+    remittance_outstanding: str | None = Field(description="Consignees: remittance_due − remitted")
     payout_status: str
     payout_amount: str | None
+    housing_subsidy: HousingSubsidy | None = Field(description="The month's housing subsidy, never part of total_due")
 
 
 class Statement(StatementSummary):
@@ -104,12 +114,14 @@ def list_statements(
 ) -> dict[str, Any]:
     after_period, _, after_partner = (cursor or "/").partition("/")
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-        # Every month with a line or a payout step is a statement; months between them only
-        # carry a balance through.
+        # Every month with a line, a payout or subsidy step or a remittance is a statement;
+        # months between them only carry a balance through.
         curs.execute(
             "SELECT period, partner_id FROM ("
             " SELECT period, partner_id, recorded_at FROM commission_lines"
-            " UNION ALL SELECT period, partner_id, recorded_at FROM commission_payouts) AS known"
+            " UNION ALL SELECT period, partner_id, recorded_at FROM commission_payouts"
+            " UNION ALL SELECT period, partner_id, recorded_at FROM commission_housing_subsidies"
+            " UNION ALL SELECT period, partner_id, recorded_at FROM commission_remittances) AS known"
             " WHERE (%(period)s::text IS NULL OR period = %(period)s)"
             " AND (%(partner)s::uuid IS NULL OR partner_id = %(partner)s)"
             " AND (%(known_at)s::timestamptz IS NULL OR recorded_at <= %(known_at)s)"

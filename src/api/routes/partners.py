@@ -87,11 +87,6 @@ class AccountChange(Command):
 
 
 
-class Subsidy(Command):
-    period: Period
-    amount: Money
-
-
 class Deal(Command):
     deal_id: ShortText
     amount: Money
@@ -187,11 +182,6 @@ def request_account_change(partner_id: UUID, body: AccountChange, request: Reque
 def approve_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
                            body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.approve_payout_account_change(partner_id, change_id))
-
-
-@router.post("/{partner_id}/housing-subsidies", response_model=RecordState, responses=COMMAND_ERRORS)
-def grant_subsidy(partner_id: UUID, body: Subsidy, request: Request, app: Department, caller: Finance) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.grant_housing_subsidy(partner_id, body.period, body.amount))
 
 
 @router.post("/{partner_id}/deals", response_model=RecordState, responses=COMMAND_ERRORS, summary="Record a broker's deal")
