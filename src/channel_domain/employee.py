@@ -206,6 +206,11 @@ class Employee(ChannelAggregate):
             raise refusal("already_erased", "this employee's personal data is already erased")
         self._personal_data_erased()
 
+    def is_employed_on(self, day: date) -> bool:
+        """Hired by then and not yet gone: the day of a dismissal or failed probation is the
+        employment's last."""
+        return self.hired_on <= day and (self.left_on is None or day <= self.left_on)
+
     def _require_employed(self, action: str) -> None:
         self._require_status(action, "probation", "regular")
 

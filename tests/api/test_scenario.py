@@ -9,7 +9,7 @@ sales agent is proposed while one is already in force, the signature is refused.
 
 from __future__ import annotations
 
-from tests.api.flows import CONTENTS, ERP, GM, HR, MANAGER, SPECIALIST, post, problem
+from tests.api.flows import CONTENTS, ERP, GM, HR, MANAGER, SPECIALIST, file_archive, post, problem
 
 
 def test_the_channel_department_story(api):
@@ -24,6 +24,9 @@ def test_the_channel_department_story(api):
     # The rep recruits an enterprise agent for Zhejiang; the channel manager reviews it.
     agent = post(api, "/v1/partners", {"kind": "enterprise_agent", "name": "Hangzhou Trading Co.",
                                        "region": "Zhejiang", "recruited_by": rep["id"]}, SPECIALIST, 201).json()
+    problem(post(api, f"/v1/partners/{agent['id']}/review", {"decision": "approve"}, MANAGER, None), 422,
+            "archive_incomplete")
+    file_archive(api, agent["id"])
     assert post(api, f"/v1/partners/{agent['id']}/review", {"decision": "approve"}, MANAGER).json()["status"] == "approved"
 
     # The manager drafts the contract; the general manager approves; the manager signs.
@@ -54,6 +57,7 @@ def test_the_channel_department_story(api):
     # One sales agent at a time: the first is signed, a second is refused while it is in force.
     def sales_agent_contract(name: str, starts_on: str) -> str:
         partner = post(api, "/v1/partners", {"kind": "sales_agent", "name": name}, SPECIALIST, 201).json()["id"]
+        file_archive(api, partner)
         post(api, f"/v1/partners/{partner}/review", {"decision": "approve"}, MANAGER)
         drafted = post(api, "/v1/contracts", {"partner_id": partner, "starts_on": starts_on, "ends_on": "2026-12-31",
                                               "commission": {"type": "flat", "rate": "0.02"}, **CONTENTS},
@@ -67,6 +71,13 @@ def test_the_channel_department_story(api):
     second = sales_agent_contract("Rival Sales Ltd.", "2026-07-01")
     problem(post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER, None), 422,
             "exclusive_sales_agent_exists")
+    # 「取消合作资格」: terminating the first agent from 1 July ends its contract that day, and
+    # the slot is free for the second.
+    national = api.get(f"/v1/contracts/{first}").json()["partner_id"]
+    ended = post(api, f"/v1/partners/{national}/terminate", {"reason": "targets missed", "on": "2026-07-01"}).json()
+    assert ended["terminated_contracts"] == [first]
+    assert api.get(f"/v1/contracts/{first}").json()["last_day_in_force"] == "2026-06-30"
+    post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER)
 
     # Every step is on record, attributed.
     history = api.get(f"/v1/contracts/{contract}/history").json()["items"]

@@ -16,8 +16,8 @@ KPIS = {"sales_revenue": "0.7", "partner_satisfaction": "0.3"}
 
 
 def test_attainment_per_employee_and_for_the_team(api):
-    rep_a = post(api, "/v1/employees", {"name": "A", "role": "sales_rep", "hired_on": "2025-06-01"}, HR, 201).json()["id"]
-    rep_b = post(api, "/v1/employees", {"name": "B", "role": "sales_rep", "hired_on": "2025-06-01"}, HR, 201).json()["id"]
+    rep_a = post(api, "/v1/employees", {"name": "A", "role": "sales_rep", "hired_on": "2024-12-02"}, HR, 201).json()["id"]
+    rep_b = post(api, "/v1/employees", {"name": "B", "role": "sales_rep", "hired_on": "2024-12-02"}, HR, 201).json()["id"]
     contract = signed_contract(api, approved_partner(api), "2025-01-01", "2025-12-31")
     for order, amount, day, rep in (("A1", "50000.00", "2025-01-10", rep_a), ("A2", "10000.00", "2025-02-10", rep_a),
                                     ("B1", "30000.00", "2025-03-10", rep_b), ("B2", "9999.00", "2025-04-01", rep_b)):

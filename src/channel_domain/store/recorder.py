@@ -299,6 +299,26 @@ class EventRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
             return None if row is None else (row["fingerprint"], row["outcome"])
 
+    def store_outcome(self, actor: str, idempotency_key: str, fingerprint: str, outcome: dict[str, Any]) -> None:
+        """The outcome of a keyed command that writes in many transactions (an import), kept
+        once all of them are done."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint, outcome)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (actor, idempotency_key) DO NOTHING",
+                (actor, idempotency_key, fingerprint, Jsonb(outcome)),
+            )
+
+    def contracts_of_partner(self, partner_id: UUID) -> list[UUID]:
+        """The partner's signed contracts (every contract is registered here when signed)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT contract_id FROM contracts_in_force WHERE partner_id = %s ORDER BY lower(during)",
+                (partner_id,),
+                prepare=True,
+            )
+            return [row["contract_id"] for row in curs.fetchall()]
+
     def lowest_rate_in_force(self, partner_kind: str, starts_on: date, ends_on: date) -> Decimal | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
