@@ -277,6 +277,16 @@ class EventRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
             return None if row is None else row["version"]
 
+    def latest_version(self, originator_id: UUID) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT max(originator_version) AS version FROM events WHERE originator_id = %s",
+                (originator_id,),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            return None if row is None else row["version"]
+
     def stream_rows(self, originator_id: UUID, after_version: int = 0, limit: int | None = None) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
@@ -347,8 +357,11 @@ def _contract_row(entry: ContractInForce) -> tuple[Any, ...]:
         entry.contract_id,
         entry.partner_id,
         entry.partner_kind,
-        # A contract terminated on its first day was never in force.
-        Range(entry.starts_on, entry.last_day, "[]") if entry.last_day >= entry.starts_on else Range(empty=True),
+        # A contract terminated on its first day was never in force: [start, start) is empty,
+        # and dated, so it dumps beside the other contracts' ranges in one binary array
+        # (a bare Range(empty=True) there has no date type and breaks the array).
+        Range(entry.starts_on, entry.last_day, "[]") if entry.last_day >= entry.starts_on
+        else Range(entry.starts_on, entry.starts_on, "[)"),
         entry.lowest_rate,
         entry.highest_rate,
     )
