@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from api.commands import idempotency_key
 from api.deps import Department, allowed
 from api.models import Command, Day, Money, ShortText
+from api.errors import Problem
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain import acting_as
@@ -148,7 +149,12 @@ def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
 @router.post(
     "/import",
     response_model=ImportResult,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        400: {"model": Problem, "description": "Malformed Idempotency-Key"},
+        409: {"model": Problem, "description": "An import with the same Idempotency-Key is still running"},
+        422: {"model": Problem, "description": "idempotency_key_reused: the key was used for another body"},
+    },
     summary="Import sales and returns as NDJSON, one command per line",
     openapi_extra={"requestBody": {"content": {"application/x-ndjson": {
         "schema": {"type": "string"},
