@@ -89,7 +89,7 @@ class SalesLine:
 
     def apply_to(self, contract: Contract, sellers: SellerCheck) -> None:
         if self.kind == "sale":
-            sellers.require(contract, self.fields["sold_on"], self.fields.get("employee_id"))
+            sellers.require(contract, self.fields.get("sold_on"), self.fields.get("employee_id"))
             contract.record_sale(**self.fields)
         elif self.kind == "return":
             contract.record_return(**self.fields)
@@ -102,12 +102,12 @@ class SellerCheck:
     when one is named, an employee employed on it (§2). Each partner and employee is loaded
     once per check, so an import chunk reads each of them once, not once per line."""
 
-    def __init__(self, load: Callable[[type[A], UUID], A]) -> None:
+    def __init__(self, load: Callable[[type[Any], UUID], Any]) -> None:
         self._load = load
         self._partners: dict[UUID, Partner] = {}
         self._employees: dict[UUID, Employee | None] = {}
 
-    def require(self, contract: Contract, sold_on: date | str, employee_id: UUID | None) -> None:
+    def require(self, contract: Contract, sold_on: date | str | None, employee_id: UUID | None) -> None:
         # The partner is checked before the contract's own rules (api.md).
         day = parse_date(sold_on, "sold_on")
         partner = self._partners.get(contract.partner_id)

@@ -3,6 +3,7 @@ contract, the employee credited; termination ending the partner's contracts; ret
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -191,3 +192,21 @@ def test_a_suspension_made_by_another_server_process_is_seen_once_the_cached_par
     monkeypatch.setattr(application, "REFERENCE_RECHECK_S", 0)
     with as_("erp", "integration"), refused("partner_not_active"):
         app.record_sale(contract, "O-2", "100.00", "2026-04-10")
+
+
+def test_a_return_recorded_before_returns_had_ids_still_loads(app):
+    contract = signed_contract(app, partner(app))
+    with as_("erp", "integration"):
+        app.record_sale(contract, "O-1", "100.00", "2026-03-02")
+        app.record_return(contract, "O-1", "10.00", "2026-03-05", return_id="RMA-1")
+    events = list(app.repository.event_store.get(contract))
+    stored = app.mapper.to_stored_event(events[-1])
+    state = json.loads(stored.state)
+    del state["return_id"]  # as ReturnRecorded was stored before it had one
+    events[-1] = app.mapper.to_domain_event(
+        type(stored)(stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode()))
+    record = None
+    for event in events:
+        record = event.mutate(record)
+    assert record.order_line("O-1") == (Decimal("100.00"), Decimal("10.00"), date(2026, 3, 2))
+    assert record.return_ids == {}

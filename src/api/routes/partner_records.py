@@ -46,7 +46,9 @@ class CorrectivePlan(Command):
 
 
 class PlanClosing(Command):
-    outcome: Literal["met", "failed"]
+    outcome: Literal["met", "failed"] = Field(description="failed leads to termination or a new plan")
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [{"outcome": "met"}]}}
 
 
 class StockLine(Command):
