@@ -356,7 +356,10 @@ class ChannelDepartment(Application):
 
     @command
     def suspend_partner(self, partner_id: UUID, reason: str, on: date | str | None = None) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.suspend(reason, on))
+        sale_dates = [self._load(Contract, contract_id).latest_sale_on
+                      for contract_id in self.event_recorder.contracts_of_partner(partner_id)]
+        latest_sale_on = max((day for day in sale_dates if day is not None), default=None)
+        return self._change(Partner, partner_id, lambda p: p.suspend(reason, on, latest_sale_on))
 
     @command
     def reinstate_partner(self, partner_id: UUID, reason: str, on: date | str | None = None) -> CommandOutcome:

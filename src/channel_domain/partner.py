@@ -75,6 +75,7 @@ class Partner(ChannelAggregate):
         state["documents"] = {}
         state["corrective_plans"] = {}
         state["stock"] = {}
+        state["latest_deal_on"] = None  # not in the snapshot: later deals set it again
 
     # Application and review ---------------------------------------------------------
 
@@ -148,12 +149,21 @@ class Partner(ChannelAggregate):
         if self.status == "approved":
             self._activated(contract_id=contract_id, signed_on=signed_on)
 
-    def suspend(self, reason: str, on: date | str | None = None) -> None:
+    def suspend(self, reason: str, on: date | str | None = None, latest_sale_on: date | None = None) -> None:
+        """`latest_sale_on`: the latest sale date on the partner's contracts. A suspension
+        never reaches back over sales or deals already taken: they would become sales made
+        while suspended, which the log must never show."""
         self._require_status("suspend", "active")
         day = current_command().today if on is None else parse_date(on, "on")
         if self.suspensions and day < self.suspensions[-1][1]:
             raise ValidationFailed("on", f"the last suspension ran until {self.suspensions[-1][1]}")
+        self._refuse_business_from(day, latest_sale_on, "sales_after_suspension", "suspend")
         self._suspended(reason=require_text(reason, "reason"), on=day)
+
+    def _refuse_business_from(self, day: date, latest_sale_on: date | None, code: str, action: str) -> None:
+        latest = max((d for d in (latest_sale_on, self.latest_deal_on) if d is not None), default=None)
+        if latest is not None and latest >= day:
+            raise refusal(code, f"a sale or deal dated {latest} is recorded; {action} after it", latest=str(latest))
 
     def reinstate(self, reason: str, on: date | str | None = None) -> None:
         self._require_status("reinstate", "suspended")
@@ -164,11 +174,10 @@ class Partner(ChannelAggregate):
 
     def terminate(self, reason: str, on: date | str) -> None:
         self._require_status("terminate", "approved", "active", "suspended")
-        self._terminated(
-            reason=require_text(reason, "reason"),
-            on=parse_date(on, "on"),
-            terminated_by=current_command().actor,
-        )
+        day = parse_date(on, "on")
+        # A contract's sales are checked as the contract ends with the partner.
+        self._refuse_business_from(day, None, "sales_after_termination", "terminate")
+        self._terminated(reason=require_text(reason, "reason"), on=day, terminated_by=current_command().actor)
 
     def is_active_on(self, day: date) -> bool:
         """Whether the partner may sell on `day`: not suspended then, not yet terminated.
@@ -469,6 +478,7 @@ class Partner(ChannelAggregate):
         self.documents: dict[str, dict[str, Any]] = {}
         self.corrective_plans: dict[str, dict[str, Any]] = {}
         self.stock: dict[str, dict[str, Any]] = {}  # product -> its latest report's as_of and closing
+        self.latest_deal_on: date | None = None
 
     @event("Reviewed")
     def _reviewed(self, decision: str, notes: str | None, reviewed_by: str) -> None:
@@ -589,6 +599,8 @@ class Partner(ChannelAggregate):
     @event("DealClosed")
     def _deal_closed(self, deal_id: str, amount: Decimal, closed_on: date) -> None:
         self.deals[deal_id] = amount
+        if self.latest_deal_on is None or closed_on > self.latest_deal_on:
+            self.latest_deal_on = closed_on
 
     @event("PayoutPrepared")
     def _payout_prepared(self, period: str, amount: Decimal, account: str, prepared_by: str) -> None:

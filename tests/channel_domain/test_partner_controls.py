@@ -276,3 +276,16 @@ def test_an_employee_is_employed_from_the_hire_date_to_the_day_they_leave():
     with as_("hr-1", "hr"):
         employee.fail_probation("2026-02-20", "missed every target")
     assert employee.is_employed_on(date(2026, 2, 20)) and not employee.is_employed_on(date(2026, 2, 21))
+
+
+def test_a_suspension_or_termination_never_reaches_back_over_a_deal_already_taken():
+    partner = broker()
+    with as_("erp", "integration"):
+        partner.record_deal("D-1", "100.00", "2026-04-15")
+    with as_("mgr-1", "channel_manager"):
+        with refused("sales_after_suspension"):
+            partner.suspend("late reports", "2026-04-15")
+        with refused("sales_after_termination"):
+            partner.terminate("fraud", "2026-04-01")
+        partner.suspend("late reports", "2026-04-16")
+    assert partner.suspensions == [[date(2026, 4, 16), None]]

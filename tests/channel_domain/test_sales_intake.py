@@ -210,3 +210,15 @@ def test_a_return_recorded_before_returns_had_ids_still_loads(app):
         record = event.mutate(record)
     assert record.order_line("O-1") == (Decimal("100.00"), Decimal("10.00"), date(2026, 3, 2))
     assert record.return_ids == {}
+
+
+def test_a_suspension_dated_back_over_a_recorded_sale_is_refused(app):
+    agent = partner(app)
+    contract = signed_contract(app, agent)
+    with as_("erp", "integration"):
+        app.record_sale(contract, "O-1", "100.00", "2026-04-12")
+    with as_("mgr-1", "channel_manager"):
+        with refused("sales_after_suspension"):
+            app.suspend_partner(agent, "late reports", "2026-04-10")
+        app.suspend_partner(agent, "late reports", "2026-04-13")
+    assert app.get(Partner, agent).suspensions == [[date(2026, 4, 13), None]]
