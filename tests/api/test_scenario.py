@@ -1,10 +1,12 @@
 """The seeds' story, end to end over HTTP.
 
 The channel department hires a channel manager and a sales representative; recruits an
-enterprise agent for Zhejiang, which a different manager approves; drafts its contract,
-which the general manager approves, and signs it. The agent sells inside its territory (an
-order from Jiangsu is refused), a customer returns part of an order, and when a second
-sales agent is proposed while one is already in force, the signature is refused.
+enterprise agent for Zhejiang, which a different manager approves once its licence and its
+legal representative's identity are on file; drafts its contract, which the general manager
+approves, and signs it. The agent sells inside its territory (an order from Jiangsu is
+refused), a customer returns part of an order, and when a second sales agent is proposed
+while one is already in force, the signature is refused — until the first, after a poor
+evaluation and a failed corrective plan, is terminated, which ends its contract.
 """
 
 from __future__ import annotations
@@ -71,9 +73,14 @@ def test_the_channel_department_story(api):
     second = sales_agent_contract("Rival Sales Ltd.", "2026-07-01")
     problem(post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER, None), 422,
             "exclusive_sales_agent_exists")
-    # 「取消合作资格」: terminating the first agent from 1 July ends its contract that day, and
-    # the slot is free for the second.
+    # The first agent's second quarter is poor: a corrective plan is set, and fails.
     national = api.get(f"/v1/contracts/{first}").json()["partner_id"]
+    post(api, f"/v1/partners/{national}/evaluations", {"period": "2026-Q2", "scores": {"sales_revenue": 40}})
+    plan = post(api, f"/v1/partners/{national}/corrective-plans",
+                {"actions": ["weekly pipeline review"], "due_on": "2026-06-30"}).json()["plan_id"]
+    post(api, f"/v1/partners/{national}/corrective-plans/{plan}/close", {"outcome": "failed"})
+    # 「取消合作资格」: terminating it from 1 July ends its contract that day, and the slot is
+    # free for the second.
     ended = post(api, f"/v1/partners/{national}/terminate", {"reason": "targets missed", "on": "2026-07-01"}).json()
     assert ended["terminated_contracts"] == [first]
     assert api.get(f"/v1/contracts/{first}").json()["last_day_in_force"] == "2026-06-30"
