@@ -59,7 +59,7 @@ class LifecycleChange(Command):
     ]}}
 
 
-class Rejection(Command):
+class ChangeRejection(Command):
     reason: Text | None = None
 
     model_config = Command.model_config | {"json_schema_extra": {"examples": [
@@ -211,7 +211,7 @@ def approve_account_change(partner_id: UUID, change_id: UUID, request: Request, 
 @router.post("/{partner_id}/payout-account/changes/{change_id}/reject", response_model=RecordState,
              responses=COMMAND_ERRORS)
 def reject_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
-                          body: Rejection | None = None) -> JSONResponse:
+                          body: ChangeRejection | None = None) -> JSONResponse:
     reason = body.reason if body else None
     return _change(request, caller, app, body, lambda: app.reject_payout_account_change(partner_id, change_id, reason))
 
