@@ -52,6 +52,8 @@ def signed_contract_of(app: ChannelDepartment, kind: str, name: str,
     """(partner, contract): a partner approved and its contract for 2026 signed."""
     with acting_as("spec", ["channel_specialist"]):
         partner = app.register_partner(kind=kind, name=name).id
+        for document in ("business_licence", "legal_representative_id"):
+            app.record_partner_document(partner, document, f"{document}-{name}")
     with acting_as("mgr", ["channel_manager"]):
         app.review_partner(partner, "approve")
         contract = app.draft_contract(partner_id=partner, starts_on="2026-01-01", ends_on="2026-12-31",

@@ -26,6 +26,7 @@ from api.routes import (
     contracts,
     employees,
     partner_money,
+    partner_records,
     partners,
     projection_status,
     sales_import,
@@ -113,8 +114,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(DatabaseGate)
     app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, partner_money, contracts, sales_import, targets, activity, attainment,
-                   commissions, audit, projection_status, trainings):
+    for module in (employees, partners, partner_money, partner_records, trainings, contracts, sales_import, targets,
+                   activity, attainment, commissions, audit, projection_status):
         app.include_router(module.router)
 
     @app.get(

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -61,6 +61,7 @@ A = TypeVar("A", bound=ChannelAggregate)
 
 CONCURRENCY_RETRIES = 20
 RECORD_CACHE_SIZE = 2000  # records; a contract with 10 000 orders holds about 2 MB
+REFERENCE_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,45 @@ class SalesLine:
     kind: str
     fields: dict[str, Any]
 
-    def apply_to(self, contract: Contract) -> None:
+    def apply_to(self, contract: Contract, sellers: SellerCheck) -> None:
         if self.kind == "sale":
+            sellers.require(contract, self.fields.get("sold_on"), self.fields.get("employee_id"))
             contract.record_sale(**self.fields)
         elif self.kind == "return":
             contract.record_return(**self.fields)
         else:
             raise ValidationFailed("kind", "sale or return")
+
+
+class SellerCheck:
+    """Who may be credited with a sale: a partner active on the sale date (domain.md §1) and,
+    when one is named, an employee employed on it (§2). Each partner and employee is loaded
+    once per check, so an import chunk reads each of them once, not once per line."""
+
+    def __init__(self, load: Callable[[type[Any], UUID], Any]) -> None:
+        self._load = load
+        self._partners: dict[UUID, Partner] = {}
+        self._employees: dict[UUID, Employee | None] = {}
+
+    def require(self, contract: Contract, sold_on: date | str | None, employee_id: UUID | None) -> None:
+        # The partner is checked before the contract's own rules (api.md).
+        day = parse_date(sold_on, "sold_on")
+        partner = self._partners.get(contract.partner_id)
+        if partner is None:
+            partner = self._partners[contract.partner_id] = self._load(Partner, contract.partner_id)
+        partner.require_active_on(day)
+        if employee_id is None:
+            return
+        if employee_id not in self._employees:
+            try:
+                self._employees[employee_id] = self._load(Employee, employee_id)
+            except NotFound:
+                self._employees[employee_id] = None
+        employee = self._employees[employee_id]
+        if employee is None:
+            raise refusal("unknown_employee", f"no employee {employee_id}")
+        if not employee.is_employed_on(day):
+            raise refusal("unknown_employee", f"employee {employee_id} is not employed on {day}")
 
 
 @dataclass(frozen=True)
@@ -207,6 +240,7 @@ class ChannelDepartment(Application):
         settings.update(env or {})
         super().__init__(env=settings)
         self.records = RecordCache(int(self.env.get("RECORD_CACHE_SIZE", RECORD_CACHE_SIZE)))
+        self._confirmed: dict[UUID, float] = {}  # record id -> when it was last known current
 
     def close(self) -> None:
         self.event_recorder.close()
@@ -367,16 +401,67 @@ class ChannelDepartment(Application):
         return self._commit(partner, extra={"training_id": str(training_id)})
 
     @command
-    def suspend_partner(self, partner_id: UUID, reason: str) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.suspend(reason))
+    def suspend_partner(self, partner_id: UUID, reason: str, on: date | str | None = None) -> CommandOutcome:
+        sale_dates = [self._load(Contract, contract_id).latest_sale_on
+                      for contract_id in self.event_recorder.contracts_of_partner(partner_id)]
+        latest_sale_on = max((day for day in sale_dates if day is not None), default=None)
+        return self._change(Partner, partner_id, lambda p: p.suspend(reason, on, latest_sale_on))
 
     @command
-    def reinstate_partner(self, partner_id: UUID, reason: str) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.reinstate(reason))
+    def reinstate_partner(self, partner_id: UUID, reason: str, on: date | str | None = None) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.reinstate(reason, on))
 
     @command
     def terminate_partner(self, partner_id: UUID, reason: str, on: date | str) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.terminate(reason, on))
+        """「取消合作资格」 ends the cooperation: every contract of the partner still signed and
+        not over by `on` ends on that date too, in the same transaction, which frees its
+        exclusivity slot. One that has not started by then ends on its first day (never in
+        force). One with sales dated on or after `on` refuses, and so the whole command."""
+        partner = self._load(Partner, partner_id, commanded=True)
+        partner.terminate(reason, on)
+        day: date = partner.terminated_on  # type: ignore[assignment]
+        ended = []
+        for contract_id in self.event_recorder.contracts_of_partner(partner_id):
+            contract = self._load(Contract, contract_id)
+            if contract.status != "signed" or contract.last_day_in_force < day:
+                continue
+            contract.terminate(max(day, contract.starts_on), f"partner terminated: {require_text(reason, 'reason')}")
+            ended.append(contract)
+        return self._commit(
+            partner,
+            *ended,
+            extra={"terminated_contracts": [str(contract.id) for contract in ended]},
+            contracts_in_force=[_in_force(contract) for contract in ended],
+        )
+
+    @command
+    def record_partner_document(
+        self,
+        partner_id: UUID,
+        kind: str,
+        reference: str,
+        issued_on: date | str | None = None,
+        expires_on: date | str | None = None,
+    ) -> CommandOutcome:
+        partner = self._load(Partner, partner_id, commanded=True)
+        document_id = partner.record_document(kind, reference, issued_on, expires_on)
+        return self._commit(partner, extra={"document_id": str(document_id)})
+
+    @command
+    def record_corrective_plan(self, partner_id: UUID, actions: list[str], due_on: date | str) -> CommandOutcome:
+        partner = self._load(Partner, partner_id, commanded=True)
+        plan_id = partner.record_corrective_plan(actions, due_on)
+        return self._commit(partner, extra={"plan_id": str(plan_id)})
+
+    @command
+    def close_corrective_plan(self, partner_id: UUID, plan_id: UUID, outcome: str) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.close_corrective_plan(plan_id, outcome))
+
+    @command
+    def report_inventory(
+        self, partner_id: UUID, as_of: date | str, lines: list[dict[str, Any]], correction_reason: str | None = None
+    ) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.report_inventory(as_of, lines, correction_reason))
 
     @command
     def record_visit(
@@ -419,6 +504,12 @@ class ChannelDepartment(Application):
     @command
     def approve_payout_account_change(self, partner_id: UUID, change_id: UUID) -> CommandOutcome:
         return self._change(Partner, partner_id, lambda p: p.approve_payout_account_change(change_id))
+
+    @command
+    def reject_payout_account_change(
+        self, partner_id: UUID, change_id: UUID, reason: str | None = None
+    ) -> CommandOutcome:
+        return self._change(Partner, partner_id, lambda p: p.reject_payout_account_change(change_id, reason))
 
     @command
     def record_remittance(self, partner_id: UUID, period: str, amount: Any, received_on: date | str) -> CommandOutcome:
@@ -547,17 +638,19 @@ class ChannelDepartment(Application):
         region: str | None = None,
         employee_id: UUID | None = None,
     ) -> CommandOutcome:
-        return self._change(
-            Contract,
-            contract_id,
-            lambda c: c.record_sale(order_id, amount, sold_on, product, region, employee_id),
-        )
+        def sell(contract: Contract) -> None:
+            SellerCheck(self._current).require(contract, sold_on, employee_id)
+            contract.record_sale(order_id, amount, sold_on, product, region, employee_id)
+
+        return self._change(Contract, contract_id, sell)
 
     @command
     def record_return(
-        self, contract_id: UUID, order_id: str, amount: Any, returned_on: date | str
+        self, contract_id: UUID, order_id: str, amount: Any, returned_on: date | str, return_id: str | None = None
     ) -> CommandOutcome:
-        return self._change(Contract, contract_id, lambda c: c.record_return(order_id, amount, returned_on))
+        return self._change(
+            Contract, contract_id, lambda c: c.record_return(order_id, amount, returned_on, return_id)
+        )
 
     def import_sales(self, lines: Sequence[SalesLine]) -> list[DomainError | None]:
         """Sales and returns in bulk: each line is checked on its own and refused on its
@@ -567,16 +660,31 @@ class ChannelDepartment(Application):
         by_contract: dict[UUID, list[int]] = {}
         for index, line in enumerate(lines):
             by_contract.setdefault(line.contract_id, []).append(index)
+        sellers = SellerCheck(self._current)
         for contract_id, indexes in by_contract.items():
             with self.records.turn(contract_id):
-                self._import_into(contract_id, lines, indexes, outcomes)
+                self._import_into(contract_id, lines, indexes, outcomes, sellers)
         return outcomes
 
+    def keyed_import(self, actor: str, key: str) -> AbstractContextManager[bool]:
+        """Hold an import's idempotency key while it runs (False: another run holds it)."""
+        return self.event_recorder.key_in_flight(actor, key)
+
+    def import_outcome(self, actor: str, key: str) -> tuple[str, dict[str, Any]] | None:
+        """(fingerprint, answer) of the import run earlier under this key, if it finished."""
+        stored = self.event_recorder.command_outcome(actor, key)
+        if stored is None or stored[1] is None:
+            return None
+        return stored[0], stored[1]
+
+    def keep_import_outcome(self, actor: str, key: str, fingerprint: str, answer: dict[str, Any]) -> None:
+        self.event_recorder.store_outcome(actor, key, fingerprint, answer)
+
     def _import_into(self, contract_id: UUID, lines: Sequence[SalesLine], indexes: list[int],
-                     outcomes: list[DomainError | None]) -> None:
+                     outcomes: list[DomainError | None], sellers: SellerCheck) -> None:
         for attempt in range(CONCURRENCY_RETRIES):
             try:
-                contract = self._apply_lines(contract_id, lines, indexes, outcomes)
+                contract = self._apply_lines(contract_id, lines, indexes, outcomes, sellers)
             except NotFound as missing:
                 for index in indexes:
                     outcomes[index] = missing
@@ -593,7 +701,7 @@ class ChannelDepartment(Application):
                 _back_off(attempt)
 
     def _apply_lines(self, contract_id: UUID, lines: Sequence[SalesLine], indexes: list[int],
-                     outcomes: list[DomainError | None]) -> Contract:
+                     outcomes: list[DomainError | None], sellers: SellerCheck) -> Contract:
         """One contract's lines applied to it, each line's refusal noted in `outcomes`."""
         outer = current_command()
         contract = self.records.take(contract_id)
@@ -607,7 +715,7 @@ class ChannelDepartment(Application):
                 with acting_as(outer.actor, outer.roles, correlation_id=outer.correlation_id,
                                causation_id=outer.causation_id, now=outer.now):
                     try:
-                        lines[index].apply_to(contract)
+                        lines[index].apply_to(contract, sellers)
                         outcomes[index] = None
                     except DomainError as refusal_:
                         outcomes[index] = refusal_
@@ -741,6 +849,25 @@ class ChannelDepartment(Application):
         record = self.get(record_type, record_id)
         if commanded:
             self._check_expected_version(record)
+        return record
+
+    def _current(self, record_type: type[A], record_id: UUID) -> A:
+        """A record read to check a rule of another record (the partner and the employee of
+        a sale). This process's own changes reach the cache as they commit; another
+        process's are seen within REFERENCE_RECHECK_S: the cached record is confirmed to be
+        the latest version at most that often, so a stream of sales for one partner costs no
+        extra round trip each."""
+        cached = self.records.peek(record_id)
+        if isinstance(cached, record_type):
+            now = time.monotonic()
+            if now - self._confirmed.get(record_id, float("-inf")) < REFERENCE_RECHECK_S:
+                return cached
+            if cached.version == self.event_recorder.latest_version(record_id):
+                self._confirmed[record_id] = now
+                return cached
+        record = self._load(record_type, record_id)
+        self._confirmed[record_id] = time.monotonic()
+        self.records.put_back(record)
         return record
 
     def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any]) -> CommandOutcome:

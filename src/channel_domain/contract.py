@@ -34,12 +34,17 @@ class PartnerTerms:
 
 class Contract(ChannelAggregate):
     record_name = "contract"
-    class_version = 2  # the state's shape, for snapshots: 2 holds each order as one string
+    class_version = 3  # the state's shape, for snapshots: 2 holds each order as one string, 3 return ids
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         """A snapshot taken when each order was a list [amount, returned, sold_on]."""
         state["orders"] = {order: "|".join(line) for order, line in state["orders"].items()}
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A snapshot taken before returns carried an id."""
+        state["return_ids"] = {}
 
     # Drafting and approval ------------------------------------------------------------
 
@@ -181,6 +186,13 @@ class Contract(ChannelAggregate):
         day = parse_date(sold_on, "sold_on")
         if not self.is_in_force_on(day):
             raise refusal("contract_not_in_force", f"the contract is not in force on {day}")
+        # A sale that names no product is taken: the contract's list limits what is named.
+        if self.products and product is not None and product not in self.products:
+            raise refusal(
+                "product_not_in_contract",
+                f"{product} is not among this contract's products ({', '.join(self.products)})",
+                products=self.products,
+            )
         if self.partner_kind == "enterprise_agent":
             if not region:
                 raise ValidationFailed("region", "an enterprise agent's sale names its region")
@@ -194,9 +206,18 @@ class Contract(ChannelAggregate):
             raise refusal("duplicate_order", f"order {order} is already recorded on this contract")
         self._sold(order_id=order, amount=value, sold_on=day, product=product, region=region, employee_id=employee_id)
 
-    def record_return(self, order_id: str, amount: Any, returned_on: date | str) -> None:
+    def record_return(
+        self, order_id: str, amount: Any, returned_on: date | str, return_id: str | None = None
+    ) -> None:
         self._require_status("take a return on", "signed", "terminated")
         order_key = require_text(order_id, "order_id")
+        return_key = None if return_id is None else require_text(return_id, "return_id")
+        if return_key is not None and return_key in self.return_ids:
+            raise refusal(
+                "duplicate_return",
+                f"return {return_key} is already recorded on this contract",
+                order_id=self.return_ids[return_key],
+            )
         if order_key not in self.orders:
             raise refusal("unknown_order", f"no order {order_id} on this contract")
         sold, returned, sold_on = self.order_line(order_key)
@@ -207,7 +228,7 @@ class Contract(ChannelAggregate):
         left = sold - returned
         if value > left:
             raise refusal("return_exceeds_order", f"only {left} of order {order_id} is left to return", left=str(left))
-        self._returned(order_id=order_key, amount=value, returned_on=day)
+        self._returned(order_id=order_key, amount=value, returned_on=day, return_id=return_key)
 
     # Queries --------------------------------------------------------------------------
 
@@ -291,6 +312,7 @@ class Contract(ChannelAggregate):
         self.gross_sales = Decimal("0.00")
         self.returns_total = Decimal("0.00")
         self.latest_sale_on: date | None = None
+        self.return_ids: dict[str, str] = {}  # return id -> its order id
 
     @event("Submitted")
     def _submitted(self, submitted_by: str) -> None:
@@ -338,7 +360,9 @@ class Contract(ChannelAggregate):
             self.latest_sale_on = sold_on
 
     @event("ReturnRecorded")
-    def _returned(self, order_id: str, amount: Decimal, returned_on: date) -> None:
+    def _returned(self, order_id: str, amount: Decimal, returned_on: date, return_id: str | None = None) -> None:
+        if return_id is not None:  # returns recorded before ids existed carry none
+            self.return_ids[return_id] = order_id
         sold, returned, sold_on = self.orders[order_id].split("|")
         self.orders[order_id] = f"{sold}|{Decimal(returned) + amount}|{sold_on}"
         self.returns_total += amount

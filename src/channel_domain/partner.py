@@ -18,6 +18,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from channel_domain.aggregate import ChannelAggregate
+from channel_domain.company_time import local_date
 from channel_domain.context import current_command
 from channel_domain.errors import NotFound, SegregationOfDuties, ValidationFailed, refusal
 from channel_domain.values import KPI_NAME, Period, decimal_value, money, parse_date, rate, require_text
@@ -37,6 +38,27 @@ MINIMUM_MONTHLY_VISITS = {"A": 5, "B": 5, "C": 2, "D": 2}
 # and not to brokers, who have no fixed tie to the company.
 SUBSIDY_KINDS = ("enterprise_agent", "sales_agent", "consignee", "distributor", "retailer")
 CONTRACTABLE_STATUSES = ("approved", "active")
+DOCUMENT_KINDS = (
+    "business_licence",
+    "legal_representative_id",
+    "financial_assessment",
+    "sales_model",
+    "key_staff",
+    "other",
+)
+# 「建立完善的合作伙伴档案」: who sells or holds the company's goods is approved only with
+# its licence and its legal representative's identity on file (domain.md §1).
+ARCHIVE_REQUIRED_KINDS = ("enterprise_agent", "sales_agent", "consignee", "distributor")
+ARCHIVE_REQUIRED_DOCUMENTS = ("business_licence", "legal_representative_id")
+INVENTORY_KINDS = ("distributor", "consignee")  # 进销存 reports come from who holds stock
+INVENTORY_QUANTITIES = ("opening", "received", "sold", "closing")
+CORRECTIVE_PLAN_OUTCOMES = ("met", "failed")
+
+
+def _recorded_day(state: dict[str, Any]) -> date:
+    """Events recorded before suspensions carried their date read it from when they were
+    recorded, on the company's calendar."""
+    return local_date(state["timestamp"])
 
 
 def _head_count(value: Any, field: str) -> int:
@@ -47,14 +69,24 @@ def _head_count(value: Any, field: str) -> int:
 
 class Partner(ChannelAggregate):
     record_name = "partner"
-    class_version = 2  # the state's shape, for snapshots: 2 holds each housing subsidy's steps, and remittances
+    # The state's shape, for snapshots: 2 holds each housing subsidy's steps, remittances, dated
+    # suspensions, the archive, corrective plans and stock.
+    class_version = 2
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot from before the controls of issue 13. One still suspended is read as
+        suspended since its last change, the only date the snapshot knows."""
         state["housing_subsidies"] = {
             period: _paid_out(amount, None, None) for period, amount in state.get("housing_subsidies", {}).items()
         }
         state["remittances"] = {}
+        suspended_since = local_date(state["_modified_on"])
+        state["suspensions"] = [[suspended_since, None]] if state["status"] == "suspended" else []
+        state["documents"] = {}
+        state["corrective_plans"] = {}
+        state["stock"] = {}
+        state["latest_deal_on"] = None  # not in the snapshot: later deals set it again
 
     # Application and review ---------------------------------------------------------
 
@@ -106,7 +138,26 @@ class Partner(ChannelAggregate):
             raise SegregationOfDuties(
                 f"{reviewer} recruited this partner and cannot also review it", actor=reviewer, step="recruited"
             )
+        if decision == "approve":
+            self._require_archive(current_command().today)
         self._reviewed(decision=decision, notes=notes, reviewed_by=reviewer)
+
+    def _require_archive(self, today: date) -> None:
+        if self.kind not in ARCHIVE_REQUIRED_KINDS:
+            return
+        # An expired document is no longer on file: the licence must be valid when approved.
+        on_file = {
+            document["kind"]
+            for document in self.documents.values()
+            if document["expires_on"] is None or document["expires_on"] >= today
+        }
+        missing = [kind for kind in ARCHIVE_REQUIRED_DOCUMENTS if kind not in on_file]
+        if missing:
+            raise refusal(
+                "archive_incomplete",
+                f"a {self.kind} is approved with its {' and '.join(missing)} on file",
+                missing=missing,
+            )
 
     def activate_on_first_contract(self, contract_id: UUID, signed_on: date) -> None:
         """Signing a partner's first contract makes it active (domain.md §1)."""
@@ -115,21 +166,51 @@ class Partner(ChannelAggregate):
         if self.status == "approved":
             self._activated(contract_id=contract_id, signed_on=signed_on)
 
-    def suspend(self, reason: str) -> None:
+    def suspend(self, reason: str, on: date | str | None = None, latest_sale_on: date | None = None) -> None:
+        """`latest_sale_on`: the latest sale date on the partner's contracts. A suspension
+        never reaches back over sales or deals already taken: they would become sales made
+        while suspended, which the log must never show."""
         self._require_status("suspend", "active")
-        self._suspended(reason=require_text(reason, "reason"))
+        day = current_command().today if on is None else parse_date(on, "on")
+        if self.suspensions and day < self.suspensions[-1][1]:
+            raise ValidationFailed("on", f"the last suspension ran until {self.suspensions[-1][1]}")
+        self._refuse_business_from(day, latest_sale_on, "sales_after_suspension", "suspend")
+        self._suspended(reason=require_text(reason, "reason"), on=day)
 
-    def reinstate(self, reason: str) -> None:
+    def _refuse_business_from(self, day: date, latest_sale_on: date | None, code: str, action: str) -> None:
+        latest = max((d for d in (latest_sale_on, self.latest_deal_on) if d is not None), default=None)
+        if latest is not None and latest >= day:
+            raise refusal(code, f"a sale or deal dated {latest} is recorded; {action} after it", latest=str(latest))
+
+    def reinstate(self, reason: str, on: date | str | None = None) -> None:
         self._require_status("reinstate", "suspended")
-        self._reinstated(reason=require_text(reason, "reason"))
+        day = current_command().today if on is None else parse_date(on, "on")
+        if day < self.suspensions[-1][0]:
+            raise ValidationFailed("on", f"the suspension began on {self.suspensions[-1][0]}")
+        self._reinstated(reason=require_text(reason, "reason"), on=day)
 
     def terminate(self, reason: str, on: date | str) -> None:
         self._require_status("terminate", "approved", "active", "suspended")
-        self._terminated(
-            reason=require_text(reason, "reason"),
-            on=parse_date(on, "on"),
-            terminated_by=current_command().actor,
-        )
+        day = parse_date(on, "on")
+        # A contract's sales are checked as the contract ends with the partner.
+        self._refuse_business_from(day, None, "sales_after_termination", "terminate")
+        self._terminated(reason=require_text(reason, "reason"), on=day, terminated_by=current_command().actor)
+
+    def is_active_on(self, day: date) -> bool:
+        """Whether the partner may sell on `day`: not suspended then, not yet terminated.
+        By date, not by status, so a sale made before a suspension is still taken during it."""
+        if self.terminated_on is not None and day >= self.terminated_on:
+            return False
+        return not any(start <= day and (until is None or day < until) for start, until in self.suspensions)
+
+    def require_active_on(self, day: date) -> None:
+        if not self.is_active_on(day):
+            ended = self.terminated_on is not None and day >= self.terminated_on
+            raise refusal(
+                "partner_not_active",
+                f"the partner is {'terminated' if ended else 'suspended'} on {day}",
+                partner_id=str(self.id),
+            )
 
     @property
     def minimum_monthly_visits(self) -> int | None:
@@ -210,6 +291,78 @@ class Partner(ChannelAggregate):
             passed=passed_count,
         )
         return training_id
+    # Archive, corrective plans, inventory ----------------------------------------------
+
+    def record_document(
+        self,
+        kind: str,
+        reference: str,
+        issued_on: date | str | None = None,
+        expires_on: date | str | None = None,
+    ) -> UUID:
+        self._require_status("file a document for", "applied", "approved", "active", "suspended")
+        if kind not in DOCUMENT_KINDS:
+            raise ValidationFailed("kind", f"one of {', '.join(DOCUMENT_KINDS)}")
+        issued = None if issued_on is None else parse_date(issued_on, "issued_on")
+        expires = None if expires_on is None else parse_date(expires_on, "expires_on")
+        if issued is not None and expires is not None and expires < issued:
+            raise ValidationFailed("expires_on", "cannot be before issued_on")
+        document_id = uuid.uuid4()
+        self._document_recorded(
+            document_id=document_id,
+            kind=kind,
+            reference=require_text(reference, "reference"),
+            issued_on=issued,
+            expires_on=expires,
+        )
+        return document_id
+
+    def record_corrective_plan(self, actions: Any, due_on: date | str) -> UUID:
+        self._require_status("set a corrective plan for", "approved", "active", "suspended")
+        if not isinstance(actions, list) or not actions:
+            raise ValidationFailed("actions", "a list of at least one action")
+        checked = [require_text(action, "actions") for action in actions]
+        plan_id = uuid.uuid4()
+        self._corrective_plan_recorded(plan_id=plan_id, actions=checked, due_on=parse_date(due_on, "due_on"))
+        return plan_id
+
+    def close_corrective_plan(self, plan_id: UUID, outcome: str) -> None:
+        plan = self.corrective_plans.get(str(plan_id))
+        if plan is None:
+            raise NotFound(f"no corrective plan {plan_id} on this partner")
+        if outcome not in CORRECTIVE_PLAN_OUTCOMES:
+            raise ValidationFailed("outcome", "met or failed")
+        if plan["status"] != "open":
+            raise refusal("invalid_transition", f"the plan is already closed as {plan['status']}")
+        self._corrective_plan_closed(plan_id=plan_id, outcome=outcome)
+
+    def report_inventory(self, as_of: date | str, lines: Any, correction_reason: str | None = None) -> None:
+        if self.kind not in INVENTORY_KINDS:
+            raise refusal("inventory_not_applicable", f"a {self.kind} reports no inventory")
+        self._require_status("take an inventory report from", "approved", "active", "suspended")
+        day = parse_date(as_of, "as_of")
+        reason = correction_reason.strip() if isinstance(correction_reason, str) and correction_reason.strip() else None
+        checked = _inventory_lines(lines)
+        if reason is None:
+            for line in checked:
+                previous = self.stock.get(line["product"])
+                if previous is None:
+                    continue
+                if day < previous["as_of"]:
+                    raise refusal(
+                        "inventory_out_of_order",
+                        f"{line['product']} was last reported for {previous['as_of']}; an earlier report "
+                        "is a correction, with a reason",
+                    )
+                if line["opening"] != previous["closing"]:
+                    raise refusal(
+                        "inventory_chain_broken",
+                        f"{line['product']} opens at {line['opening']} but closed at {previous['closing']} "
+                        f"on {previous['as_of']}; a report that breaks the chain is a correction, with a reason",
+                        product=line["product"],
+                        expected_opening=previous["closing"],
+                    )
+        self._inventory_reported(as_of=day, lines=checked, correction_reason=reason)
 
     # Money: deposit, payout account, subsidies, deals, payouts ------------------------
 
@@ -239,13 +392,22 @@ class Partner(ChannelAggregate):
         return change_id
 
     def approve_payout_account_change(self, change_id: UUID) -> None:
+        change = self._requested_account_change(change_id)
+        approver = self._require_other_actor("approve", requested=change["requested_by"])
+        self._payout_account_change_approved(change_id=change_id, approved_by=approver)
+
+    def reject_payout_account_change(self, change_id: UUID, reason: str | None = None) -> None:
+        change = self._requested_account_change(change_id)
+        rejecter = self._require_other_actor("reject", requested=change["requested_by"])
+        self._payout_account_change_rejected(change_id=change_id, reason=reason, rejected_by=rejecter)
+
+    def _requested_account_change(self, change_id: UUID) -> dict[str, Any]:
         change = self.account_changes.get(str(change_id))
         if change is None:
             raise NotFound(f"no payout-account change {change_id} on this partner")
         if change["status"] != "requested":
             raise refusal("invalid_transition", f"the change is already {change['status']}")
-        approver = self._require_other_actor("approve", requested=change["requested_by"])
-        self._payout_account_change_approved(change_id=change_id, approved_by=approver)
+        return change
 
     def record_remittance(self, period: str, amount: Any, received_on: date | str) -> None:
         """A consignee's remittance received by finance, for the month it pays for (domain.md §1)."""
@@ -288,11 +450,13 @@ class Partner(ChannelAggregate):
     def record_deal(self, deal_id: str, amount: Any, closed_on: date | str) -> None:
         if self.kind != "broker":
             raise refusal("not_a_broker", "only brokers record deals on the partner")
-        self._require_status("record a deal for", "active")
+        self._require_status("record a deal for", "active", "suspended", "terminated")
+        day = parse_date(closed_on, "closed_on")
+        self.require_active_on(day)
         deal = require_text(deal_id, "deal_id")
         if deal in self.deals:
             raise refusal("duplicate_deal", f"deal {deal} is already recorded")
-        self._deal_closed(deal_id=deal, amount=money(amount), closed_on=parse_date(closed_on, "closed_on"))
+        self._deal_closed(deal_id=deal, amount=money(amount), closed_on=day)
 
     def prepare_payout(self, period: str, amount: Any) -> None:
         self._require_status("pay", "active", "suspended", "terminated")
@@ -393,6 +557,11 @@ class Partner(ChannelAggregate):
         self.remittances: dict[str, Decimal] = {}  # month -> received for it
         self.deals: dict[str, Decimal] = {}
         self.payouts: dict[str, dict[str, Any]] = {}
+        self.suspensions: list[list[Any]] = []  # [from, until (exclusive) or None]
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.corrective_plans: dict[str, dict[str, Any]] = {}
+        self.stock: dict[str, dict[str, Any]] = {}  # product -> its latest report's as_of and closing
+        self.latest_deal_on: date | None = None
 
     @event("Reviewed")
     def _reviewed(self, decision: str, notes: str | None, reviewed_by: str) -> None:
@@ -407,13 +576,33 @@ class Partner(ChannelAggregate):
         self.status = "active"
         self.first_contract_id = contract_id
 
-    @event("Suspended")
-    def _suspended(self, reason: str) -> None:
-        self.status = "suspended"
+    class Suspended(ChannelAggregate.Event):
+        class_version = 2  # 2 carries `on`, the first day suspended
+        reason: str
+        on: date
 
-    @event("Reinstated")
-    def _reinstated(self, reason: str) -> None:
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["on"] = _recorded_day(state)
+
+    class Reinstated(ChannelAggregate.Event):
+        class_version = 2  # 2 carries `on`, the first day active again
+        reason: str
+        on: date
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["on"] = _recorded_day(state)
+
+    @event(Suspended)
+    def _suspended(self, reason: str, on: date) -> None:
+        self.status = "suspended"
+        self.suspensions.append([on, None])
+
+    @event(Reinstated)
+    def _reinstated(self, reason: str, on: date) -> None:
         self.status = "active"
+        self.suspensions[-1][1] = on
 
     @event("Terminated")
     def _terminated(self, reason: str, on: date, terminated_by: str) -> None:
@@ -498,10 +687,35 @@ class Partner(ChannelAggregate):
     @event("RemittanceReceived")
     def _remittance_received(self, period: str, amount: Decimal, received_on: date, received_by: str) -> None:
         self.remittances[period] = self.remittances.get(period, Decimal("0.00")) + amount
+    @event("PayoutAccountChangeRejected")
+    def _payout_account_change_rejected(self, change_id: UUID, reason: str | None, rejected_by: str) -> None:
+        self.account_changes[str(change_id)]["status"] = "rejected"
+
+    @event("DocumentRecorded")
+    def _document_recorded(
+        self, document_id: UUID, kind: str, reference: str, issued_on: date | None, expires_on: date | None
+    ) -> None:
+        self.documents[str(document_id)] = {"kind": kind, "reference": reference, "expires_on": expires_on}
+
+    @event("CorrectivePlanRecorded")
+    def _corrective_plan_recorded(self, plan_id: UUID, actions: list[str], due_on: date) -> None:
+        self.corrective_plans[str(plan_id)] = {"due_on": due_on, "status": "open"}
+
+    @event("CorrectivePlanClosed")
+    def _corrective_plan_closed(self, plan_id: UUID, outcome: str) -> None:
+        self.corrective_plans[str(plan_id)]["status"] = outcome
+
+    @event("InventoryReported")
+    def _inventory_reported(self, as_of: date, lines: list[dict[str, Any]], correction_reason: str | None) -> None:
+        for line in lines:
+            self.stock[line["product"]] = {"as_of": as_of, "closing": line["closing"]}
+
 
     @event("DealClosed")
     def _deal_closed(self, deal_id: str, amount: Decimal, closed_on: date) -> None:
         self.deals[deal_id] = amount
+        if self.latest_deal_on is None or closed_on > self.latest_deal_on:
+            self.latest_deal_on = closed_on
 
     @event("PayoutPrepared")
     def _payout_prepared(self, period: str, amount: Decimal, account: str, prepared_by: str) -> None:
@@ -531,3 +745,24 @@ def _paid_out(amount: Decimal, account: str | None, prepared_by: str | None) -> 
         "approved_by": None,
         "paid_on": None,
     }
+def _inventory_lines(lines: Any) -> list[dict[str, Any]]:
+    """Whole units, at least 0, that add up: closing = opening + received − sold."""
+    if not isinstance(lines, list) or not lines:
+        raise ValidationFailed("lines", "at least one product line")
+    checked: list[dict[str, Any]] = []
+    for index, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise ValidationFailed(f"lines.{index}", "an object with product, opening, received, sold, closing")
+        product = require_text(line.get("product"), f"lines.{index}.product")
+        quantities = {}
+        for name in INVENTORY_QUANTITIES:
+            value = line.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValidationFailed(f"lines.{index}.{name}", "a whole number of units, 0 or more")
+            quantities[name] = value
+        if quantities["closing"] != quantities["opening"] + quantities["received"] - quantities["sold"]:
+            raise ValidationFailed(f"lines.{index}.closing", "closing = opening + received - sold")
+        if any(earlier["product"] == product for earlier in checked):
+            raise ValidationFailed(f"lines.{index}.product", f"{product} appears twice in the report")
+        checked.append({"product": product, **quantities})
+    return checked

@@ -37,6 +37,11 @@ class RecordCache:
         with self._lock:
             return self._records.pop(record_id, None)
 
+    def peek(self, record_id: UUID) -> Any | None:
+        """The record held, left in place: for reading only, never to command."""
+        with self._lock:
+            return self._records.get(record_id)
+
     def put_back(self, *records: Any) -> None:
         if self.capacity <= 0:
             return

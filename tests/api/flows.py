@@ -27,8 +27,19 @@ def post(api: Api, path: str, body=None, who=MANAGER, expect: int | None = 200, 
     return response
 
 
+ARCHIVE_REQUIRED_KINDS = ("enterprise_agent", "sales_agent", "consignee", "distributor")
+
+
+def file_archive(api: Api, partner_id: str) -> None:
+    """The documents a partner that sells or holds stock needs on file before approval."""
+    for kind, reference in (("business_licence", "91330100MA2B3C4D5E"), ("legal_representative_id", "330102198001011234")):
+        post(api, f"/v1/partners/{partner_id}/documents", {"kind": kind, "reference": reference}, SPECIALIST)
+
+
 def approved_partner(api: Api, kind: str = "sales_agent", **fields) -> str:
     created = post(api, "/v1/partners", {"kind": kind, "name": f"{kind} Co.", **fields}, SPECIALIST, 201).json()
+    if kind in ARCHIVE_REQUIRED_KINDS:
+        file_archive(api, created["id"])
     post(api, f"/v1/partners/{created['id']}/review", {"decision": "approve"}, MANAGER)
     return created["id"]
 

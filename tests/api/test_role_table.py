@@ -45,6 +45,11 @@ TABLE = [
     (f"/v1/partners/{X}/housing-subsidies/2026-03/verify", {"finance"}),
     (f"/v1/partners/{X}/housing-subsidies/2026-03/approve", {"general_manager"}),
     (f"/v1/partners/{X}/housing-subsidies/2026-03/pay", {"finance"}),
+    (f"/v1/partners/{X}/payout-account/changes/{X}/reject", {"finance"}),
+    (f"/v1/partners/{X}/documents", {"channel_specialist", "channel_manager"}),
+    (f"/v1/partners/{X}/corrective-plans", {"channel_manager"}),
+    (f"/v1/partners/{X}/corrective-plans/{X}/close", {"channel_manager"}),
+    (f"/v1/partners/{X}/inventory-reports", {"integration", "channel_specialist"}),
     (f"/v1/partners/{X}/deals", {"channel_specialist", "integration"}),
     (f"/v1/partners/{X}/payouts", {"channel_specialist", "channel_manager"}),
     (f"/v1/partners/{X}/payouts/2026-03/verify", {"finance"}),
@@ -84,7 +89,8 @@ def test_every_command_endpoint_is_in_the_table(api):
     table = {path.replace(X, "{id}") for path, _ in TABLE}
     normalised = {p.replace("{employee_id}", "{id}").replace("{partner_id}", "{id}").replace("{contract_id}", "{id}")
                   .replace("{target_id}", "{id}").replace("{complaint_id}", "{id}").replace("{change_id}", "{id}")
-                  .replace("{revision_id}", "{id}").replace("{proposal_id}", "{id}").replace("{period}", "2026-03") for p in posts}
+                  .replace("{revision_id}", "{id}").replace("{proposal_id}", "{id}").replace("{plan_id}", "{id}")
+                  .replace("{period}", "2026-03") for p in posts}
     assert normalised == table
 
 

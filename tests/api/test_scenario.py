@@ -1,15 +1,19 @@
 """The seeds' story, end to end over HTTP.
 
 The channel department hires a channel manager and a sales representative; recruits an
-enterprise agent for Zhejiang, which a different manager approves; drafts its contract,
-which the general manager approves, and signs it. The agent sells inside its territory (an
-order from Jiangsu is refused), a customer returns part of an order, and when a second
-sales agent is proposed while one is already in force, the signature is refused.
+enterprise agent for Zhejiang, which a different manager approves once its licence and its
+legal representative's identity are on file; drafts its contract, which the general manager
+approves, and signs it. The agent sells inside its territory (an order from Jiangsu is
+refused), a customer returns part of an order, and when a second sales agent is proposed
+while one is already in force, the signature is refused — until the first, after a poor
+evaluation and a failed corrective plan, is terminated, which ends its contract.
 """
 
 from __future__ import annotations
 
-from tests.api.flows import CONTENTS, ERP, FINANCE, FINANCE_2, GM, HR, MANAGER, REPORTING, SPECIALIST, post, problem
+from tests.api.flows import (
+    CONTENTS, ERP, FINANCE, FINANCE_2, GM, HR, MANAGER, REPORTING, SPECIALIST, file_archive, post, problem,
+)
 from tests.api.test_commissions import statement, with_account
 
 
@@ -25,6 +29,9 @@ def test_the_channel_department_story(api):
     # The rep recruits an enterprise agent for Zhejiang; the channel manager reviews it.
     agent = post(api, "/v1/partners", {"kind": "enterprise_agent", "name": "Hangzhou Trading Co.",
                                        "region": "Zhejiang", "recruited_by": rep["id"]}, SPECIALIST, 201).json()
+    problem(post(api, f"/v1/partners/{agent['id']}/review", {"decision": "approve"}, MANAGER, None), 422,
+            "archive_incomplete")
+    file_archive(api, agent["id"])
     assert post(api, f"/v1/partners/{agent['id']}/review", {"decision": "approve"}, MANAGER).json()["status"] == "approved"
 
     # The manager drafts the contract; the general manager approves; the manager signs.
@@ -55,6 +62,7 @@ def test_the_channel_department_story(api):
     # One sales agent at a time: the first is signed, a second is refused while it is in force.
     def sales_agent_contract(name: str, starts_on: str) -> str:
         partner = post(api, "/v1/partners", {"kind": "sales_agent", "name": name}, SPECIALIST, 201).json()["id"]
+        file_archive(api, partner)
         post(api, f"/v1/partners/{partner}/review", {"decision": "approve"}, MANAGER)
         drafted = post(api, "/v1/contracts", {"partner_id": partner, "starts_on": starts_on, "ends_on": "2026-12-31",
                                               "commission": {"type": "flat", "rate": "0.02"}, **CONTENTS},
@@ -68,6 +76,18 @@ def test_the_channel_department_story(api):
     second = sales_agent_contract("Rival Sales Ltd.", "2026-07-01")
     problem(post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER, None), 422,
             "exclusive_sales_agent_exists")
+    # The first agent's second quarter is poor: a corrective plan is set, and fails.
+    national = api.get(f"/v1/contracts/{first}").json()["partner_id"]
+    post(api, f"/v1/partners/{national}/evaluations", {"period": "2026-Q2", "scores": {"sales_revenue": 40}})
+    plan = post(api, f"/v1/partners/{national}/corrective-plans",
+                {"actions": ["weekly pipeline review"], "due_on": "2026-06-30"}).json()["plan_id"]
+    post(api, f"/v1/partners/{national}/corrective-plans/{plan}/close", {"outcome": "failed"})
+    # 「取消合作资格」: terminating it from 1 July ends its contract that day, and the slot is
+    # free for the second.
+    ended = post(api, f"/v1/partners/{national}/terminate", {"reason": "targets missed", "on": "2026-07-01"}).json()
+    assert ended["terminated_contracts"] == [first]
+    assert api.get(f"/v1/contracts/{first}").json()["last_day_in_force"] == "2026-06-30"
+    post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER)
 
     # Every step is on record, attributed.
     history = api.get(f"/v1/contracts/{contract}/history").json()["items"]
@@ -83,6 +103,7 @@ def test_a_consignees_month_and_an_agents_housing_subsidy(api):
     the consignee keeps its commission and fees and remits the rest; an agent's housing subsidy
     passes three people and is shown on its statement, apart from what it is owed."""
     consignee = post(api, "/v1/partners", {"kind": "consignee", "name": "Ningbo Consignment"}, SPECIALIST, 201).json()
+    file_archive(api, consignee["id"])
     post(api, f"/v1/partners/{consignee['id']}/review", {"decision": "approve"}, MANAGER)
     contract = post(api, "/v1/contracts", {
         "partner_id": consignee["id"], "starts_on": "2026-01-01", "ends_on": "2026-12-31", "fee_rate": "0.02",

@@ -30,6 +30,9 @@ KPIS = {"sales_revenue": "0.7", "new_partners": {"weight": "0.3", "goal": "2"}}
 def partner(app: ChannelDepartment, kind: str = "sales_agent", **fields):
     with as_("spec-1", "channel_specialist"):
         created = app.register_partner(kind=kind, name=f"{kind} partner", **fields)
+        for document in ("business_licence", "legal_representative_id"):
+            if kind in ("enterprise_agent", "sales_agent", "consignee", "distributor"):
+                app.record_partner_document(created.id, document, f"{document} of {kind}")
     with as_("mgr-1", "channel_manager"):
         app.review_partner(created.id, "approve")
     return created.id
@@ -239,7 +242,7 @@ def test_a_key_whose_command_is_running_answers_in_flight(app, database_url):
 
 
 def test_if_match_version_mismatch_is_refused(app):
-    agent = partner(app)
+    agent = partner(app, "retailer")  # no archive to file: approved at version 2
     with as_("mgr-1", "channel_manager", expected_version=1), refused("version_mismatch"):
         app.suspend_partner(agent, "late reports")
     with as_("mgr-1", "channel_manager", expected_version=2):
@@ -271,7 +274,7 @@ def test_concurrent_writers_to_one_record_never_lose_an_update(app):
 
 
 def test_any_record_at_a_version_or_as_of_a_moment(app):
-    agent = partner(app)
+    agent = partner(app, "retailer")
     before_termination = datetime.now(UTC)
     time.sleep(0.01)
     with as_("mgr-1", "channel_manager"):
@@ -385,7 +388,7 @@ def test_events_are_immutable_in_the_database(app, database_url):
 def test_every_event_of_every_aggregate_shares_one_global_order(app):
     with as_("hr-1", "hr"):
         leader = app.hire_employee(name="A", role="sales_rep", hired_on="2026-01-05")
-    partner(app)
+    partner(app, "retailer")
     with as_("mgr-1", "channel_manager"):
         app.set_target(assignee_type="team", assignee_id=leader.id, period="2026", amount="1.00", kpis=KPIS)
     notifications = EventLog(app.event_recorder).read()

@@ -14,6 +14,15 @@ from tests.channel_domain.helpers import as_, refused
 
 
 def apply(**overrides) -> Partner:
+    """An application with its archive on file (licence and legal representative)."""
+    partner = applied_without_archive(**overrides)
+    with as_("spec-1", "channel_specialist"):
+        partner.record_document("business_licence", "91330100MA2B3C4D5E")
+        partner.record_document("legal_representative_id", "330102198001011234")
+    return partner
+
+
+def applied_without_archive(**overrides) -> Partner:
     fields = {"kind": "enterprise_agent", "name": "Hangzhou Trading", "region": "Zhejiang"}
     fields.update(overrides)
     with as_("spec-1", "channel_specialist"):

@@ -110,7 +110,7 @@ def test_nobody_approves_a_revision_or_confirms_results_of_their_own_target(app)
 def test_a_trainer_is_an_employee_employed_on_the_day(app):
     trainer = hire(app, contract_months=6)  # employed 2026-01-05 to 2026-07-04
     with as_("spec-1", "channel_specialist"):
-        partner_id = app.register_partner(kind="distributor", name="D").id
+        partner_id = app.register_partner(kind="retailer", name="R").id
     with as_("mgr-1", "channel_manager"):
         app.review_partner(partner_id, "approve")
     with as_("spec-1", "channel_specialist"):

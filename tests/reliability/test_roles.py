@@ -12,7 +12,17 @@ import pytest
 
 from api.tokens import revoke_token
 from tests.api.conftest import Api
-from tests.api.flows import FINANCE, GM, MANAGER, SPECIALIST, approved_partner, post, problem, signed_contract
+from tests.api.flows import (
+    FINANCE,
+    GM,
+    MANAGER,
+    SPECIALIST,
+    approved_partner,
+    file_archive,
+    post,
+    problem,
+    signed_contract,
+)
 from tests.api.test_role_table import ALL_ROLES, READ_TABLE, TABLE, X
 
 # What the role table's transcription leaves to the conventions of api.md: every role reads
@@ -92,6 +102,7 @@ def test_segregation_of_duties_is_refused_on_every_approval_and_writes_nothing(h
 
     boss = ("boss", ("channel_specialist", "channel_manager"))
     partner = post(http, "/v1/partners", {"kind": "enterprise_agent", "name": "Own Co."}, boss, 201).json()["id"]
+    file_archive(http, partner)
     refuse_then_allow(f"/v1/partners/{partner}/review", partner, "partners", boss, MANAGER, {"decision": "approve"})
 
     drafter = ("mgr-gm", ("channel_manager", "general_manager"))

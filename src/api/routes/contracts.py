@@ -91,6 +91,11 @@ class Return(Command):
     order_id: ShortText
     amount: Money
     returned_on: Day
+    return_id: ShortText | None = Field(None, description="Unique per contract: a repeat is refused (duplicate_return)")
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [
+        {"order_id": "SO-2026-0001", "amount": "1000.00", "returned_on": "2026-03-05", "return_id": "RMA-77"}
+    ]}}
 
 
 def _change(request: Request, caller: Principal, app: Department, body: Command | None, call) -> JSONResponse:

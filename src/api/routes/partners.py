@@ -50,6 +50,23 @@ class Reason(Command):
     reason: Text
 
 
+class LifecycleChange(Command):
+    reason: Text
+    on: Day | None = Field(None, description="The first day the change applies; default today")
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [
+        {"reason": "overdue remittance", "on": "2026-05-01"},
+    ]}}
+
+
+class ChangeRejection(Command):
+    reason: Text | None = None
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [
+        {"reason": "the account holder is not the partner"},
+    ]}}
+
+
 class Terminate(Command):
     reason: Text
     on: Day
@@ -117,16 +134,18 @@ def review(partner_id: UUID, body: Review, request: Request, app: Department, ca
 
 
 @router.post("/{partner_id}/suspend", response_model=RecordState, responses=COMMAND_ERRORS)
-def suspend(partner_id: UUID, body: Reason, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.suspend_partner(partner_id, body.reason))
+def suspend(partner_id: UUID, body: LifecycleChange, request: Request, app: Department, caller: Manager) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.suspend_partner(partner_id, body.reason, body.on))
 
 
 @router.post("/{partner_id}/reinstate", response_model=RecordState, responses=COMMAND_ERRORS)
-def reinstate(partner_id: UUID, body: Reason, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.reinstate_partner(partner_id, body.reason))
+def reinstate(partner_id: UUID, body: LifecycleChange, request: Request, app: Department,
+              caller: Manager) -> JSONResponse:
+    return _change(request, caller, app, body, lambda: app.reinstate_partner(partner_id, body.reason, body.on))
 
 
-@router.post("/{partner_id}/terminate", response_model=RecordState, responses=COMMAND_ERRORS)
+@router.post("/{partner_id}/terminate", response_model=RecordState, responses=COMMAND_ERRORS,
+             summary="Terminate a partner and, on the same date, its contracts (terminated_contracts)")
 def terminate(partner_id: UUID, body: Terminate, request: Request, app: Department, caller: Manager) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.terminate_partner(partner_id, body.reason, body.on))
 
@@ -182,6 +201,14 @@ def request_account_change(partner_id: UUID, body: AccountChange, request: Reque
 def approve_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
                            body: NoBody | None = None) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.approve_payout_account_change(partner_id, change_id))
+
+
+@router.post("/{partner_id}/payout-account/changes/{change_id}/reject", response_model=RecordState,
+             responses=COMMAND_ERRORS)
+def reject_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
+                          body: ChangeRejection | None = None) -> JSONResponse:
+    reason = body.reason if body else None
+    return _change(request, caller, app, body, lambda: app.reject_payout_account_change(partner_id, change_id, reason))
 
 
 @router.post("/{partner_id}/deals", response_model=RecordState, responses=COMMAND_ERRORS, summary="Record a broker's deal")

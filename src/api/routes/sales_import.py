@@ -1,32 +1,43 @@
 """POST /v1/sales/import: a day's sales and returns as NDJSON, one command per line.
 
 The body is streamed, never read whole: 100 000 lines go through in one request. Each line
-succeeds or fails on its own; the answer counts the accepted lines and lists every rejected
-one with its code.
+succeeds or fails on its own; the answer counts the accepted lines and lists the first
+1 000 rejected ones with their codes (`rejected_total` counts them all).
+
+With an `Idempotency-Key`, the body is fingerprinted as it streams by; a retry of the same
+body replays the first answer and writes nothing. The key is held while the import runs
+and its answer kept once every line is done; a run cut short keeps no answer, and its retry
+finds the lines that landed refused (`duplicate_order`, `duplicate_return` given return ids).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from api.commands import idempotency_key
 from api.deps import Department, allowed
 from api.models import Command, Day, Money, ShortText
+from api.errors import Problem
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain import acting_as
 from channel_domain.application import ChannelDepartment, SalesLine
+from channel_domain.errors import CommandInFlight, IdempotencyKeyReused
 
 router = APIRouter(prefix="/v1/sales", tags=["sales"])
 Integration = Annotated[Principal, Depends(allowed("integration"))]
 MAX_LINE = 64 * 1024
 BATCH = 2000  # lines handed to a worker thread at a time: larger batches, fewer commits per contract
+MAX_LISTED_REJECTIONS = 1000
 
 
 class SaleLine(Command):
@@ -46,6 +57,7 @@ class ReturnLine(Command):
     order_id: ShortText
     amount: Money
     returned_on: Day
+    return_id: ShortText | None = None
 
 
 ImportLine = Annotated[SaleLine | ReturnLine, Field(discriminator="kind")]
@@ -63,16 +75,38 @@ class ImportResult(BaseModel):
         "accepted": 99998, "rejected": [
             {"line": 17, "code": "outside_territory", "detail": "this enterprise agent sells in Zhejiang, not Jiangsu"},
             {"line": 50211, "code": "duplicate_order", "detail": "order SO-88 is already recorded on this contract"},
-        ]}]})
+        ], "rejected_total": 2}]})
 
     accepted: int
-    rejected: list[Rejection]
+    rejected: list[Rejection] = Field(description=f"The first {MAX_LISTED_REJECTIONS} rejected lines, in line order")
+    rejected_total: int
 
 
-async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes | None]]:
-    """(line number, bytes) for each non-empty line; None for a line over the limit."""
+class Rejections:
+    """Every rejection counted, the first MAX_LISTED_REJECTIONS (by line) kept: an import of
+    a million bad lines answers in bounded memory."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._kept: list[Rejection] = []
+
+    def add(self, *rejections: Rejection) -> None:
+        self.total += len(rejections)
+        self._kept.extend(rejections)
+        if len(self._kept) > 2 * MAX_LISTED_REJECTIONS:
+            self._kept = self.listed()
+
+    def listed(self) -> list[Rejection]:
+        return sorted(self._kept, key=lambda r: r.line)[:MAX_LISTED_REJECTIONS]
+
+
+async def _lines(request: Request, fingerprint: Any = None) -> AsyncIterator[tuple[int, bytes | None]]:
+    """(line number, bytes) for each non-empty line; None for a line over the limit. Each
+    chunk read also goes into `fingerprint` (a hashlib object), when given."""
     buffer, number, skipping = b"", 0, False
     async for chunk in request.stream():
+        if fingerprint is not None:
+            fingerprint.update(chunk)
         buffer += chunk
         start = 0  # lines are cut by offset: slicing the rest of a large chunk per line was quadratic
         while (newline := buffer.find(b"\n", start)) >= 0:
@@ -115,7 +149,12 @@ def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
 @router.post(
     "/import",
     response_model=ImportResult,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        400: {"model": Problem, "description": "Malformed Idempotency-Key"},
+        409: {"model": Problem, "description": "An import with the same Idempotency-Key is still running"},
+        422: {"model": Problem, "description": "idempotency_key_reused: the key was used for another body"},
+    },
     summary="Import sales and returns as NDJSON, one command per line",
     openapi_extra={"requestBody": {"content": {"application/x-ndjson": {
         "schema": {"type": "string"},
@@ -125,8 +164,38 @@ def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
                    ' "amount": "1000.00", "returned_on": "2026-03-05"}\n',
     }}, "required": True}},
 )
-async def import_sales(request: Request, app: Department, caller: Integration) -> ImportResult:
-    accepted, rejected = 0, []
+async def import_sales(request: Request, app: Department, caller: Integration) -> Any:
+    key = idempotency_key(request)
+    if key is None:
+        return await _import(request, app, caller)
+    fingerprint = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
+    if (stored := await run_in_threadpool(app.import_outcome, caller.actor, key)) is not None:
+        return await _replay(request, key, fingerprint, stored)
+    holding = app.keyed_import(caller.actor, key)
+    if not await run_in_threadpool(holding.__enter__):
+        await run_in_threadpool(holding.__exit__, None, None, None)
+        raise CommandInFlight(f"an import with idempotency key {key!r} is still running")
+    try:
+        if (stored := await run_in_threadpool(app.import_outcome, caller.actor, key)) is not None:
+            return await _replay(request, key, fingerprint, stored)  # it finished before we held the key
+        result = await _import(request, app, caller, fingerprint)
+        await run_in_threadpool(app.keep_import_outcome, caller.actor, key, fingerprint.hexdigest(),
+                                result.model_dump(mode="json"))
+        return result
+    finally:
+        await run_in_threadpool(holding.__exit__, None, None, None)
+
+
+async def _replay(request: Request, key: str, fingerprint: Any, stored: tuple[str, dict[str, Any]]) -> JSONResponse:
+    async for chunk in request.stream():
+        fingerprint.update(chunk)
+    if fingerprint.hexdigest() != stored[0]:
+        raise IdempotencyKeyReused(f"idempotency key {key!r} was used for a different import")
+    return JSONResponse(stored[1], headers={"Idempotent-Replayed": "true"})
+
+
+async def _import(request: Request, app: ChannelDepartment, caller: Principal, fingerprint: Any = None) -> ImportResult:
+    accepted, rejected = 0, Rejections()
     batch: list[tuple[int, Any]] = []
 
     async def flush() -> None:
@@ -134,12 +203,12 @@ async def import_sales(request: Request, app: Department, caller: Integration) -
         if batch:
             done, refused = await run_in_threadpool(_run_batch, app, caller, request.state.correlation_id, list(batch))
             accepted += done
-            rejected.extend(refused)
+            rejected.add(*refused)
             batch.clear()
 
-    async for number, raw in _lines(request):
+    async for number, raw in _lines(request, fingerprint):
         if raw is None:
-            rejected.append(Rejection(line=number, code="line_too_long", detail=f"a line is at most {MAX_LINE} bytes"))
+            rejected.add(Rejection(line=number, code="line_too_long", detail=f"a line is at most {MAX_LINE} bytes"))
             continue
         try:
             batch.append((number, _LINE.validate_python(json.loads(raw))))
@@ -150,9 +219,9 @@ async def import_sales(request: Request, app: Department, caller: Integration) -
                 detail = "; ".join(
                     f"{'.'.join(str(p) for p in issue['loc'][1:]) or 'line'}: {issue['msg']}" for issue in error.errors()
                 )
-            rejected.append(Rejection(line=number, code=code, detail=detail))
+            rejected.add(Rejection(line=number, code=code, detail=detail))
             continue
         if len(batch) >= BATCH:
             await flush()
     await flush()
-    return ImportResult(accepted=accepted, rejected=sorted(rejected, key=lambda r: r.line))
+    return ImportResult(accepted=accepted, rejected=rejected.listed(), rejected_total=rejected.total)

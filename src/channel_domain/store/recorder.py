@@ -288,6 +288,16 @@ class EventRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
             return None if row is None else row["version"]
 
+    def latest_version(self, originator_id: UUID) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT max(originator_version) AS version FROM events WHERE originator_id = %s",
+                (originator_id,),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            return None if row is None else row["version"]
+
     def stream_rows(self, originator_id: UUID, after_version: int = 0, limit: int | None = None) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
@@ -316,6 +326,25 @@ class EventRecorder(PostgresApplicationRecorder):
             curs.execute("SELECT employee_id FROM employee_logins WHERE login = %s", (login,), prepare=True)
             row = curs.fetchone()
             return None if row is None else row["employee_id"]
+    def store_outcome(self, actor: str, idempotency_key: str, fingerprint: str, outcome: dict[str, Any]) -> None:
+        """The outcome of a keyed command that writes in many transactions (an import), kept
+        once all of them are done."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint, outcome)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (actor, idempotency_key) DO NOTHING",
+                (actor, idempotency_key, fingerprint, Jsonb(outcome)),
+            )
+
+    def contracts_of_partner(self, partner_id: UUID) -> list[UUID]:
+        """The partner's signed contracts (every contract is registered here when signed)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT contract_id FROM contracts_in_force WHERE partner_id = %s ORDER BY lower(during)",
+                (partner_id,),
+                prepare=True,
+            )
+            return [row["contract_id"] for row in curs.fetchall()]
 
     def lowest_rate_in_force(self, partner_kind: str, starts_on: date, ends_on: date) -> Decimal | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -345,8 +374,11 @@ def _contract_row(entry: ContractInForce) -> tuple[Any, ...]:
         entry.contract_id,
         entry.partner_id,
         entry.partner_kind,
-        # A contract terminated on its first day was never in force.
-        Range(entry.starts_on, entry.last_day, "[]") if entry.last_day >= entry.starts_on else Range(empty=True),
+        # A contract terminated on its first day was never in force: [start, start) is empty,
+        # and dated, so it dumps beside the other contracts' ranges in one binary array
+        # (a bare Range(empty=True) there has no date type and breaks the array).
+        Range(entry.starts_on, entry.last_day, "[]") if entry.last_day >= entry.starts_on
+        else Range(entry.starts_on, entry.starts_on, "[)"),
         entry.lowest_rate,
         entry.highest_rate,
     )
