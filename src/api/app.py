@@ -23,6 +23,7 @@ from api.routes import (
     attainment,
     audit,
     commissions,
+    contract_requests,
     contracts,
     employees,
     partners,
@@ -111,7 +112,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(DatabaseGate)
     app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, contracts, sales_import, targets, activity, attainment, commissions,
+    for module in (employees, partners, contracts, contract_requests, sales_import, targets, activity, attainment, commissions,
                    audit, projection_status):
         app.include_router(module.router)
 

@@ -48,6 +48,7 @@ class PreviewLine:
 class AmendmentPreview:
     amendment_id: UUID
     lines: tuple[PreviewLine, ...]
+    contract_version: int | None = None  # what it was priced at: shown, not digested
 
     @property
     def total(self) -> Decimal:

@@ -8,6 +8,7 @@ and a repeat returns it without writing anything.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -469,8 +470,9 @@ class ChannelDepartment(Application):
         if request["status"] != "requested":
             raise refusal("invalid_transition", f"the amendment is already {request['status']}",
                           status=request["status"], action="preview")
-        return self._price_amendment(contract, amendment_id)(
+        preview = self._price_amendment(contract, amendment_id)(
             request["effective_on"], CommissionTerms.parse(request["commission"]))
+        return dataclasses.replace(preview, contract_version=contract.version)
 
     @command
     def approve_amendment(self, contract_id: UUID, amendment_id: UUID, preview_digest: str) -> CommandOutcome:

@@ -16,6 +16,7 @@ from tests.api.flows import (
     MANAGER,
     REPORTING,
     SPECIALIST,
+    amend,
     approved_partner,
     post,
     problem,
@@ -115,8 +116,8 @@ def test_a_retroactive_amendment_is_an_adjustment_in_the_month_it_is_recorded(ap
     sale(api, contract, "F", "20000.00", "2026-02-10")
     catch_up(api)
     before = datetime.now(UTC).isoformat()
-    post(api, f"/v1/contracts/{contract}/amendments",
-         {"effective_on": "2026-02-01", "commission": {"type": "flat", "rate": "0.06"}, "reason": "new scale"})
+    amend(api, contract, {"effective_on": "2026-02-01", "commission": {"type": "flat", "rate": "0.06"},
+                          "reason": "new scale"})
     amended = api.get(f"/v1/contracts/{contract}/history").json()["items"][-1]
     recorded_in = amended["recorded_at"][:7]
 
