@@ -231,3 +231,12 @@ def test_two_enterprise_agents_are_never_in_force_for_one_region_on_one_day(app)
         app.approve_renewal(overlapping, renewal_id)
     assert app.get(Contract, overlapping).ends_on == date(2026, 12, 31)
     assert app.get(Contract, third).status == "signed"
+
+
+def test_a_snapshot_holds_the_requests_still_pending(app):
+    contract = signed_contract(app, partner(app))
+    amendment_id = request_amendment(app, contract, "2026-04-01")
+    app.snapshots.put([Contract.Snapshot.take(app.get(Contract, contract))])
+    app.records.forget(contract)
+    approve_amendment(app, contract, amendment_id)  # from the snapshot
+    assert app.get(Contract, contract).terms_on(date(2026, 4, 1)).highest_rate == Decimal("0.06")
