@@ -4,8 +4,11 @@
 --
 -- 1. 「分别在不同的地区」: no two enterprise agents' contracts in force for the same region on the
 --    same day, enforced like the one sales agent rule — an exclusion constraint on the registry
---    of contracts in force, so racing signatures (and renewals) cannot both win.
-CREATE EXTENSION IF NOT EXISTS btree_gist;
+--    of contracts in force, so racing signatures (and renewals) cannot both win. GiST compares
+--    text for equality only with the btree_gist extension, which an embedded PostgreSQL may
+--    lack; a region as the one-point range [name, name] of a range type over text needs
+--    nothing beyond the core: two such ranges overlap exactly when the names are equal.
+CREATE TYPE region_point AS RANGE (subtype = text, collation = "C");
 
 ALTER TABLE contracts_in_force ADD COLUMN territory text;
 
@@ -21,7 +24,7 @@ CREATE TABLE contract_terms_in_force (
     highest_rate  numeric   NOT NULL
 );
 CREATE INDEX contract_terms_in_force_contract_idx ON contract_terms_in_force (contract_id);
-CREATE INDEX contract_terms_in_force_during_idx ON contract_terms_in_force USING gist (partner_kind, during);
+CREATE INDEX contract_terms_in_force_during_idx ON contract_terms_in_force USING gist (during);
 
 -- The registry as the contracts' events say it, for the rows written before this migration
 -- (and, called again, to check the rows written since: tests/channel_domain/store).
@@ -73,7 +76,8 @@ $$;
 DO $$ BEGIN PERFORM rebuild_contract_terms_in_force(); END $$;
 
 ALTER TABLE contracts_in_force ADD CONSTRAINT one_enterprise_agent_per_region
-    EXCLUDE USING gist (territory WITH =, during WITH &&) WHERE (partner_kind = 'enterprise_agent');
+    EXCLUDE USING gist (region_point(territory, territory, '[]') WITH &&, during WITH &&)
+    WHERE (partner_kind = 'enterprise_agent');
 
 -- 3. append_events (0012) with the registry's territory and terms.
 DROP FUNCTION append_events(uuid[], bigint[], text[], bytea[], timestamptz[], date[], text, text, text, jsonb,
@@ -116,6 +120,14 @@ DECLARE
     i int;
 BEGIN
     PERFORM pg_current_xact_id();
+
+    IF cardinality(force_contract) > 0 THEN
+        -- Writers of the registry take turns (signing, terminating, renewing are rare): two
+        -- inserting conflicting rows at once would each wait on the other's row to check the
+        -- exclusion constraints — a deadlock — where in turn the second meets the first's
+        -- committed row and is refused cleanly.
+        PERFORM pg_advisory_xact_lock(7438190523601042);
+    END IF;
 
     IF outcome_key IS NOT NULL THEN
         INSERT INTO command_outcomes (actor, idempotency_key, fingerprint)
