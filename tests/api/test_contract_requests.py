@@ -37,7 +37,10 @@ def test_an_amendment_request_answers_with_its_id_and_changes_no_terms(api):
                      {"effective_on": "2026-03-01", "commission": {"type": "flat", "rate": "0.04"}}).json()
     assert requested["version"] == before["version"] + 1
     assert (requested["commission"], requested["amendments"]) == (before["commission"], [])
-    assert len(requested["amendment_id"]) == 36
+    assert requested["amendment_requests"] == [{
+        "amendment_id": requested["amendment_id"], "effective_on": "2026-03-01",
+        "commission": {"type": "flat", "rate": "0.04"}, "reason": None, "rate_justification": None,
+        "requested_by": "mgr-1", "status": "requested"}]
     problem(post(api, f"/v1/contracts/{contract}/amendments",
                  {"effective_on": "2027-03-01", "commission": {"type": "flat", "rate": "0.04"}}, MANAGER, None),
             422, "outside_contract_term")
@@ -106,6 +109,8 @@ def test_a_renewal_takes_effect_on_approval_by_someone_else(api):
     problem(post(api, f"/v1/contracts/{contract}/renewals/{NOBODY}/approve", None, GM, None), 404, "not_found")
     approved = post(api, approve, None, GM).json()
     assert (approved["ends_on"], approved["renewals"]) == ("2027-06-30", 1)
+    assert approved["renewal_requests"] == [{"renewal_id": requested["renewal_id"], "ends_on": "2027-06-30",
+                                             "requested_by": "mgr-1", "status": "approved"}]
     problem(post(api, approve, None, GM, None), 422, "invalid_transition")
 
     longer = post(api, f"/v1/contracts/{contract}/renew", {"ends_on": "2027-12-31"}).json()["renewal_id"]
