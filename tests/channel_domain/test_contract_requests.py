@@ -153,6 +153,11 @@ def test_a_sales_agent_rate_is_held_against_every_enterprise_agent_rate_in_force
         later = app.draft_contract(partner_id=agent, starts_on="2026-07-01", ends_on="2026-12-31",
                                    commission={"type": "flat", "rate": "0.04"}, **CONTENTS)
     assert app.get(Contract, later.id).status == "draft"
+    # A cut to 2 % still waiting for approval is not in force: 2.5 % stays below the 3 %.
+    request_amendment(app, enterprise, "2026-01-01", {"type": "flat", "rate": "0.02"})
+    with as_("mgr-1", "channel_manager"):
+        app.draft_contract(partner_id=agent, starts_on="2026-03-01", ends_on="2026-12-31",
+                           commission={"type": "flat", "rate": "0.025"}, **CONTENTS)
 
 
 def test_an_amended_sales_agent_rate_is_held_against_the_days_it_applies_to(app):
