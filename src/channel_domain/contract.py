@@ -183,7 +183,6 @@ class Contract(ChannelAggregate):
         not `preview_digest`, the ledger has moved and the approval is refused."""
         request = self._pending("approve", self.amendment_requests, amendment_id, "amendment")
         approver = current_command().actor
-        self._require_status("amend", "signed")
         day, terms = request["effective_on"], CommissionTerms.parse(request["commission"])
         self._check_amendment(day, terms, request["rate_justification"], lowest_enterprise_agent_rate)
         preview = price(day, terms)
