@@ -23,6 +23,7 @@ from api.routes import (
     attainment,
     audit,
     commissions,
+    contract_requests,
     contracts,
     employees,
     partner_money,
@@ -114,8 +115,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(DatabaseGate)
     app.add_middleware(RefuseNul)
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, partner_money, partner_records, trainings, contracts, sales_import, targets,
-                   activity, attainment, commissions, audit, projection_status):
+    for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
+                   sales_import, targets, activity, attainment, commissions, audit, projection_status):
         app.include_router(module.router)
 
     @app.get(

@@ -27,6 +27,7 @@ from channel_domain.store.recorder import means_database_away
 from channel_domain.values import plain_json
 
 PROBLEM_JSON = "application/problem+json"
+_PROBLEM_MEMBERS = {"type", "title", "status", "detail", "code", "instance", "errors"}
 
 _STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (NotFound, 404),
@@ -95,12 +96,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_refusal(_: Request, error: DomainError) -> JSONResponse:
         field = getattr(error, "field", None)
-        # What the rule names beside its message (`erasable_from`, `cap` …), as fields of the problem.
-        extra = {key: value for key, value in plain_json(error.details).items()
-                 if key not in ("type", "title", "status", "detail", "code", "field")}
-        if field:
-            extra["errors"] = [{"field": field, "message": error.message}]
-        return problem(status_for(error), error.code, error.message, **extra)
+        extra = {"errors": [{"field": field, "message": error.message}]} if field else {}
+        # What the refusal names (a fresh preview digest, what is left of an order…), as
+        # extension members — never over the problem's own members.
+        facts = {name: value for name, value in plain_json(error.details).items() if name not in _PROBLEM_MEMBERS}
+        return problem(status_for(error), error.code, error.message, **{**facts, **extra})
 
     @app.exception_handler(ApiProblem)
     async def api_problem(_: Request, error: ApiProblem) -> JSONResponse:

@@ -88,6 +88,11 @@ def contract_view(_app: ChannelDepartment, contract: Contract, _: Principal) -> 
         "signed_on": contract.signed_on,
         "commission": contract.commission,
         "amendments": [{"effective_on": day, "commission": terms} for day, terms in contract.amendments],
+        # Requests with their decision, so an approver finds what waits for them.
+        "amendment_requests": [{"amendment_id": request_id, **request}
+                               for request_id, request in contract.amendment_requests.items()],
+        "renewal_requests": [{"renewal_id": request_id, **request}
+                             for request_id, request in contract.renewal_requests.items()],
         "territory": contract.territory,
         "products": contract.products,
         "price_policy": contract.price_policy,

@@ -8,6 +8,7 @@ and a repeat returns it without writing anything.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import hmac
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID, uuid4
@@ -28,6 +29,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
 
 from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
+from channel_domain.amendment_preview import AmendmentPreview, price_amendment
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import PERSONAL_FIELDS, Employee
@@ -52,8 +54,9 @@ from channel_domain.store.recorder import (
     EventFacts,
     EventRecorder,
     PendingOutcome,
+    TermsInForce,
 )
-from channel_domain.values import money, parse_date, require_text
+from channel_domain.values import CommissionTerms, money, parse_date, require_text
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -595,7 +598,7 @@ class ChannelDepartment(Application):
         return self._commit(contract, partner, contracts_in_force=[_in_force(contract)])
 
     @command
-    def amend_contract(
+    def request_amendment(
         self,
         contract_id: UUID,
         effective_on: date | str,
@@ -604,16 +607,63 @@ class ChannelDepartment(Application):
         rate_justification: str | None = None,
     ) -> CommandOutcome:
         contract = self._load(Contract, contract_id, commanded=True)
-        contract.amend(
+        amendment_id = contract.request_amendment(
             effective_on,
             commission,
             reason,
-            lowest_enterprise_agent_rate=self._lowest_enterprise_agent_rate(
-                contract.starts_on, contract.last_day_in_force
-            ),
+            lowest_enterprise_agent_rate=self._lowest_rate_against(contract, effective_on),
             rate_justification=rate_justification,
         )
+        return self._commit(contract, extra={"amendment_id": str(amendment_id)})
+
+    def preview_amendment(self, contract_id: UUID, amendment_id: UUID) -> AmendmentPreview:
+        """What approving a requested amendment would book now (a query: writes nothing)."""
+        contract = self.get(Contract, contract_id)
+        request = contract.amendment_request(amendment_id)
+        if request["status"] != "requested":
+            raise refusal("invalid_transition", f"the amendment is already {request['status']}",
+                          status=request["status"], action="preview")
+        preview = self._price_amendment(contract, amendment_id)(
+            request["effective_on"], CommissionTerms.parse(request["commission"]))
+        return dataclasses.replace(preview, contract_version=contract.version)
+
+    @command
+    def approve_amendment(self, contract_id: UUID, amendment_id: UUID, preview_digest: str) -> CommandOutcome:
+        contract = self._load(Contract, contract_id, commanded=True)
+        effective_on = contract.amendment_request(amendment_id)["effective_on"]
+        contract.approve_amendment(
+            amendment_id,
+            preview_digest,
+            price=self._price_amendment(contract, amendment_id),
+            lowest_enterprise_agent_rate=self._lowest_rate_against(contract, effective_on),
+        )
         return self._commit(contract, contracts_in_force=[_in_force(contract)])
+
+    @command
+    def reject_amendment(self, contract_id: UUID, amendment_id: UUID, reason: str) -> CommandOutcome:
+        return self._change(Contract, contract_id, lambda c: c.reject_amendment(amendment_id, reason))
+
+    def _price_amendment(
+        self, contract: Contract, amendment_id: UUID
+    ) -> Callable[[date, CommissionTerms], AmendmentPreview]:
+        def price(effective_on: date, terms: CommissionTerms) -> AmendmentPreview:
+            # The stored events up to the version loaded: if more land before the approval
+            # commits, the commit fails on the version and the command runs again on them.
+            history = [
+                (row["position"], self.mapper.to_domain_event(
+                    StoredEvent(contract.id, row["originator_version"], row["topic"], bytes(row["state"]))))
+                for row in self.event_recorder.stream_rows(contract.id, 0, contract.version)
+            ]
+            return price_amendment(history, amendment_id, effective_on, terms, datetime.now(UTC))
+
+        return price
+
+    def _lowest_rate_against(self, contract: Contract, from_day: date | str) -> Decimal | None:
+        """The lowest enterprise-agent rate a sales agent's terms from `from_day` to the end of
+        its contract are held against (none for other partners)."""
+        if contract.partner_kind != "sales_agent":
+            return None
+        return self._lowest_enterprise_agent_rate(from_day, contract.last_day_in_force)
 
     @command
     def terminate_contract(self, contract_id: UUID, effective_on: date | str, reason: str) -> CommandOutcome:
@@ -622,10 +672,21 @@ class ChannelDepartment(Application):
         return self._commit(contract, contracts_in_force=[_in_force(contract)])
 
     @command
-    def renew_contract(self, contract_id: UUID, ends_on: date | str) -> CommandOutcome:
+    def request_renewal(self, contract_id: UUID, ends_on: date | str) -> CommandOutcome:
         contract = self._load(Contract, contract_id, commanded=True)
-        contract.renew(ends_on)
+        renewal_id = contract.request_renewal(ends_on)
+        return self._commit(contract, extra={"renewal_id": str(renewal_id)})
+
+    @command
+    def approve_renewal(self, contract_id: UUID, renewal_id: UUID) -> CommandOutcome:
+        # The exclusivity rules hold the longer interval in force here, in the registry.
+        contract = self._load(Contract, contract_id, commanded=True)
+        contract.approve_renewal(renewal_id)
         return self._commit(contract, contracts_in_force=[_in_force(contract)])
+
+    @command
+    def reject_renewal(self, contract_id: UUID, renewal_id: UUID, reason: str) -> CommandOutcome:
+        return self._change(Contract, contract_id, lambda c: c.reject_renewal(renewal_id, reason))
 
     @command
     def record_sale(
@@ -957,6 +1018,12 @@ class ChannelDepartment(Application):
             )
         if violation.constraint == "employee_logins_pkey":
             return refusal("login_taken", "login: another employee already logs in with this name")
+        if violation.constraint == "one_enterprise_agent_per_region":
+            return refusal(
+                "region_taken",
+                "another enterprise agent's contract is in force for this region on some of these days "
+                "(enterprise agents sell 「分别在不同的地区」)",
+            )
         if violation.constraint == "events_pkey":
             return ConcurrentModification("the record changed while the command ran")
         return violation
@@ -1017,16 +1084,33 @@ class ChannelDepartment(Application):
 
 
 def _in_force(contract: Contract) -> ContractInForce:
-    terms = contract.terms_on(contract.last_day_in_force)
+    last_day = contract.last_day_in_force
+    terms = contract.terms_on(last_day)
     return ContractInForce(
         contract_id=contract.id,
         partner_id=contract.partner_id,
         partner_kind=contract.partner_kind,
         starts_on=contract.starts_on,
-        last_day=contract.last_day_in_force,
+        last_day=last_day,
         lowest_rate=terms.lowest_rate,
         highest_rate=terms.highest_rate,
+        territory=contract.territory,
+        terms=_terms_in_force(contract, last_day),
     )
+
+
+def _terms_in_force(contract: Contract, last_day: date) -> tuple[TermsInForce, ...]:
+    """Each version of the terms over the days it is in force: from its effective date to the
+    day before the next version's (amendments sorted by date, recording order breaking ties)."""
+    versions = [(contract.starts_on, contract.commission), *((day, terms) for day, terms in contract.amendments)]
+    periods = []
+    for index, (effective_on, commission) in enumerate(versions):
+        first = max(effective_on, contract.starts_on)
+        last = min(versions[index + 1][0] - timedelta(days=1), last_day) if index + 1 < len(versions) else last_day
+        if first <= last:
+            terms = CommissionTerms.parse(commission)
+            periods.append(TermsInForce(first, last, terms.lowest_rate, terms.highest_rate))
+    return tuple(periods)
 
 
 __all__ = ["ChannelDepartment", "CommandOutcome", "HistoryEntry", "answering_with", "command"]

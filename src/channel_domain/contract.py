@@ -3,10 +3,14 @@
 A contract is in force from `starts_on` to its end (its `ends_on`, moved by renewals, or the
 day before a termination takes effect). Amendments change the commission terms from an
 effective date that may lie in the past; the terms in force on a sale's date price it.
+Amendments and renewals are requested, then approved by someone other than the requester;
+until approved they change nothing.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -17,7 +21,7 @@ from eventsourcing.domain import event
 
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.context import current_command
-from channel_domain.errors import ValidationFailed, refusal
+from channel_domain.errors import NotFound, ValidationFailed, refusal
 from channel_domain.values import CommissionTerms, money, parse_date, rate, require_text
 
 # 「合作目标、产品及价格政策、权利与义务、支持与服务、期限与终止条件、保密条款」
@@ -34,7 +38,9 @@ class PartnerTerms:
 
 class Contract(ChannelAggregate):
     record_name = "contract"
-    class_version = 3  # the state's shape, for snapshots: 2 holds each order as one string, 3 return ids
+    # The state's shape, for snapshots: 2 holds each order as one string, 3 return ids and the
+    # amendment and renewal requests.
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -43,8 +49,11 @@ class Contract(ChannelAggregate):
 
     @staticmethod
     def upcast_v2_v3(state: dict[str, Any]) -> None:
-        """A snapshot taken before returns carried an id."""
+        """A snapshot taken before returns carried an id, and when amendments and renewals
+        took effect at once."""
         state["return_ids"] = {}
+        state["amendment_requests"] = {}
+        state["renewal_requests"] = {}
 
     # Drafting and approval ------------------------------------------------------------
 
@@ -133,25 +142,97 @@ class Contract(ChannelAggregate):
 
     # While in force -------------------------------------------------------------------
 
-    def amend(
+    def request_amendment(
         self,
         effective_on: date | str,
         commission: Any,
         reason: str | None = None,
         lowest_enterprise_agent_rate: Decimal | None = None,
         rate_justification: str | None = None,
+    ) -> UUID:
+        """New commission terms from `effective_on`, which take effect once approved."""
+        day = parse_date(effective_on, "effective_on")
+        terms = CommissionTerms.parse(commission)
+        justification = (rate_justification or "").strip() or None
+        self._check_amendment(day, terms, justification, lowest_enterprise_agent_rate)
+        amendment_id = uuid.uuid4()
+        self._amendment_requested(
+            amendment_id=amendment_id,
+            effective_on=day,
+            commission=terms.as_dict(),
+            reason=reason,
+            rate_justification=justification,
+            requested_by=current_command().actor,
+        )
+        return amendment_id
+
+    def amendment_request(self, amendment_id: UUID) -> dict[str, Any]:
+        """A requested amendment: effective_on, commission, reason, rate_justification,
+        requested_by, status (requested, approved or rejected)."""
+        request = self.amendment_requests.get(str(amendment_id))
+        if request is None:
+            raise NotFound(f"no amendment {amendment_id} on this contract")
+        return request
+
+    def approve_amendment(
+        self,
+        amendment_id: UUID,
+        preview_digest: str,
+        price: Callable[[date, CommissionTerms], Any],
+        lowest_enterprise_agent_rate: Decimal | None = None,
+    ) -> None:
+        """Approves the preview the approver saw: `price(effective_on, terms)` prices the
+        amendment on the ledger as it stands now (an `AmendmentPreview`); when its digest is
+        not `preview_digest`, the ledger has moved and the approval is refused."""
+        request = self._pending("approve", self.amendment_requests, amendment_id, "amendment")
+        approver = current_command().actor
+        day, terms = request["effective_on"], CommissionTerms.parse(request["commission"])
+        self._check_amendment(day, terms, request["rate_justification"], lowest_enterprise_agent_rate)
+        preview = price(day, terms)
+        if preview.digest != require_text(preview_digest, "preview_digest"):
+            raise refusal(
+                "preview_stale",
+                "the ledger has moved since that preview: the amendment would now book other figures",
+                digest=preview.digest,
+            )
+        self._amended(
+            effective_on=day,
+            commission=request["commission"],
+            reason=request["reason"],
+            amendment_id=amendment_id,
+            approved_by=approver,
+            preview_digest=preview.digest,
+        )
+
+    def reject_amendment(self, amendment_id: UUID, reason: str) -> None:
+        self._pending("reject", self.amendment_requests, amendment_id, "amendment")
+        self._amendment_rejected(
+            amendment_id=amendment_id, reason=require_text(reason, "reason"), rejected_by=current_command().actor
+        )
+
+    def _check_amendment(
+        self, day: date, terms: CommissionTerms, justification: str | None, lowest_enterprise_rate: Decimal | None
     ) -> None:
         self._require_status("amend", "signed")
-        day = parse_date(effective_on, "effective_on")
         if not self.starts_on <= day <= self.last_day_in_force:
             raise refusal(
                 "outside_contract_term",
                 f"the contract runs from {self.starts_on} to {self.last_day_in_force}",
             )
-        terms = CommissionTerms.parse(commission)
-        justification = (rate_justification or "").strip() or self.rate_justification
-        _check_sales_agent_rate(self.partner_kind, terms, lowest_enterprise_agent_rate, justification)
-        self._amended(effective_on=day, commission=terms.as_dict(), reason=reason)
+        _check_sales_agent_rate(
+            self.partner_kind, terms, lowest_enterprise_rate, justification or self.rate_justification
+        )
+
+    def _pending(self, action: str, requests: dict[str, dict[str, Any]], request_id: UUID, what: str) -> dict[str, Any]:
+        """A request that exists (404), was made by someone else (403) and is undecided (422)."""
+        request = requests.get(str(request_id))
+        if request is None:
+            raise NotFound(f"no {what} {request_id} on this contract")
+        self._require_other_actor(action, requested=request["requested_by"])
+        if request["status"] != "requested":
+            raise refusal("invalid_transition", f"the {what} is already {request['status']}",
+                          status=request["status"], action=action)
+        return request
 
     def terminate(self, effective_on: date | str, reason: str) -> None:
         self._require_status("terminate", "signed")
@@ -165,12 +246,30 @@ class Contract(ChannelAggregate):
             )
         self._terminated(effective_on=day, reason=require_text(reason, "reason"))
 
-    def renew(self, ends_on: date | str) -> None:
-        self._require_status("renew", "signed")
+    def request_renewal(self, ends_on: date | str) -> UUID:
+        """A new end date, which takes effect once approved."""
         day = parse_date(ends_on, "ends_on")
+        self._check_renewal(day)
+        renewal_id = uuid.uuid4()
+        self._renewal_requested(renewal_id=renewal_id, ends_on=day, requested_by=current_command().actor)
+        return renewal_id
+
+    def approve_renewal(self, renewal_id: UUID) -> None:
+        request = self._pending("approve", self.renewal_requests, renewal_id, "renewal")
+        approver = current_command().actor
+        self._check_renewal(request["ends_on"])
+        self._renewed(ends_on=request["ends_on"], renewal_id=renewal_id, approved_by=approver)
+
+    def reject_renewal(self, renewal_id: UUID, reason: str) -> None:
+        self._pending("reject", self.renewal_requests, renewal_id, "renewal")
+        self._renewal_rejected(
+            renewal_id=renewal_id, reason=require_text(reason, "reason"), rejected_by=current_command().actor
+        )
+
+    def _check_renewal(self, day: date) -> None:
+        self._require_status("renew", "signed")
         if day <= self.ends_on:
             raise ValidationFailed("ends_on", f"a renewal extends the contract beyond {self.ends_on}")
-        self._renewed(ends_on=day)
 
     def record_sale(
         self,
@@ -301,6 +400,9 @@ class Contract(ChannelAggregate):
         self.signed_on: date | None = None
         self.status = "draft"
         self.amendments: list[list[Any]] = []  # [effective_on, terms], in recording order
+        # Requests by id (str): their fields, requested_by and status (requested/approved/rejected).
+        self.amendment_requests: dict[str, dict[str, Any]] = {}
+        self.renewal_requests: dict[str, dict[str, Any]] = {}
         self.terminated_on: date | None = None
         self.renewals = 0
         # order id -> "amount|returned|sold_on": enough to refuse duplicates and over-returns,
@@ -329,20 +431,92 @@ class Contract(ChannelAggregate):
         self.status = "signed"
         self.signed_on = signed_on
 
-    @event("Amended")
-    def _amended(self, effective_on: date, commission: dict[str, Any], reason: str | None) -> None:
+    @event("AmendmentRequested")
+    def _amendment_requested(
+        self,
+        amendment_id: UUID,
+        effective_on: date,
+        commission: dict[str, Any],
+        reason: str | None,
+        rate_justification: str | None,
+        requested_by: str,
+    ) -> None:
+        self.amendment_requests[str(amendment_id)] = {
+            "effective_on": effective_on,
+            "commission": commission,
+            "reason": reason,
+            "rate_justification": rate_justification,
+            "requested_by": requested_by,
+            "status": "requested",
+        }
+
+    class Amended(ChannelAggregate.Event):
+        """Terms changed from `effective_on`. Version 2 names the approved request."""
+
+        class_version = 2
+        effective_on: date
+        commission: dict[str, Any]
+        reason: str | None
+        amendment_id: UUID | None
+        approved_by: str | None
+        preview_digest: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Recorded when an amendment took effect at once, unrequested and unapproved."""
+            state.update(amendment_id=None, approved_by=None, preview_digest=None)
+
+    @event(Amended)
+    def _amended(
+        self,
+        effective_on: date,
+        commission: dict[str, Any],
+        reason: str | None,
+        amendment_id: UUID | None,
+        approved_by: str | None,
+        preview_digest: str | None,
+    ) -> None:
         self.amendments.append([effective_on, commission])
         self.amendments.sort(key=lambda amendment: amendment[0])
+        if amendment_id is not None:
+            self.amendment_requests[str(amendment_id)]["status"] = "approved"
+
+    @event("AmendmentRejected")
+    def _amendment_rejected(self, amendment_id: UUID, reason: str, rejected_by: str) -> None:
+        self.amendment_requests[str(amendment_id)]["status"] = "rejected"
 
     @event("Terminated")
     def _terminated(self, effective_on: date, reason: str) -> None:
         self.status = "terminated"
         self.terminated_on = effective_on
 
-    @event("Renewed")
-    def _renewed(self, ends_on: date) -> None:
+    @event("RenewalRequested")
+    def _renewal_requested(self, renewal_id: UUID, ends_on: date, requested_by: str) -> None:
+        self.renewal_requests[str(renewal_id)] = {"ends_on": ends_on, "requested_by": requested_by, "status": "requested"}
+
+    class Renewed(ChannelAggregate.Event):
+        """A new end date. Version 2 names the approved request."""
+
+        class_version = 2
+        ends_on: date
+        renewal_id: UUID | None
+        approved_by: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Recorded when a renewal took effect at once, unrequested and unapproved."""
+            state.update(renewal_id=None, approved_by=None)
+
+    @event(Renewed)
+    def _renewed(self, ends_on: date, renewal_id: UUID | None, approved_by: str | None) -> None:
         self.ends_on = ends_on
         self.renewals += 1
+        if renewal_id is not None:
+            self.renewal_requests[str(renewal_id)]["status"] = "approved"
+
+    @event("RenewalRejected")
+    def _renewal_rejected(self, renewal_id: UUID, reason: str, rejected_by: str) -> None:
+        self.renewal_requests[str(renewal_id)]["status"] = "rejected"
 
     @event("SaleRecorded")
     def _sold(

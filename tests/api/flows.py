@@ -54,6 +54,21 @@ def signed_contract(api: Api, partner_id: str, starts_on="2026-01-01", ends_on="
     return contract
 
 
+def amend(api: Api, contract: str, body: dict, approver=GM) -> dict:
+    """Requests an amendment, previews it and approves the preview; returns the approved state."""
+    amendment = post(api, f"/v1/contracts/{contract}/amendments", body, MANAGER).json()["amendment_id"]
+    preview = api.get(f"/v1/contracts/{contract}/amendments/{amendment}/preview", actor=approver[0],
+                      roles=approver[1]).json()
+    return post(api, f"/v1/contracts/{contract}/amendments/{amendment}/approve",
+                {"preview_digest": preview["digest"]}, approver).json()
+
+
+def renew(api: Api, contract: str, ends_on: str, approver=GM, expect: int | None = 200):
+    """Requests a renewal and has it approved; returns the approval's response."""
+    renewal = post(api, f"/v1/contracts/{contract}/renew", {"ends_on": ends_on}, MANAGER).json()["renewal_id"]
+    return post(api, f"/v1/contracts/{contract}/renewals/{renewal}/approve", None, approver, expect)
+
+
 def problem(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/problem+json")

@@ -1,12 +1,13 @@
 """GET /v1/commissions/statements with figures worked by hand (domain.md §6).
 
-Tiered terms throughout: 3 % up to 100 000.00 of the month's net sales, 4.5 % above.
+Tiered terms throughout: 3 % up to 100 000.00 of the month's sales (returns do not move it), 4.5 % above.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from channel_domain.company_time import recorded_month
 from tests.api.flows import (
     AUDITOR,
     ERP,
@@ -16,6 +17,7 @@ from tests.api.flows import (
     MANAGER,
     REPORTING,
     SPECIALIST,
+    amend,
     approved_partner,
     post,
     problem,
@@ -115,10 +117,10 @@ def test_a_retroactive_amendment_is_an_adjustment_in_the_month_it_is_recorded(ap
     sale(api, contract, "F", "20000.00", "2026-02-10")
     catch_up(api)
     before = datetime.now(UTC).isoformat()
-    post(api, f"/v1/contracts/{contract}/amendments",
-         {"effective_on": "2026-02-01", "commission": {"type": "flat", "rate": "0.06"}, "reason": "new scale"})
+    amend(api, contract, {"effective_on": "2026-02-01", "commission": {"type": "flat", "rate": "0.06"},
+                          "reason": "new scale"})
     amended = api.get(f"/v1/contracts/{contract}/history").json()["items"][-1]
-    recorded_in = amended["recorded_at"][:7]
+    recorded_in = recorded_month(datetime.fromisoformat(amended["recorded_at"]))
 
     february = statement(api, partner, "2026-02")
     assert (february["commission"], february["adjustments"]) == ("1000.00", "0.00")  # never rewritten

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from tests.api.flows import CONTENTS, ERP, GM, MANAGER, MANAGER_2, approved_partner, post, problem, signed_contract
+from tests.api.flows import (
+    CONTENTS,
+    ERP,
+    GM,
+    MANAGER,
+    MANAGER_2,
+    amend,
+    approved_partner,
+    post,
+    problem,
+    renew,
+    signed_contract,
+)
 
 
 def test_draft_submit_approve_sign(api):
@@ -58,11 +70,10 @@ def test_sales_and_returns(api):
 
 def test_amend_terminate_renew(api):
     contract = signed_contract(api, approved_partner(api))
-    amended = post(api, f"/v1/contracts/{contract}/amendments",
-                   {"effective_on": "2026-03-01", "commission": {"type": "flat", "rate": "0.025"},
-                    "reason": "retroactive correction"}).json()
+    amended = amend(api, contract, {"effective_on": "2026-03-01", "commission": {"type": "flat", "rate": "0.025"},
+                                    "reason": "retroactive correction"})
     assert amended["amendments"] == [{"effective_on": "2026-03-01", "commission": {"type": "flat", "rate": "0.025"}}]
-    renewed = post(api, f"/v1/contracts/{contract}/renew", {"ends_on": "2027-06-30"}).json()
+    renewed = renew(api, contract, "2027-06-30").json()
     assert (renewed["ends_on"], renewed["renewals"]) == ("2027-06-30", 1)
     ended = post(api, f"/v1/contracts/{contract}/terminate", {"effective_on": "2026-10-01", "reason": "merger"}).json()
     assert (ended["status"], ended["last_day_in_force"]) == ("terminated", "2026-09-30")

@@ -3,8 +3,11 @@ api.md). Figures worked by hand."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import psycopg
 
+from channel_domain.company_time import recorded_month
 from tests.api.flows import (
     AUDITOR,
     FINANCE,
@@ -12,6 +15,7 @@ from tests.api.flows import (
     GM,
     MANAGER,
     SPECIALIST,
+    amend,
     approved_partner,
     post,
     problem,
@@ -83,9 +87,10 @@ def test_a_consignees_adjustment_enters_its_settlement(api):
     partner, contract = consignee(api)
     sale(api, contract, "C1", "10000.00", "2026-01-10")
     catch_up(api)
-    post(api, f"/v1/contracts/{contract}/amendments",
-         {"effective_on": "2026-01-01", "commission": {"type": "flat", "rate": "0.12"}, "reason": "new scale"})
-    recorded_in = api.get(f"/v1/contracts/{contract}/history").json()["items"][-1]["recorded_at"][:7]
+    amend(api, contract, {"effective_on": "2026-01-01", "commission": {"type": "flat", "rate": "0.12"},
+                          "reason": "new scale"})
+    approved_at = api.get(f"/v1/contracts/{contract}/history").json()["items"][-1]["recorded_at"]
+    recorded_in = recorded_month(datetime.fromisoformat(approved_at))
     # 10 000 × 2 % more = 200, booked in the month recorded: S = 0 − 0 − 0 − 200, owed by the company.
     booked = statement(api, partner, recorded_in)
     assert (booked["adjustments"], booked["remittance_due"], booked["total_due"]) == ("200.00", "0.00", "200.00")

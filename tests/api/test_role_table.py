@@ -60,6 +60,10 @@ TABLE = [
     (f"/v1/contracts/{X}/approve", {"general_manager", "channel_manager"}),
     (f"/v1/contracts/{X}/sign", {"channel_manager"}),
     (f"/v1/contracts/{X}/amendments", {"channel_manager"}),
+    (f"/v1/contracts/{X}/amendments/{X}/approve", {"general_manager", "channel_manager"}),
+    (f"/v1/contracts/{X}/amendments/{X}/reject", {"general_manager", "channel_manager"}),
+    (f"/v1/contracts/{X}/renewals/{X}/approve", {"general_manager", "channel_manager"}),
+    (f"/v1/contracts/{X}/renewals/{X}/reject", {"general_manager", "channel_manager"}),
     (f"/v1/contracts/{X}/terminate", {"channel_manager"}),
     (f"/v1/contracts/{X}/renew", {"channel_manager"}),
     (f"/v1/contracts/{X}/sales", {"integration", "channel_specialist"}),
@@ -90,7 +94,8 @@ def test_every_command_endpoint_is_in_the_table(api):
     normalised = {p.replace("{employee_id}", "{id}").replace("{partner_id}", "{id}").replace("{contract_id}", "{id}")
                   .replace("{target_id}", "{id}").replace("{complaint_id}", "{id}").replace("{change_id}", "{id}")
                   .replace("{revision_id}", "{id}").replace("{proposal_id}", "{id}").replace("{plan_id}", "{id}")
-                  .replace("{period}", "2026-03") for p in posts}
+                  .replace("{amendment_id}", "{id}").replace("{renewal_id}", "{id}").replace("{period}", "2026-03")
+                  for p in posts}
     assert normalised == table
 
 
@@ -109,6 +114,7 @@ READ_TABLE = [
     ("/v1/audit/events", {"auditor"}),
     ("/v1/audit/findings", {"auditor"}),
     ("/v1/projections", ALL_ROLES),
+    (f"/v1/contracts/{X}/amendments/{X}/preview", {"general_manager", "channel_manager", "finance", "auditor"}),
 ]
 
 

@@ -81,11 +81,13 @@ def test_second_sales_agent_refused_while_one_is_in_force(app):
     assert app.get(Partner, second).status == "active"
 
 
-def test_renewal_into_another_sales_agents_term_is_refused(app):
+def test_renewal_into_another_sales_agents_term_is_refused_when_approved(app):
     first = signed_contract(app, partner(app), "2026-01-01", "2026-06-30")
     signed_contract(app, partner(app), "2026-07-01", "2026-12-31")
-    with as_("mgr-1", "channel_manager"), refused("exclusive_sales_agent_exists"):
-        app.renew_contract(first, "2026-09-30")
+    with as_("mgr-1", "channel_manager"):
+        renewal_id = app.request_renewal(first, "2026-09-30").extra["renewal_id"]
+    with as_("gm-1", "general_manager"), refused("exclusive_sales_agent_exists"):
+        app.approve_renewal(first, renewal_id)
     assert app.get(Contract, first).ends_on.isoformat() == "2026-06-30"
 
 

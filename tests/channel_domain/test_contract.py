@@ -3,13 +3,17 @@ effective-dated amendments, termination, renewal, sales and returns."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from channel_domain.amendment_preview import price_amendment
 from channel_domain.contract import Contract, PartnerTerms
+from channel_domain.errors import DomainError
+from channel_domain.values import CommissionTerms
 from tests.channel_domain.helpers import as_, refused
 
 FLAT = {"type": "flat", "rate": "0.05"}
@@ -179,18 +183,121 @@ def test_return_never_exceeds_what_is_left_of_its_order():
     assert contract.order_line("S-1")[1] == Decimal("1000.00")
 
 
+def price(contract: Contract, amendment_id):
+    """Prices a requested amendment on the contract's events so far, positions in recording order."""
+    history = list(enumerate(contract.pending_events, start=1))
+    return lambda day, terms: price_amendment(history, amendment_id, day, terms, datetime.now(UTC))
+
+
+def approve(contract: Contract, amendment_id, actor: str = "gm-1") -> None:
+    request = contract.amendment_request(amendment_id)
+    preview = price(contract, amendment_id)(request["effective_on"], CommissionTerms.parse(request["commission"]))
+    with as_(actor, "general_manager"):
+        contract.approve_amendment(amendment_id, preview.digest, price(contract, amendment_id))
+
+
 def test_amendment_changes_terms_from_its_effective_date_even_in_the_past():
     contract = signed()
     with as_("mgr-1", "channel_manager"):
-        contract.amend("2026-07-01", TIERED, "volume incentive")
-        contract.amend("2026-03-01", {"type": "flat", "rate": "0.06"}, "retroactive correction")
+        later = contract.request_amendment("2026-07-01", TIERED, "volume incentive")
+        earlier = contract.request_amendment("2026-03-01", {"type": "flat", "rate": "0.06"}, "retroactive correction")
         with refused("outside_contract_term"):
-            contract.amend("2027-01-01", FLAT)
+            contract.request_amendment("2027-01-01", FLAT)
+    approve(contract, later)
+    approve(contract, earlier)
     assert contract.terms_on(date(2026, 2, 28)).highest_rate == Decimal("0.05")
     assert contract.terms_on(date(2026, 3, 1)).highest_rate == Decimal("0.06")
     assert contract.terms_on(date(2026, 7, 1)).type == "tiered"
-    amended = contract.collect_events()[-1]
-    assert amended.effective_on == date(2026, 3, 1)
+    amended = contract.pending_events[-1]
+    assert (amended.effective_on, amended.amendment_id, amended.approved_by) == (date(2026, 3, 1), earlier, "gm-1")
+
+
+def test_a_requested_amendment_changes_nothing_until_someone_else_approves_it():
+    contract = signed()
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-03-01", {"type": "flat", "rate": "0.06"}, "new scale")
+    assert contract.terms_on(date(2026, 6, 1)).highest_rate == Decimal("0.05")
+    assert contract.amendment_request(amendment_id)["status"] == "requested"
+    preview = price(contract, amendment_id)(date(2026, 3, 1), CommissionTerms.parse({"type": "flat", "rate": "0.06"}))
+    with as_("mgr-1", "channel_manager"), refused("segregation_of_duties"):
+        contract.approve_amendment(amendment_id, preview.digest, price(contract, amendment_id))
+    with as_("gm-1", "general_manager"), refused("not_found"):
+        contract.approve_amendment(uuid.uuid4(), preview.digest, price(contract, amendment_id))
+    approve(contract, amendment_id, actor="mgr-2")  # another channel manager may approve
+    assert contract.terms_on(date(2026, 6, 1)).highest_rate == Decimal("0.06")
+    with as_("gm-1", "general_manager"), refused("invalid_transition"):
+        contract.approve_amendment(amendment_id, preview.digest, price(contract, amendment_id))
+
+
+def test_a_rejected_amendment_never_takes_effect():
+    contract = signed()
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-03-01", {"type": "flat", "rate": "0.06"})
+        with refused("segregation_of_duties"):
+            contract.reject_amendment(amendment_id, "mine")
+    with as_("gm-1", "general_manager"):
+        with refused("validation_error"):
+            contract.reject_amendment(amendment_id, " ")
+        contract.reject_amendment(amendment_id, "no budget for it")
+        with refused("invalid_transition"):
+            contract.reject_amendment(amendment_id, "again")
+        with refused("invalid_transition"):
+            contract.approve_amendment(amendment_id, "0" * 64, price(contract, amendment_id))
+    assert contract.amendment_request(amendment_id)["status"] == "rejected"
+    assert contract.amendments == []
+
+
+def test_the_approval_names_the_figures_of_the_preview_it_saw():
+    contract = signed("sales_agent")
+    with as_("int-1", "integration"):
+        contract.record_sale("S-1", "50000.00", "2026-02-10")
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-02-01", {"type": "flat", "rate": "0.06"}, "new scale")
+    six = CommissionTerms.parse({"type": "flat", "rate": "0.06"})
+    seen = price(contract, amendment_id)(date(2026, 2, 1), six)
+    # February booked 50 000 × 5 % = 2 500.00; at 6 % it would be 3 000.00.
+    assert [(line.corrects_period, line.booked, line.would_book, line.adjustment) for line in seen.lines] == [
+        ("2026-02", Decimal("2500.00"), Decimal("3000.00"), Decimal("500.00"))]
+    assert seen.total == Decimal("500.00")
+    canonical = f"channel-domain/amendment-preview/v1\n{amendment_id}\n2026-02 2500.00 3000.00 500.00\ntotal 500.00\n"
+    assert seen.digest == hashlib.sha256(canonical.encode()).hexdigest()
+
+    with as_("int-1", "integration"):
+        contract.record_sale("S-2", "10000.00", "2026-02-20")  # the ledger moves
+    fresh = price(contract, amendment_id)(date(2026, 2, 1), six)
+    assert [(line.booked, line.would_book) for line in fresh.lines] == [(Decimal("3000.00"), Decimal("3600.00"))]
+    with as_("gm-1", "general_manager"), pytest.raises(DomainError) as stale:
+        contract.approve_amendment(amendment_id, seen.digest, price(contract, amendment_id))
+    assert (stale.value.code, stale.value.details["digest"]) == ("preview_stale", fresh.digest)
+    assert contract.amendments == []
+    with as_("gm-1", "general_manager"):
+        contract.approve_amendment(amendment_id, fresh.digest, price(contract, amendment_id))
+    assert contract.pending_events[-1].preview_digest == fresh.digest
+
+
+def test_a_preview_without_figures_to_correct_has_no_lines():
+    contract = signed()
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-02-01", {"type": "flat", "rate": "0.06"})
+    preview = price(contract, amendment_id)(date(2026, 2, 1), CommissionTerms.parse({"type": "flat", "rate": "0.06"}))
+    assert (preview.lines, preview.total) == ((), Decimal("0.00"))
+    assert preview.canonical_text() == f"channel-domain/amendment-preview/v1\n{amendment_id}\ntotal 0.00\n"
+
+
+def test_an_amendment_is_checked_again_when_approved():
+    contract = signed("sales_agent")
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-09-01", {"type": "flat", "rate": "0.06"})
+        contract.terminate("2026-08-01", "agent retired")
+    with as_("gm-1", "general_manager"), refused("invalid_transition"):
+        contract.approve_amendment(amendment_id, "0" * 64, price(contract, amendment_id))
+    contract = signed("sales_agent")
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-09-01", {"type": "flat", "rate": "0.06"},
+                                                  lowest_enterprise_agent_rate=Decimal("0.07"))
+    with as_("gm-1", "general_manager"), refused("rate_justification_required"):
+        contract.approve_amendment(amendment_id, "0" * 64, price(contract, amendment_id),
+                                   lowest_enterprise_agent_rate=Decimal("0.06"))
 
 
 def test_termination_ends_the_term_from_its_effective_date():
@@ -202,7 +309,7 @@ def test_termination_ends_the_term_from_its_effective_date():
             contract.terminate("2026-05-10", "partner closed")
         contract.terminate("2026-06-01", "partner closed")
         with refused("invalid_transition"):
-            contract.renew("2027-12-31")
+            contract.request_renewal("2027-12-31")
     assert contract.last_day_in_force == date(2026, 5, 31)
     with as_("int-1", "integration"):
         with refused("contract_not_in_force"):
@@ -210,11 +317,38 @@ def test_termination_ends_the_term_from_its_effective_date():
         contract.record_return("S-1", "100.00", "2026-06-15")  # returns still land
 
 
-def test_renewal_extends_the_term():
+def test_renewal_extends_the_term_once_someone_else_approves_it():
     contract = signed("sales_agent")
     with as_("mgr-1", "channel_manager"):
         with refused("validation_error"):
-            contract.renew("2026-12-31")
-        contract.renew("2027-12-31")
+            contract.request_renewal("2026-12-31")
+        renewal_id = contract.request_renewal("2027-12-31")
+        assert contract.ends_on == date(2026, 12, 31)
+        with refused("segregation_of_duties"):
+            contract.approve_renewal(renewal_id)
+    with as_("gm-1", "general_manager"):
+        with refused("not_found"):
+            contract.approve_renewal(uuid.uuid4())
+        contract.approve_renewal(renewal_id)
+        with refused("invalid_transition"):
+            contract.approve_renewal(renewal_id)
+    assert (contract.ends_on, contract.renewals) == (date(2027, 12, 31), 1)
+    assert contract.pending_events[-1].approved_by == "gm-1"
     assert contract.is_in_force_on(date(2027, 6, 1))
     assert contract.display_status(date(2028, 1, 1)) == "expired"
+
+
+def test_a_renewal_overtaken_or_rejected_changes_nothing():
+    contract = signed("sales_agent")
+    with as_("mgr-1", "channel_manager"):
+        shorter = contract.request_renewal("2027-06-30")
+        longer = contract.request_renewal("2027-12-31")
+        rejected = contract.request_renewal("2028-12-31")
+    with as_("gm-1", "general_manager"):
+        contract.approve_renewal(longer)
+        with refused("validation_error"):
+            contract.approve_renewal(shorter)  # it would no longer extend the contract
+        contract.reject_renewal(rejected, "one year at a time")
+        with refused("invalid_transition"):
+            contract.approve_renewal(rejected)
+    assert contract.ends_on == date(2027, 12, 31)

@@ -4,6 +4,7 @@ tests and the crash test (R3), which both compare read models with a clean rebui
 from __future__ import annotations
 
 import random
+from uuid import UUID
 
 import psycopg
 
@@ -50,6 +51,9 @@ def record_tiered_sales(app, rng: random.Random) -> None:
             assert not any(app.import_sales(lines))
         with as_("mgr-1", "channel_manager"):
             rate = f"0.0{5 + chunk}"
-            app.amend_contract(contract, effective_on=f"2026-0{2 + chunk % 3}-15", reason="new scale",
-                               commission={"type": "tiered", "tiers": [{"up_to": "100000.00", "rate": "0.03"},
-                                                                       {"rate": rate}]})
+            amendment_id = UUID(app.request_amendment(
+                contract, effective_on=f"2026-0{2 + chunk % 3}-15", reason="new scale",
+                commission={"type": "tiered", "tiers": [{"up_to": "100000.00", "rate": "0.03"}, {"rate": rate}]},
+            ).extra["amendment_id"])
+        with as_("gm-1", "general_manager"):
+            app.approve_amendment(contract, amendment_id, app.preview_amendment(contract, amendment_id).digest)

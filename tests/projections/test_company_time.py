@@ -16,6 +16,7 @@ from channel_domain.store.projecting import ProjectionRunner
 from projections.commissions import Commissions
 from tests.channel_domain.helpers import as_
 from tests.channel_domain.test_application import partner, signed_contract
+from tests.channel_domain.test_contract_requests import approve_amendment, request_amendment
 
 # 07:30 on 1 April in Beijing.
 LATE_ON_31_MARCH_UTC = datetime(2026, 3, 31, 23, 30, tzinfo=UTC)
@@ -35,10 +36,10 @@ def adjustments_of_an_amendment_recorded_late_on_31_march_utc(app, database_url,
     contract = signed_contract(app, partner(app, "retailer"), commission={"type": "flat", "rate": "0.03"})
     with as_("erp", "integration"):
         app.record_sale(contract, "A", "10000.00", "2026-02-10")
-    with monkeypatch.context() as clock, as_("mgr-1", "channel_manager"):
+    with monkeypatch.context() as clock:
         clock.setattr(ChannelAggregate.Event, "create_timestamp", staticmethod(lambda: LATE_ON_31_MARCH_UTC))
-        app.amend_contract(contract, effective_on="2026-02-01", commission={"type": "flat", "rate": "0.05"},
-                           reason="new scale")
+        approve_amendment(app, contract, request_amendment(app, contract, "2026-02-01",
+                                                           {"type": "flat", "rate": "0.05"}, reason="new scale"))
     runner = ProjectionRunner(app, [Commissions()])
     runner.catch_up(runner.projections[0])
     with psycopg.connect(database_url) as conn:

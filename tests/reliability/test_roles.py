@@ -114,6 +114,13 @@ def test_segregation_of_duties_is_refused_on_every_approval_and_writes_nothing(h
     post(http, f"/v1/contracts/{contract}/submit", None, drafter)
     refuse_then_allow(f"/v1/contracts/{contract}/approve", contract, "contracts", drafter, GM)
     post(http, f"/v1/contracts/{contract}/sign", {"signed_on": "2026-01-01"}, drafter)
+    amendment = post(http, f"/v1/contracts/{contract}/amendments", {
+        "effective_on": "2026-03-01", "commission": {"type": "flat", "rate": "0.06"}}, drafter).json()["amendment_id"]
+    digest = http.get(f"/v1/contracts/{contract}/amendments/{amendment}/preview").json()["digest"]
+    refuse_then_allow(f"/v1/contracts/{contract}/amendments/{amendment}/approve", contract, "contracts", drafter, GM,
+                      {"preview_digest": digest})
+    renewal = post(http, f"/v1/contracts/{contract}/renew", {"ends_on": "2027-06-30"}, drafter).json()["renewal_id"]
+    refuse_then_allow(f"/v1/contracts/{contract}/renewals/{renewal}/approve", contract, "contracts", drafter, GM)
 
     clerk = ("li", ("channel_specialist", "finance"))
     change = post(http, f"/v1/partners/{partner}/payout-account/changes", {"account": "6222 0001"}, clerk).json()

@@ -1,4 +1,5 @@
-"""/v1/contracts: drafting, approval, signing, amendments, termination, renewal, sales."""
+"""/v1/contracts: drafting, approval, signing, termination, sales (amendments and renewals:
+contract_requests)."""
 
 from __future__ import annotations
 
@@ -58,20 +59,9 @@ class Sign(Command):
     signed_on: Day
 
 
-class Amend(Command):
-    effective_on: Day
-    commission: Commission
-    reason: Text | None = None
-    rate_justification: Text | None = None
-
-
 class Terminate(Command):
     effective_on: Day
     reason: Text
-
-
-class Renew(Command):
-    ends_on: Day
 
 
 class Sale(Command):
@@ -125,21 +115,9 @@ def sign(contract_id: UUID, body: Sign, request: Request, app: Department, calle
     return _change(request, caller, app, body, lambda: app.sign_contract(contract_id, body.signed_on))
 
 
-@router.post("/{contract_id}/amendments", response_model=RecordState, responses=COMMAND_ERRORS)
-def amend(contract_id: UUID, body: Amend, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.amend_contract(
-        contract_id, body.effective_on, body.commission.model_dump(exclude_none=True), body.reason,
-        body.rate_justification))
-
-
 @router.post("/{contract_id}/terminate", response_model=RecordState, responses=COMMAND_ERRORS)
 def terminate(contract_id: UUID, body: Terminate, request: Request, app: Department, caller: Manager) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.terminate_contract(contract_id, body.effective_on, body.reason))
-
-
-@router.post("/{contract_id}/renew", response_model=RecordState, responses=COMMAND_ERRORS)
-def renew(contract_id: UUID, body: Renew, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.renew_contract(contract_id, body.ends_on))
 
 
 @router.post("/{contract_id}/sales", response_model=RecordState, responses=COMMAND_ERRORS, summary="Record a sale")

@@ -8,8 +8,9 @@ passes a position that a still-running transaction could fill.
 
 In the same transaction as the events it writes, when the command carries them:
 - the command's idempotency key and its outcome (`command_outcomes`);
-- the registry of contracts in force (`contracts_in_force`), whose exclusion constraint
-  makes the exclusive sales agent rule atomic;
+- the registry of contracts in force (`contracts_in_force`), whose exclusion constraints
+  make the exclusive sales agent rule and the one enterprise agent per region rule atomic,
+  with each contract's terms over its days in force (`contract_terms_in_force`);
 - a new employee's personal-data key, or the destruction of one (`personal_data_keys`);
 - a new employee's login (`employee_logins`), whose primary key keeps logins unique.
 
@@ -96,6 +97,16 @@ class EventFacts:
 
 
 @dataclass(frozen=True)
+class TermsInForce:
+    """One version of a contract's commission terms, over the days it is in force."""
+
+    starts_on: date
+    last_day: date  # inclusive
+    lowest_rate: Decimal
+    highest_rate: Decimal
+
+
+@dataclass(frozen=True)
 class ContractInForce:
     """A signed contract's days in force, as the registry row that enforces exclusivity."""
 
@@ -104,8 +115,10 @@ class ContractInForce:
     partner_kind: str
     starts_on: date
     last_day: date  # inclusive; the day before a termination takes effect
-    lowest_rate: Decimal
+    lowest_rate: Decimal  # of the terms on the last day
     highest_rate: Decimal
+    territory: str | None = None
+    terms: tuple[TermsInForce, ...] = ()  # every version of the terms, over its days in force
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,7 @@ class EventRecorder(PostgresApplicationRecorder):
         if len(facts) != len(stored_events):
             raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
         registry = [_contract_row(entry) for entry in contracts_in_force]
+        terms = [_terms_row(entry, version) for entry in contracts_in_force for version in entry.terms]
         try:
             with self.datastore.get_connection() as conn, (
                 # A hire with a login writes one more statement, in the transaction of its events;
@@ -175,7 +189,8 @@ class EventRecorder(PostgresApplicationRecorder):
                         outcome.idempotency_key if outcome else None,
                         outcome.fingerprint if outcome else None,
                         Jsonb(outcome.outcome) if outcome else None,
-                        *([row[i] for row in registry] for i in range(6)),
+                        *([row[i] for row in registry] for i in range(7)),
+                        *([row[i] for row in terms] for i in range(5)),
                         list((new_personal_keys or {}).keys()),
                         list((new_personal_keys or {}).values()),
                         list(erase_personal_keys),
@@ -347,9 +362,12 @@ class EventRecorder(PostgresApplicationRecorder):
             return [row["contract_id"] for row in curs.fetchall()]
 
     def lowest_rate_in_force(self, partner_kind: str, starts_on: date, ends_on: date) -> Decimal | None:
+        """The lowest rate of any terms of a `partner_kind` contract in force on any of these days."""
+        if ends_on < starts_on:
+            return None
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
-                "SELECT min(lowest_rate) AS rate FROM contracts_in_force"
+                "SELECT min(lowest_rate) AS rate FROM contract_terms_in_force"
                 " WHERE partner_kind = %s AND during && daterange(%s, %s, '[]')",
                 (partner_kind, starts_on, ends_on),
                 prepare=True,
@@ -364,7 +382,8 @@ _APPEND_EVENTS = """
     SELECT position FROM append_events(
         %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::timestamptz[], %b::date[],
         %b::text, %b::text, %b::text, %b::jsonb,
-        %b::uuid[], %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[],
+        %b::uuid[], %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[], %b::text[],
+        %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[],
         %b::uuid[], %b::bytea[], %b::uuid[]
     ) AS position
 """
@@ -381,6 +400,17 @@ def _contract_row(entry: ContractInForce) -> tuple[Any, ...]:
         else Range(entry.starts_on, entry.starts_on, "[)"),
         entry.lowest_rate,
         entry.highest_rate,
+        entry.territory,
+    )
+
+
+def _terms_row(entry: ContractInForce, version: TermsInForce) -> tuple[Any, ...]:
+    return (
+        entry.contract_id,
+        entry.partner_kind,
+        Range(version.starts_on, version.last_day, "[]"),
+        version.lowest_rate,
+        version.highest_rate,
     )
 
 
