@@ -96,6 +96,12 @@ FINDING_KINDS = (
     "sales_agent_rate_not_below_enterprise_agents",
     "contract_review_missing",
     "payout_not_total_due",
+    "sale_while_partner_inactive",
+    "remittance_overdue",
+    "inventory_report_missing",
+    "poor_evaluation_unaddressed",
+    "separation_missing",
+    "account_changed_before_subsidy",
 )
 
 # --- tamper evidence -------------------------------------------------------------------
