@@ -43,6 +43,7 @@ class PreviewLine:
 @dataclass(frozen=True)
 class AmendmentPreview:
     amendment_id: UUID
+    books_in: str  # the month whose statement the adjustment lines land on, if approved now
     lines: tuple[PreviewLine, ...]
     contract_version: int | None = None  # what it was priced at: shown, not digested
 
@@ -51,10 +52,12 @@ class AmendmentPreview:
         return sum((line.adjustment for line in self.lines), Decimal("0.00"))
 
     def canonical_text(self) -> str:
-        """UTF-8 text, each line ending in a newline: the header, the amendment id, one line
-        per corrected month in month order — `period booked would_book adjustment`, single
+        """UTF-8 text, each line ending in a newline: the header, the amendment id,
+        `books_in YYYY-MM` (the statement month the lines land on: an approval that crosses
+        into the next month books elsewhere than the approver saw, so it is a new preview), one
+        line per corrected month in month order — `period booked would_book adjustment`, single
         spaces, amounts with two decimals and a leading `-` when negative — then `total T`."""
-        rows = [CANONICAL_HEADER, str(self.amendment_id)]
+        rows = [CANONICAL_HEADER, str(self.amendment_id), f"books_in {self.books_in}"]
         rows += [
             f"{line.corrects_period} {_figure(line.booked)} {_figure(line.would_book)} {_figure(line.adjustment)}"
             for line in self.lines
@@ -95,7 +98,8 @@ def price_amendment(
             ledger[_corrected(line)] += line.commission
     if book is None:
         raise ValueError("a contract's history starts with its draft")
-    adjustments = book.amendment(effective_on, terms, recorded_month(now))
+    books_in = recorded_month(now)
+    adjustments = book.amendment(effective_on, terms, books_in)
     would_book = dict(ledger)
     for line in adjustments:
         would_book[_corrected(line)] = would_book.get(_corrected(line), Decimal("0.00")) + line.commission
@@ -103,7 +107,7 @@ def price_amendment(
         PreviewLine(month, ledger[month], would_book[month])
         for month in sorted({_corrected(line) for line in adjustments})
     )
-    return AmendmentPreview(amendment_id, lines)
+    return AmendmentPreview(amendment_id, books_in, lines)
 
 
 def _corrected(line: Line) -> str:

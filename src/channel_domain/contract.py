@@ -190,10 +190,12 @@ class Contract(ChannelAggregate):
         self._check_amendment(day, terms, request["rate_justification"], lowest_enterprise_agent_rate)
         preview = price(day, terms)
         if preview.digest != require_text(preview_digest, "preview_digest"):
+            # The fresh digest is not handed out: approving figures means having seen them, so
+            # the approver reads the new preview (GET …/preview) before approving again.
             raise refusal(
                 "preview_stale",
-                "the ledger has moved since that preview: the amendment would now book other figures",
-                digest=preview.digest,
+                "the ledger has moved since that preview: the amendment would now book other figures;"
+                " read the preview again and approve what it shows",
             )
         self._amended(
             effective_on=day,

@@ -3,7 +3,7 @@ enterprise agent per region a day."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from channel_domain.company_time import recorded_month
 from tests.api.flows import (
@@ -62,6 +62,7 @@ def test_the_approver_approves_the_previewed_figures_and_the_statements_book_the
     assert seen["lines"] == [{"corrects_period": "2026-02", "booked": "1000.00", "would_book": "1200.00",
                               "adjustment": "200.00"}]
     assert (seen["total"], seen["contract_version"], len(seen["digest"])) == ("200.00", 7, 64)
+    assert seen["books_in"] == recorded_month(datetime.now(UTC))  # the statement month it lands on
     assert preview(api, contract, amendment, AUDITOR).json()["digest"] == seen["digest"]
 
     approve = f"/v1/contracts/{contract}/amendments/{amendment}/approve"
@@ -70,7 +71,7 @@ def test_the_approver_approves_the_previewed_figures_and_the_statements_book_the
     sale(api, contract, "F2", "10000.00", "2026-02-20")  # the ledger moves under the preview
     stale = problem(post(api, approve, {"preview_digest": seen["digest"]}, GM, None), 422, "preview_stale")
     fresh = preview(api, contract, amendment).json()
-    assert stale["digest"] == fresh["digest"] != seen["digest"]
+    assert "digest" not in stale and fresh["digest"] != seen["digest"]  # a fresh preview is read, not handed out
     assert fresh["lines"][0]["adjustment"] == "300.00"  # 30 000 × 1 %
     approved = post(api, approve, {"preview_digest": fresh["digest"]}, MANAGER_2).json()
     assert approved["amendments"] == [{"effective_on": "2026-02-01", "commission": {"type": "flat", "rate": "0.06"}}]

@@ -183,10 +183,10 @@ def test_return_never_exceeds_what_is_left_of_its_order():
     assert contract.order_line("S-1")[1] == Decimal("1000.00")
 
 
-def price(contract: Contract, amendment_id):
+def price(contract: Contract, amendment_id, now: datetime | None = None):
     """Prices a requested amendment on the contract's events so far, positions in recording order."""
     history = list(enumerate(contract.pending_events, start=1))
-    return lambda day, terms: price_amendment(history, amendment_id, day, terms, datetime.now(UTC))
+    return lambda day, terms: price_amendment(history, amendment_id, day, terms, now or datetime.now(UTC))
 
 
 def approve(contract: Contract, amendment_id, actor: str = "gm-1") -> None:
@@ -254,12 +254,13 @@ def test_the_approval_names_the_figures_of_the_preview_it_saw():
     with as_("mgr-1", "channel_manager"):
         amendment_id = contract.request_amendment("2026-02-01", {"type": "flat", "rate": "0.06"}, "new scale")
     six = CommissionTerms.parse({"type": "flat", "rate": "0.06"})
-    seen = price(contract, amendment_id)(date(2026, 2, 1), six)
+    seen = price(contract, amendment_id, now=datetime(2026, 3, 10, 4, 0, tzinfo=UTC))(date(2026, 2, 1), six)
     # February booked 50 000 × 5 % = 2 500.00; at 6 % it would be 3 000.00.
     assert [(line.corrects_period, line.booked, line.would_book, line.adjustment) for line in seen.lines] == [
         ("2026-02", Decimal("2500.00"), Decimal("3000.00"), Decimal("500.00"))]
     assert seen.total == Decimal("500.00")
-    canonical = f"channel-domain/amendment-preview/v1\n{amendment_id}\n2026-02 2500.00 3000.00 500.00\ntotal 500.00\n"
+    canonical = (f"channel-domain/amendment-preview/v1\n{amendment_id}\nbooks_in 2026-03\n"
+                 "2026-02 2500.00 3000.00 500.00\ntotal 500.00\n")
     assert seen.digest == hashlib.sha256(canonical.encode()).hexdigest()
 
     with as_("int-1", "integration"):
@@ -268,7 +269,8 @@ def test_the_approval_names_the_figures_of_the_preview_it_saw():
     assert [(line.booked, line.would_book) for line in fresh.lines] == [(Decimal("3000.00"), Decimal("3600.00"))]
     with as_("gm-1", "general_manager"), pytest.raises(DomainError) as stale:
         contract.approve_amendment(amendment_id, seen.digest, price(contract, amendment_id))
-    assert (stale.value.code, stale.value.details["digest"]) == ("preview_stale", fresh.digest)
+    # Refused without handing out the fresh digest: approving means having read the figures.
+    assert stale.value.code == "preview_stale" and fresh.digest not in str(stale.value.details)
     assert contract.amendments == []
     with as_("gm-1", "general_manager"):
         contract.approve_amendment(amendment_id, fresh.digest, price(contract, amendment_id))
@@ -279,9 +281,25 @@ def test_a_preview_without_figures_to_correct_has_no_lines():
     contract = signed()
     with as_("mgr-1", "channel_manager"):
         amendment_id = contract.request_amendment("2026-02-01", {"type": "flat", "rate": "0.06"})
-    preview = price(contract, amendment_id)(date(2026, 2, 1), CommissionTerms.parse({"type": "flat", "rate": "0.06"}))
+    now = datetime(2026, 5, 31, 12, 0, tzinfo=UTC)
+    preview = price(contract, amendment_id, now)(date(2026, 2, 1), CommissionTerms.parse({"type": "flat", "rate": "0.06"}))
     assert (preview.lines, preview.total) == ((), Decimal("0.00"))
-    assert preview.canonical_text() == f"channel-domain/amendment-preview/v1\n{amendment_id}\ntotal 0.00\n"
+    assert preview.canonical_text() == f"channel-domain/amendment-preview/v1\n{amendment_id}\nbooks_in 2026-05\ntotal 0.00\n"
+
+
+def test_a_preview_names_the_month_it_books_in_and_an_approval_across_midnight_is_a_new_preview():
+    contract = signed("sales_agent")
+    with as_("int-1", "integration"):
+        contract.record_sale("S-1", "50000.00", "2026-02-10")
+    with as_("mgr-1", "channel_manager"):
+        amendment_id = contract.request_amendment("2026-02-01", {"type": "flat", "rate": "0.06"})
+    six = CommissionTerms.parse({"type": "flat", "rate": "0.06"})
+    # 23:59 and 00:01 in Beijing: the last minute of March, the first of April.
+    march = price(contract, amendment_id, datetime(2026, 3, 31, 15, 59, tzinfo=UTC))(date(2026, 2, 1), six)
+    april = price(contract, amendment_id, datetime(2026, 3, 31, 16, 1, tzinfo=UTC))(date(2026, 2, 1), six)
+    assert (march.books_in, april.books_in) == ("2026-03", "2026-04")
+    assert [line.adjustment for line in march.lines] == [line.adjustment for line in april.lines]
+    assert march.digest != april.digest
 
 
 def test_an_amendment_is_checked_again_when_approved():

@@ -61,7 +61,7 @@ def test_the_preview_is_priced_on_the_stored_ledger_and_goes_stale_when_it_moves
     with as_("gm-1", "general_manager"), pytest.raises(DomainError) as stale:
         app.approve_amendment(contract, amendment_id, preview.digest)
     fresh = app.preview_amendment(contract, amendment_id)
-    assert (stale.value.code, stale.value.details["digest"]) == ("preview_stale", fresh.digest)
+    assert stale.value.code == "preview_stale" and fresh.digest not in str(stale.value.details)
     assert app.get(Contract, contract).amendments == [], "the refused approval wrote nothing"
     assert [(l.corrects_period, l.adjustment) for l in fresh.lines] == [
         ("2026-03", Decimal("300.00")), ("2026-04", Decimal("30.00"))]

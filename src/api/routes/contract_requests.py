@@ -70,6 +70,7 @@ class Preview(BaseModel):
         "contract_id": "6f1c2d3e-4f50-4b8e-9a0e-0b7c1f0e3a52",
         "amendment_id": "2b4c6d8e-1f3a-4b7c-9d0e-2f9f2c4e0a5b",
         "contract_version": 14,
+        "books_in": "2026-04",
         "digest": DIGEST_EXAMPLE,
         "lines": [{"corrects_period": "2026-03", "booked": "1800.00", "would_book": "2100.00", "adjustment": "300.00"}],
         "total": "300.00",
@@ -78,6 +79,8 @@ class Preview(BaseModel):
     contract_id: str
     amendment_id: str
     contract_version: int = Field(description="The contract's version the preview was priced at")
+    books_in: str = Field(description="The month (YYYY-MM, company time) whose statement the adjustment lines land "
+                                      "on if approved now; part of the digest")
     digest: str = Field(description="SHA-256 (hex) of the preview's canonical text: approve with it")
     lines: list[PreviewLine]
     total: str
@@ -105,6 +108,7 @@ def preview_amendment(contract_id: UUID, amendment_id: UUID, app: Department, _:
         "contract_id": contract_id,
         "amendment_id": amendment_id,
         "contract_version": preview.contract_version,
+        "books_in": preview.books_in,
         "digest": preview.digest,
         "lines": [{"corrects_period": line.corrects_period, "booked": line.booked, "would_book": line.would_book,
                    "adjustment": line.adjustment} for line in preview.lines],
