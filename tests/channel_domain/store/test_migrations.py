@@ -11,7 +11,7 @@ from channel_domain.store.migrations import MIGRATIONS_DIR, migrate
 
 
 def all_migrations() -> list[str]:
-    return sorted(path.stem for path in MIGRATIONS_DIR.glob("*.sql"))
+    return sorted(path.stem for path in MIGRATIONS_DIR.iterdir() if path.suffix in (".sql", ".py"))
 
 
 def test_migrate_on_a_migrated_database_applies_nothing(database_url):
