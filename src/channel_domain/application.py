@@ -114,12 +114,13 @@ class SellerCheck:
     migrations/0018) — then the sale runs again on fresh copies. A refusal is decided on a
     fresh copy before it is given."""
 
-    def __init__(self, current: Callable[[type[Any], UUID], Any], fresh: Callable[[type[Any], UUID], Any]) -> None:
+    def __init__(self, current: Callable[[type[Any], UUID], Any], fresh: Callable[[type[Any], UUID], Any],
+                 checked: dict[UUID, int] | None = None) -> None:
         self._current = current
         self._fresh = fresh
         self._partners: dict[UUID, Partner] = {}
         self._employees: dict[UUID, Employee | None] = {}
-        self.checked: dict[UUID, int] = {}
+        self.checked: dict[UUID, int] = {} if checked is None else checked
 
     def require(self, contract: Contract, sold_on: date | str | None, employee_id: UUID | None) -> None:
         # The partner is checked before the contract's own rules (api.md).
@@ -128,7 +129,7 @@ class SellerCheck:
         if not partner.is_active_on(day):
             partner = self._partner(contract.partner_id, self._fresh)
         partner.require_active_on(day)
-        self.checked[partner.id] = partner.version
+        self._relied_on(partner)
         if employee_id is None:
             return
         if employee_id not in self._employees:
@@ -140,7 +141,11 @@ class SellerCheck:
             raise refusal("unknown_employee", f"no employee {employee_id}")
         if not employee.is_employed_on(day):
             raise refusal("unknown_employee", f"employee {employee_id} is not employed on {day}")
-        self.checked[employee.id] = employee.version
+        self._relied_on(employee)
+
+    def _relied_on(self, record: Partner | Employee) -> None:
+        # The oldest copy any line relied on: a later line may have read a fresher one.
+        self.checked[record.id] = min(self.checked.get(record.id, record.version), record.version)
 
     def forget(self) -> None:
         """Drop the copies read: the next check reads each record again."""
@@ -731,13 +736,14 @@ class ChannelDepartment(Application):
         region: str | None = None,
         employee_id: UUID | None = None,
     ) -> CommandOutcome:
-        sellers = SellerCheck(self._current, self._latest)
+        checked: dict[UUID, int] = {}
 
         def sell(contract: Contract) -> None:
-            sellers.require(contract, sold_on, employee_id)
+            checked.clear()
+            SellerCheck(self._current, self._latest, checked).require(contract, sold_on, employee_id)
             contract.record_sale(order_id, amount, sold_on, product, region, employee_id)
 
-        return self._change(Contract, contract_id, sell, sellers_checked=sellers.checked)
+        return self._change(Contract, contract_id, sell, sellers_checked=checked)
 
     @command
     def record_return(

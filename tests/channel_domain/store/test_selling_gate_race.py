@@ -40,6 +40,30 @@ def test_a_suspension_by_another_process_stops_a_sale_checked_on_its_cached_part
     assert set(app.get(Contract, contract_id).orders) == {"o-1"}
 
 
+def test_an_import_line_checked_on_the_stale_copy_is_caught_though_a_later_line_read_a_fresh_one(
+        app, database_url):
+    agent = partner(app)
+    contract_id = signed_contract(app, agent)
+    with as_("mgr-1", "channel_manager"):
+        app.suspend_partner(agent, "late reports", on="2026-01-10")
+        app.reinstate_partner(agent, "caught up", on="2026-01-20")
+    with ChannelDepartment(database_url) as other:
+        with as_("erp", "integration"):
+            other.record_sale(contract_id, "o-1", "100.00", "2026-03-01")  # caches the partner
+        with as_("mgr-1", "channel_manager"):
+            app.suspend_partner(agent, "fraud investigation", on="2026-03-05")
+        other.records.forget(contract_id)  # refusals on a cached contract are re-run on a fresh one: not this time
+        with as_("erp", "integration"):
+            outcomes = other.import_sales([
+                _sale(contract_id, "o-2", "2026-03-10"),  # passes on the stale copy
+                _sale(contract_id, "o-3", "2026-01-15"),  # refused on it: the fresh copy is read
+                _sale(contract_id, "o-4", "2026-02-01"),  # passes on the fresh copy
+            ])
+    assert [outcome.code if outcome else None for outcome in outcomes] == [
+        "partner_not_active", "partner_not_active", None]
+    assert set(app.get(Contract, contract_id).orders) == {"o-1", "o-4"}
+
+
 def test_a_separation_by_another_process_stops_a_sale_credited_on_its_cached_employee(app, database_url):
     contract_id = signed_contract(app, partner(app))
     with as_("hr-1", "hr"):
