@@ -53,7 +53,9 @@ from channel_domain.store.recorder import (
     ContractInForce,
     EventFacts,
     EventRecorder,
+    ImportLines,
     PendingOutcome,
+    SellingDaysClosed,
     TermsInForce,
 )
 from channel_domain.values import CommissionTerms, money, parse_date, require_text
@@ -104,32 +106,63 @@ class SalesLine:
 class SellerCheck:
     """Who may be credited with a sale: a partner active on the sale date (domain.md §1) and,
     when one is named, an employee employed on it (§2). Each partner and employee is loaded
-    once per check, so an import chunk reads each of them once, not once per line."""
+    once per check, so an import chunk reads each of them once, not once per line.
 
-    def __init__(self, load: Callable[[type[Any], UUID], Any]) -> None:
-        self._load = load
+    The copies checked may be stale (another process suspended the partner a moment ago):
+    `checked` names each record a sale relied on and the version it read, and the sale's
+    transaction is refused when one of them has closed selling days since (the selling gates,
+    migrations/0018) — then the sale runs again on fresh copies. A refusal is decided on a
+    fresh copy before it is given."""
+
+    def __init__(self, current: Callable[[type[Any], UUID], Any], fresh: Callable[[type[Any], UUID], Any],
+                 checked: dict[UUID, int] | None = None) -> None:
+        self._current = current
+        self._fresh = fresh
         self._partners: dict[UUID, Partner] = {}
         self._employees: dict[UUID, Employee | None] = {}
+        self.checked: dict[UUID, int] = {} if checked is None else checked
 
     def require(self, contract: Contract, sold_on: date | str | None, employee_id: UUID | None) -> None:
         # The partner is checked before the contract's own rules (api.md).
         day = parse_date(sold_on, "sold_on")
-        partner = self._partners.get(contract.partner_id)
-        if partner is None:
-            partner = self._partners[contract.partner_id] = self._load(Partner, contract.partner_id)
+        partner = self._partners.get(contract.partner_id) or self._partner(contract.partner_id, self._current)
+        if not partner.is_active_on(day):
+            partner = self._partner(contract.partner_id, self._fresh)
         partner.require_active_on(day)
+        self._relied_on(partner)
         if employee_id is None:
             return
         if employee_id not in self._employees:
-            try:
-                self._employees[employee_id] = self._load(Employee, employee_id)
-            except NotFound:
-                self._employees[employee_id] = None
+            self._employee(employee_id, self._current)
         employee = self._employees[employee_id]
+        if employee is None or not employee.is_employed_on(day):
+            employee = self._employee(employee_id, self._fresh)
         if employee is None:
             raise refusal("unknown_employee", f"no employee {employee_id}")
         if not employee.is_employed_on(day):
             raise refusal("unknown_employee", f"employee {employee_id} is not employed on {day}")
+        self._relied_on(employee)
+
+    def _relied_on(self, record: Partner | Employee) -> None:
+        # The oldest copy any line relied on: a later line may have read a fresher one.
+        self.checked[record.id] = min(self.checked.get(record.id, record.version), record.version)
+
+    def forget(self) -> None:
+        """Drop the copies read: the next check reads each record again."""
+        self._partners.clear()
+        self._employees.clear()
+
+    def _partner(self, partner_id: UUID, load: Callable[[type[Any], UUID], Any]) -> Partner:
+        partner: Partner = load(Partner, partner_id)
+        self._partners[partner_id] = partner
+        return partner
+
+    def _employee(self, employee_id: UUID, load: Callable[[type[Any], UUID], Any]) -> Employee | None:
+        try:
+            self._employees[employee_id] = load(Employee, employee_id)
+        except NotFound:
+            self._employees[employee_id] = None
+        return self._employees[employee_id]
 
 
 @dataclass(frozen=True)
@@ -405,10 +438,12 @@ class ChannelDepartment(Application):
 
     @command
     def suspend_partner(self, partner_id: UUID, reason: str, on: date | str | None = None) -> CommandOutcome:
-        sale_dates = [self._load(Contract, contract_id).latest_sale_on
-                      for contract_id in self.event_recorder.contracts_of_partner(partner_id)]
-        latest_sale_on = max((day for day in sale_dates if day is not None), default=None)
-        return self._change(Partner, partner_id, lambda p: p.suspend(reason, on, latest_sale_on))
+        contracts = [self._load(Contract, contract_id)
+                     for contract_id in self.event_recorder.contracts_of_partner(partner_id)]
+        latest_sale_on = max((c.latest_sale_on for c in contracts if c.latest_sale_on is not None), default=None)
+        partner = self._load(Partner, partner_id, commanded=True)
+        partner.suspend(reason, on, latest_sale_on)
+        return self._commit(partner, contracts_seen={c.id: c.version for c in contracts})
 
     @command
     def reinstate_partner(self, partner_id: UUID, reason: str, on: date | str | None = None) -> CommandOutcome:
@@ -423,9 +458,10 @@ class ChannelDepartment(Application):
         partner = self._load(Partner, partner_id, commanded=True)
         partner.terminate(reason, on)
         day: date = partner.terminated_on  # type: ignore[assignment]
-        ended = []
+        ended, seen = [], {}
         for contract_id in self.event_recorder.contracts_of_partner(partner_id):
             contract = self._load(Contract, contract_id)
+            seen[contract.id] = contract.version
             if contract.status != "signed" or contract.last_day_in_force < day:
                 continue
             contract.terminate(max(day, contract.starts_on), f"partner terminated: {require_text(reason, 'reason')}")
@@ -435,6 +471,7 @@ class ChannelDepartment(Application):
             *ended,
             extra={"terminated_contracts": [str(contract.id) for contract in ended]},
             contracts_in_force=[_in_force(contract) for contract in ended],
+            contracts_seen=seen,
         )
 
     @command
@@ -699,11 +736,14 @@ class ChannelDepartment(Application):
         region: str | None = None,
         employee_id: UUID | None = None,
     ) -> CommandOutcome:
+        checked: dict[UUID, int] = {}
+
         def sell(contract: Contract) -> None:
-            SellerCheck(self._current).require(contract, sold_on, employee_id)
+            checked.clear()
+            SellerCheck(self._current, self._latest, checked).require(contract, sold_on, employee_id)
             contract.record_sale(order_id, amount, sold_on, product, region, employee_id)
 
-        return self._change(Contract, contract_id, sell)
+        return self._change(Contract, contract_id, sell, sellers_checked=checked)
 
     @command
     def record_return(
@@ -713,19 +753,26 @@ class ChannelDepartment(Application):
             Contract, contract_id, lambda c: c.record_return(order_id, amount, returned_on, return_id)
         )
 
-    def import_sales(self, lines: Sequence[SalesLine]) -> list[DomainError | None]:
+    def import_sales(self, lines: Sequence[SalesLine], keyed: ImportLines | None = None) -> list[DomainError | None]:
         """Sales and returns in bulk: each line is checked on its own and refused on its
         own, but the accepted lines of one contract are saved together, in one transaction,
-        instead of one load and one commit per line. Returns each line's refusal or None."""
+        instead of one load and one commit per line. Returns each line's refusal or None.
+
+        `keyed`: the import's actor and idempotency key, and each line's number and digest
+        (in the order of `lines`): each transaction records the lines it books with them."""
         outcomes: list[DomainError | None] = [None] * len(lines)
         by_contract: dict[UUID, list[int]] = {}
         for index, line in enumerate(lines):
             by_contract.setdefault(line.contract_id, []).append(index)
-        sellers = SellerCheck(self._current)
+        sellers = SellerCheck(self._current, self._latest)
         for contract_id, indexes in by_contract.items():
             with self.records.turn(contract_id):
-                self._import_into(contract_id, lines, indexes, outcomes, sellers)
+                self._import_into(contract_id, lines, indexes, outcomes, sellers, keyed)
         return outcomes
+
+    def imported_lines(self, actor: str, key: str) -> dict[int, int]:
+        """The lines (number: digest) that runs of a keyed import cut short have booked."""
+        return self.event_recorder.imported_lines(actor, key)
 
     def keyed_import(self, actor: str, key: str) -> AbstractContextManager[bool]:
         """Hold an import's idempotency key while it runs (False: another run holds it)."""
@@ -742,8 +789,9 @@ class ChannelDepartment(Application):
         self.event_recorder.store_outcome(actor, key, fingerprint, answer)
 
     def _import_into(self, contract_id: UUID, lines: Sequence[SalesLine], indexes: list[int],
-                     outcomes: list[DomainError | None], sellers: SellerCheck) -> None:
+                     outcomes: list[DomainError | None], sellers: SellerCheck, keyed: ImportLines | None) -> None:
         for attempt in range(CONCURRENCY_RETRIES):
+            sellers.checked.clear()
             try:
                 contract = self._apply_lines(contract_id, lines, indexes, outcomes, sellers)
             except NotFound as missing:
@@ -752,10 +800,14 @@ class ChannelDepartment(Application):
                 return
             if not contract.pending_events:
                 return
+            booked = [index for index in indexes if outcomes[index] is None]
             try:
-                self._commit(contract)
+                self._commit(contract, sellers_checked=sellers.checked, import_lines=None if keyed is None else
+                             ImportLines(keyed.actor, keyed.idempotency_key, [keyed.numbers[i] for i in booked],
+                                         [keyed.digests[i] for i in booked]))
                 return
             except ConcurrentModification as conflict:
+                sellers.forget()
                 if attempt == CONCURRENCY_RETRIES - 1:
                     for index in indexes:
                         outcomes[index] = outcomes[index] or conflict
@@ -917,7 +969,8 @@ class ChannelDepartment(Application):
         a sale). This process's own changes reach the cache as they commit; another
         process's are seen within REFERENCE_RECHECK_S: the cached record is confirmed to be
         the latest version at most that often, so a stream of sales for one partner costs no
-        extra round trip each."""
+        extra round trip each. Only a hint, never a guarantee: a sale's transaction checks
+        the versions it relied on against the selling gates (SellerCheck)."""
         cached = self.records.peek(record_id)
         if isinstance(cached, record_type):
             now = time.monotonic()
@@ -931,23 +984,30 @@ class ChannelDepartment(Application):
         self.records.put_back(record)
         return record
 
-    def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any]) -> CommandOutcome:
+    def _latest(self, record_type: type[A], record_id: UUID) -> A:
+        """As `_current`, confirmed to be the latest version now."""
+        self._confirmed.pop(record_id, None)
+        return self._current(record_type, record_id)
+
+    def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any],
+                sellers_checked: dict[UUID, int] | None = None) -> CommandOutcome:
         """Load (from the record cache when it holds the record), change, commit — in turn
-        with this process's other commands on the record."""
+        with this process's other commands on the record. `sellers_checked`: filled by
+        `change`, see SellerCheck."""
         with self.records.turn(record_id):
             record = self.records.take(record_id)
             if isinstance(record, record_type):
                 try:
                     self._check_expected_version(record)
                     change(record)
-                    return self._commit(record)
+                    return self._commit(record, sellers_checked=sellers_checked)
                 except (DomainError, ConcurrentModification) as refused:
                     if isinstance(refused, ConcurrentModification) and current_command().expected_version is None:
                         raise  # retried by @command, on a fresh load: the cache no longer holds it
                     # The cached record may be stale (another process wrote it): decide on a fresh load.
             record = self._load(record_type, record_id, commanded=True)
             change(record)
-            return self._commit(record)
+            return self._commit(record, sellers_checked=sellers_checked)
 
     def _check_expected_version(self, record: ChannelAggregate) -> None:
         expected = current_command().expected_version
@@ -966,7 +1026,13 @@ class ChannelDepartment(Application):
         new_personal_keys: dict[UUID, bytes] | None = None,
         erase_personal_keys: list[UUID] | None = None,
         new_logins: dict[str, UUID] | None = None,
+        sellers_checked: dict[UUID, int] | None = None,
+        contracts_seen: dict[UUID, int] | None = None,
+        import_lines: ImportLines | None = None,
     ) -> CommandOutcome:
+        """`sellers_checked`: the partner and employee a sale was checked on, at the versions
+        read; `contracts_seen`: a partner's contracts at the versions its suspension or
+        termination was decided on. Both go to the selling gates (migrations/0018)."""
         context = current_command()
         pending = None
         if context.idempotency_key:
@@ -992,8 +1058,14 @@ class ChannelDepartment(Application):
                 new_personal_keys=new_personal_keys,
                 erase_personal_keys=erase_personal_keys or [],
                 new_logins=new_logins,
+                sellers_checked=sellers_checked,
+                selling_days_closed=_selling_days_closed(primary, *others, contracts_seen=contracts_seen),
+                import_lines=import_lines,
             )
         except ConstraintViolation as violation:
+            if violation.constraint == "selling_gate":
+                for seller_id in sellers_checked or {}:
+                    self._confirmed.pop(seller_id, None)  # the copy checked is stale: confirm it again
             raise self._refusal_for(violation) from violation
         positions = [recording.notification.id for recording in recordings]
         render = _answer_with.get()
@@ -1026,6 +1098,8 @@ class ChannelDepartment(Application):
             )
         if violation.constraint == "events_pkey":
             return ConcurrentModification("the record changed while the command ran")
+        if violation.constraint == "selling_gate":
+            return ConcurrentModification("a partner or employee of the sale changed its selling days meanwhile")
         return violation
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> Any:
@@ -1081,6 +1155,25 @@ class ChannelDepartment(Application):
             extra=outcome["extra"],
             replayed=True,
         )
+
+
+SELLING_DAYS_CLOSED: tuple[type[Any], ...] = (
+    Partner.Suspended, Partner.Terminated,  # type: ignore[attr-defined]
+    Employee.Separated, Employee.Dismissed, Employee.ProbationFailed, Employee.DismissalApproved,  # type: ignore[attr-defined]
+)
+
+
+def _selling_days_closed(*records: ChannelAggregate, contracts_seen: dict[UUID, int] | None) -> SellingDaysClosed | None:
+    """The record among those saved whose pending events close days it may sell (or be
+    credited with sales) on, if any."""
+    closing = [record for record in records if isinstance(record, Partner | Employee)
+               and any(isinstance(event, SELLING_DAYS_CLOSED) for event in record.pending_events)]
+    if not closing:
+        return None
+    (record,) = closing
+    if isinstance(record, Partner) and contracts_seen is None:
+        raise AssertionError("a partner's selling days close only on its contracts' sales as seen")
+    return SellingDaysClosed(record.id, record.version, contracts_seen if isinstance(record, Partner) else None)
 
 
 def _in_force(contract: Contract) -> ContractInForce:

@@ -63,10 +63,10 @@ def test_if_match_that_loses_the_race_to_another_process_is_a_version_mismatch(a
     version = sale(app, contract, "O-1").version
     commit = app._commit
 
-    def overtaken(record, *others):  # another process writes between our check and our write
+    def overtaken(record, *others, **options):  # another process writes between our check and our write
         monkeypatch.setattr(app, "_commit", commit)
         sale(other_process, contract, "O-9")
-        return commit(record, *others)
+        return commit(record, *others, **options)
 
     monkeypatch.setattr(app, "_commit", overtaken)
     app.records.forget(contract)  # decided on a fresh load, as after a restart

@@ -6,8 +6,12 @@ succeeds or fails on its own; the answer counts the accepted lines and lists the
 
 With an `Idempotency-Key`, the body is fingerprinted as it streams by; a retry of the same
 body replays the first answer and writes nothing. The key is held while the import runs
-and its answer kept once every line is done; a run cut short keeps no answer, and its retry
-finds the lines that landed refused (`duplicate_order`, `duplicate_return` given return ids).
+and its answer kept once every line is done. A run cut short (the client went away, the
+server stopped) keeps no answer, but each transaction it committed recorded, with its
+events, the numbers of the lines it booked and a digest of each: a retry with the same key
+skips those lines, counting them accepted, and books the rest — every line at most once,
+returns without a `return_id` too. A retry whose body differs on a line already booked is
+refused `idempotency_key_reused` (what it booked before that line stays booked).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from api.tokens import Principal
 from channel_domain import acting_as
 from channel_domain.application import ChannelDepartment, SalesLine
 from channel_domain.errors import CommandInFlight, IdempotencyKeyReused
+from channel_domain.store.recorder import ImportLines
 
 router = APIRouter(prefix="/v1/sales", tags=["sales"])
 Integration = Annotated[Principal, Depends(allowed("integration"))]
@@ -130,17 +135,37 @@ async def _lines(request: Request, fingerprint: Any = None) -> AsyncIterator[tup
         yield number + 1, buffer if len(buffer) <= MAX_LINE else None
 
 
+class KeyedRun:
+    """A keyed import's key, and the lines (number: digest) its earlier runs booked."""
+
+    def __init__(self, actor: str, key: str, booked: dict[int, int]) -> None:
+        self.actor, self.key, self.booked = actor, key, booked
+
+    def already_booked(self, number: int, digest: int) -> bool:
+        booked = self.booked.get(number)
+        if booked is not None and booked != digest:
+            raise IdempotencyKeyReused(f"idempotency key {self.key!r} was used for a different import "
+                                       f"(line {number} differs from the line booked under it)")
+        return booked is not None
+
+
+def _digest(raw: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)
+
+
 def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
-               batch: list[tuple[int, Any]]) -> tuple[int, list[Rejection]]:
+               batch: list[tuple[int, Any, int]], keyed: KeyedRun | None) -> tuple[int, list[Rejection]]:
     lines = [
         SalesLine(line.contract_id, line.kind, line.model_dump(exclude={"kind", "contract_id"}))
-        for _, line in batch
+        for _, line, _ in batch
     ]
+    marks = None if keyed is None else ImportLines(
+        keyed.actor, keyed.key, [number for number, _, _ in batch], [digest for _, _, digest in batch])
     with acting_as(caller.actor, caller.roles, correlation_id=correlation_id):
-        outcomes = app.import_sales(lines)
+        outcomes = app.import_sales(lines, marks)
     rejected = [
         Rejection(line=number, code=refusal.code, detail=refusal.message)
-        for (number, _), refusal in zip(batch, outcomes, strict=True)
+        for (number, _, _), refusal in zip(batch, outcomes, strict=True)
         if refusal is not None
     ]
     return len(batch) - len(rejected), rejected
@@ -156,6 +181,13 @@ def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
         422: {"model": Problem, "description": "idempotency_key_reused: the key was used for another body"},
     },
     summary="Import sales and returns as NDJSON, one command per line",
+    description=(
+        "Each line succeeds or fails on its own. With an `Idempotency-Key`, a retry of the same body replays the "
+        "first answer and writes nothing. A run cut short keeps no answer, but every line it booked is recorded "
+        "with the line's events: the retry with the same key and body skips those lines (counted accepted) and "
+        "books the rest, so no line is booked twice. A retry whose body differs on a line already booked is "
+        "refused `idempotency_key_reused`."
+    ),
     openapi_extra={"requestBody": {"content": {"application/x-ndjson": {
         "schema": {"type": "string"},
         "example": '{"kind": "sale", "contract_id": "0b7c1f0e-3a52-4b8e-9a0e-6f1c2d3e4f50", "order_id": "SO-1",'
@@ -178,7 +210,8 @@ async def import_sales(request: Request, app: Department, caller: Integration) -
     try:
         if (stored := await run_in_threadpool(app.import_outcome, caller.actor, key)) is not None:
             return await _replay(request, key, fingerprint, stored)  # it finished before we held the key
-        result = await _import(request, app, caller, fingerprint)
+        booked = await run_in_threadpool(app.imported_lines, caller.actor, key)
+        result = await _import(request, app, caller, fingerprint, KeyedRun(caller.actor, key, booked))
         await run_in_threadpool(app.keep_import_outcome, caller.actor, key, fingerprint.hexdigest(),
                                 result.model_dump(mode="json"))
         return result
@@ -194,14 +227,16 @@ async def _replay(request: Request, key: str, fingerprint: Any, stored: tuple[st
     return JSONResponse(stored[1], headers={"Idempotent-Replayed": "true"})
 
 
-async def _import(request: Request, app: ChannelDepartment, caller: Principal, fingerprint: Any = None) -> ImportResult:
+async def _import(request: Request, app: ChannelDepartment, caller: Principal, fingerprint: Any = None,
+                  keyed: KeyedRun | None = None) -> ImportResult:
     accepted, rejected = 0, Rejections()
-    batch: list[tuple[int, Any]] = []
+    batch: list[tuple[int, Any, int]] = []
 
     async def flush() -> None:
         nonlocal accepted
         if batch:
-            done, refused = await run_in_threadpool(_run_batch, app, caller, request.state.correlation_id, list(batch))
+            done, refused = await run_in_threadpool(_run_batch, app, caller, request.state.correlation_id, list(batch),
+                                                    keyed)
             accepted += done
             rejected.add(*refused)
             batch.clear()
@@ -210,8 +245,14 @@ async def _import(request: Request, app: ChannelDepartment, caller: Principal, f
         if raw is None:
             rejected.add(Rejection(line=number, code="line_too_long", detail=f"a line is at most {MAX_LINE} bytes"))
             continue
+        digest = 0
+        if keyed is not None:
+            digest = _digest(raw)
+            if keyed.already_booked(number, digest):
+                accepted += 1
+                continue
         try:
-            batch.append((number, _LINE.validate_python(json.loads(raw))))
+            batch.append((number, _LINE.validate_python(json.loads(raw)), digest))
         except (ValueError, UnicodeDecodeError) as error:
             code, detail = "malformed_json", "the line is not a JSON object"
             if isinstance(error, ValidationError):

@@ -12,7 +12,10 @@ In the same transaction as the events it writes, when the command carries them:
   make the exclusive sales agent rule and the one enterprise agent per region rule atomic,
   with each contract's terms over its days in force (`contract_terms_in_force`);
 - a new employee's personal-data key, or the destruction of one (`personal_data_keys`);
-- a new employee's login (`employee_logins`), whose primary key keeps logins unique.
+- a new employee's login (`employee_logins`), whose primary key keeps logins unique;
+- the selling gates (`selling_gates`, migrations/0018): a sale checks, a suspension or a
+  separation closes, the gate of the partner and employee the sale is credited to;
+- the lines of a keyed import that the transaction books (`keyed_import_lines`).
 
 It does not NOTIFY inside the write transaction, as the stock recorder does: PostgreSQL
 serialises the commits of every transaction that notifies (a database-wide lock held until
@@ -131,6 +134,28 @@ class PendingOutcome:
     outcome: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SellingDaysClosed:
+    """A partner or employee whose event closes selling days (a suspension, a separation), at
+    its version after the command; for a partner, its contracts at the versions the closing
+    was decided on (every signed contract of the partner)."""
+
+    record_id: UUID
+    version: int
+    contracts_seen: dict[UUID, int] | None = None
+
+
+@dataclass(frozen=True)
+class ImportLines:
+    """The lines of a keyed import booked by one transaction: their numbers in the body and
+    a 64-bit digest of each line's bytes."""
+
+    actor: str
+    idempotency_key: str
+    numbers: list[int]
+    digests: list[int]
+
+
 class ConstraintViolation(IntegrityError):
     """A database constraint refused the write; `constraint` names it."""
 
@@ -156,6 +181,9 @@ class EventRecorder(PostgresApplicationRecorder):
         new_personal_keys: dict[UUID, bytes] | None = None,
         erase_personal_keys: Sequence[UUID] = (),
         new_logins: dict[str, UUID] | None = None,
+        sellers_checked: dict[UUID, int] | None = None,
+        selling_days_closed: SellingDaysClosed | None = None,
+        import_lines: ImportLines | None = None,
         **_: Any,
     ) -> Sequence[int]:
         """Append in one round trip (`append_events`, migrations/0002, hashing since 0011). Not retried here:
@@ -167,6 +195,9 @@ class EventRecorder(PostgresApplicationRecorder):
             raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
         registry = [_contract_row(entry) for entry in contracts_in_force]
         terms = [_terms_row(entry, version) for entry in contracts_in_force for version in entry.terms]
+        checked = sellers_checked or {}
+        closed = selling_days_closed
+        seen = None if closed is None or closed.contracts_seen is None else closed.contracts_seen
         try:
             with self.datastore.get_connection() as conn, (
                 # A hire with a login writes one more statement, in the transaction of its events;
@@ -194,6 +225,16 @@ class EventRecorder(PostgresApplicationRecorder):
                         list((new_personal_keys or {}).keys()),
                         list((new_personal_keys or {}).values()),
                         list(erase_personal_keys),
+                        list(checked.keys()),
+                        list(checked.values()),
+                        closed.record_id if closed else None,
+                        closed.version if closed else None,
+                        None if seen is None else list(seen.keys()),
+                        None if seen is None else list(seen.values()),
+                        import_lines.actor if import_lines else None,
+                        import_lines.idempotency_key if import_lines else None,
+                        import_lines.numbers if import_lines else None,
+                        import_lines.digests if import_lines else None,
                     ),
                     prepare=True,
                 )
@@ -343,13 +384,25 @@ class EventRecorder(PostgresApplicationRecorder):
             return None if row is None else row["employee_id"]
     def store_outcome(self, actor: str, idempotency_key: str, fingerprint: str, outcome: dict[str, Any]) -> None:
         """The outcome of a keyed command that writes in many transactions (an import), kept
-        once all of them are done."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        once all of them are done; the record of its lines booked so far goes with it."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             curs.execute(
                 "INSERT INTO command_outcomes (actor, idempotency_key, fingerprint, outcome)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (actor, idempotency_key) DO NOTHING",
                 (actor, idempotency_key, fingerprint, Jsonb(outcome)),
             )
+            curs.execute("DELETE FROM keyed_import_lines WHERE actor = %s AND idempotency_key = %s",
+                         (actor, idempotency_key))
+
+    def imported_lines(self, actor: str, idempotency_key: str) -> dict[int, int]:
+        """The lines (number: digest) that earlier runs of a keyed import booked."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT line, digest FROM keyed_import_lines, unnest(lines, digests) AS l(line, digest)"
+                " WHERE actor = %s AND idempotency_key = %s",
+                (actor, idempotency_key),
+            )
+            return {row["line"]: row["digest"] for row in curs.fetchall()}
 
     def contracts_of_partner(self, partner_id: UUID) -> list[UUID]:
         """The partner's signed contracts (every contract is registered here when signed)."""
@@ -384,7 +437,9 @@ _APPEND_EVENTS = """
         %b::text, %b::text, %b::text, %b::jsonb,
         %b::uuid[], %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[], %b::text[],
         %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[],
-        %b::uuid[], %b::bytea[], %b::uuid[]
+        %b::uuid[], %b::bytea[], %b::uuid[],
+        %b::uuid[], %b::bigint[], %b::uuid, %b::bigint, %b::uuid[], %b::bigint[],
+        %b::text, %b::text, %b::int[], %b::bigint[]
     ) AS position
 """
 
