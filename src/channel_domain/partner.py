@@ -344,15 +344,20 @@ class Partner(ChannelAggregate):
         reason = correction_reason.strip() if isinstance(correction_reason, str) and correction_reason.strip() else None
         checked = _inventory_lines(lines)
         if reason is None:
+            # A regular report continues the chain: it comes after the product's latest report
+            # (its head) and opens at the head's closing. Anything dated on or before the head
+            # rewrites history, which only a correction may do.
             for line in checked:
                 previous = self.stock.get(line["product"])
                 if previous is None:
                     continue
-                if day < previous["as_of"]:
+                if day <= previous["as_of"]:
                     raise refusal(
                         "inventory_out_of_order",
-                        f"{line['product']} was last reported for {previous['as_of']}; an earlier report "
-                        "is a correction, with a reason",
+                        f"{line['product']} was last reported for {previous['as_of']}; a report for that date "
+                        "or an earlier one is a correction, with a reason",
+                        product=line["product"],
+                        reported_to=str(previous["as_of"]),
                     )
                 if line["opening"] != previous["closing"]:
                     raise refusal(
@@ -707,8 +712,12 @@ class Partner(ChannelAggregate):
 
     @event("InventoryReported")
     def _inventory_reported(self, as_of: date, lines: list[dict[str, Any]], correction_reason: str | None) -> None:
+        # The head of each product's chain is its latest report: a correction of an earlier
+        # date corrects history without moving the head back; one of the head's date replaces it.
         for line in lines:
-            self.stock[line["product"]] = {"as_of": as_of, "closing": line["closing"]}
+            head = self.stock.get(line["product"])
+            if head is None or as_of >= head["as_of"]:
+                self.stock[line["product"]] = {"as_of": as_of, "closing": line["closing"]}
 
 
     @event("DealClosed")

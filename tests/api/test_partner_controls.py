@@ -110,6 +110,23 @@ def test_inventory_reports_chain_from_one_to_the_next(api):
                  None), 422, "inventory_not_applicable")
 
 
+def test_a_correction_of_an_earlier_month_leaves_the_next_regular_report_continuing_the_latest(api):
+    distributor = approved_partner(api, "distributor")
+    path = f"/v1/partners/{distributor}/inventory-reports"
+
+    def month(as_of, opening, received, sold, **correction):
+        line = {"product": "router", "opening": opening, "received": received, "sold": sold,
+                "closing": opening + received - sold}
+        return post(api, path, {"as_of": as_of, "lines": [line], **correction}, ERP, None)
+
+    month("2026-01-31", 0, 100, 40)  # closes 60
+    month("2026-03-31", 60, 0, 20)  # closes 40
+    corrected = month("2026-01-31", 0, 100, 45, correction_reason="recount").json()  # January closes 55
+    assert corrected["stock"] == {"router": {"as_of": "2026-03-31", "closing": 40}}
+    assert month("2026-04-30", 40, 0, 5).status_code == 200  # continues March
+    problem(month("2026-04-30", 35, 0, 0), 422, "inventory_out_of_order")  # April is reported already
+
+
 def test_a_payout_account_change_is_rejected_by_finance_other_than_the_requester(api):
     agent = approved_partner(api, "retailer")
     clerk = ("li", ("channel_specialist", "finance"))
