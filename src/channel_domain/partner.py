@@ -10,7 +10,7 @@ manager → paid.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -175,13 +175,14 @@ class Partner(ChannelAggregate):
         day = current_command().today if on is None else parse_date(on, "on")
         if self.suspensions and day < self.suspensions[-1][1]:
             raise ValidationFailed("on", f"the last suspension ran until {self.suspensions[-1][1]}")
-        self._refuse_business_from(day, latest_sale_on, "sales_after_suspension", "suspend")
+        self._refuse_business_from(day, latest_sale_on, "sales_after_suspension", "suspend from the day after it")
         self._suspended(reason=require_text(reason, "reason"), on=day)
 
-    def _refuse_business_from(self, day: date, latest_sale_on: date | None, code: str, action: str) -> None:
+    def _refuse_business_from(self, first_day_barred: date, latest_sale_on: date | None, code: str,
+                              remedy: str) -> None:
         latest = max((d for d in (latest_sale_on, self.latest_deal_on) if d is not None), default=None)
-        if latest is not None and latest >= day:
-            raise refusal(code, f"a sale or deal dated {latest} is recorded; {action} after it", latest=str(latest))
+        if latest is not None and latest >= first_day_barred:
+            raise refusal(code, f"a sale or deal dated {latest} is recorded; {remedy}", latest=str(latest))
 
     def reinstate(self, reason: str, on: date | str | None = None) -> None:
         self._require_status("reinstate", "suspended")
@@ -193,20 +194,22 @@ class Partner(ChannelAggregate):
     def terminate(self, reason: str, on: date | str) -> None:
         self._require_status("terminate", "approved", "active", "suspended")
         day = parse_date(on, "on")
-        # A contract's sales are checked as the contract ends with the partner.
-        self._refuse_business_from(day, None, "sales_after_termination", "terminate")
+        # `on` is the last day the partner does business (api.md: refused "after the termination's
+        # on"). A contract's sales are checked as the contract ends with the partner.
+        self._refuse_business_from(day + timedelta(days=1), None, "sales_after_termination",
+                                   "terminate on that day or later")
         self._terminated(reason=require_text(reason, "reason"), on=day, terminated_by=current_command().actor)
 
     def is_active_on(self, day: date) -> bool:
-        """Whether the partner may sell on `day`: not suspended then, not yet terminated.
-        By date, not by status, so a sale made before a suspension is still taken during it."""
-        if self.terminated_on is not None and day >= self.terminated_on:
+        """Whether the partner may sell on `day`: not suspended then, not after its termination
+        date. By date, not by status, so a sale made before a suspension is still taken during it."""
+        if self.terminated_on is not None and day > self.terminated_on:
             return False
         return not any(start <= day and (until is None or day < until) for start, until in self.suspensions)
 
     def require_active_on(self, day: date) -> None:
         if not self.is_active_on(day):
-            ended = self.terminated_on is not None and day >= self.terminated_on
+            ended = self.terminated_on is not None and day > self.terminated_on
             raise refusal(
                 "partner_not_active",
                 f"the partner is {'terminated' if ended else 'suspended'} on {day}",

@@ -51,15 +51,16 @@ def test_a_suspended_partner_takes_a_deal_dated_before_the_suspension():
             partner.record_deal("D-2", "100.00", "2026-05-01")  # still suspended: no end yet
 
 
-def test_after_termination_a_deal_dated_from_the_termination_date_is_refused():
+def test_the_termination_day_still_does_business_a_deal_dated_after_it_is_refused():
     partner = broker()
     with as_("mgr-1", "channel_manager"):
         partner.terminate("fraud", "2026-06-01")
     with as_("erp", "integration"):
         partner.record_deal("D-1", "100.00", "2026-05-31")
+        partner.record_deal("D-2", "100.00", "2026-06-01")  # api.md: refused only after the termination's on
         with refused("partner_not_active"):
-            partner.record_deal("D-2", "100.00", "2026-06-01")
-    assert partner.is_active_on(date(2026, 5, 31)) and not partner.is_active_on(date(2026, 6, 2))
+            partner.record_deal("D-3", "100.00", "2026-06-02")
+    assert partner.is_active_on(date(2026, 6, 1)) and not partner.is_active_on(date(2026, 6, 2))
 
 
 def test_suspension_and_reinstatement_default_to_today():
@@ -346,3 +347,14 @@ def test_a_suspension_or_termination_never_reaches_back_over_a_deal_already_take
             partner.terminate("fraud", "2026-04-01")
         partner.suspend("late reports", "2026-04-16")
     assert partner.suspensions == [[date(2026, 4, 16), None]]
+
+
+def test_a_partner_is_terminated_on_the_day_of_its_last_deal_at_the_earliest():
+    partner = broker()
+    with as_("erp", "integration"):
+        partner.record_deal("D-1", "100.00", "2026-04-15")
+    with as_("mgr-1", "channel_manager"):
+        with refused("sales_after_termination"):
+            partner.terminate("fraud", "2026-04-14")
+        partner.terminate("fraud", "2026-04-15")  # the deal falls on its last day of business
+    assert partner.terminated_on == date(2026, 4, 15)
