@@ -451,20 +451,24 @@ class ChannelDepartment(Application):
 
     @command
     def terminate_partner(self, partner_id: UUID, reason: str, on: date | str) -> CommandOutcome:
-        """「取消合作资格」 ends the cooperation: every contract of the partner still signed and
-        not over by `on` ends on that date too, in the same transaction, which frees its
-        exclusivity slot. One that has not started by then ends on its first day (never in
-        force). One with sales dated on or after `on` refuses, and so the whole command."""
+        """「取消合作资格」 ends the cooperation: `on` is the partner's last day of business, and
+        every contract of the partner still signed and in force after `on` ends with it — its
+        last day `on` too — in the same transaction, which frees its exclusivity slot from the
+        day after. One that has not started by then ends on its first day (never in force); one
+        whose own last day is `on` or earlier is over by then and left as it is. One with sales
+        dated after `on` refuses, and so the whole command."""
         partner = self._load(Partner, partner_id, commanded=True)
         partner.terminate(reason, on)
-        day: date = partner.terminated_on  # type: ignore[assignment]
+        last_day: date = partner.terminated_on  # type: ignore[assignment]
         ended, seen = [], {}
         for contract_id in self.event_recorder.contracts_of_partner(partner_id):
             contract = self._load(Contract, contract_id)
             seen[contract.id] = contract.version
-            if contract.status != "signed" or contract.last_day_in_force < day:
+            if contract.status != "signed" or contract.last_day_in_force <= last_day:
                 continue
-            contract.terminate(max(day, contract.starts_on), f"partner terminated: {require_text(reason, 'reason')}")
+            # A contract's termination names its first day out of force: the day after the partner's last.
+            out_of_force = max(last_day + timedelta(days=1), contract.starts_on)
+            contract.terminate(out_of_force, f"partner terminated: {require_text(reason, 'reason')}")
             ended.append(contract)
         return self._commit(
             partner,

@@ -130,10 +130,11 @@ class Contract(ChannelAggregate):
         self._submitted(submitted_by=current_command().actor)
 
     def approve(self) -> None:
-        self._require_status("approve", "submitted")
+        # Segregation of duties (403) before the contract's state (422), as api.md orders them.
         approver = self._require_other_actor(
             "approve", drafted=self.drafted_by, submitted=self.submitted_by
         )
+        self._require_status("approve", "submitted")
         self._approved(approved_by=approver)
 
     def sign(self, signed_on: date | str) -> None:

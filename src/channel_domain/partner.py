@@ -10,7 +10,7 @@ manager → paid.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -130,14 +130,15 @@ class Partner(ChannelAggregate):
     def review(self, decision: str, notes: str | None = None, reviewer_id: UUID | None = None) -> None:
         """`reviewer_id`: the acting person's employee record, if they have one — a recruiter
         never reviews their own recruit, whether named by actor or by employee record."""
-        self._require_status("review", "applied")
-        if decision not in ("approve", "reject"):
-            raise ValidationFailed("decision", "approve or reject")
+        # Who may review is settled first (403), whatever the application's state (422).
         reviewer = self._require_other_actor("review", filed_the_application_for=self.applied_by)
         if reviewer_id is not None and reviewer_id == self.recruited_by:
             raise SegregationOfDuties(
                 f"{reviewer} recruited this partner and cannot also review it", actor=reviewer, step="recruited"
             )
+        self._require_status("review", "applied")
+        if decision not in ("approve", "reject"):
+            raise ValidationFailed("decision", "approve or reject")
         if decision == "approve":
             self._require_archive(current_command().today)
         self._reviewed(decision=decision, notes=notes, reviewed_by=reviewer)
@@ -174,13 +175,14 @@ class Partner(ChannelAggregate):
         day = current_command().today if on is None else parse_date(on, "on")
         if self.suspensions and day < self.suspensions[-1][1]:
             raise ValidationFailed("on", f"the last suspension ran until {self.suspensions[-1][1]}")
-        self._refuse_business_from(day, latest_sale_on, "sales_after_suspension", "suspend")
+        self._refuse_business_from(day, latest_sale_on, "sales_after_suspension", "suspend from the day after it")
         self._suspended(reason=require_text(reason, "reason"), on=day)
 
-    def _refuse_business_from(self, day: date, latest_sale_on: date | None, code: str, action: str) -> None:
+    def _refuse_business_from(self, first_day_barred: date, latest_sale_on: date | None, code: str,
+                              remedy: str) -> None:
         latest = max((d for d in (latest_sale_on, self.latest_deal_on) if d is not None), default=None)
-        if latest is not None and latest >= day:
-            raise refusal(code, f"a sale or deal dated {latest} is recorded; {action} after it", latest=str(latest))
+        if latest is not None and latest >= first_day_barred:
+            raise refusal(code, f"a sale or deal dated {latest} is recorded; {remedy}", latest=str(latest))
 
     def reinstate(self, reason: str, on: date | str | None = None) -> None:
         self._require_status("reinstate", "suspended")
@@ -192,20 +194,22 @@ class Partner(ChannelAggregate):
     def terminate(self, reason: str, on: date | str) -> None:
         self._require_status("terminate", "approved", "active", "suspended")
         day = parse_date(on, "on")
-        # A contract's sales are checked as the contract ends with the partner.
-        self._refuse_business_from(day, None, "sales_after_termination", "terminate")
+        # `on` is the last day the partner does business (api.md: refused "after the termination's
+        # on"). A contract's sales are checked as the contract ends with the partner.
+        self._refuse_business_from(day + timedelta(days=1), None, "sales_after_termination",
+                                   "terminate on that day or later")
         self._terminated(reason=require_text(reason, "reason"), on=day, terminated_by=current_command().actor)
 
     def is_active_on(self, day: date) -> bool:
-        """Whether the partner may sell on `day`: not suspended then, not yet terminated.
-        By date, not by status, so a sale made before a suspension is still taken during it."""
-        if self.terminated_on is not None and day >= self.terminated_on:
+        """Whether the partner may sell on `day`: not suspended then, not after its termination
+        date. By date, not by status, so a sale made before a suspension is still taken during it."""
+        if self.terminated_on is not None and day > self.terminated_on:
             return False
         return not any(start <= day and (until is None or day < until) for start, until in self.suspensions)
 
     def require_active_on(self, day: date) -> None:
         if not self.is_active_on(day):
-            ended = self.terminated_on is not None and day >= self.terminated_on
+            ended = self.terminated_on is not None and day > self.terminated_on
             raise refusal(
                 "partner_not_active",
                 f"the partner is {'terminated' if ended else 'suspended'} on {day}",
@@ -344,15 +348,20 @@ class Partner(ChannelAggregate):
         reason = correction_reason.strip() if isinstance(correction_reason, str) and correction_reason.strip() else None
         checked = _inventory_lines(lines)
         if reason is None:
+            # A regular report continues the chain: it comes after the product's latest report
+            # (its head) and opens at the head's closing. Anything dated on or before the head
+            # rewrites history, which only a correction may do.
             for line in checked:
                 previous = self.stock.get(line["product"])
                 if previous is None:
                     continue
-                if day < previous["as_of"]:
+                if day <= previous["as_of"]:
                     raise refusal(
                         "inventory_out_of_order",
-                        f"{line['product']} was last reported for {previous['as_of']}; an earlier report "
-                        "is a correction, with a reason",
+                        f"{line['product']} was last reported for {previous['as_of']}; a report for that date "
+                        "or an earlier one is a correction, with a reason",
+                        product=line["product"],
+                        reported_to=str(previous["as_of"]),
                     )
                 if line["opening"] != previous["closing"]:
                     raise refusal(
@@ -371,14 +380,15 @@ class Partner(ChannelAggregate):
         self._deposit_paid(amount=money(amount), on=parse_date(on, "on"))
 
     def refund_deposit(self, amount: Any, on: date | str) -> None:
+        # Ending the partnership asks for the deposit back; someone else releases it (403
+        # before the rules on the refund itself, 422).
+        self._require_other_actor("refund the deposit", terminated_the_partnership_of=self.terminated_by)
         if self.status != "terminated":
             raise refusal("partner_not_terminated", "a deposit is refunded only after termination")
         value = money(amount)
         held = self.deposit_paid - self.deposit_refunded
         if value > held:
             raise refusal("refund_exceeds_deposit", f"only {held} of the deposit is left to refund")
-        # Ending the partnership asks for the deposit back; someone else releases it.
-        self._require_other_actor("refund the deposit", terminated_the_partnership_of=self.terminated_by)
         self._deposit_refunded(amount=value, on=parse_date(on, "on"))
 
     def request_payout_account_change(self, account: str) -> UUID:
@@ -392,27 +402,29 @@ class Partner(ChannelAggregate):
         return change_id
 
     def approve_payout_account_change(self, change_id: UUID) -> None:
-        change = self._requested_account_change(change_id)
-        approver = self._require_other_actor("approve", requested=change["requested_by"])
+        approver = self._decide_account_change(change_id, "approve")
         self._payout_account_change_approved(change_id=change_id, approved_by=approver)
 
     def reject_payout_account_change(self, change_id: UUID, reason: str | None = None) -> None:
-        change = self._requested_account_change(change_id)
-        rejecter = self._require_other_actor("reject", requested=change["requested_by"])
+        rejecter = self._decide_account_change(change_id, "reject")
         self._payout_account_change_rejected(change_id=change_id, reason=reason, rejected_by=rejecter)
 
-    def _requested_account_change(self, change_id: UUID) -> dict[str, Any]:
+    def _decide_account_change(self, change_id: UUID, action: str) -> str:
+        """Who decides a change that exists (404), requested by someone else (403), still
+        undecided (422)."""
         change = self.account_changes.get(str(change_id))
         if change is None:
             raise NotFound(f"no payout-account change {change_id} on this partner")
+        decider = self._require_other_actor(action, requested=change["requested_by"])
         if change["status"] != "requested":
             raise refusal("invalid_transition", f"the change is already {change['status']}")
-        return change
+        return decider
 
     def record_remittance(self, period: str, amount: Any, received_on: date | str) -> None:
         """A consignee's remittance received by finance, for the month it pays for (domain.md §1)."""
         if self.kind != "consignee":
             raise refusal("not_a_consignee", f"a {self.kind} remits nothing: only consignees hold the proceeds")
+        receiver = self._require_role("finance", "recording a remittance")
         self._require_status("take a remittance from", "active", "suspended", "terminated")
         parsed = Period.parse(period)
         if parsed.kind != "month":
@@ -421,7 +433,7 @@ class Partner(ChannelAggregate):
             period=parsed.text,
             amount=money(amount),
             received_on=parse_date(received_on, "received_on"),
-            received_by=self._require_role("finance", "recording a remittance"),
+            received_by=receiver,
         )
 
     def prepare_housing_subsidy(self, period: str, amount: Any) -> None:
@@ -434,16 +446,15 @@ class Partner(ChannelAggregate):
         )
 
     def verify_housing_subsidy(self, period: str) -> None:
-        subsidy = self._step(self.housing_subsidies, "housing subsidy", period, "verify", "prepared")
-        self._housing_subsidy_verified(period=period, verified_by=self._verifier(subsidy, "a housing subsidy"))
+        verifier = self._verifier(self.housing_subsidies, "housing subsidy", period)
+        self._housing_subsidy_verified(period=period, verified_by=verifier)
 
     def approve_housing_subsidy(self, period: str) -> None:
-        subsidy = self._step(self.housing_subsidies, "housing subsidy", period, "approve", "verified")
-        self._housing_subsidy_approved(period=period, approved_by=self._approver(subsidy, "a housing subsidy"))
+        approver = self._approver(self.housing_subsidies, "housing subsidy", period)
+        self._housing_subsidy_approved(period=period, approved_by=approver)
 
     def pay_housing_subsidy(self, period: str, paid_on: date | str) -> None:
-        self._step(self.housing_subsidies, "housing subsidy", period, "pay", "approved")
-        self._require_role("finance", "paying a housing subsidy")
+        self._payer(self.housing_subsidies, "housing subsidy", period)
         self._housing_subsidy_paid(period=period, paid_on=parse_date(paid_on, "paid_on"),
                                    account=self._approved_account())
 
@@ -469,16 +480,13 @@ class Partner(ChannelAggregate):
         )
 
     def verify_payout(self, period: str) -> None:
-        payout = self._step(self.payouts, "payout", period, "verify", "prepared")
-        self._payout_verified(period=period, verified_by=self._verifier(payout, "a payout"))
+        self._payout_verified(period=period, verified_by=self._verifier(self.payouts, "payout", period))
 
     def approve_payout(self, period: str) -> None:
-        payout = self._step(self.payouts, "payout", period, "approve", "verified")
-        self._payout_approved(period=period, approved_by=self._approver(payout, "a payout"))
+        self._payout_approved(period=period, approved_by=self._approver(self.payouts, "payout", period))
 
     def pay_payout(self, period: str, paid_on: date | str) -> None:
-        self._step(self.payouts, "payout", period, "pay", "approved")
-        self._require_role("finance", "paying out")
+        self._payer(self.payouts, "payout", period)
         self._payout_paid(period=period, paid_on=parse_date(paid_on, "paid_on"))
 
     # Money paid out (commission payouts, housing subsidies) passes the same four hands:
@@ -499,26 +507,29 @@ class Partner(ChannelAggregate):
             raise refusal("no_payout_account", "the partner has no approved payout account")
         return self.payout_account
 
-    @staticmethod
-    def _step(book: dict[str, dict[str, Any]], what: str, period: str, action: str,
-              required_status: str) -> dict[str, Any]:
-        paid_out = book.get(Period.parse(period).text)
-        if paid_out is None:
-            raise NotFound(f"no {what} prepared for {period}")
-        if paid_out["status"] != required_status:
-            raise refusal(
-                "invalid_transition",
-                f"cannot {action} a {what} that is {paid_out['status']}; it must be {required_status}",
-            )
-        return paid_out
+    # Each step refuses in the order of api.md: the month's money must exist to know who
+    # handled it (404), then the role and segregation of duties (403), then its status (422).
 
-    def _verifier(self, paid_out: dict[str, Any], what: str) -> str:
-        self._require_role("finance", f"verifying {what}")
-        return self._require_other_actor("verify", prepared=paid_out["prepared_by"])
+    def _verifier(self, book: dict[str, dict[str, Any]], what: str, period: str) -> str:
+        paid_out = _prepared(book, what, period)
+        self._require_role("finance", f"verifying a {what}")
+        verifier = self._require_other_actor("verify", prepared=paid_out["prepared_by"])
+        _require_step(paid_out, what, "verify", "prepared")
+        return verifier
 
-    def _approver(self, paid_out: dict[str, Any], what: str) -> str:
-        self._require_role("general_manager", f"approving {what}")
-        return self._require_other_actor("approve", prepared=paid_out["prepared_by"], verified=paid_out["verified_by"])
+    def _approver(self, book: dict[str, dict[str, Any]], what: str, period: str) -> str:
+        paid_out = _prepared(book, what, period)
+        self._require_role("general_manager", f"approving a {what}")
+        approver = self._require_other_actor(
+            "approve", prepared=paid_out["prepared_by"], verified=paid_out["verified_by"]
+        )
+        _require_step(paid_out, what, "approve", "verified")
+        return approver
+
+    def _payer(self, book: dict[str, dict[str, Any]], what: str, period: str) -> None:
+        paid_out = _prepared(book, what, period)
+        self._require_role("finance", f"paying a {what}")
+        _require_step(paid_out, what, "pay", "approved")
 
     # Events --------------------------------------------------------------------------
 
@@ -707,8 +718,12 @@ class Partner(ChannelAggregate):
 
     @event("InventoryReported")
     def _inventory_reported(self, as_of: date, lines: list[dict[str, Any]], correction_reason: str | None) -> None:
+        # The head of each product's chain is its latest report: a correction of an earlier
+        # date corrects history without moving the head back; one of the head's date replaces it.
         for line in lines:
-            self.stock[line["product"]] = {"as_of": as_of, "closing": line["closing"]}
+            head = self.stock.get(line["product"])
+            if head is None or as_of >= head["as_of"]:
+                self.stock[line["product"]] = {"as_of": as_of, "closing": line["closing"]}
 
 
     @event("DealClosed")
@@ -732,6 +747,21 @@ class Partner(ChannelAggregate):
     @event("PayoutPaid")
     def _payout_paid(self, period: str, paid_on: date) -> None:
         self.payouts[period].update(status="paid", paid_on=paid_on)
+
+
+def _prepared(book: dict[str, dict[str, Any]], what: str, period: str) -> dict[str, Any]:
+    paid_out = book.get(Period.parse(period).text)
+    if paid_out is None:
+        raise NotFound(f"no {what} prepared for {period}")
+    return paid_out
+
+
+def _require_step(paid_out: dict[str, Any], what: str, action: str, required_status: str) -> None:
+    if paid_out["status"] != required_status:
+        raise refusal(
+            "invalid_transition",
+            f"cannot {action} a {what} that is {paid_out['status']}; it must be {required_status}",
+        )
 
 
 def _paid_out(amount: Decimal, account: str | None, prepared_by: str | None) -> dict[str, Any]:

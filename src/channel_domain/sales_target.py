@@ -154,17 +154,18 @@ class SalesTarget(ChannelAggregate):
         self, revision_id: UUID, parent: SalesTarget | None = None, approver_id: UUID | None = None
     ) -> None:
         """`approver_id`: the acting person's employee record, if any — nobody approves a
-        change to their own target."""
-        self._require_status("revise", "open")
+        change to their own target. Refused in api.md's order: the revision must exist to know
+        who requested it (404), then who may approve (403), then the states (422)."""
         revision = self.revisions.get(str(revision_id))
         if revision is None:
             raise NotFound(f"no revision {revision_id} on this target")
-        if revision["status"] != "requested":
-            raise refusal("invalid_transition", f"the revision is already {revision['status']}")
         approver = self._require_other_actor(
             "approve", requested=revision["requested_by"], set=self.set_by
         )
         self._require_not_assignee(approver_id, "approve a revision of their own target")
+        self._require_status("revise", "open")
+        if revision["status"] != "requested":
+            raise refusal("invalid_transition", f"the revision is already {revision['status']}")
         if self.children and revision["amount"] < self.allocated:
             raise refusal("amount_below_decomposition", f"the children already hold {self.allocated}")
         if parent is not None:
@@ -204,10 +205,11 @@ class SalesTarget(ChannelAggregate):
             self._closed(kpi_results=results, on=today)
 
     def confirm_closing(self, confirmer_id: UUID | None = None) -> None:
-        """Someone other than whoever entered the results confirms them (domain.md §3)."""
-        self._require_status("confirm the closing of", "closing")
+        """Someone other than whoever entered the results confirms them (domain.md §3); who
+        may confirm is settled (403) before the target's state (422)."""
         confirmer = self._require_other_actor("confirm", entered_the_results_of=self.results_entered_by)
         self._require_not_assignee(confirmer_id, "confirm the results of their own target")
+        self._require_status("confirm the closing of", "closing")
         self._closed(kpi_results=self.kpi_results, on=current_command().today, confirmed_by=confirmer)
 
     def _require_not_assignee(self, acting_employee_id: UUID | None, action: str) -> None:

@@ -66,6 +66,8 @@ def test_a_sale_or_deal_dated_while_the_partner_could_not_sell(api):
     post(api, f"/v1/partners/{broker}/deals", {"deal_id": "D1", "amount": "100.00", "closed_on": "2026-05-30"},
          SPECIALIST)
     post(api, f"/v1/partners/{broker}/terminate", {"reason": "ended", "on": "2026-05-31"})
+    post(api, f"/v1/partners/{broker}/deals", {"deal_id": "LAST", "amount": "100.00", "closed_on": "2026-05-31"},
+         SPECIALIST)  # the termination day is its last day of business: no finding
     with as_("spec-1", "channel_specialist"):
         record = app.get(Partner, UUID(broker))
         record._deal_closed(deal_id="D2", amount=Decimal("100.00"), closed_on=date(2026, 6, 1))

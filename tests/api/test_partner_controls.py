@@ -4,8 +4,10 @@ reports, payout-account rejection, and what a sale or return is checked against.
 from __future__ import annotations
 
 from tests.api.flows import (
+    CONTENTS,
     ERP,
     FINANCE,
+    GM,
     HR,
     MANAGER,
     SPECIALIST,
@@ -38,9 +40,9 @@ def test_a_sale_or_deal_dated_while_suspended_or_after_termination_is_refused(ap
                   SPECIALIST, 201).json()["id"]
     post(api, f"/v1/partners/{broker}/review", {"decision": "approve"})
     post(api, f"/v1/partners/{broker}/terminate", {"reason": "fraud", "on": "2026-06-01"})
-    deal = {"deal_id": "D-1", "amount": "500.00", "closed_on": "2026-06-01"}
+    deal = {"deal_id": "D-1", "amount": "500.00", "closed_on": "2026-06-02"}
     problem(post(api, f"/v1/partners/{broker}/deals", deal, ERP, None), 422, "partner_not_active")
-    post(api, f"/v1/partners/{broker}/deals", {**deal, "closed_on": "2026-05-31"}, ERP)
+    post(api, f"/v1/partners/{broker}/deals", {**deal, "closed_on": "2026-06-01"}, ERP)  # its last day
 
 
 def test_termination_needs_its_date_and_terminates_the_contracts_with_it(api):
@@ -51,10 +53,31 @@ def test_termination_needs_its_date_and_terminates_the_contracts_with_it(api):
     ended = post(api, f"/v1/partners/{agent}/terminate", {"reason": "closing", "on": "2026-09-01"}).json()
     assert (ended["status"], ended["terminated_on"], ended["terminated_contracts"]) == (
         "terminated", "2026-09-01", [contract])
+    # The partner's `on` is its last day; a contract's termination names its first day out of force.
     history = api.get(f"/v1/contracts/{contract}/history").json()["items"]
-    assert (history[-1]["type"], history[-1]["effective_on"]) == ("Contract.Terminated", "2026-09-01")
+    assert (history[-1]["type"], history[-1]["effective_on"]) == ("Contract.Terminated", "2026-09-02")
+    assert api.get(f"/v1/contracts/{contract}").json()["last_day_in_force"] == "2026-09-01"
     assert history[-1]["correlation_id"] == api.get(f"/v1/partners/{agent}/history").json()["items"][-1][
         "correlation_id"]
+
+
+def test_the_termination_day_still_sells_and_frees_the_sales_agent_slot_from_the_day_after(api):
+    agent = approved_partner(api)
+    contract = signed_contract(api, agent)
+    sale = {"order_id": "SO-1", "amount": "100.00", "sold_on": "2026-06-30"}
+    post(api, f"/v1/partners/{agent}/terminate", {"reason": "closing", "on": "2026-06-30"})
+    post(api, f"/v1/contracts/{contract}/sales", sale, ERP)  # the termination day itself
+    problem(post(api, f"/v1/contracts/{contract}/sales", {**sale, "order_id": "SO-2", "sold_on": "2026-07-01"},
+                 ERP, None), 422, "partner_not_active")
+    successor = approved_partner(api)
+    with_the_termination_day = post(api, "/v1/contracts", {
+        "partner_id": successor, "starts_on": "2026-06-30", "ends_on": "2027-06-29",
+        "commission": {"type": "flat", "rate": "0.03"}, **CONTENTS}, MANAGER, 201).json()["id"]
+    post(api, f"/v1/contracts/{with_the_termination_day}/submit", None, MANAGER)
+    post(api, f"/v1/contracts/{with_the_termination_day}/approve", None, GM)
+    problem(post(api, f"/v1/contracts/{with_the_termination_day}/sign", {"signed_on": "2026-06-30"}, MANAGER, None),
+            422, "exclusive_sales_agent_exists")
+    signed_contract(api, successor, starts_on="2026-07-01", ends_on="2027-06-30")
 
 
 def test_approval_needs_the_archive_and_says_what_is_missing(api):
@@ -108,6 +131,23 @@ def test_inventory_reports_chain_from_one_to_the_next(api):
     retailer = approved_partner(api, "retailer")
     problem(post(api, f"/v1/partners/{retailer}/inventory-reports", {"as_of": "2026-03-31", "lines": [line]}, ERP,
                  None), 422, "inventory_not_applicable")
+
+
+def test_a_correction_of_an_earlier_month_leaves_the_next_regular_report_continuing_the_latest(api):
+    distributor = approved_partner(api, "distributor")
+    path = f"/v1/partners/{distributor}/inventory-reports"
+
+    def month(as_of, opening, received, sold, **correction):
+        line = {"product": "router", "opening": opening, "received": received, "sold": sold,
+                "closing": opening + received - sold}
+        return post(api, path, {"as_of": as_of, "lines": [line], **correction}, ERP, None)
+
+    month("2026-01-31", 0, 100, 40)  # closes 60
+    month("2026-03-31", 60, 0, 20)  # closes 40
+    corrected = month("2026-01-31", 0, 100, 45, correction_reason="recount").json()  # January closes 55
+    assert corrected["stock"] == {"router": {"as_of": "2026-03-31", "closing": 40}}
+    assert month("2026-04-30", 40, 0, 5).status_code == 200  # continues March
+    problem(month("2026-04-30", 35, 0, 0), 422, "inventory_out_of_order")  # April is reported already
 
 
 def test_a_payout_account_change_is_rejected_by_finance_other_than_the_requester(api):

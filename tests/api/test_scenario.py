@@ -82,9 +82,9 @@ def test_the_channel_department_story(api):
     plan = post(api, f"/v1/partners/{national}/corrective-plans",
                 {"actions": ["weekly pipeline review"], "due_on": "2026-06-30"}).json()["plan_id"]
     post(api, f"/v1/partners/{national}/corrective-plans/{plan}/close", {"outcome": "failed"})
-    # 「取消合作资格」: terminating it from 1 July ends its contract that day, and the slot is
-    # free for the second.
-    ended = post(api, f"/v1/partners/{national}/terminate", {"reason": "targets missed", "on": "2026-07-01"}).json()
+    # 「取消合作资格」: terminated with 30 June as its last day of business, its contract ends
+    # that day too, and the slot is free for the second from 1 July.
+    ended = post(api, f"/v1/partners/{national}/terminate", {"reason": "targets missed", "on": "2026-06-30"}).json()
     assert ended["terminated_contracts"] == [first]
     assert api.get(f"/v1/contracts/{first}").json()["last_day_in_force"] == "2026-06-30"
     post(api, f"/v1/contracts/{second}/sign", {"signed_on": "2026-06-28"}, MANAGER)

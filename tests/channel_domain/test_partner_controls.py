@@ -51,15 +51,16 @@ def test_a_suspended_partner_takes_a_deal_dated_before_the_suspension():
             partner.record_deal("D-2", "100.00", "2026-05-01")  # still suspended: no end yet
 
 
-def test_after_termination_a_deal_dated_from_the_termination_date_is_refused():
+def test_the_termination_day_still_does_business_a_deal_dated_after_it_is_refused():
     partner = broker()
     with as_("mgr-1", "channel_manager"):
         partner.terminate("fraud", "2026-06-01")
     with as_("erp", "integration"):
         partner.record_deal("D-1", "100.00", "2026-05-31")
+        partner.record_deal("D-2", "100.00", "2026-06-01")  # api.md: refused only after the termination's on
         with refused("partner_not_active"):
-            partner.record_deal("D-2", "100.00", "2026-06-01")
-    assert partner.is_active_on(date(2026, 5, 31)) and not partner.is_active_on(date(2026, 6, 2))
+            partner.record_deal("D-3", "100.00", "2026-06-02")
+    assert partner.is_active_on(date(2026, 6, 1)) and not partner.is_active_on(date(2026, 6, 2))
 
 
 def test_suspension_and_reinstatement_default_to_today():
@@ -244,6 +245,61 @@ def test_each_report_opens_where_the_last_closed_unless_it_is_a_correction():
     assert partner.stock["switch"] == {"as_of": date(2026, 4, 30), "closing": 0}
 
 
+def _month(opening, received, sold, product="router"):
+    return [_line(product, opening, received, sold, opening + received - sold)]
+
+
+def test_a_correction_of_an_earlier_report_corrects_history_without_moving_the_chain_head():
+    partner = active(kind="distributor", region=None)
+    with as_("erp", "integration"):
+        partner.report_inventory("2026-01-31", _month(0, 100, 40))  # closes 60
+        partner.report_inventory("2026-02-28", _month(60, 10, 20))  # closes 50
+        partner.report_inventory("2026-03-31", _month(50, 0, 10))  # closes 40
+        # January was miscounted: 45 sold, not 40. March's 40 is still the latest stock.
+        partner.report_inventory("2026-01-31", _month(0, 100, 45), correction_reason="recount")
+        assert partner.stock["router"] == {"as_of": date(2026, 3, 31), "closing": 40}
+        with refused("inventory_chain_broken"):  # opening at the corrected January's 55
+            partner.report_inventory("2026-04-30", _month(55, 0, 5))
+        partner.report_inventory("2026-04-30", _month(40, 0, 5))  # continues March
+    assert partner.stock["router"] == {"as_of": date(2026, 4, 30), "closing": 35}
+
+
+def test_a_correction_of_the_heads_own_date_replaces_the_head():
+    partner = active(kind="consignee", region=None)
+    with as_("erp", "integration"):
+        partner.report_inventory("2026-01-31", _month(0, 100, 40))  # closes 60
+        partner.report_inventory("2026-02-28", _month(60, 0, 20))  # closes 40
+        partner.report_inventory("2026-02-28", _month(60, 0, 25), correction_reason="five more sold")  # 35
+        assert partner.stock["router"] == {"as_of": date(2026, 2, 28), "closing": 35}
+        with refused("inventory_chain_broken"):
+            partner.report_inventory("2026-03-31", _month(40, 0, 0))
+        partner.report_inventory("2026-03-31", _month(35, 0, 0))
+
+
+def test_a_regular_report_for_a_date_already_reported_is_a_correction():
+    partner = active(kind="distributor", region=None)
+    with as_("erp", "integration"):
+        partner.report_inventory("2026-01-31", _month(0, 100, 40))  # closes 60
+        # Opening at the head's closing would pass a chain check, but it is a second January.
+        with refused("inventory_out_of_order"):
+            partner.report_inventory("2026-01-31", _month(60, 0, 0))
+        # Another product's first report on that date starts its own chain.
+        partner.report_inventory("2026-01-31", _month(0, 5, 0, product="switch"))
+    assert partner.stock == {"router": {"as_of": date(2026, 1, 31), "closing": 60},
+                             "switch": {"as_of": date(2026, 1, 31), "closing": 5}}
+
+
+def test_a_correction_moves_each_products_head_only_forward():
+    partner = active(kind="distributor", region=None)
+    with as_("erp", "integration"):
+        partner.report_inventory("2026-03-31", _month(0, 10, 0))  # router closes 10 in March
+        # A late correction of February covers the router and a switch never reported before.
+        partner.report_inventory("2026-02-28", _month(0, 8, 0) + _month(0, 3, 1, product="switch"),
+                                 correction_reason="February was never reported")
+    assert partner.stock == {"router": {"as_of": date(2026, 3, 31), "closing": 10},
+                             "switch": {"as_of": date(2026, 2, 28), "closing": 2}}
+
+
 # Payout-account change rejection --------------------------------------------------------------
 
 
@@ -291,3 +347,14 @@ def test_a_suspension_or_termination_never_reaches_back_over_a_deal_already_take
             partner.terminate("fraud", "2026-04-01")
         partner.suspend("late reports", "2026-04-16")
     assert partner.suspensions == [[date(2026, 4, 16), None]]
+
+
+def test_a_partner_is_terminated_on_the_day_of_its_last_deal_at_the_earliest():
+    partner = broker()
+    with as_("erp", "integration"):
+        partner.record_deal("D-1", "100.00", "2026-04-15")
+    with as_("mgr-1", "channel_manager"):
+        with refused("sales_after_termination"):
+            partner.terminate("fraud", "2026-04-14")
+        partner.terminate("fraud", "2026-04-15")  # the deal falls on its last day of business
+    assert partner.terminated_on == date(2026, 4, 15)

@@ -52,8 +52,8 @@ def test_terminating_a_partner_ends_its_contracts_on_that_date_and_frees_the_sal
     with refused("exclusive_sales_agent_exists"):
         signed_contract(app, second, starts_on="2026-07-01")
     with as_("mgr-1", "channel_manager"):
-        outcome = app.terminate_partner(first, "targets missed", "2026-07-01")
-    ended = app.get(Contract, contract)
+        outcome = app.terminate_partner(first, "targets missed", "2026-06-30")
+    ended = app.get(Contract, contract)  # its last day is the partner's: out of force from the day after
     assert (ended.status, ended.terminated_on, ended.last_day_in_force) == (
         "terminated", date(2026, 7, 1), date(2026, 6, 30))
     assert outcome.extra["terminated_contracts"] == [str(contract)]
@@ -73,7 +73,7 @@ def test_a_contract_that_had_not_started_ends_on_its_first_day(app):
     later = signed_contract(app, agent, starts_on="2026-07-01", ends_on="2026-12-31")
     with as_("mgr-1", "channel_manager"):
         app.terminate_partner(agent, "closing", "2026-05-01")
-    assert app.get(Contract, current).last_day_in_force.isoformat() == "2026-04-30"
+    assert app.get(Contract, current).last_day_in_force.isoformat() == "2026-05-01"
     never = app.get(Contract, later)
     assert (never.status, never.terminated_on.isoformat()) == ("terminated", "2026-07-01")
 
@@ -87,6 +87,30 @@ def test_termination_before_sales_already_recorded_is_refused_and_writes_nothing
         app.terminate_partner(agent, "closing", "2026-05-01")
     assert app.get(Partner, agent).status == "active"
     assert app.get(Contract, contract).status == "signed"
+
+
+def test_the_termination_day_still_sells_on_the_partners_contracts(app):
+    agent = partner(app)
+    contract = signed_contract(app, agent)
+    with as_("erp", "integration"):
+        app.record_sale(contract, "O-1", "100.00", "2026-05-10")
+    with as_("mgr-1", "channel_manager"):
+        app.terminate_partner(agent, "closing", "2026-05-10")  # on the day of a sale already taken
+    with as_("erp", "integration"):
+        app.record_sale(contract, "O-2", "100.00", "2026-05-10")  # and another that day
+        with refused("partner_not_active"):
+            app.record_sale(contract, "O-3", "100.00", "2026-05-11")
+    ended = app.get(Contract, contract)
+    assert (ended.last_day_in_force, set(ended.orders)) == (date(2026, 5, 10), {"O-1", "O-2"})
+
+
+def test_a_contract_whose_own_last_day_is_the_termination_day_is_over_by_then(app):
+    agent = partner(app)
+    ending = signed_contract(app, agent, starts_on="2026-01-01", ends_on="2026-05-01")
+    with as_("mgr-1", "channel_manager"):
+        outcome = app.terminate_partner(agent, "closing", "2026-05-01")
+    assert outcome.extra["terminated_contracts"] == []
+    assert app.get(Contract, ending).last_day_in_force == date(2026, 5, 1)
 
 
 def test_expired_and_already_terminated_contracts_are_left_as_they_are(app):

@@ -69,7 +69,8 @@ class ChangeRejection(Command):
 
 class Terminate(Command):
     reason: Text
-    on: Day
+    on: Day = Field(description="The partner's last day of business: sales and deals dated after it are "
+                                "refused, and its contracts in force after it end with it")
 
 
 class Visit(Command):
@@ -145,7 +146,7 @@ def reinstate(partner_id: UUID, body: LifecycleChange, request: Request, app: De
 
 
 @router.post("/{partner_id}/terminate", response_model=RecordState, responses=COMMAND_ERRORS,
-             summary="Terminate a partner and, on the same date, its contracts (terminated_contracts)")
+             summary="Terminate a partner and, with the same last day, its contracts (terminated_contracts)")
 def terminate(partner_id: UUID, body: Terminate, request: Request, app: Department, caller: Manager) -> JSONResponse:
     return _change(request, caller, app, body, lambda: app.terminate_partner(partner_id, body.reason, body.on))
 
