@@ -39,6 +39,7 @@ from channel_domain.errors import (
     DomainError,
     IdempotencyKeyReused,
     NotFound,
+    SellerMoved,
     ValidationFailed,
     VersionMismatch,
     refusal,
@@ -226,11 +227,12 @@ def _with_retries(method: Callable[..., CommandOutcome], context: Any, *args: An
     for attempt in range(CONCURRENCY_RETRIES):
         try:
             return method(*args, **kwargs)
-        except ConcurrentModification:
+        except ConcurrentModification as conflict:
             # Someone wrote the record between our read and our write: nothing of ours was
             # written, so run the command again on the fresh state — unless the caller
-            # pinned the version it expects (If-Match): that version is gone, so say so.
-            if context.expected_version is not None:
+            # pinned the version it expects (If-Match) and it is the record that moved: that
+            # version is gone, so say so.
+            if context.expected_version is not None and not isinstance(conflict, SellerMoved):
                 raise VersionMismatch(f"the record moved past version {context.expected_version}") from None
             if attempt == CONCURRENCY_RETRIES - 1:
                 raise
@@ -323,7 +325,8 @@ class ChannelDepartment(Application):
 
     @command
     def separate_employee(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
-        return self._change(Employee, employee_id, lambda e: e.separate(on, reason))
+        credited = self.event_recorder.latest_sale_credited_to(employee_id)
+        return self._change(Employee, employee_id, lambda e: e.separate(on, reason, credited))
 
     @command
     def propose_dismissal(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
@@ -335,7 +338,9 @@ class ChannelDepartment(Application):
     @command
     def approve_dismissal(self, employee_id: UUID, proposal_id: UUID) -> CommandOutcome:
         approver_id = self.acting_employee_id()
-        return self._change(Employee, employee_id, lambda e: e.approve_dismissal(proposal_id, approver_id))
+        credited = self.event_recorder.latest_sale_credited_to(employee_id)
+        return self._change(Employee, employee_id,
+                            lambda e: e.approve_dismissal(proposal_id, approver_id, credited))
 
     @command
     def erase_personal_data(self, employee_id: UUID) -> CommandOutcome:
@@ -361,7 +366,8 @@ class ChannelDepartment(Application):
 
     @command
     def fail_probation(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
-        return self._change(Employee, employee_id, lambda e: e.fail_probation(on, reason))
+        credited = self.event_recorder.latest_sale_credited_to(employee_id)
+        return self._change(Employee, employee_id, lambda e: e.fail_probation(on, reason, credited))
 
     @command
     def promote_employee(self, employee_id: UUID, role: str, on: date | str) -> CommandOutcome:
@@ -392,7 +398,8 @@ class ChannelDepartment(Application):
 
     @command
     def dismiss_employee(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
-        return self._change(Employee, employee_id, lambda e: e.dismiss(on, reason))
+        credited = self.event_recorder.latest_sale_credited_to(employee_id)
+        return self._change(Employee, employee_id, lambda e: e.dismiss(on, reason, credited))
 
     def _require_colleague(self, employee_id: UUID, field_name: str) -> Employee:
         try:
@@ -636,7 +643,10 @@ class ChannelDepartment(Application):
         contract.sign(signed_on)
         partner = self._load(Partner, contract.partner_id)
         partner.activate_on_first_contract(contract.id, contract.signed_on)  # type: ignore[arg-type]
-        return self._commit(contract, partner, contracts_in_force=[_in_force(contract)])
+        # Checked against the partner's selling gate like a sale: a signature must not slip in
+        # beside a termination of the partner that reads its contracts before it commits.
+        return self._commit(contract, partner, contracts_in_force=[_in_force(contract)],
+                            sellers_checked={partner.id: partner.version})
 
     @command
     def request_amendment(
@@ -1103,7 +1113,7 @@ class ChannelDepartment(Application):
         if violation.constraint == "events_pkey":
             return ConcurrentModification("the record changed while the command ran")
         if violation.constraint == "selling_gate":
-            return ConcurrentModification("a partner or employee of the sale changed its selling days meanwhile")
+            return SellerMoved("a partner or employee of the sale changed its selling days meanwhile")
         return violation
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> Any:

@@ -126,9 +126,10 @@ class Employee(ChannelAggregate):
             raise ValidationFailed("on", "cannot be before the hire date")
         self._regularized(on=day)
 
-    def fail_probation(self, on: date | str, reason: str) -> None:
+    def fail_probation(self, on: date | str, reason: str, latest_credit_on: date | None = None) -> None:
         self._require_status("fail the probation of", "probation")
         day = parse_date(on, "on")
+        _refuse_end_before_credits(day, latest_credit_on)
         if not self.hired_on <= day <= self.probation_ends_on:  # type: ignore[operator]
             raise refusal(
                 "probation_over",
@@ -179,10 +180,12 @@ class Employee(ChannelAggregate):
                 )
         self._warned(level=level, reason=require_text(reason, "reason"))
 
-    def dismiss(self, on: date | str, reason: str) -> None:
+    def dismiss(self, on: date | str, reason: str, latest_credit_on: date | None = None) -> None:
         self._require_employed("dismiss")
         self._require_dismissal_warranted()
-        self._dismissed(on=parse_date(on, "on"), reason=require_text(reason, "reason"))
+        day = parse_date(on, "on")
+        _refuse_end_before_credits(day, latest_credit_on)
+        self._dismissed(on=day, reason=require_text(reason, "reason"))
 
     def _require_dismissal_warranted(self) -> None:
         if not (self.dereliction or self.highest_warning == WARNING_LADDER[-1]):
@@ -193,10 +196,12 @@ class Employee(ChannelAggregate):
 
     # Separation and dismissal for performance -----------------------------------------
 
-    def separate(self, on: date | str, reason: str) -> None:
-        """HR records how and when the employment ended (domain.md §4)."""
+    def separate(self, on: date | str, reason: str, latest_credit_on: date | None = None) -> None:
+        """HR records how and when the employment ended (domain.md §4). `latest_credit_on`:
+        the latest sale date credited to the employee."""
         self._require_employed("record the separation of")
         day = parse_date(on, "on")
+        _refuse_end_before_credits(day, latest_credit_on)
         if reason not in SEPARATION_REASONS:
             raise ValidationFailed("reason", ", ".join(SEPARATION_REASONS))
         if day < self.hired_on:
@@ -242,7 +247,8 @@ class Employee(ChannelAggregate):
         )
         return proposal_id
 
-    def approve_dismissal(self, proposal_id: UUID, approver_id: UUID | None) -> None:
+    def approve_dismissal(self, proposal_id: UUID, approver_id: UUID | None,
+                         latest_credit_on: date | None = None) -> None:
         proposal = self.dismissal_proposals.get(str(proposal_id))
         if proposal is None:
             raise NotFound(f"no dismissal proposal {proposal_id} for this employee")
@@ -251,6 +257,7 @@ class Employee(ChannelAggregate):
         if proposal["status"] != "proposed":
             raise refusal("invalid_transition", f"the proposal is already {proposal['status']}")
         self._require_employed("dismiss")
+        _refuse_end_before_credits(proposal["on"], latest_credit_on)
         self._dismissal_approved(proposal_id=proposal_id, on=proposal["on"], approved_by=approver)
 
     def require_not_self(self, acting_employee_id: UUID | None, action: str) -> None:
@@ -456,3 +463,14 @@ class Employee(ChannelAggregate):
     @event("PersonalDataErased")
     def _personal_data_erased(self) -> None:
         self.personal_data_erased = True
+
+
+def _refuse_end_before_credits(last_day: date, latest_credit_on: date | None) -> None:
+    """After the employment ends no sales credit is accepted (domain.md §4): so it cannot end
+    before a sale already credited, which would leave a credit after its end in the log."""
+    if latest_credit_on is not None and latest_credit_on > last_day:
+        raise refusal(
+            "sales_credited_after",
+            f"a sale dated {latest_credit_on} is credited to this employee; the employment ends after it",
+            latest=latest_credit_on,
+        )

@@ -67,6 +67,11 @@ class ConcurrentModification(DomainError):
     code = "concurrent_modification"
 
 
+class SellerMoved(ConcurrentModification):
+    """A partner or employee a command relied on closed selling days meanwhile: the command's
+    own record did not move, so an If-Match on it still holds and the command runs again."""
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 

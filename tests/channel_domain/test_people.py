@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
@@ -17,6 +17,7 @@ from channel_domain.errors import DomainError
 from channel_domain.partner import Partner
 from channel_domain.sales_target import SalesTarget
 from tests.channel_domain.helpers import as_, refused
+from tests.channel_domain.test_application import partner, signed_contract
 
 KPIS = {"sales_revenue": "0.5", "partner_satisfaction": "0.5"}
 
@@ -163,3 +164,22 @@ def test_the_fingerprint_of_a_hire_is_keyed_and_unconfirmable_after_erasure(app,
         assert app.hire_employee(**{**fields, "national_id": "330101199001011235"}).replayed
     with as_("hr-1", "hr", idempotency_key="hire-1"):
         assert app.hire_employee(**fields).id == employee
+
+
+def test_an_employment_never_ends_before_a_sale_already_credited_to_the_employee(app):
+    """After the end no sales credit is accepted (domain.md §4): so an end dated before a credit
+    already taken is refused, whichever way the employment ends."""
+    contract = signed_contract(app, partner(app, "retailer"))
+    rep = hire(app, role="sales_rep")
+    with as_("erp", "integration"):
+        app.record_sale(contract, "o-1", "100.00", "2026-03-10", employee_id=rep)
+    with as_("hr-1", "hr"):
+        with refused("sales_credited_after"):
+            app.separate_employee(rep, "2026-03-01", "resignation")
+        with refused("sales_credited_after"):
+            app.fail_probation(rep, "2026-03-01", "missed every target")
+        app.warn_employee(rep, "dereliction", "fraud")
+        with refused("sales_credited_after"):
+            app.dismiss_employee(rep, "2026-03-01", "fraud")
+        app.separate_employee(rep, "2026-03-10", "resignation")  # the day of the sale is still employed
+    assert app.get(Employee, rep).employment_ends_on == date(2026, 3, 10)

@@ -91,6 +91,9 @@ def read_again_after_a_dead_connection(read: Callable[..., Any]) -> Callable[...
     return once_more
 
 
+SALE_RECORDED_TOPIC = "channel_domain.contract:Contract.SaleRecorded"
+
+
 @dataclass(frozen=True)
 class EventFacts:
     """What the recorder stores beside each event's bytes, for as-of reads and audit."""
@@ -403,6 +406,17 @@ class EventRecorder(PostgresApplicationRecorder):
                 (actor, idempotency_key),
             )
             return {row["line"]: row["digest"] for row in curs.fetchall()}
+
+    def latest_sale_credited_to(self, employee_id: UUID) -> date | None:
+        """The latest sale date credited to an employee, read from the log itself (an
+        employment's end is rare; it must not be dated before a credit already taken)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT max(effective_on) AS latest FROM events WHERE topic = %s"
+                " AND convert_from(state, 'UTF8')::jsonb -> 'employee_id' ->> '_data_' = %s",
+                (SALE_RECORDED_TOPIC, employee_id.hex),
+            )
+            return curs.fetchone()["latest"]
 
     def contracts_of_partner(self, partner_id: UUID) -> list[UUID]:
         """The partner's signed contracts (every contract is registered here when signed)."""

@@ -16,7 +16,7 @@ from channel_domain.contract import Contract
 from channel_domain.errors import DomainError
 from channel_domain.partner import Partner
 from tests.channel_domain.helpers import as_, refused
-from tests.channel_domain.test_application import partner, signed_contract
+from tests.channel_domain.test_application import CONTENTS, partner, signed_contract
 
 PROCESSES = 4  # server processes, each with its own record cache
 ROUNDS = 6
@@ -155,3 +155,65 @@ def test_no_sale_dated_in_a_suspension_commits_however_they_race(database_url):
     with psycopg.connect(database_url) as conn:  # every suspension moved its partner's gate
         gates = conn.execute("SELECT count(*) FROM selling_gates").fetchone()[0]
     assert gates == sum(committed for committed, _ in results)
+
+
+def test_an_if_match_sale_is_no_412_when_only_its_partner_moved(app, database_url):
+    """A gate moved by a suspension from a later date is not the contract moving: a sale dated
+    before it, pinned to the contract's version, is taken, not answered version_mismatch."""
+    agent = partner(app, "retailer")
+    first, second = signed_contract(app, agent), signed_contract(app, agent)
+    with ChannelDepartment(database_url) as other:
+        with as_("erp", "integration"):
+            other.record_sale(first, "o-1", "100.00", "2026-03-01")  # other's copy of the partner
+        with as_("mgr-1", "channel_manager"):
+            app.suspend_partner(agent, "audit", on="2026-06-01")
+        version = app.get(Contract, second).version
+        with as_("erp", "integration", expected_version=version):
+            other.record_sale(second, "o-2", "100.00", "2026-03-02")
+    assert "o-2" in app.get(Contract, second).orders
+
+
+def test_a_contract_signed_while_its_partner_is_terminated_does_not_outlive_the_partner(app, database_url):
+    """domain.md §1: terminating a partner ends every contract of its in force or signed. A
+    signature racing the termination is checked on the partner's gate like a sale: either it
+    commits first and the termination ends it too, or it sees the termination and is refused."""
+    agent = partner(app, "retailer")
+    signed_contract(app, agent)  # the termination ends it, and so writes the registry
+    with as_("mgr-1", "channel_manager"):
+        pending = app.draft_contract(partner_id=agent, starts_on="2026-02-01", ends_on="2026-12-31",
+                                     commission={"type": "flat", "rate": "0.03"}, **CONTENTS).id
+        app.submit_contract(pending)
+    with as_("gm-1", "general_manager"):
+        app.approve_contract(pending)
+    with ChannelDepartment(database_url) as other, psycopg.connect(database_url, autocommit=True) as holder:
+        # Registry writers take turns on this lock (migration 0014): holding it lets the
+        # termination pass its own checks and wait, while the signature is started beside it.
+        holder.execute("SELECT pg_advisory_lock(7438190523601042)")
+        outcomes: list = []
+
+        def run(name, command) -> None:
+            try:
+                command()
+                outcomes.append(name)
+            except DomainError as refused_:
+                outcomes.append(refused_.code)
+
+        def terminate() -> None:
+            with as_("mgr-1", "channel_manager"):
+                app.terminate_partner(agent, "fraud", on="2026-04-30")
+
+        def sign() -> None:
+            with as_("mgr-2", "channel_manager"):
+                other.sign_contract(pending, "2026-02-01")
+
+        threads = [threading.Thread(target=run, args=("terminated", terminate)),
+                   threading.Thread(target=run, args=("signed", sign))]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)
+        holder.execute("SELECT pg_advisory_unlock(7438190523601042)")
+        for thread in threads:
+            thread.join()
+    assert app.get(Partner, agent).status == "terminated", outcomes
+    contract = app.get(Contract, pending)
+    assert contract.status != "signed" or contract.last_day_in_force <= date(2026, 4, 30), outcomes
