@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from decimal import Decimal
+from uuid import UUID
 
 import anyio
 
@@ -100,3 +101,25 @@ def test_a_retry_whose_body_differs_on_a_booked_line_is_refused(api):
     problem(other, 422, "idempotency_key_reused")
     assert api.department.get(Contract, contract).version == version
     assert _returned(api, contract) == Decimal("1990.00")
+
+
+def test_a_different_body_under_the_key_of_an_import_cut_short_writes_nothing(api):
+    """The same key with another body is 422 and writes nothing (api.md) — even where the first
+    run had refused or not reached lines: nothing is booked before the retry has been compared
+    with every line booked under the key."""
+    contract = signed_contract(api, approved_partner(api, "retailer"))
+    nowhere = "00000000-0000-4000-8000-000000000000"
+
+    def sale(contract_id: str, order: str) -> str:
+        return json.dumps({"kind": "sale", "contract_id": contract_id, "order_id": order, "amount": "10.00",
+                           "sold_on": "2026-03-01"})
+
+    # The first body: 2 000 lines for no contract (refused), then 2 010 sales; cut short.
+    first = [sale(nowhere, f"x{i}") for i in range(2000)] + [sale(contract, f"a{i}") for i in range(2010)]
+    cut_short(api, ("\n".join(first) + "\n").encode(), "k-other")
+    booked = len(api.department.get(Contract, UUID(contract)).orders)
+    assert booked == 2000
+    # Another body under the key: new sales where the first had refused lines, then the rest.
+    other = [sale(contract, f"b{i}") for i in range(2000)] + [sale(contract, f"c{i}") for i in range(2010)]
+    problem(send(api, ("\n".join(other) + "\n").encode(), key="k-other"), 422, "idempotency_key_reused")
+    assert len(api.department.get(Contract, UUID(contract)).orders) == booked

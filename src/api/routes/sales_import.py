@@ -140,6 +140,9 @@ class KeyedRun:
 
     def __init__(self, actor: str, key: str, booked: dict[int, int]) -> None:
         self.actor, self.key, self.booked = actor, key, booked
+        # Up to the last line booked, this body is still being compared with the first: what it
+        # books waits until then, so a different body is refused having written nothing.
+        self.compared_through = max(booked, default=0)
 
     def already_booked(self, number: int, digest: int) -> bool:
         booked = self.booked.get(number)
@@ -186,7 +189,8 @@ def _run_batch(app: ChannelDepartment, caller: Principal, correlation_id: str,
         "first answer and writes nothing. A run cut short keeps no answer, but every line it booked is recorded "
         "with the line's events: the retry with the same key and body skips those lines (counted accepted) and "
         "books the rest, so no line is booked twice. A retry whose body differs on a line already booked is "
-        "refused `idempotency_key_reused`."
+        "refused `idempotency_key_reused` and writes nothing: it books no line before it has passed the last "
+        "line booked under the key."
     ),
     openapi_extra={"requestBody": {"content": {"application/x-ndjson": {
         "schema": {"type": "string"},
@@ -262,7 +266,7 @@ async def _import(request: Request, app: ChannelDepartment, caller: Principal, f
                 )
             rejected.add(Rejection(line=number, code=code, detail=detail))
             continue
-        if len(batch) >= BATCH:
+        if len(batch) >= BATCH and (keyed is None or number > keyed.compared_through):
             await flush()
     await flush()
     return ImportResult(accepted=accepted, rejected=rejected.listed(), rejected_total=rejected.total)
