@@ -67,7 +67,6 @@ A = TypeVar("A", bound=ChannelAggregate)
 
 CONCURRENCY_RETRIES = 20
 RECORD_CACHE_SIZE = 2000  # records; a contract with 10 000 orders holds about 2 MB
-REFERENCE_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -278,7 +277,6 @@ class ChannelDepartment(Application):
         settings.update(env or {})
         super().__init__(env=settings)
         self.records = RecordCache(int(self.env.get("RECORD_CACHE_SIZE", RECORD_CACHE_SIZE)))
-        self._confirmed: dict[UUID, float] = {}  # record id -> when it was last known current
 
     def close(self) -> None:
         self.event_recorder.close()
@@ -980,28 +978,24 @@ class ChannelDepartment(Application):
 
     def _current(self, record_type: type[A], record_id: UUID) -> A:
         """A record read to check a rule of another record (the partner and the employee of
-        a sale). This process's own changes reach the cache as they commit; another
-        process's are seen within REFERENCE_RECHECK_S: the cached record is confirmed to be
-        the latest version at most that often, so a stream of sales for one partner costs no
-        extra round trip each. Only a hint, never a guarantee: a sale's transaction checks
-        the versions it relied on against the selling gates (SellerCheck)."""
+        a sale): this process's cached copy when it holds one, so a stream of sales for one
+        partner costs no extra round trip each. The copy may be stale (another process
+        changed the record): a sale's transaction checks the versions it relied on against
+        the selling gates (SellerCheck), and a conflict drops the copy for a fresh one."""
         cached = self.records.peek(record_id)
         if isinstance(cached, record_type):
-            now = time.monotonic()
-            if now - self._confirmed.get(record_id, float("-inf")) < REFERENCE_RECHECK_S:
-                return cached
-            if cached.version == self.event_recorder.latest_version(record_id):
-                self._confirmed[record_id] = now
-                return cached
-        record = self._load(record_type, record_id)
-        self._confirmed[record_id] = time.monotonic()
-        self.records.put_back(record)
-        return record
+            return cached
+        return self._latest(record_type, record_id)
 
     def _latest(self, record_type: type[A], record_id: UUID) -> A:
-        """As `_current`, confirmed to be the latest version now."""
-        self._confirmed.pop(record_id, None)
-        return self._current(record_type, record_id)
+        """The record as it stands now: the cached copy when the store has nothing newer (one
+        cheap look), else read from the store and cached for `_current`."""
+        cached = self.records.peek(record_id)
+        if isinstance(cached, record_type) and cached.version == self.event_recorder.latest_version(record_id):
+            return cached
+        record = self._load(record_type, record_id)
+        self.records.put_back(record)
+        return record
 
     def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any],
                 sellers_checked: dict[UUID, int] | None = None) -> CommandOutcome:
@@ -1079,7 +1073,7 @@ class ChannelDepartment(Application):
         except ConstraintViolation as violation:
             if violation.constraint == "selling_gate":
                 for seller_id in sellers_checked or {}:
-                    self._confirmed.pop(seller_id, None)  # the copy checked is stale: confirm it again
+                    self.records.forget(seller_id)  # the copy checked is stale: read it again
             raise self._refusal_for(violation) from violation
         positions = [recording.notification.id for recording in recordings]
         render = _answer_with.get()
