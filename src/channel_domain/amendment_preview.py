@@ -20,7 +20,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from uuid import UUID
 
-from channel_domain.commission import ContractCommissions, Line
+from channel_domain.commission import ContractCommissions, Line, book_contract_event
 from channel_domain.company_time import recorded_month
 from channel_domain.contract import Contract
 from channel_domain.values import CommissionTerms
@@ -81,20 +81,12 @@ def price_amendment(
     book: ContractCommissions | None = None
     ledger: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
     for position, event in history:
-        booked: list[Line] = []
         if isinstance(event, Contract.Drafted):  # type: ignore[attr-defined]
             book = ContractCommissions(CommissionTerms.parse(event.commission))
-        elif book is None:
-            raise ValueError("a contract's history starts with its draft")
-        elif isinstance(event, Contract.SaleRecorded):  # type: ignore[attr-defined]
-            booked = book.sale(event.order_id, event.amount, event.sold_on, position, recorded_month(event.timestamp))
-        elif isinstance(event, Contract.ReturnRecorded):  # type: ignore[attr-defined]
-            booked = book.return_(event.order_id, event.amount, event.returned_on, position,
-                                  recorded_month(event.timestamp))
-        elif isinstance(event, Contract.Amended):
-            booked = book.amendment(event.effective_on, CommissionTerms.parse(event.commission),
-                                    recorded_month(event.timestamp))
-        for line in booked:
+            continue
+        if book is None:
+            break
+        for line in book_contract_event(book, event, position):
             ledger[_corrected(line)] += line.commission
     if book is None:
         raise ValueError("a contract's history starts with its draft")

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from channel_domain.company_time import recorded_month
+from channel_domain.contract import Contract
 from channel_domain.values import CommissionTerms, month_of
 
 CENT = Decimal("0.01")
@@ -311,3 +313,17 @@ def _insert(entries: list[Entry], entry: Entry) -> int:
 
 def _key(entry: Entry) -> tuple[date, int]:
     return entry.day, entry.position
+
+
+def book_contract_event(book: ContractCommissions, event: object, position: int) -> list[Line]:
+    """What a contract's sale, return or approved amendment books, in the month it was recorded
+    (company time); nothing for its other events. The one place both the statements and an
+    amendment's preview feed a contract's ledger from, so a preview prices as the statements will."""
+    recorded_in = recorded_month(event.timestamp)  # type: ignore[attr-defined]
+    if isinstance(event, Contract.SaleRecorded):  # type: ignore[attr-defined]
+        return book.sale(event.order_id, event.amount, event.sold_on, position, recorded_in)
+    if isinstance(event, Contract.ReturnRecorded):  # type: ignore[attr-defined]
+        return book.return_(event.order_id, event.amount, event.returned_on, position, recorded_in)
+    if isinstance(event, Contract.Amended):
+        return book.amendment(event.effective_on, CommissionTerms.parse(event.commission), recorded_in)
+    return []

@@ -22,8 +22,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from channel_domain.commission import ZERO, ContractCommissions, Entry, Line, cents
-from channel_domain.company_time import recorded_month
+from channel_domain.commission import ZERO, ContractCommissions, Entry, Line, book_contract_event, cents
 from channel_domain.contract import Contract
 from channel_domain.partner import Partner
 from channel_domain.values import CommissionTerms, month_of
@@ -42,6 +41,7 @@ SUBSIDY_STEPS = {
     Partner.HousingSubsidyApproved: "approved",  # type: ignore[attr-defined]
     Partner.HousingSubsidyPaid: "paid",  # type: ignore[attr-defined]
 }
+BOOKED_EVENTS = (Contract.SaleRecorded, Contract.ReturnRecorded, Contract.Amended)  # type: ignore[attr-defined]
 LINE_COLUMNS = (
     "position", "line_no", "event_id", "partner_id", "contract_id", "period", "kind", "order_id",
     "business_date", "amount", "rate", "commission", "fee_rate", "corrects_period", "recorded_at",
@@ -72,19 +72,11 @@ class Commissions:
             recorded_at = event.timestamp
             booked: list[Line] = []
             contract_id: UUID | None = None
-            if isinstance(event, Contract.SaleRecorded):  # type: ignore[attr-defined]
+            if isinstance(event, BOOKED_EVENTS):
                 contract_id = event.originator_id
-                booked = self._book(cursor, contract_id).sale(
-                    event.order_id, event.amount, event.sold_on, notification.id, recorded_month(recorded_at))
-            elif isinstance(event, Contract.ReturnRecorded):  # type: ignore[attr-defined]
-                contract_id = event.originator_id
-                booked = self._book(cursor, contract_id).return_(
-                    event.order_id, event.amount, event.returned_on, notification.id, recorded_month(recorded_at))
-            elif isinstance(event, Contract.Amended):  # type: ignore[attr-defined]
-                contract_id = event.originator_id
-                self._insert_terms(cursor, source, contract_id, event.effective_on, event.commission, recorded_at)
-                booked = self._book(cursor, contract_id).amendment(
-                    event.effective_on, CommissionTerms.parse(event.commission), recorded_month(recorded_at))
+                if isinstance(event, Contract.Amended):
+                    self._insert_terms(cursor, source, contract_id, event.effective_on, event.commission, recorded_at)
+                booked = book_contract_event(self._book(cursor, contract_id), event, notification.id)
             elif isinstance(event, Contract.Drafted):  # type: ignore[attr-defined]
                 self._contracts[event.originator_id] = (event.partner_id, event.fee_rate)
                 cursor.execute(
