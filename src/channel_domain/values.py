@@ -139,12 +139,8 @@ def term_end(starts_on: date, months: int) -> date:
     day `months` later — or, when that day does not exist in the end month (a 31st, 29 Feb),
     the end month's last day (hired 2024-02-29 for 12 months: 2025-02-28; 2024-01-31 for one
     month: 2024-02-29). Clamping first and subtracting after would end such terms a day early."""
-    month_index = starts_on.month - 1 + months
-    year, month = starts_on.year + month_index // 12, month_index % 12 + 1
-    last_day = calendar.monthrange(year, month)[1]
-    if starts_on.day > last_day:
-        return date(year, month, last_day)
-    return date(year, month, starts_on.day) - timedelta(days=1)
+    same_day = add_months(starts_on, months)
+    return same_day if same_day.day != starts_on.day else same_day - timedelta(days=1)
 
 
 def parse_date(value: Any, field: str) -> date:
