@@ -323,8 +323,7 @@ class ChannelDepartment(Application):
 
     @command
     def separate_employee(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
-        credited = self.event_recorder.latest_sale_credited_to(employee_id)
-        return self._change(Employee, employee_id, lambda e: e.separate(on, reason, credited))
+        return self._end_employment(employee_id, lambda e, credited: e.separate(on, reason, credited))
 
     @command
     def propose_dismissal(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
@@ -336,9 +335,8 @@ class ChannelDepartment(Application):
     @command
     def approve_dismissal(self, employee_id: UUID, proposal_id: UUID) -> CommandOutcome:
         approver_id = self.acting_employee_id()
-        credited = self.event_recorder.latest_sale_credited_to(employee_id)
-        return self._change(Employee, employee_id,
-                            lambda e: e.approve_dismissal(proposal_id, approver_id, credited))
+        return self._end_employment(employee_id,
+                                    lambda e, credited: e.approve_dismissal(proposal_id, approver_id, credited))
 
     @command
     def erase_personal_data(self, employee_id: UUID) -> CommandOutcome:
@@ -364,8 +362,7 @@ class ChannelDepartment(Application):
 
     @command
     def fail_probation(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
-        credited = self.event_recorder.latest_sale_credited_to(employee_id)
-        return self._change(Employee, employee_id, lambda e: e.fail_probation(on, reason, credited))
+        return self._end_employment(employee_id, lambda e, credited: e.fail_probation(on, reason, credited))
 
     @command
     def promote_employee(self, employee_id: UUID, role: str, on: date | str) -> CommandOutcome:
@@ -396,8 +393,14 @@ class ChannelDepartment(Application):
 
     @command
     def dismiss_employee(self, employee_id: UUID, on: date | str, reason: str) -> CommandOutcome:
+        return self._end_employment(employee_id, lambda e, credited: e.dismiss(on, reason, credited))
+
+    def _end_employment(self, employee_id: UUID,
+                        end: Callable[[Employee, date | None], Any]) -> CommandOutcome:
+        """Ends an employment (separation, dismissal, failed probation) told the latest sale date
+        credited to the employee, which the end may not precede."""
         credited = self.event_recorder.latest_sale_credited_to(employee_id)
-        return self._change(Employee, employee_id, lambda e: e.dismiss(on, reason, credited))
+        return self._change(Employee, employee_id, lambda employee: end(employee, credited))
 
     def _require_colleague(self, employee_id: UUID, field_name: str) -> Employee:
         try:
