@@ -120,13 +120,14 @@ class SellerCheck:
         self._fresh = fresh
         self._partners: dict[UUID, Partner] = {}
         self._employees: dict[UUID, Employee | None] = {}
+        self._read_fresh: set[UUID] = set()  # re-read for a refusal once per check, not once per line
         self.checked: dict[UUID, int] = {} if checked is None else checked
 
     def require(self, contract: Contract, sold_on: date | str | None, employee_id: UUID | None) -> None:
         # The partner is checked before the contract's own rules (api.md).
         day = parse_date(sold_on, "sold_on")
         partner = self._partners.get(contract.partner_id) or self._partner(contract.partner_id, self._current)
-        if not partner.is_active_on(day):
+        if not partner.is_active_on(day) and contract.partner_id not in self._read_fresh:
             partner = self._partner(contract.partner_id, self._fresh)
         partner.require_active_on(day)
         self._relied_on(partner)
@@ -135,7 +136,7 @@ class SellerCheck:
         if employee_id not in self._employees:
             self._employee(employee_id, self._current)
         employee = self._employees[employee_id]
-        if employee is None or not employee.is_employed_on(day):
+        if (employee is None or not employee.is_employed_on(day)) and employee_id not in self._read_fresh:
             employee = self._employee(employee_id, self._fresh)
         if employee is None:
             raise refusal("unknown_employee", f"no employee {employee_id}")
@@ -151,13 +152,18 @@ class SellerCheck:
         """Drop the copies read: the next check reads each record again."""
         self._partners.clear()
         self._employees.clear()
+        self._read_fresh.clear()
 
     def _partner(self, partner_id: UUID, load: Callable[[type[Any], UUID], Any]) -> Partner:
+        if load == self._fresh:
+            self._read_fresh.add(partner_id)
         partner: Partner = load(Partner, partner_id)
         self._partners[partner_id] = partner
         return partner
 
     def _employee(self, employee_id: UUID, load: Callable[[type[Any], UUID], Any]) -> Employee | None:
+        if load == self._fresh:
+            self._read_fresh.add(employee_id)
         try:
             self._employees[employee_id] = load(Employee, employee_id)
         except NotFound:
