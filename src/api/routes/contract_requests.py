@@ -10,12 +10,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api import commands
 from api.deps import Department, allowed
 from api.models import Command, Commission, Day, NoBody, RecordState, Text
+from api.routes.contracts import contract_command
 from api.routes.records import COMMAND_ERRORS, ERRORS
 from api.tokens import Principal
-from channel_domain.contract import Contract
 from channel_domain.values import plain_json
 
 router = APIRouter(prefix="/v1/contracts", tags=["contracts"])
@@ -86,15 +85,11 @@ class Preview(BaseModel):
     total: str
 
 
-def _run(request: Request, caller: Principal, app: Department, body: Command | None, call) -> JSONResponse:
-    return commands.run(request, caller, app, Contract, call, body)
-
-
 @router.post("/{contract_id}/amendments", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Request an amendment; the answer carries amendment_id, the terms change on approval")
 def request_amendment(contract_id: UUID, body: Amend, request: Request, app: Department,
                       caller: Manager) -> JSONResponse:
-    return _run(request, caller, app, body, lambda: app.request_amendment(
+    return contract_command(request, caller, app, body, lambda: app.request_amendment(
         contract_id, body.effective_on, body.commission.model_dump(exclude_none=True), body.reason,
         body.rate_justification))
 
@@ -120,7 +115,7 @@ def preview_amendment(contract_id: UUID, amendment_id: UUID, app: Department, _:
              responses=COMMAND_ERRORS, summary="Approve the amendment as previewed (preview_stale if the ledger moved)")
 def approve_amendment(contract_id: UUID, amendment_id: UUID, body: ApproveAmendment, request: Request,
                       app: Department, caller: Approver) -> JSONResponse:
-    return _run(request, caller, app, body,
+    return contract_command(request, caller, app, body,
                 lambda: app.approve_amendment(contract_id, amendment_id, body.preview_digest))
 
 
@@ -128,24 +123,24 @@ def approve_amendment(contract_id: UUID, amendment_id: UUID, body: ApproveAmendm
              responses=COMMAND_ERRORS, summary="Reject a requested amendment")
 def reject_amendment(contract_id: UUID, amendment_id: UUID, body: Reject, request: Request, app: Department,
                      caller: Approver) -> JSONResponse:
-    return _run(request, caller, app, body, lambda: app.reject_amendment(contract_id, amendment_id, body.reason))
+    return contract_command(request, caller, app, body, lambda: app.reject_amendment(contract_id, amendment_id, body.reason))
 
 
 @router.post("/{contract_id}/renew", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Request a renewal; the answer carries renewal_id, ends_on changes on approval")
 def request_renewal(contract_id: UUID, body: Renew, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _run(request, caller, app, body, lambda: app.request_renewal(contract_id, body.ends_on))
+    return contract_command(request, caller, app, body, lambda: app.request_renewal(contract_id, body.ends_on))
 
 
 @router.post("/{contract_id}/renewals/{renewal_id}/approve", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Approve a requested renewal (the exclusivity rules are checked now)")
 def approve_renewal(contract_id: UUID, renewal_id: UUID, request: Request, app: Department, caller: Approver,
                     body: NoBody | None = None) -> JSONResponse:
-    return _run(request, caller, app, body, lambda: app.approve_renewal(contract_id, renewal_id))
+    return contract_command(request, caller, app, body, lambda: app.approve_renewal(contract_id, renewal_id))
 
 
 @router.post("/{contract_id}/renewals/{renewal_id}/reject", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Reject a requested renewal")
 def reject_renewal(contract_id: UUID, renewal_id: UUID, body: Reject, request: Request, app: Department,
                    caller: Approver) -> JSONResponse:
-    return _run(request, caller, app, body, lambda: app.reject_renewal(contract_id, renewal_id, body.reason))
+    return contract_command(request, caller, app, body, lambda: app.reject_renewal(contract_id, renewal_id, body.reason))

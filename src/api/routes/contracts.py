@@ -88,7 +88,9 @@ class Return(Command):
     ]}}
 
 
-def _change(request: Request, caller: Principal, app: Department, body: Command | None, call) -> JSONResponse:
+def contract_command(request: Request, caller: Principal, app: Department, body: Command | None,
+                     call) -> JSONResponse:
+    """Runs a command on a contract and answers with its state (every contract router's)."""
     return commands.run(request, caller, app, Contract, call, body)
 
 
@@ -101,34 +103,34 @@ def draft(body: Draft, request: Request, app: Department, caller: Manager) -> JS
 @router.post("/{contract_id}/submit", response_model=RecordState, responses=COMMAND_ERRORS)
 def submit(contract_id: UUID, request: Request, app: Department, caller: Manager,
            body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.submit_contract(contract_id))
+    return contract_command(request, caller, app, body, lambda: app.submit_contract(contract_id))
 
 
 @router.post("/{contract_id}/approve", response_model=RecordState, responses=COMMAND_ERRORS)
 def approve(contract_id: UUID, request: Request, app: Department, caller: Approver,
             body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.approve_contract(contract_id))
+    return contract_command(request, caller, app, body, lambda: app.approve_contract(contract_id))
 
 
 @router.post("/{contract_id}/sign", response_model=RecordState, responses=COMMAND_ERRORS)
 def sign(contract_id: UUID, body: Sign, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.sign_contract(contract_id, body.signed_on))
+    return contract_command(request, caller, app, body, lambda: app.sign_contract(contract_id, body.signed_on))
 
 
 @router.post("/{contract_id}/terminate", response_model=RecordState, responses=COMMAND_ERRORS)
 def terminate(contract_id: UUID, body: Terminate, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.terminate_contract(contract_id, body.effective_on, body.reason))
+    return contract_command(request, caller, app, body, lambda: app.terminate_contract(contract_id, body.effective_on, body.reason))
 
 
 @router.post("/{contract_id}/sales", response_model=RecordState, responses=COMMAND_ERRORS, summary="Record a sale")
 def record_sale(contract_id: UUID, body: Sale, request: Request, app: Department, caller: SalesRecorder) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.record_sale(contract_id, **body.model_dump()))
+    return contract_command(request, caller, app, body, lambda: app.record_sale(contract_id, **body.model_dump()))
 
 
 @router.post("/{contract_id}/returns", response_model=RecordState, responses=COMMAND_ERRORS, summary="Record a return")
 def record_return(contract_id: UUID, body: Return, request: Request, app: Department,
                   caller: SalesRecorder) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.record_return(contract_id, **body.model_dump()))
+    return contract_command(request, caller, app, body, lambda: app.record_return(contract_id, **body.model_dump()))
 
 
 add_record_reads(router, Contract, "contract")

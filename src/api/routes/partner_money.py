@@ -3,24 +3,24 @@ housing subsidy (房补) paid to a social-channel agent through four hands (doma
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api import commands
-from api.deps import Department, allowed
+from api.deps import Department
 from api.models import Command, Day, Money, NoBody, RecordState
 from api.routes.commissions import Month
+from api.routes.partners import Channel, Finance, GeneralManager, partner_command
 from api.routes.records import COMMAND_ERRORS
-from api.tokens import Principal
-from channel_domain.partner import Partner
 
 router = APIRouter(prefix="/v1/partners", tags=["partners"])
-Channel = Annotated[Principal, Depends(allowed("channel_manager", "channel_specialist"))]
-Finance = Annotated[Principal, Depends(allowed("finance"))]
-GeneralManager = Annotated[Principal, Depends(allowed("general_manager"))]
+
+
+class SubsidyPaid(Command):
+    paid_on: Day
+
+    model_config = Command.model_config | {"json_schema_extra": {"examples": [{"paid_on": "2026-04-10"}]}}
 
 
 class Remittance(Command):
@@ -40,21 +40,13 @@ class Subsidy(Command):
         {"period": "2026-03", "amount": "800.00"}]}}
 
 
-class SubsidyPaid(Command):
-    paid_on: Day
-
-    model_config = Command.model_config | {"json_schema_extra": {"examples": [{"paid_on": "2026-04-10"}]}}
-
-
-def _change(request: Request, caller: Principal, app: Department, body: Command | None, call) -> JSONResponse:
-    return commands.run(request, caller, app, Partner, call, body)
 
 
 @router.post("/{partner_id}/remittances", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Record a consignee's remittance for a month (consignees only: not_a_consignee)")
 def record_remittance(partner_id: UUID, body: Remittance, request: Request, app: Department,
                       caller: Finance) -> JSONResponse:
-    return _change(request, caller, app, body,
+    return partner_command(request, caller, app, body,
                    lambda: app.record_remittance(partner_id, body.period, body.amount, body.received_on))
 
 
@@ -62,7 +54,7 @@ def record_remittance(partner_id: UUID, body: Remittance, request: Request, app:
              summary="Prepare a month's housing subsidy (social-channel agents only: subsidy_not_applicable)")
 def prepare_subsidy(partner_id: UUID, body: Subsidy, request: Request, app: Department,
                     caller: Channel) -> JSONResponse:
-    return _change(request, caller, app, body,
+    return partner_command(request, caller, app, body,
                    lambda: app.prepare_housing_subsidy(partner_id, body.period, body.amount))
 
 
@@ -70,18 +62,18 @@ def prepare_subsidy(partner_id: UUID, body: Subsidy, request: Request, app: Depa
              responses=COMMAND_ERRORS, summary="Verify a prepared housing subsidy (not whoever prepared it)")
 def verify_subsidy(partner_id: UUID, period: Month, request: Request, app: Department, caller: Finance,
                    body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.verify_housing_subsidy(partner_id, period))
+    return partner_command(request, caller, app, body, lambda: app.verify_housing_subsidy(partner_id, period))
 
 
 @router.post("/{partner_id}/housing-subsidies/{period}/approve", response_model=RecordState,
              responses=COMMAND_ERRORS, summary="Approve a verified housing subsidy (neither preparer nor verifier)")
 def approve_subsidy(partner_id: UUID, period: Month, request: Request, app: Department,
                     caller: GeneralManager, body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.approve_housing_subsidy(partner_id, period))
+    return partner_command(request, caller, app, body, lambda: app.approve_housing_subsidy(partner_id, period))
 
 
 @router.post("/{partner_id}/housing-subsidies/{period}/pay", response_model=RecordState,
              responses=COMMAND_ERRORS, summary="Pay an approved housing subsidy to the approved payout account")
 def pay_subsidy(partner_id: UUID, period: Month, body: SubsidyPaid, request: Request, app: Department,
                 caller: Finance) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.pay_housing_subsidy(partner_id, period, body.paid_on))
+    return partner_command(request, caller, app, body, lambda: app.pay_housing_subsidy(partner_id, period, body.paid_on))

@@ -9,16 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from api import commands
 from api.deps import Department, allowed
 from api.models import Command, Day, RecordState, ShortText, Text
+from api.routes.partners import Channel, Manager, partner_command
 from api.routes.records import COMMAND_ERRORS
 from api.tokens import Principal
-from channel_domain.partner import Partner
 
 router = APIRouter(prefix="/v1/partners", tags=["partners"])
-Manager = Annotated[Principal, Depends(allowed("channel_manager"))]
-Channel = Annotated[Principal, Depends(allowed("channel_manager", "channel_specialist"))]
 StockReporter = Annotated[Principal, Depends(allowed("integration", "channel_specialist"))]
 Units = Annotated[int, Field(ge=0, strict=True, description="Whole units, 0 or more")]
 
@@ -73,15 +70,12 @@ class InventoryReport(Command):
     ]}}
 
 
-def _change(request: Request, caller: Principal, app: Department, body: Command | None, call) -> JSONResponse:
-    return commands.run(request, caller, app, Partner, call, body)
-
 
 @router.post("/{partner_id}/documents", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="File a document in the partner's archive; the answer carries document_id")
 def record_document(partner_id: UUID, body: Document, request: Request, app: Department,
                     caller: Channel) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.record_partner_document(
+    return partner_command(request, caller, app, body, lambda: app.record_partner_document(
         partner_id, body.kind, body.reference, body.issued_on, body.expires_on))
 
 
@@ -89,14 +83,14 @@ def record_document(partner_id: UUID, body: Document, request: Request, app: Dep
              summary="Record a corrective plan; the answer carries plan_id")
 def record_corrective_plan(partner_id: UUID, body: CorrectivePlan, request: Request, app: Department,
                            caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body,
+    return partner_command(request, caller, app, body,
                    lambda: app.record_corrective_plan(partner_id, list(body.actions), body.due_on))
 
 
 @router.post("/{partner_id}/corrective-plans/{plan_id}/close", response_model=RecordState, responses=COMMAND_ERRORS)
 def close_corrective_plan(partner_id: UUID, plan_id: UUID, body: PlanClosing, request: Request, app: Department,
                           caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.close_corrective_plan(partner_id, plan_id, body.outcome))
+    return partner_command(request, caller, app, body, lambda: app.close_corrective_plan(partner_id, plan_id, body.outcome))
 
 
 @router.post("/{partner_id}/inventory-reports", response_model=RecordState, responses=COMMAND_ERRORS,
@@ -104,5 +98,5 @@ def close_corrective_plan(partner_id: UUID, plan_id: UUID, body: PlanClosing, re
 def report_inventory(partner_id: UUID, body: InventoryReport, request: Request, app: Department,
                      caller: StockReporter) -> JSONResponse:
     lines = [line.model_dump() for line in body.lines]
-    return _change(request, caller, app, body,
+    return partner_command(request, caller, app, body,
                    lambda: app.report_inventory(partner_id, body.as_of, lines, body.correction_reason))

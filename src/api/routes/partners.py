@@ -120,7 +120,9 @@ class Paid(Command):
     paid_on: Day
 
 
-def _change(request: Request, caller: Principal, app: Department, body: Command | None, call) -> JSONResponse:
+def partner_command(request: Request, caller: Principal, app: Department, body: Command | None,
+                    call) -> JSONResponse:
+    """Runs a command on a partner and answers with its state (every partner router's)."""
     return commands.run(request, caller, app, Partner, call, body)
 
 
@@ -131,77 +133,77 @@ def apply(body: Apply, request: Request, app: Department, caller: Channel) -> JS
 
 @router.post("/{partner_id}/review", response_model=RecordState, responses=COMMAND_ERRORS)
 def review(partner_id: UUID, body: Review, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.review_partner(partner_id, body.decision, body.notes))
+    return partner_command(request, caller, app, body, lambda: app.review_partner(partner_id, body.decision, body.notes))
 
 
 @router.post("/{partner_id}/suspend", response_model=RecordState, responses=COMMAND_ERRORS)
 def suspend(partner_id: UUID, body: LifecycleChange, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.suspend_partner(partner_id, body.reason, body.on))
+    return partner_command(request, caller, app, body, lambda: app.suspend_partner(partner_id, body.reason, body.on))
 
 
 @router.post("/{partner_id}/reinstate", response_model=RecordState, responses=COMMAND_ERRORS)
 def reinstate(partner_id: UUID, body: LifecycleChange, request: Request, app: Department,
               caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.reinstate_partner(partner_id, body.reason, body.on))
+    return partner_command(request, caller, app, body, lambda: app.reinstate_partner(partner_id, body.reason, body.on))
 
 
 @router.post("/{partner_id}/terminate", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Terminate a partner and, with the same last day, its contracts (terminated_contracts)")
 def terminate(partner_id: UUID, body: Terminate, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.terminate_partner(partner_id, body.reason, body.on))
+    return partner_command(request, caller, app, body, lambda: app.terminate_partner(partner_id, body.reason, body.on))
 
 
 @router.post("/{partner_id}/visits", response_model=RecordState, responses=COMMAND_ERRORS)
 def visit(partner_id: UUID, body: Visit, request: Request, app: Department, caller: Channel) -> JSONResponse:
-    return _change(request, caller, app, body,
+    return partner_command(request, caller, app, body,
                    lambda: app.record_visit(partner_id, body.visited_on, body.employee_id, body.notes))
 
 
 @router.post("/{partner_id}/evaluations", response_model=RecordState, responses=COMMAND_ERRORS)
 def evaluate(partner_id: UUID, body: Evaluation, request: Request, app: Department, caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.evaluate_partner(partner_id, body.period, dict(body.scores)))
+    return partner_command(request, caller, app, body, lambda: app.evaluate_partner(partner_id, body.period, dict(body.scores)))
 
 
 @router.post("/{partner_id}/complaints", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Open a complaint; the answer carries complaint_id")
 def open_complaint(partner_id: UUID, body: Complaint, request: Request, app: Department, caller: Channel) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.open_complaint(partner_id, body.subject, body.detail))
+    return partner_command(request, caller, app, body, lambda: app.open_complaint(partner_id, body.subject, body.detail))
 
 
 @router.post("/{partner_id}/complaints/{complaint_id}/resolve", response_model=RecordState, responses=COMMAND_ERRORS)
 def resolve_complaint(partner_id: UUID, complaint_id: UUID, body: Note, request: Request, app: Department,
                       caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.resolve_complaint(partner_id, complaint_id, body.note))
+    return partner_command(request, caller, app, body, lambda: app.resolve_complaint(partner_id, complaint_id, body.note))
 
 
 @router.post("/{partner_id}/complaints/{complaint_id}/escalate", response_model=RecordState, responses=COMMAND_ERRORS)
 def escalate_complaint(partner_id: UUID, complaint_id: UUID, body: Note, request: Request, app: Department,
                        caller: Manager) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.escalate_complaint(partner_id, complaint_id, body.note))
+    return partner_command(request, caller, app, body, lambda: app.escalate_complaint(partner_id, complaint_id, body.note))
 
 
 @router.post("/{partner_id}/deposit/payments", response_model=RecordState, responses=COMMAND_ERRORS)
 def pay_deposit(partner_id: UUID, body: MoneyOnDate, request: Request, app: Department, caller: Finance) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.pay_deposit(partner_id, body.amount, body.on))
+    return partner_command(request, caller, app, body, lambda: app.pay_deposit(partner_id, body.amount, body.on))
 
 
 @router.post("/{partner_id}/deposit/refunds", response_model=RecordState, responses=COMMAND_ERRORS)
 def refund_deposit(partner_id: UUID, body: MoneyOnDate, request: Request, app: Department, caller: Finance) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.refund_deposit(partner_id, body.amount, body.on))
+    return partner_command(request, caller, app, body, lambda: app.refund_deposit(partner_id, body.amount, body.on))
 
 
 @router.post("/{partner_id}/payout-account/changes", response_model=RecordState, responses=COMMAND_ERRORS,
              summary="Request a payout-account change; the answer carries change_id")
 def request_account_change(partner_id: UUID, body: AccountChange, request: Request, app: Department,
                            caller: Channel) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.request_payout_account_change(partner_id, body.account))
+    return partner_command(request, caller, app, body, lambda: app.request_payout_account_change(partner_id, body.account))
 
 
 @router.post("/{partner_id}/payout-account/changes/{change_id}/approve", response_model=RecordState,
              responses=COMMAND_ERRORS)
 def approve_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
                            body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.approve_payout_account_change(partner_id, change_id))
+    return partner_command(request, caller, app, body, lambda: app.approve_payout_account_change(partner_id, change_id))
 
 
 @router.post("/{partner_id}/payout-account/changes/{change_id}/reject", response_model=RecordState,
@@ -209,36 +211,36 @@ def approve_account_change(partner_id: UUID, change_id: UUID, request: Request, 
 def reject_account_change(partner_id: UUID, change_id: UUID, request: Request, app: Department, caller: Finance,
                           body: ChangeRejection | None = None) -> JSONResponse:
     reason = body.reason if body else None
-    return _change(request, caller, app, body, lambda: app.reject_payout_account_change(partner_id, change_id, reason))
+    return partner_command(request, caller, app, body, lambda: app.reject_payout_account_change(partner_id, change_id, reason))
 
 
 @router.post("/{partner_id}/deals", response_model=RecordState, responses=COMMAND_ERRORS, summary="Record a broker's deal")
 def record_deal(partner_id: UUID, body: Deal, request: Request, app: Department, caller: DealRecorder) -> JSONResponse:
-    return _change(request, caller, app, body,
+    return partner_command(request, caller, app, body,
                    lambda: app.record_deal(partner_id, body.deal_id, body.amount, body.closed_on))
 
 
 @router.post("/{partner_id}/payouts", response_model=RecordState, responses=COMMAND_ERRORS, summary="Prepare a payout")
 def prepare_payout(partner_id: UUID, body: Payout, request: Request, app: Department, caller: Channel) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.prepare_payout(partner_id, body.period, body.amount))
+    return partner_command(request, caller, app, body, lambda: app.prepare_payout(partner_id, body.period, body.amount))
 
 
 @router.post("/{partner_id}/payouts/{period}/verify", response_model=RecordState, responses=COMMAND_ERRORS)
 def verify_payout(partner_id: UUID, period: Period, request: Request, app: Department, caller: Finance,
                   body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.verify_payout(partner_id, period))
+    return partner_command(request, caller, app, body, lambda: app.verify_payout(partner_id, period))
 
 
 @router.post("/{partner_id}/payouts/{period}/approve", response_model=RecordState, responses=COMMAND_ERRORS)
 def approve_payout(partner_id: UUID, period: Period, request: Request, app: Department, caller: GeneralManager,
                    body: NoBody | None = None) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.approve_payout(partner_id, period))
+    return partner_command(request, caller, app, body, lambda: app.approve_payout(partner_id, period))
 
 
 @router.post("/{partner_id}/payouts/{period}/pay", response_model=RecordState, responses=COMMAND_ERRORS)
 def pay_payout(partner_id: UUID, period: Period, body: Paid, request: Request, app: Department,
                caller: Finance) -> JSONResponse:
-    return _change(request, caller, app, body, lambda: app.pay_payout(partner_id, period, body.paid_on))
+    return partner_command(request, caller, app, body, lambda: app.pay_payout(partner_id, period, body.paid_on))
 
 
 add_record_reads(router, Partner, "partner")

@@ -5,19 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from api import commands
-from api.deps import Department, allowed
+from api.deps import Department
 from api.models import Command, Day, RecordState, ShortText
+from api.routes.partners import Channel, partner_command
 from api.routes.records import COMMAND_ERRORS
-from api.tokens import Principal
-from channel_domain.partner import Partner
 
 router = APIRouter(prefix="/v1/partners", tags=["partners"])
-Channel = Annotated[Principal, Depends(allowed("channel_specialist", "channel_manager"))]
 HeadCount = Annotated[int, Field(strict=True, ge=0, le=1_000_000, description="A whole number of people")]
 
 
@@ -39,5 +36,5 @@ class Training(Command):
                      "the answer carries training_id")
 def record_training(partner_id: UUID, body: Training, request: Request, app: Department,
                     caller: Channel) -> JSONResponse:
-    return commands.run(request, caller, app, Partner, lambda: app.record_training(
-        partner_id, body.held_on, body.topic, body.trainer_id, body.attendees, body.passed), body)
+    return partner_command(request, caller, app, body, lambda: app.record_training(
+        partner_id, body.held_on, body.topic, body.trainer_id, body.attendees, body.passed))
