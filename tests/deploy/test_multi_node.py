@@ -55,7 +55,8 @@ def wait_for(condition, what: str, seconds: float = 60):  # noqa: ANN001, ANN201
     return result
 
 
-def sell_through(api, writer: int, rounds_done: list[int], failures: list[BaseException]) -> None:  # noqa: ANN001
+def sell_through(api, writer: int, rounds_done: list[int], failures: list[BaseException],  # noqa: ANN001
+                 rounds: int = ROUNDS) -> None:
     """One client's business: a sales rep, then partners signed up, visited, sold through under
     tiered terms with returns and a retroactive amendment, and a target for the rep."""
     try:
@@ -63,7 +64,7 @@ def sell_through(api, writer: int, rounds_done: list[int], failures: list[BaseEx
                    HR, 201).json()["id"]
         post(api, "/v1/targets", {"assignee_type": "employee", "assignee_id": rep, "period": "2026-Q1",
                                   "amount": "500000.00", "kpis": {"sales_revenue": "1"}}, MANAGER, 201)
-        for round_ in range(ROUNDS):
+        for round_ in range(rounds):
             partner = approved_partner(api, "retailer")
             post(api, f"/v1/partners/{partner}/visits", {"visited_on": "2026-02-03", "employee_id": rep}, SPECIALIST)
             contract = signed_contract(api, partner, commission=TIERED)
@@ -97,8 +98,9 @@ def test_a_project_worker_killed_under_writes_through_two_nodes_is_taken_over_ex
 
         rounds_done: list[int] = []
         failures: list[BaseException] = []
-        writers = [threading.Thread(target=sell_through, args=(http_api(nodes[n % 2]), n, rounds_done, failures))
-                   for n in range(WRITERS)]
+        apis = [http_api(nodes[n % 2]) for n in range(WRITERS)]
+        writers = [threading.Thread(target=sell_through, args=(api, n, rounds_done, failures))
+                   for n, api in enumerate(apis)]
         for writer in writers:
             writer.start()
         # Kill the first worker half-way through the writing, while it is behind and projecting.
@@ -125,7 +127,10 @@ def test_a_project_worker_killed_under_writes_through_two_nodes_is_taken_over_ex
                 return items if all(item["lag"] == 0 for item in items) else None
 
             items = wait_for(states, "lag 0 on /v1/projections", 120)
+            apis.append(api)
             assert {item["name"] for item in items} == {p.name for p in all_projections()}
+        for api in apis:
+            api.client.close()  # an open keep-alive connection holds up a server's shutdown
         assert second.poll() is None, "the surviving worker died"
         second.terminate()
         second.wait(timeout=15)
