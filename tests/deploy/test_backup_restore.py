@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import threading
-import warnings
 from pathlib import Path
 
 import psycopg
@@ -23,24 +22,14 @@ from tests.projections.read_model_rows import read_models
 from tests.reliability.conftest import BIN, http_api, project_worker, projection_lag, serving
 
 
-def server_major(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-
-
 def pg_tool(name: str, database_url: str) -> str:
-    """The `pg_dump`/`pg_restore` of the server's own major version, as docs/deploy.md asks: the
-    embedded server's (pgserver ships its binaries), the machine's PostgreSQL's, or PATH's."""
-    major = server_major(database_url)
-    places: list[Path] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pgserver's platformdirs warning on headless machines
-            from pgserver import POSTGRES_BIN_PATH
-        places.append(Path(POSTGRES_BIN_PATH))
-    except ImportError:
-        pass  # a deployment without the embedded server
-    places.append(Path(f"/usr/lib/postgresql/{major}/bin"))
+    """The `pg_dump`/`pg_restore` of the server's own major version, as docs/deploy.md asks. A
+    server on this machine names its own binaries (`pg_config`'s BINDIR: the embedded server's
+    come with pgserver); else the distribution's place for that version, else PATH's."""
+    with psycopg.connect(database_url) as conn:
+        major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+        bindir = conn.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone()[0]
+    places = [Path(bindir), Path(f"/usr/lib/postgresql/{major}/bin")]
     if found := shutil.which(name):
         places.append(Path(found).parent)
     tried = []
