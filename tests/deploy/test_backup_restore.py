@@ -26,10 +26,14 @@ def pg_tool(name: str, database_url: str) -> str:
     """The `pg_dump`/`pg_restore` of the server's own major version, as docs/deploy.md asks. A
     server on this machine names its own binaries (`pg_config`'s BINDIR: the embedded server's
     come with pgserver); else the distribution's place for that version, else PATH's."""
-    with psycopg.connect(database_url) as conn:
+    places = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
         major = int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
-        bindir = conn.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone()[0]
-    places = [Path(bindir), Path(f"/usr/lib/postgresql/{major}/bin")]
+        try:
+            places.append(Path(conn.execute("SELECT setting FROM pg_config WHERE name = 'BINDIR'").fetchone()[0]))
+        except psycopg.errors.InsufficientPrivilege:
+            pass  # pg_config is for superusers by default; the places below still apply
+    places.append(Path(f"/usr/lib/postgresql/{major}/bin"))
     if found := shutil.which(name):
         places.append(Path(found).parent)
     tried = []
