@@ -92,11 +92,12 @@ def log_config(log_format: str) -> dict[str, Any]:
         "formatters": {"default": formatter},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
         "loggers": {
-            "uvicorn": {"handlers": [], "level": "INFO", "propagate": True},
-            "uvicorn.error": {"level": "INFO", "propagate": True},
+            # The service's own at INFO; libraries at WARNING (psycopg_pool, for one, logs
+            # every connection lent at INFO: several lines per request).
+            **{name: {"level": "INFO"} for name in ("channel_domain", "api", "projections", "uvicorn")},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
-        "root": {"handlers": ["stderr"], "level": "INFO"},
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
     }
 
 
