@@ -92,8 +92,8 @@ def log_config(log_format: str) -> dict[str, Any]:
         "formatters": {"default": formatter},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
         "loggers": {
-            # The service's own at INFO; libraries at WARNING (psycopg_pool, for one, logs
-            # every connection lent at INFO: several lines per request).
+            # The service's own at INFO; libraries at WARNING, as Python left them before any
+            # configuration: what they said then, they say now, in the chosen format.
             **{name: {"level": "INFO"} for name in ("channel_domain", "api", "projections", "uvicorn")},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
