@@ -204,6 +204,7 @@ class ProjectionRunner:
             for batch in log.follow(self.batch_size):
                 events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
                 skips = self._skips([p.name for p in group], batch[0].id, batch[-1].id)
+                failed: list[tuple[Projection, Exception]] = []
                 for projection in list(group):
                     try:
                         self._apply(projection, events, skips.get(projection.name, ()))
@@ -214,7 +215,9 @@ class ProjectionRunner:
                         group.remove(projection)
                         failure = failure or error
                         if not is_transient(error):
-                            self._failed(projection, at, events, skips.get(projection.name, ()), error)
+                            failed.append((projection, error))
+                for projection, error in failed:  # out of the handler: its traceback is the event's alone
+                    self._failed(projection, at, events, skips.get(projection.name, ()), error)
                 at = batch[-1].id
                 read += len(batch)
                 if not group:
