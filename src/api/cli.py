@@ -258,20 +258,21 @@ def projections_status(
                       for p in progress if p.failure is not None} if show_traceback else {}
     finally:
         department.close()
-    table = Table("read model", "status", "position", "head", "lag", "stopped at", "event type", "error", "since",
-                  "attempts")
+    table = Table("read model", "status", "position", "head", "lag", "stopped at")
     for p in progress:
-        failure = p.failure
-        table.add_row(
-            p.name, "[red]failing[/red]" if failure else "[green]running[/green]", str(p.position), str(p.head),
-            str(p.lag), str(failure.position) if failure else "", failure.event_type if failure else "",
-            failure.error if failure else "", f"{failure.since:%Y-%m-%d %H:%M:%S %Z}" if failure else "",
-            str(failure.attempts) if failure else "",
-        )
+        table.add_row(p.name, "[red]failing[/red]" if p.failure else "[green]running[/green]", str(p.position),
+                      str(p.head), str(p.lag), str(p.failure.position) if p.failure else "")
     console.print(table)
-    for name, stored in tracebacks.items():
+    # The details below the table, not in it: an error message does not fit a column.
+    for p in progress:
+        if p.failure is None:
+            continue
+        failure = p.failure
+        typer.echo(f"{p.name}: failing since {failure.since:%Y-%m-%d %H:%M:%S %z} after {failure.attempts} attempts,"
+                   f" stopped at position {failure.position} ({failure.event_type}, event {failure.event_id}):")
+        typer.echo(f"  {failure.error}")
+        stored = tracebacks.get(p.name)
         if stored is not None:
-            console.print(f"[bold]{name}[/bold] stopped at position {stored[0].position}:")
             typer.echo(stored[1])
     if any(p.failure is not None for p in progress):
         console.print("once the cause is fixed: channel-domain projections retry NAME; to pass over the one event"
