@@ -204,3 +204,17 @@ def test_database_trouble_is_not_counted_against_the_events(database_url):
         conn.execute("INSERT INTO t VALUES (1), (1)")
     assert not is_transient(duplicate.value)
     assert not is_transient(ValueError("a read model's bug"))
+
+
+def test_a_read_model_rebuilt_past_its_poison_event_runs_again(app, database_url, fussy):
+    from channel_domain.store.rebuilding import Rebuilder
+
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    fussy.fixed = True
+    Rebuilder(app, fussy).rebuild()  # the fixed read model, rebuilt from position 0
+    later = partners(app, "D")
+    assert runner.catch_up_all() == 1
+    assert failure_row(database_url) is None
+    assert fussy_rows(database_url) == [*positions, *later]

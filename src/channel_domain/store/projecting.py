@@ -183,7 +183,10 @@ class ProjectionRunner:
         for projection in projections:
             start, failure = states.get(projection.name, (0, None))
             tries = self._attempts.get(projection.name)
-            if failure is not None:
+            if failure is not None and failure.position <= start:
+                # Moved past the event since it stopped (a rebuild applied it): nothing to wait for.
+                self._clear_stale_failure(projection.name, failure.position)
+            elif failure is not None:
                 self._attempts.pop(projection.name, None)  # an operator's turn now
                 continue
             if tries is not None and tries.position != start:
@@ -294,6 +297,11 @@ class ProjectionRunner:
         logger.warning("read model %s: position %d is skipped by an operator's decision (%s)", name, position,
                        decision_id)
         return True
+
+    def _clear_stale_failure(self, name: str, position: int) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("DELETE FROM projection_failures WHERE name = %s AND position = %s", (name, position))
+        logger.warning("read model %s has applied position %d since it stopped there: running again", name, position)
 
     def _mark_failing(self, name: str, poison: Notification, error: Exception, attempts: int) -> None:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
