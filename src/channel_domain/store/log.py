@@ -138,10 +138,10 @@ def read_settled(
     A stateless caller cannot hold a fence from one call to the next, so this call holds one
     itself: when the very next position is a gap, it waits until every transaction that could
     fill it has ended (as long as the slowest transaction running at the time, usually
-    milliseconds; transaction ids are server-wide, so another database's count too), then
-    goes on. It returns at once with what it has whenever it has found
-    something, so only a reader already at the head waits. After `wait_s` with the gap still
-    open it returns nothing — "nothing yet" — and never passes the gap: the caller asks again.
+    milliseconds; transaction ids are server-wide, so other databases' transactions count
+    too), then goes on. It returns at once with what it has whenever it has found something,
+    so only a reader already at the head waits. After `wait_s` with the gap still open it
+    returns nothing — "nothing yet" — and never passes the gap: the caller asks again.
     """
     log = EventLog(recorder, after=after)
     found: list[Notification] = []
