@@ -13,6 +13,7 @@ from psycopg_pool import PoolTimeout
 from api import breaker as breaker_module
 from api.app import create_app
 from api.breaker import DatabaseBreaker, DatabaseProbe
+from channel_domain.store.database import library_environment
 from channel_domain.store.recorder import means_database_away, means_database_busy
 
 
@@ -120,3 +121,13 @@ def test_an_unreachable_database_after_no_connection_in_time_still_trips_the_bre
         assert app.state.breaker.refusing_until is not None
         refused = client.get("/v1/projections", headers={"Authorization": "Bearer cd_nothing"})
         assert (refused.status_code, refused.json()["code"]) == (503, "database_unavailable")  # at once, by the gate
+
+
+def test_the_pool_is_sized_from_the_environment_and_a_bad_size_stops_start_up(monkeypatch):
+    monkeypatch.setenv("CHANNEL_DOMAIN_POOL_SIZE", "1")
+    monkeypatch.setenv("CHANNEL_DOMAIN_POOL_MAX_OVERFLOW", "0")
+    settings = library_environment("postgresql://u@h/db")
+    assert (settings["POSTGRES_POOL_SIZE"], settings["POSTGRES_MAX_OVERFLOW"]) == ("1", "0")
+    monkeypatch.setenv("CHANNEL_DOMAIN_POOL_SIZE", "0")
+    with pytest.raises(ValueError, match="CHANNEL_DOMAIN_POOL_SIZE"):
+        library_environment("postgresql://u@h/db")
