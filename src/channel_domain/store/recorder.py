@@ -80,11 +80,38 @@ LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wai
 SNAPSHOTS_TABLE = "snapshots"
 
 
+# What PostgreSQL says when it refuses a connection for want of slots. A refusal at connect
+# time carries no SQLSTATE in psycopg (libpq reports it as text), so the text is all there is.
+_NO_SLOTS = ("too many connections", "too many clients", "connection slots are reserved")
+
+
+def _root(error: BaseException) -> BaseException | None:
+    return error.__cause__ if isinstance(error, OperationalError | InterfaceError) else error
+
+
+def means_database_busy(error: BaseException) -> bool:
+    """No connection for this request now, though nothing says the database is gone: none came
+    from the pool in time (every one busy, or the pool cannot open more), or the server refused
+    one for want of slots. A pool timeout is also what a request waiting through an outage
+    gets, so whoever answers it asks the database before calling it busy (api/breaker.py)."""
+    cause = _root(error)
+    if isinstance(cause, PoolTimeout):
+        return True
+    if isinstance(cause, psycopg.OperationalError):
+        if cause.sqlstate is not None:
+            return cause.sqlstate == "53300"  # too_many_connections, when it does carry one
+        return any(words in str(cause) for words in _NO_SLOTS)
+    return False
+
+
 def means_database_away(error: BaseException) -> bool:
     """A failure to reach the database, as opposed to a query it refused (a deadlock, a
-    timeout, a constraint): no connection came, it broke, or the server is shutting down."""
-    cause = error.__cause__ if isinstance(error, OperationalError | InterfaceError) else error
-    if isinstance(cause, PoolTimeout | psycopg.InterfaceError):
+    timeout, a constraint) or no room for one more (`means_database_busy`): a connection
+    could not be made, it broke, or the server is shutting down."""
+    if means_database_busy(error):
+        return False
+    cause = _root(error)
+    if isinstance(cause, psycopg.InterfaceError):
         return True
     if isinstance(cause, psycopg.OperationalError):
         state = cause.sqlstate
