@@ -16,7 +16,7 @@ from rich.table import Table
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
 from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
-from channel_domain.store import integrity, projecting
+from channel_domain.store import integrity, projecting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
@@ -342,3 +342,39 @@ def _skip(name: str, position: int, reason: str | None, actor: str | None) -> No
         department.close()
     console.print(f"{name}: position {position} skipped, by {actor}; the decision is the event at position"
                   f" {outcome.position} (record {outcome.id}, GET /v1/audit/events?stream_id={outcome.id})")
+
+@app.command()
+def purge(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+    older_than: str = typer.Option(
+        None, help="Delete what is older than this (30d, 36h, 2w; at least a day) instead of the window "
+                   f"{retention.RETENTION_VARIABLE} sets (default {retention.DEFAULT_WINDOW.days} days)."),
+    batch_size: int = typer.Option(1000, min=1, help="Rows per transaction: each batch holds its locks briefly."),
+) -> None:
+    """Delete idempotency outcomes and keyed-import line records older than the retention window.
+    A repeat of a request after that is a new command. Safe beside running servers."""
+    try:
+        window = retention.parse_window(older_than) if older_than else retention.retention_window()
+    except ValueError as refused:
+        console.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from None
+    url = database_url()
+    apply_migrations(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = retention.count(conn, window)
+        console.print(f"older than {window} (recorded before {found.cutoff:%Y-%m-%d %H:%M:%S %Z}):")
+        for table, rows in found.rows.items():
+            console.print(f"  {table}: {rows} rows{'' if dry_run else ' to delete'}")
+        if dry_run:
+            console.print("dry run: nothing deleted")
+            return
+        with Progress(TextColumn("purging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("purge", total=sum(found.rows.values()))
+            done = retention.purge(conn, window, batch_size, lambda _table, rows: bar.advance(task, rows),
+                                   cutoff=found.cutoff)
+    for table, rows in done.rows.items():
+        console.print(f"  {table}: {rows} rows deleted")
+    left = {table: found.rows[table] - rows for table, rows in done.rows.items() if found.rows[table] > rows}
+    if left:
+        console.print(f"kept for now, in use by a running command: {left}; the next purge takes them")

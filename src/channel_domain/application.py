@@ -25,8 +25,9 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, LocalNotificationLog, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
+from eventsourcing.system import Leader
 
 from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
 from channel_domain.amendment_preview import AmendmentPreview, price_amendment
@@ -59,6 +60,7 @@ from channel_domain.store.recorder import (
     PendingOutcome,
     SellingDaysClosed,
     TermsInForce,
+    UnsafeTailingError,
 )
 from channel_domain.values import CommissionTerms, money, parse_date, require_text
 
@@ -297,6 +299,14 @@ class ChannelDepartment(Application):
     def event_recorder(self) -> EventRecorder:
         assert isinstance(self.recorder, EventRecorder)
         return self.recorder
+
+    def construct_notification_log(self) -> LocalNotificationLog:
+        # Its reads are fenced (EventRecorder.select_notifications). A Leader, though, pushes
+        # each of its own new events to its followers as the next one, while another writer's
+        # lower position may not have committed yet: a follower would pass it for good.
+        if isinstance(self, Leader):
+            raise UnsafeTailingError(f"{type(self).__name__} as an eventsourcing Leader")
+        return super().construct_notification_log()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
