@@ -34,6 +34,7 @@ from channel_domain.amendment_preview import AmendmentPreview, price_amendment
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import PERSONAL_FIELDS, Employee
+from channel_domain.operations import ProjectionSkip, skip_decision_id
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -986,6 +987,23 @@ class ChannelDepartment(Application):
         if not entries and after_version == 0:
             raise NotFound(f"no record {record_id}")
         return entries
+
+    # Operations --------------------------------------------------------------------------
+
+    @command
+    def skip_projection_event(self, *, projection: str, position: int, event_id: UUID, event_type: str,
+                              reason: str) -> CommandOutcome:
+        """Record an operator's decision that `projection` passes over the event at `position`.
+        Taken once: a repeat (the operator ran the command again after an interruption)
+        answers with the decision already recorded, as a replay."""
+        try:
+            decided = self._load(ProjectionSkip, skip_decision_id(projection, position))
+        except NotFound:
+            return self._commit(ProjectionSkip.decide(projection=projection, position=position, event_id=event_id,
+                                                      event_type=event_type, reason=reason))
+        recorded = self.history(decided.id)[-1].position
+        return CommandOutcome(id=decided.id, version=decided.version, position=recorded, positions=[recorded],
+                              replayed=True)
 
     # Plumbing ----------------------------------------------------------------------------
 
