@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from api import breaker as breaker_module
 from api.app import create_app
+from channel_domain.store.database import scratch_database
 
 
 def test_health_reports_a_reachable_database(database_url):
@@ -30,7 +31,7 @@ def test_health_reports_an_unreachable_database_as_unavailable():
 
 
 def test_health_reports_a_database_without_the_schema_as_unavailable(server_url):
-    with TestClient(create_app(server_url)) as client:  # the server's own database: never migrated
+    with scratch_database(server_url, prefix="cd_test_unmigrated") as url, TestClient(create_app(url)) as client:
         response = client.get("/health")
     assert (response.status_code, response.json()["database"]) == (503, "UndefinedTable")
 
