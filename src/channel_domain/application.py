@@ -25,8 +25,9 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, LocalNotificationLog, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
+from eventsourcing.system import Leader
 
 from channel_domain import observability
 from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
@@ -34,6 +35,7 @@ from channel_domain.amendment_preview import AmendmentPreview, price_amendment
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import PERSONAL_FIELDS, Employee
+from channel_domain.operations import ProjectionSkip, skip_decision_id
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -59,6 +61,7 @@ from channel_domain.store.recorder import (
     PendingOutcome,
     SellingDaysClosed,
     TermsInForce,
+    UnsafeTailingError,
 )
 from channel_domain.values import CommissionTerms, money, parse_date, require_text
 
@@ -308,6 +311,14 @@ class ChannelDepartment(Application):
     def event_recorder(self) -> EventRecorder:
         assert isinstance(self.recorder, EventRecorder)
         return self.recorder
+
+    def construct_notification_log(self) -> LocalNotificationLog:
+        # Its reads are fenced (EventRecorder.select_notifications). A Leader, though, pushes
+        # each of its own new events to its followers as the next one, while another writer's
+        # lower position may not have committed yet: a follower would pass it for good.
+        if isinstance(self, Leader):
+            raise UnsafeTailingError(f"{type(self).__name__} as an eventsourcing Leader")
+        return super().construct_notification_log()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -988,6 +999,23 @@ class ChannelDepartment(Application):
         if not entries and after_version == 0:
             raise NotFound(f"no record {record_id}")
         return entries
+
+    # Operations --------------------------------------------------------------------------
+
+    @command
+    def skip_projection_event(self, *, projection: str, position: int, event_id: UUID, event_type: str,
+                              reason: str) -> CommandOutcome:
+        """Record an operator's decision that `projection` passes over the event at `position`.
+        Taken once: a repeat (the operator ran the command again after an interruption)
+        answers with the decision already recorded, as a replay."""
+        try:
+            decided = self._load(ProjectionSkip, skip_decision_id(projection, position))
+        except NotFound:
+            return self._commit(ProjectionSkip.decide(projection=projection, position=position, event_id=event_id,
+                                                      event_type=event_type, reason=reason))
+        recorded = self.history(decided.id)[-1].position
+        return CommandOutcome(id=decided.id, version=decided.version, position=recorded, positions=[recorded],
+                              replayed=True)
 
     # Plumbing ----------------------------------------------------------------------------
 
