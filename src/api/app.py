@@ -15,9 +15,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from api import errors, openapi
+from api import errors, logging_setup, openapi, tracing
 from api.breaker import DatabaseBreaker
-from api.middleware import BodyLimit, CorrelationId, DatabaseGate, RefuseNul
+from api.middleware import BodyLimit, CorrelationId, DatabaseGate, RefuseNul, RequestLog
 from api.routes import (
     activity,
     attainment,
@@ -164,6 +164,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
     app.add_middleware(DatabaseGate)
     app.add_middleware(RefuseNul)
+    app.add_middleware(RequestLog)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, audit, projection_status):
@@ -208,6 +209,9 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
 
 def app_from_environment() -> FastAPI:
     """Entry point for `uvicorn --factory api.app:app_from_environment`."""
+    # Each uvicorn worker is a process of its own and runs this factory: configure it here.
+    logging_setup.configure_from_environment()
+    tracing.configure_from_environment()
     return create_app(
         os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"),
         run_projections=os.environ.get("CHANNEL_DOMAIN_PROJECTIONS", "on") != "off",

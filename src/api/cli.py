@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api import logging_setup
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
 from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
@@ -50,11 +51,23 @@ def serve(
         help="Worker processes (default: one per core, up to 4). One process runs Python on one core at a time.",
     ),
     projections: bool = typer.Option(True, help="Also keep the read models up to date in this process."),
-    access_log: bool = typer.Option(True, help="Log every request (uvicorn's access log)."),
+    access_log: bool = typer.Option(True, help="Log a line for every request."),
+    log_format: str | None = typer.Option(
+        None, help="json or text (env CHANNEL_DOMAIN_LOG_FORMAT; default: text on a terminal, else json).",
+    ),
 ) -> None:
     """Serve the HTTP API with uvicorn (migrates first)."""
     import uvicorn
 
+    try:
+        chosen_format = logging_setup.choose_format(log_format)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    # Workers are processes of their own: they read the choice from the environment.
+    os.environ[logging_setup.LOG_FORMAT_VARIABLE] = chosen_format
+    os.environ[logging_setup.REQUEST_LOG_VARIABLE] = "on" if access_log else "off"
+    logging_setup.configure(chosen_format)
     url = database_url()
     apply_migrations(url)
     # Workers are separate processes: hand them the resolved URL, embedded server included.
@@ -64,7 +77,7 @@ def serve(
     typer.echo("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-        access_log=access_log,
+        log_config=logging_setup.log_config(chosen_format), access_log=False,  # the request line replaces it
     )
 
 

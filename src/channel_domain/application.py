@@ -29,6 +29,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Local
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
 from eventsourcing.system import Leader
 
+from channel_domain import observability
 from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
 from channel_domain.amendment_preview import AmendmentPreview, price_amendment
 from channel_domain.context import acting_as, current_command
@@ -228,7 +229,18 @@ def command(method: Callable[P, CommandOutcome]) -> Callable[P, CommandOutcome]:
             finally:
                 _fingerprint.reset(token)
 
-    return run
+    @functools.wraps(method)
+    def traced(*args: P.args, **kwargs: P.kwargs) -> CommandOutcome:
+        correlation_id = current_command().correlation_id
+        with observability.command_span(method.__name__, **{"channel_domain.correlation_id": correlation_id}) as span:
+            outcome = run(*args, **kwargs)
+            if span is not None:
+                span.set_attribute("channel_domain.record_id", str(outcome.id))
+                span.set_attribute("channel_domain.positions", outcome.positions)
+                span.set_attribute("channel_domain.replayed", outcome.replayed)
+            return outcome
+
+    return traced
 
 
 def _with_retries(method: Callable[..., CommandOutcome], context: Any, *args: Any, **kwargs: Any) -> CommandOutcome:
@@ -1152,7 +1164,11 @@ class ChannelDepartment(Application):
             EventFacts(event.timestamp, effective_on(event))
             for event in processing_event.events
         ]
-        return super()._record(processing_event)
+        with observability.span("append", **{"channel_domain.events": len(processing_event.events)}) as span:
+            recordings = super()._record(processing_event)
+            if span is not None:
+                span.set_attribute("channel_domain.positions", [r.notification.id for r in recordings])
+            return recordings
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         # The command has committed by now; a snapshot is only a cache, so failing to take
