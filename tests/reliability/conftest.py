@@ -95,3 +95,45 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("reliability figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+def http_api(server: Served) -> Any:
+    """`tests.api.flows` steps against a real server: its `Api` over an httpx client, which
+    answers `post(path, json=, headers=)` and `get(path, params=, headers=)` as TestClient does."""
+    from tests.api.conftest import Api
+
+    return Api(httpx.Client(base_url=server.base, timeout=60), server.database_url)
+
+
+def project_worker(database_url: str, *options: str) -> subprocess.Popen:
+    """A `channel-domain project` process of its own on the database."""
+    return subprocess.Popen([str(BIN / "channel-domain"), "project", *options],
+                            env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def projection_lag(database_url: str) -> int:
+    """Events the furthest-behind read model still has to apply (the log's head if one never started)."""
+    from projections import all_projections
+
+    with psycopg.connect(database_url) as conn:
+        head = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        positions = dict(conn.execute("SELECT name, position FROM projection_checkpoints").fetchall())
+    return max(head - positions.get(p.name, 0) for p in all_projections())
+
+
+def rebuild_in_place(database_url: str) -> None:
+    """Empty every read model and its checkpoint, then project the whole log again in this
+    process: the clean rebuild that R3 and the deployment tests compare with."""
+    from channel_domain.application import ChannelDepartment
+    from channel_domain.store.projecting import ProjectionRunner
+    from projections import all_projections
+    from tests.projections.read_model_rows import TABLES
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        conn.execute("DELETE FROM projection_checkpoints")
+    with ChannelDepartment(database_url) as app:
+        runner = ProjectionRunner(app, all_projections())
+        for projection in runner.projections:
+            runner.catch_up(projection)
