@@ -203,7 +203,9 @@ def test_no_cursor_is_a_server_error(fuzzed_server, every_role, existing):
     @settings(max_examples=EXAMPLES_PER_OPERATION * 3, deadline=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))
     def page(where: tuple[str, str], value: str) -> None:
-        path, name = where
+        check(*where, value)
+
+    def check(path: str, name: str, value: str) -> None:
         response = httpx.get(f"{fuzzed_server.base}{path}", params={name: value, "wait_s": "0"}, timeout=60,
                              headers={"Authorization": f"Bearer {every_role}"})
         TALLY["cursor requests"] += 1
@@ -212,4 +214,7 @@ def test_no_cursor_is_a_server_error(fuzzed_server, every_role, existing):
         if response.status_code == 422:
             assert response.json()["code"] == "validation_error"
 
+    for where in paged:  # each parameter meets the worst of them at least once, whatever is drawn
+        for value in ("9" * 40, "\u00b2", "-1"):
+            check(*where, value)
     page()
