@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import gc
+import html
 import logging
 import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import psycopg
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from api import errors, openapi
+from api import errors, logging_setup, openapi, tracing
 from api.breaker import DatabaseBreaker
-from api.middleware import BodyLimit, CorrelationId, DatabaseGate, RefuseNul
+from api.middleware import BodyLimit, CorrelationId, DatabaseGate, RefuseNul, RequestLog
 from api.routes import (
     activity,
     attainment,
@@ -46,6 +46,55 @@ class Health(BaseModel):
     status: str
     database: str
     migrations: int | None = None
+
+
+class Landing(BaseModel):
+    service: str
+    version: str
+    summary: str
+    links: dict[str, str]
+
+
+LANDING_LINKS = {
+    "docs": "/docs",
+    "openapi": "/openapi.json",
+    "health": "/health",
+    "metrics": "/metrics",
+}
+
+
+def _prefers_html(accept: str) -> bool:
+    """Whether an Accept header ranks HTML above JSON (JSON on a tie: tools ask with `*/*`)."""
+    ranges = []
+    for entry in accept.lower().split(","):
+        name, *params = (part.strip() for part in entry.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        ranges.append((name, weight))
+
+    def quality(media_type: str) -> float:
+        # The most specific range that matches decides (RFC 9110 §12.5.1).
+        for candidate in (media_type, media_type.split("/")[0] + "/*", "*/*"):
+            weights = [weight for name, weight in ranges if name == candidate]
+            if weights:
+                return max(weights)
+        return 0.0
+
+    return quality("text/html") > quality("application/json")
+
+
+def _landing_html(body: Landing) -> str:
+    items = "".join(f'<li><a href="{html.escape(href)}">{html.escape(name)}</a> <code>{html.escape(href)}</code></li>'
+                    for name, href in body.links.items())
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(body.service)}</title>"
+            f"</head><body><h1>{html.escape(body.service)} <small>{html.escape(body.version)}</small></h1>"
+            f"<p>{html.escape(body.summary)}</p><ul>{items}</ul></body></html>")
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -98,6 +147,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
                 stop.set()
             if app.state.department is not None:
                 app.state.department.close()
+            await app.state.breaker.probe.close()
 
     app = FastAPI(
         title="channel-domain",
@@ -114,6 +164,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(BodyLimit, streaming_paths=("/v1/sales/import",))
     app.add_middleware(DatabaseGate)
     app.add_middleware(RefuseNul)
+    app.add_middleware(RequestLog)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, audit, projection_status):
@@ -126,22 +177,41 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
         responses={503: {"model": Health, "description": "The database does not answer."}},
     )
     async def health() -> JSONResponse:
-        """Liveness, with a round trip to the database."""
-        try:
-            async with await psycopg.AsyncConnection.connect(app.state.database_url, connect_timeout=3) as conn:
-                cursor = await conn.execute("SELECT count(*) FROM _yoyo_migration")
-                row = await cursor.fetchone()
-            body = Health(status="ok", database="ok", migrations=row[0] if row else 0)
-            return JSONResponse(body.model_dump())
-        except psycopg.Error as error:
-            body = Health(status="unavailable", database=type(error).__name__)
-            return JSONResponse(body.model_dump(), status_code=503)
+        """Liveness, with the database checked: this process's latest look at it, at most half a
+        second old, taken on a connection of the probe's own (`api/breaker.py`) — so a flood of
+        health checks costs the database one connection and two queries a second per process.
+        `status` is `busy` (still 200) when the database answers but has no room: a busy node
+        is alive, and restarting it would not help."""
+        look = await app.state.breaker.probe.look()
+        if look.state in ("away", "error"):  # no answer, or no schema to answer from
+            body = Health(status="unavailable", database=look.detail)
+            return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+        if look.state == "busy":
+            return JSONResponse(Health(status="busy", database=look.detail).model_dump())
+        return JSONResponse(Health(status="ok", database="ok", migrations=look.migrations).model_dump())
+
+    @app.get(
+        "/",
+        response_model=Landing,
+        tags=["meta"],
+        summary="What this service is, and where to go from here",
+        responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    )
+    async def landing(request: Request) -> Response:
+        """A small HTML page for a browser; the same as JSON for `Accept: application/json`."""
+        body = Landing(service=app.title, version=app.version, summary=app.summary or "", links=LANDING_LINKS)
+        if _prefers_html(request.headers.get("accept", "")):
+            return HTMLResponse(_landing_html(body))
+        return JSONResponse(body.model_dump())
 
     return app
 
 
 def app_from_environment() -> FastAPI:
     """Entry point for `uvicorn --factory api.app:app_from_environment`."""
+    # Each uvicorn worker is a process of its own and runs this factory: configure it here.
+    logging_setup.configure_from_environment()
+    tracing.configure_from_environment()
     return create_app(
         os.environ.get("CHANNEL_DOMAIN_DATABASE_URL"),
         run_projections=os.environ.get("CHANNEL_DOMAIN_PROJECTIONS", "on") != "off",

@@ -13,9 +13,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api import logging_setup
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
 from channel_domain.application import ChannelDepartment
-from channel_domain.store import integrity
+from channel_domain.context import acting_as
+from channel_domain.store import integrity, projecting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
@@ -49,11 +51,23 @@ def serve(
         help="Worker processes (default: one per core, up to 4). One process runs Python on one core at a time.",
     ),
     projections: bool = typer.Option(True, help="Also keep the read models up to date in this process."),
-    access_log: bool = typer.Option(True, help="Log every request (uvicorn's access log)."),
+    access_log: bool = typer.Option(True, help="Log a line for every request."),
+    log_format: str | None = typer.Option(
+        None, help="json or text (env CHANNEL_DOMAIN_LOG_FORMAT; default: text on a terminal, else json).",
+    ),
 ) -> None:
     """Serve the HTTP API with uvicorn (migrates first)."""
     import uvicorn
 
+    try:
+        chosen_format = logging_setup.choose_format(log_format)
+    except ValueError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    # Workers are processes of their own: they read the choice from the environment.
+    os.environ[logging_setup.LOG_FORMAT_VARIABLE] = chosen_format
+    os.environ[logging_setup.REQUEST_LOG_VARIABLE] = "on" if access_log else "off"
+    logging_setup.configure(chosen_format)
     url = database_url()
     apply_migrations(url)
     # Workers are separate processes: hand them the resolved URL, embedded server included.
@@ -63,7 +77,7 @@ def serve(
     typer.echo("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-        access_log=access_log,
+        log_config=logging_setup.log_config(chosen_format), access_log=False,  # the request line replaces it
     )
 
 
@@ -230,3 +244,155 @@ def export(output: typer.FileTextWrite = typer.Option("-", help="File to write; 
         raise typer.Exit(1) from None
     finally:
         department.close()
+
+
+# Read models stopped at a poison event (docs/reliability.md, "A poison event stops one read model") ----
+
+projections_app = typer.Typer(help="Read models: their state, and resuming one stopped at an event it cannot apply.",
+                              no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
+
+
+def _read_model_name(name: str) -> str:
+    known = [p.name for p in all_projections()]
+    if name not in known:
+        console.print(f"[red]no read model {name!r}; there are {', '.join(known)}[/red]")
+        raise typer.Exit(2)
+    return name
+
+
+@projections_app.command("status")
+def projections_status(
+    show_traceback: bool = typer.Option(False, "--traceback", help="Also print each failing read model's traceback."),
+) -> None:
+    """Each read model: running or failing, its position, the log's head, and for a failing one
+    the event it stopped at and why. Exit code 1 when any is failing."""
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    try:
+        progress = ProjectionRunner(department, all_projections()).progress()
+        tracebacks = {p.name: projecting.failure_of(department.event_recorder.datastore, p.name)
+                      for p in progress if p.failure is not None} if show_traceback else {}
+    finally:
+        department.close()
+    table = Table("read model", "status", "position", "head", "lag", "stopped at")
+    for p in progress:
+        table.add_row(p.name, "[red]failing[/red]" if p.failure else "[green]running[/green]", str(p.position),
+                      str(p.head), str(p.lag), str(p.failure.position) if p.failure else "")
+    console.print(table)
+    # The details below the table, not in it: an error message does not fit a column.
+    for p in progress:
+        if p.failure is None:
+            continue
+        failure = p.failure
+        typer.echo(f"{p.name}: failing since {failure.since:%Y-%m-%d %H:%M:%S %z} after {failure.attempts} attempts,"
+                   f" stopped at position {failure.position} ({failure.event_type}, event {failure.event_id}):")
+        typer.echo(f"  {failure.error}")
+        stored = tracebacks.get(p.name)
+        if stored is not None:
+            typer.echo(stored[1])
+    if any(p.failure is not None for p in progress):
+        console.print("once the cause is fixed: channel-domain projections retry NAME; to pass over the one event"
+                      " instead: channel-domain projections retry NAME --skip POSITION --reason TEXT --actor YOU")
+        raise typer.Exit(1)
+
+
+@projections_app.command("retry")
+def projections_retry(
+    name: str = typer.Argument(..., help="The read model, as in `projections status`."),
+    skip_position: int | None = typer.Option(
+        None, "--skip", min=1, help="Pass over the event at this position, where the read model is stopped, instead"
+        " of applying it again: recorded as an audit event (needs --reason and --actor)."),
+    reason: str | None = typer.Option(None, help="Why the event is skipped (with --skip): kept in the audit event."),
+    actor: str | None = typer.Option(None, help="Who decides the skip (with --skip): the audit event's actor."),
+) -> None:
+    """Resume a read model stopped at an event: the workers try it again from its checkpoint
+    (after a fix is deployed), or, with --skip, go on past that one event."""
+    if skip_position is not None:
+        _skip(name, skip_position, reason, actor)
+        return
+    if reason is not None or actor is not None:
+        console.print("[red]--reason and --actor go with --skip[/red]")
+        raise typer.Exit(2)
+    name = _read_model_name(name)
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    try:
+        cleared = projecting.retry(department.event_recorder.datastore, name)
+        checkpoint = ProjectionRunner(department, []).checkpoint(name)
+    finally:
+        department.close()
+    if cleared is None:
+        console.print(f"{name} is not failing (position {checkpoint})")
+        raise typer.Exit(1)
+    console.print(f"{name}: failing state cleared (it stopped at position {cleared.position}, {cleared.event_type}:"
+                  f" {cleared.error}); the workers resume from position {checkpoint}")
+
+
+@projections_app.command("skip")
+def projections_skip(
+    name: str = typer.Argument(..., help="The read model, as in `projections status`."),
+    position: int = typer.Option(..., min=1, help="The position the read model is stopped at."),
+    reason: str = typer.Option(..., help="Why the event is skipped: kept in the audit event."),
+    actor: str = typer.Option(..., help="Who decides: the audit event's actor."),
+) -> None:
+    """Same as `projections retry NAME --skip POSITION --reason TEXT --actor YOU`."""
+    _skip(name, position, reason, actor)
+
+
+def _skip(name: str, position: int, reason: str | None, actor: str | None) -> None:
+    if not reason or not reason.strip() or not actor or not actor.strip():
+        console.print("[red]a skip is an operator's recorded decision: give --reason and --actor[/red]")
+        raise typer.Exit(2)
+    name = _read_model_name(name)
+    url = database_url()
+    apply_migrations(url)
+    department = ChannelDepartment(url)
+    try:
+        with acting_as(actor, ("operator",)):
+            outcome = projecting.skip(department, name, position, reason)
+    except projecting.SkipRefused as refused:
+        console.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        department.close()
+    console.print(f"{name}: position {position} skipped, by {actor}; the decision is the event at position"
+                  f" {outcome.position} (record {outcome.id}, GET /v1/audit/events?stream_id={outcome.id})")
+
+@app.command()
+def purge(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be deleted; delete nothing."),
+    older_than: str = typer.Option(
+        None, help="Delete what is older than this (30d, 36h, 2w; at least a day) instead of the window "
+                   f"{retention.RETENTION_VARIABLE} sets (default {retention.DEFAULT_WINDOW.days} days)."),
+    batch_size: int = typer.Option(1000, min=1, help="Rows per transaction: each batch holds its locks briefly."),
+) -> None:
+    """Delete idempotency outcomes and keyed-import line records older than the retention window.
+    A repeat of a request after that is a new command. Safe beside running servers."""
+    try:
+        window = retention.parse_window(older_than) if older_than else retention.retention_window()
+    except ValueError as refused:
+        console.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from None
+    url = database_url()
+    apply_migrations(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = retention.count(conn, window)
+        console.print(f"older than {window} (recorded before {found.cutoff:%Y-%m-%d %H:%M:%S %Z}):")
+        for table, rows in found.rows.items():
+            console.print(f"  {table}: {rows} rows{'' if dry_run else ' to delete'}")
+        if dry_run:
+            console.print("dry run: nothing deleted")
+            return
+        with Progress(TextColumn("purging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("purge", total=sum(found.rows.values()))
+            done = retention.purge(conn, window, batch_size, lambda _table, rows: bar.advance(task, rows),
+                                   cutoff=found.cutoff)
+    for table, rows in done.rows.items():
+        console.print(f"  {table}: {rows} rows deleted")
+    left = {table: found.rows[table] - rows for table, rows in done.rows.items() if found.rows[table] > rows}
+    if left:
+        console.print(f"kept for now, in use by a running command: {left}; the next purge takes them")

@@ -24,7 +24,7 @@ from channel_domain.errors import (
     SegregationOfDuties,
     VersionMismatch,
 )
-from channel_domain.store.recorder import means_database_away
+from channel_domain.store.recorder import means_database_away, means_database_busy
 from channel_domain.values import plain_json
 
 PROBLEM_JSON = "application/problem+json"
@@ -71,6 +71,11 @@ def problem(status: int, code: str, detail: str, headers: dict[str, str] | None 
 
 def database_unavailable() -> JSONResponse:
     return problem(503, "database_unavailable", "the database is not answering; retry shortly", {"Retry-After": "1"})
+
+
+def service_busy() -> JSONResponse:
+    # The database answers, but no connection to it came in time: every one is at work.
+    return problem(503, "service_busy", "the service is busy; retry shortly", {"Retry-After": "1"})
 
 
 class ApiProblem(Exception):
@@ -125,9 +130,14 @@ def install(app: FastAPI) -> None:
         # Nothing was answered 2xx, so nothing is lost: the client retries (with its
         # Idempotency-Key, a retry of a command that did commit replays its answer).
         # A deadlock or a timeout is worth a retry too; only a database that is away makes
-        # the requests after this one refused at once (breaker.py).
+        # the requests after this one refused at once (breaker.py). A busy service must not
+        # pass for one whose database is away: that would refuse everyone, the idle too.
         breaker = getattr(request.app.state, "breaker", None)
-        if breaker is not None and means_database_away(error):
+        if breaker is None:
+            return database_unavailable()
+        if means_database_busy(error):
+            return service_busy() if await breaker.is_busy() else database_unavailable()
+        if means_database_away(error):
             breaker.trip()
         return database_unavailable()
 

@@ -9,7 +9,8 @@ from fastapi import FastAPI
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 UNAVAILABLE = {
-    "description": "The database is not answering, or a read model lags behind `min_position`; retry after `Retry-After`",
+    "description": "The database is not answering (`database_unavailable`), the service is busy (`service_busy`), or a"
+                   " read model lags behind `min_position`; retry after `Retry-After`",
     "headers": {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}},
     "content": {"application/problem+json": {"schema": PROBLEM}},
 }

@@ -25,14 +25,17 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError, Application, LocalNotificationLog, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, StoredEvent, Transcoding
+from eventsourcing.system import Leader
 
+from channel_domain import observability
 from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
 from channel_domain.amendment_preview import AmendmentPreview, price_amendment
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import PERSONAL_FIELDS, Employee
+from channel_domain.operations import ProjectionSkip, skip_decision_id
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -58,6 +61,7 @@ from channel_domain.store.recorder import (
     PendingOutcome,
     SellingDaysClosed,
     TermsInForce,
+    UnsafeTailingError,
 )
 from channel_domain.values import CommissionTerms, money, parse_date, require_text
 
@@ -225,7 +229,18 @@ def command(method: Callable[P, CommandOutcome]) -> Callable[P, CommandOutcome]:
             finally:
                 _fingerprint.reset(token)
 
-    return run
+    @functools.wraps(method)
+    def traced(*args: P.args, **kwargs: P.kwargs) -> CommandOutcome:
+        correlation_id = current_command().correlation_id
+        with observability.command_span(method.__name__, **{"channel_domain.correlation_id": correlation_id}) as span:
+            outcome = run(*args, **kwargs)
+            if span is not None:
+                span.set_attribute("channel_domain.record_id", str(outcome.id))
+                span.set_attribute("channel_domain.positions", outcome.positions)
+                span.set_attribute("channel_domain.replayed", outcome.replayed)
+            return outcome
+
+    return traced
 
 
 def _with_retries(method: Callable[..., CommandOutcome], context: Any, *args: Any, **kwargs: Any) -> CommandOutcome:
@@ -296,6 +311,14 @@ class ChannelDepartment(Application):
     def event_recorder(self) -> EventRecorder:
         assert isinstance(self.recorder, EventRecorder)
         return self.recorder
+
+    def construct_notification_log(self) -> LocalNotificationLog:
+        # Its reads are fenced (EventRecorder.select_notifications). A Leader, though, pushes
+        # each of its own new events to its followers as the next one, while another writer's
+        # lower position may not have committed yet: a follower would pass it for good.
+        if isinstance(self, Leader):
+            raise UnsafeTailingError(f"{type(self).__name__} as an eventsourcing Leader")
+        return super().construct_notification_log()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -977,6 +1000,23 @@ class ChannelDepartment(Application):
             raise NotFound(f"no record {record_id}")
         return entries
 
+    # Operations --------------------------------------------------------------------------
+
+    @command
+    def skip_projection_event(self, *, projection: str, position: int, event_id: UUID, event_type: str,
+                              reason: str) -> CommandOutcome:
+        """Record an operator's decision that `projection` passes over the event at `position`.
+        Taken once: a repeat (the operator ran the command again after an interruption)
+        answers with the decision already recorded, as a replay."""
+        try:
+            decided = self._load(ProjectionSkip, skip_decision_id(projection, position))
+        except NotFound:
+            return self._commit(ProjectionSkip.decide(projection=projection, position=position, event_id=event_id,
+                                                      event_type=event_type, reason=reason))
+        recorded = self.history(decided.id)[-1].position
+        return CommandOutcome(id=decided.id, version=decided.version, position=recorded, positions=[recorded],
+                              replayed=True)
+
     # Plumbing ----------------------------------------------------------------------------
 
     def _load(self, record_type: type[A], record_id: UUID, *, commanded: bool = False) -> A:
@@ -1124,7 +1164,11 @@ class ChannelDepartment(Application):
             EventFacts(event.timestamp, effective_on(event))
             for event in processing_event.events
         ]
-        return super()._record(processing_event)
+        with observability.span("append", **{"channel_domain.events": len(processing_event.events)}) as span:
+            recordings = super()._record(processing_event)
+            if span is not None:
+                span.set_attribute("channel_domain.positions", [r.notification.id for r in recordings])
+            return recordings
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         # The command has committed by now; a snapshot is only a cache, so failing to take

@@ -1,10 +1,17 @@
-"""GET /health reports the database: 200 when it answers, 503 when it does not."""
+"""GET /health reports the database: 200 when it answers, 503 when it does not — from this
+process's latest look, so that asking often costs the database next to nothing. GET / says
+what the service is and links onwards."""
 
 from __future__ import annotations
 
+import asyncio
+
+import psycopg
 from fastapi.testclient import TestClient
 
+from api import breaker as breaker_module
 from api.app import create_app
+from channel_domain.store.database import scratch_database
 
 
 def test_health_reports_a_reachable_database(database_url):
@@ -12,6 +19,7 @@ def test_health_reports_a_reachable_database(database_url):
         response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["database"] == "ok"
+    assert response.json()["migrations"] > 0
 
 
 def test_health_reports_an_unreachable_database_as_unavailable():
@@ -19,3 +27,62 @@ def test_health_reports_an_unreachable_database_as_unavailable():
         response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+    assert response.headers["Retry-After"]
+
+
+def test_health_reports_a_database_without_the_schema_as_unavailable(server_url):
+    with scratch_database(server_url, prefix="cd_test_unmigrated") as url, TestClient(create_app(url)) as client:
+        response = client.get("/health")
+    assert (response.status_code, response.json()["database"]) == (503, "UndefinedTable")
+
+
+def _sessions(database_url: str) -> int:
+    """Sessions connected to the test's database, besides the one asking."""
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                            (name,)).fetchone()[0]
+
+
+def test_a_flood_of_health_checks_costs_one_connection_and_one_look(database_url, monkeypatch):
+    monkeypatch.setattr(breaker_module, "LOOK_EVERY_S", 3600.0)  # so that the count below is exact
+    app = create_app(database_url)
+    with TestClient(app) as client:
+        async def flood() -> list[int]:
+            async def one() -> int:
+                return (await app.state.breaker.probe.look()).migrations or 0
+            return await asyncio.gather(*(one() for _ in range(200)))
+
+        answers = [client.get("/health") for _ in range(50)]
+        assert {answer.status_code for answer in answers} == {200}
+        # 200 at once on the server's loop: they all share the one look already taken
+        assert set(client.portal.call(flood)) == {answers[0].json()["migrations"]}
+        assert app.state.breaker.probe.looks == 1
+        assert _sessions(database_url) == 1  # the probe's own connection, kept open; no pool opened
+
+
+def test_health_looks_again_once_its_last_look_is_old(database_url, monkeypatch):
+    monkeypatch.setattr(breaker_module, "LOOK_EVERY_S", 0.0)
+    app = create_app(database_url)
+    with TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/health").status_code == 200
+        assert app.state.breaker.probe.looks == 3
+        assert _sessions(database_url) == 1  # still the one connection
+
+
+def test_landing_page_answers_json_to_tools_and_html_to_browsers():
+    with TestClient(create_app("postgresql:///not-connected")) as client:
+        as_json = client.get("/", headers={"Accept": "application/json"})
+        assert as_json.status_code == 200 and as_json.headers["content-type"].startswith("application/json")
+        body = as_json.json()
+        assert body["service"] == "channel-domain" and body["version"]
+        assert {"/docs", "/openapi.json", "/health", "/metrics"} <= set(body["links"].values())
+        assert client.get("/", headers={"Accept": "*/*"}).json() == body
+        browser = client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert browser.status_code == 200 and browser.headers["content-type"].startswith("text/html")
+        for link in body["links"].values():
+            assert f'href="{link}"' in browser.text
+        documented = client.get("/openapi.json").json()["paths"]["/"]["get"]
+        assert documented["tags"] == ["meta"]
+        assert set(documented["responses"]["200"]["content"]) == {"application/json", "text/html"}

@@ -53,10 +53,11 @@ def test_min_position_waits_for_the_projection_or_answers_503_and_refuses_a_posi
 def test_projection_progress_and_metrics(api):
     post(api, "/v1/partners", {"kind": "retailer", "name": "A"}, SPECIALIST, 201)
     before = api.get("/v1/projections", actor=REPORTING[0], roles=REPORTING[1]).json()["items"]
-    assert {"name": "audit_events", "position": 0, "head": 1, "lag": 1} in before
+    running = {"status": "running", "failing_position": None, "error": None, "since": None}
+    assert {"name": "audit_events", "position": 0, "head": 1, "lag": 1, **running} in before
     catch_up(api)
     after = api.get("/v1/projections", actor=AUDITOR[0], roles=AUDITOR[1]).json()["items"]
-    assert {"name": "audit_events", "position": 1, "head": 1, "lag": 0} in after
+    assert {"name": "audit_events", "position": 1, "head": 1, "lag": 0, **running} in after
     metrics = api.client.get("/metrics")
     assert metrics.status_code == 200
     assert 'channel_domain_projection_lag{projection="audit_events"} 0.0' in metrics.text

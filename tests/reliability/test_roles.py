@@ -33,7 +33,7 @@ AUDIT_READS = [("/v1/audit/verify", {"auditor"}), ("/v1/audit/export", {"auditor
                (f"/v1/audit/causation/{X}", {"auditor"})]
 MATRIX = [("POST", path, allowed) for path, allowed in TABLE] + [
     ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS]
-OPEN = {("GET", "/health"), ("GET", "/metrics")}  # liveness and Prometheus: no token, by design
+OPEN = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics")}  # landing, liveness, Prometheus: no token, by design
 
 
 @pytest.fixture

@@ -1,20 +1,31 @@
-"""/v1/projections and /metrics: how far each read model has got."""
+"""/v1/projections and /metrics: how far each read model has got, and whether it is stopped."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import os
+import threading
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+import psycopg
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
 from api.deps import Runner, allowed
+from api.errors import ApiProblem
 from api.routes.records import ERRORS
 from api.tokens import ROLES, Principal
+from channel_domain.store.projecting import Progress, ProjectionRunner
 
 router = APIRouter(tags=["projections"])
 Anyone = Annotated[Principal, Depends(allowed(*ROLES))]
+
+METRICS_INTERVAL_VARIABLE = "CHANNEL_DOMAIN_METRICS_INTERVAL_S"
+METRICS_WAIT_VARIABLE = "CHANNEL_DOMAIN_METRICS_WAIT_S"
 
 
 class ProjectionState(BaseModel):
@@ -22,6 +33,10 @@ class ProjectionState(BaseModel):
     position: int
     head: int
     lag: int
+    status: Literal["running", "failing"]
+    failing_position: int | None = None  # the event it stopped at; `position` is just before it
+    error: str | None = None  # the exception's type and message
+    since: datetime | None = None
 
 
 class ProjectionStates(BaseModel):
@@ -29,23 +44,106 @@ class ProjectionStates(BaseModel):
     next_cursor: str | None = None  # every projection fits on one page
 
 
+def state_of(progress: Progress) -> dict[str, Any]:
+    failure = progress.failure
+    return {"name": progress.name, "position": progress.position, "head": progress.head, "lag": progress.lag,
+            "status": progress.status, "failing_position": failure.position if failure else None,
+            "error": failure.error if failure else None, "since": failure.since if failure else None}
+
+
 @router.get("/v1/projections", response_model=ProjectionStates, responses=ERRORS,
-            summary="Each read model's position, the log's head and the lag between them")
+            summary="Each read model's position, the log's head, the lag between them, and whether it is failing")
 def projections(runner: Runner, _: Anyone) -> dict[str, Any]:
-    return {"items": [{"name": p.name, "position": p.position, "head": p.head, "lag": p.lag}
-                      for p in runner.progress()], "next_cursor": None}
+    return {"items": [state_of(p) for p in runner.progress()], "next_cursor": None}
+
+
+class MetricsCache:
+    """The figures /metrics serves, collected at most once per `interval_s` in a process, by
+    one request at a time: a scrape storm (several Prometheus servers, a dashboard refreshing)
+    costs the database one query per interval. The query waits at most `wait_s` for a pooled
+    connection — requests need them more — and, when it gets none or the database fails, the
+    last figures are served with their age (`channel_domain_metrics_age_seconds`)."""
+
+    def __init__(self, interval_s: float, wait_s: float) -> None:
+        self.interval_s = interval_s
+        self.wait_s = wait_s
+        self.collections = 0
+        self.failures = 0
+        self._figures: list[Progress] | None = None
+        self._taken_at = 0.0
+        self._collecting = threading.Lock()
+
+    def _fresh(self) -> bool:
+        return self._figures is not None and time.monotonic() - self._taken_at < self.interval_s
+
+    def figures(self, runner: ProjectionRunner) -> tuple[list[Progress], float]:
+        """The figures and their age in seconds."""
+        if not self._fresh() and self._collecting.acquire(timeout=max(self.wait_s, 0.001) * 4):
+            try:
+                if not self._fresh():  # another request may have collected while this one waited
+                    self._collect(runner)
+            finally:
+                self._collecting.release()
+        if self._figures is None:
+            raise ApiProblem(503, "metrics_unavailable", "no figures collected yet: the database did not answer",
+                             {"Retry-After": "1"})
+        return self._figures, time.monotonic() - self._taken_at
+
+    def _collect(self, runner: ProjectionRunner) -> None:
+        try:
+            with runner.datastore.pool.connection(timeout=self.wait_s) as conn:
+                figures = runner.progress(conn)
+        except (PoolTimeout, psycopg.Error):
+            self.failures += 1
+            return
+        self._figures, self._taken_at = figures, time.monotonic()
+        self.collections += 1
+
+
+_cache_guard = threading.Lock()
+
+
+def metrics_cache(request: Request) -> MetricsCache:
+    state = request.app.state
+    cache = getattr(state, "metrics_cache", None)
+    if cache is None:
+        with _cache_guard:
+            cache = getattr(state, "metrics_cache", None)
+            if cache is None:
+                cache = state.metrics_cache = MetricsCache(
+                    float(os.environ.get(METRICS_INTERVAL_VARIABLE, "5")),
+                    float(os.environ.get(METRICS_WAIT_VARIABLE, "0.5")))
+    return cache
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-def metrics(runner: Runner) -> Response:
+def metrics(runner: Runner, cache: Annotated[MetricsCache, Depends(metrics_cache)]) -> Response:
+    figures, age = cache.figures(runner)
     registry = CollectorRegistry()
     labels = ["projection"]
     position = Gauge("channel_domain_projection_position", "Last global position applied", labels, registry=registry)
     head = Gauge("channel_domain_projection_head", "Highest global position in the log", labels, registry=registry)
     lag = Gauge("channel_domain_projection_lag", "Events not yet applied", labels, registry=registry)
-    for progress in runner.progress():
+    failing = Gauge("channel_domain_projection_failing", "1 when the read model is stopped at an event it cannot"
+                    " apply (see GET /v1/projections, `channel-domain projections status`)", labels, registry=registry)
+    failing_position = Gauge("channel_domain_projection_failing_position",
+                             "The event a failing read model stopped at (0 when running)", labels, registry=registry)
+    failing_since = Gauge("channel_domain_projection_failing_since_timestamp_seconds",
+                          "When the read model stopped (0 when running)", labels, registry=registry)
+    for progress in figures:
         position.labels(progress.name).set(progress.position)
         head.labels(progress.name).set(progress.head)
         lag.labels(progress.name).set(progress.lag)
+        failure = progress.failure
+        failing.labels(progress.name).set(0 if failure is None else 1)
+        failing_position.labels(progress.name).set(0 if failure is None else failure.position)
+        failing_since.labels(progress.name).set(0 if failure is None else failure.since.timestamp())
+    Gauge("channel_domain_metrics_age_seconds", "Age of the figures above: collected at most once per"
+          f" {METRICS_INTERVAL_VARIABLE} (default 5 s); older when the database did not answer",
+          registry=registry).set(age)
+    Counter("channel_domain_metrics_collections", "Times this process read the figures from the database",
+            registry=registry).inc(cache.collections)
+    Counter("channel_domain_metrics_collection_failures", "Times this process could not read them (served the"
+            " last figures instead)", registry=registry).inc(cache.failures)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -47,9 +47,24 @@ def with_database_name(url: str, dbname: str) -> str:
     return make_conninfo(**params)
 
 
-def library_environment(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> dict[str, str]:
+POOL_SIZE_VARIABLE = "CHANNEL_DOMAIN_POOL_SIZE"  # connections each process keeps open (default 5)
+POOL_OVERFLOW_VARIABLE = "CHANNEL_DOMAIN_POOL_MAX_OVERFLOW"  # and may open beyond them under load (default 10)
+
+
+def _setting(variable: str, default: int, least: int) -> int:
+    given = os.environ.get(variable, "").strip()
+    if not given:
+        return default
+    if not given.isdigit() or int(given) < least:
+        raise ValueError(f"{variable} must be a whole number, at least {least}: {given!r}")
+    return int(given)
+
+
+def library_environment(url: str, *, pool_size: int | None = None, max_overflow: int | None = None) -> dict[str, str]:
     """Translate a connection URL into the `eventsourcing` library's POSTGRES_* settings."""
     params = conninfo_to_dict(url)
+    pool_size = _setting(POOL_SIZE_VARIABLE, 5, 1) if pool_size is None else pool_size
+    max_overflow = _setting(POOL_OVERFLOW_VARIABLE, 10, 0) if max_overflow is None else max_overflow
     return {
         "PERSISTENCE_MODULE": "channel_domain.store.recorder:Factory",
         "CREATE_TABLE": "no",  # the schema belongs to migrations/, not to the library

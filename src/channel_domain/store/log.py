@@ -25,11 +25,17 @@ The reader emits a contiguous run of positions at once. At a gap it records that
 position as soon as a later snapshot shows all of them finished. The wait is as long as the
 slowest transaction that was running, typically milliseconds; nothing is skipped on a timer.
 A transaction id is drawn only when a gap is met, not on every read.
+
+The library's own readers (`Application.notification_log`, `NotificationLogReader`, a
+`Follower`'s pulls, `NotificationLogJSONService`) call `select_notifications(start, limit)`
+and take the last id returned as their checkpoint: they keep no fence between calls.
+`read_settled` gives them this reader's guarantee in one call (see its docstring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from eventsourcing.persistence import Notification
@@ -84,6 +90,11 @@ class EventLog:
             self.position = position
         return batch
 
+    @property
+    def held_at_gap(self) -> bool:
+        """True when the last read stopped at a gap that a running transaction may still fill."""
+        return self._fence is not None
+
     def follow(self, limit: int = 1000) -> Iterator[list[Notification]]:
         """Batches until the reader has caught up with what is safely readable now."""
         while batch := self.read(limit):
@@ -109,6 +120,56 @@ class EventLog:
             assert row is not None
         unlisted = range(snapshot.xmax, row["xid"])
         return _Fence(highest_seen, snapshot.in_progress | frozenset(unlisted))
+
+
+def read_settled(
+    recorder: EventRecorder,
+    *,
+    after: int,
+    limit: int,
+    stop: int | None = None,
+    topics: Sequence[str] = (),
+    wait_s: float = 5.0,
+) -> list[Notification]:
+    """Up to `limit` events after `after` (up to `stop`, of `topics` if any), in position
+    order, none of which a late commit can ever precede: a caller that resumes after the last
+    one returned misses nothing.
+
+    A stateless caller cannot hold a fence from one call to the next, so this call holds one
+    itself: when the very next position is a gap, it waits until every transaction that could
+    fill it has ended (as long as the slowest transaction running at the time, usually
+    milliseconds; transaction ids are server-wide, so other databases' transactions count
+    too), then goes on. It returns at once with what it has whenever it has found something,
+    so only a reader already at the head waits. After `wait_s` with the gap still open it
+    returns nothing — "nothing yet" — and never passes the gap: the caller asks again.
+    """
+    log = EventLog(recorder, after=after)
+    found: list[Notification] = []
+    deadline = time.monotonic() + wait_s
+    pause = 0.001
+    # Filtering by topic happens after the fence, which must see every position; read wider.
+    batch_size = max(limit, 500) if topics else limit
+    while len(found) < limit:
+        if stop is not None and log.position >= stop:
+            break
+        asked = batch_size if stop is None else min(batch_size, stop - log.position)
+        batch = log.read(asked)
+        for notification in batch:
+            if stop is not None and notification.id > stop:
+                return found
+            if not topics or notification.topic in topics:
+                found.append(notification)
+                if len(found) == limit:
+                    return found
+        if not log.held_at_gap:
+            if len(batch) == asked:
+                continue
+            break  # caught up with everything committed
+        if found or time.monotonic() >= deadline:
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return found
 
 
 _SNAPSHOT_FACTS = """

@@ -7,21 +7,39 @@ never commits. The runner reads with `EventLog` (which never passes a late commi
 positions arrive in order, each once. Two workers never run one projection at once: each
 holds a session advisory lock on the projection's name, released by PostgreSQL if the
 worker dies, so another takes over.
+
+A poison event — one a read model cannot apply — stops that read model alone, loudly: its
+batch is tried again a few times (`attempts`, with a growing pause), then narrowed down to
+the event that fails; what precedes the event commits, and the read model is marked failing
+at it in `projection_failures`, which every process reads (the traceback is logged once).
+It stays there until an operator retries it (after a fix) or records a decision to skip that
+event (`channel_domain.operations.ProjectionSkip`); never skipped automatically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import multiprocessing
+import os
 import threading
-from collections.abc import Sequence
+import time
+import traceback
+import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
-from eventsourcing.persistence import Notification
+import psycopg
+from eventsourcing.persistence import InterfaceError, Notification
+from eventsourcing.persistence import OperationalError as LibraryOperationalError
+from psycopg_pool import PoolTimeout
 
+from channel_domain.operations import skip_decision_id
 from channel_domain.store.log import EventLog
+from channel_domain.store.recorder import EVENTS_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +60,94 @@ def _forget_state(projection: Projection) -> None:
         reset()
 
 
+ATTEMPTS_VARIABLE = "CHANNEL_DOMAIN_PROJECTION_ATTEMPTS"
+RETRY_PAUSE_VARIABLE = "CHANNEL_DOMAIN_PROJECTION_RETRY_S"
+DEFAULT_ATTEMPTS = 3
+DEFAULT_RETRY_PAUSE_S = 1.0  # then twice as long before each further attempt
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A read model stopped at an event it cannot apply (a row of `projection_failures`)."""
+
+    position: int
+    event_id: Any
+    event_type: str
+    error: str
+    attempts: int
+    since: datetime
+
+
 @dataclass(frozen=True)
 class Progress:
     name: str
     position: int
     head: int
+    failure: Failure | None = None
 
     @property
     def lag(self) -> int:
         return max(0, self.head - self.position)
 
+    @property
+    def status(self) -> str:
+        return "running" if self.failure is None else "failing"
+
+
+class CheckpointMoved(RuntimeError):
+    """Another worker advanced the checkpoint under this one: not the events' fault."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether `error` says the database could not be used (gone, restarting, saturated, a
+    deadlock) rather than that the events cannot be applied: retried for as long as it lasts,
+    never counted against the events. psycopg's OperationalError is too wide for this (an
+    index row too large is one), so connection problems are told by SQLSTATE class."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, PoolTimeout | InterfaceError | psycopg.InterfaceError | CheckpointMoved):
+            return True
+        if isinstance(seen, psycopg.Error):
+            state = seen.sqlstate
+            return state is None or state[:2] in ("08", "53", "57", "40")
+        seen = seen.__cause__
+    return isinstance(error, LibraryOperationalError)
+
+
+@dataclass
+class _Attempts:
+    position: int  # the checkpoint the failing attempts started from
+    count: int = 0
+    next_at: float = 0.0  # time.monotonic() before which the read model is not tried again
+
+
+def _event_type(notification: Notification) -> str:
+    return notification.topic.partition(":")[2]
+
+
+def _event_id(notification: Notification) -> uuid.UUID:
+    # The same stable id the audit trail gives the event (uuid5 of its record id and version).
+    return uuid.uuid5(notification.originator_id, str(notification.originator_version))
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:2000]
+
 
 class ProjectionRunner:
-    def __init__(self, app: Any, projections: Sequence[Projection], batch_size: int = 2000) -> None:
+    def __init__(self, app: Any, projections: Sequence[Projection], batch_size: int = 2000, *,
+                 attempts: int | None = None, retry_pause_s: float | None = None) -> None:
         self.app = app  # the ChannelDepartment: its recorder, datastore and mapper
         self.projections = list(projections)
         self.batch_size = batch_size
+        # How many times a batch that fails is tried before its read model stops at the event.
+        self.attempts = max(1, attempts if attempts is not None
+                            else int(os.environ.get(ATTEMPTS_VARIABLE, DEFAULT_ATTEMPTS)))
+        self.retry_pause_s = max(0.0, retry_pause_s if retry_pause_s is not None
+                                 else float(os.environ.get(RETRY_PAUSE_VARIABLE, DEFAULT_RETRY_PAUSE_S)))
         self._logs: dict[tuple[str, ...], EventLog] = {}
         self._applied: dict[str, int] = {}  # the checkpoint this runner last committed, by projection
+        self._attempts: dict[str, _Attempts] = {}  # read models whose batch failed and will be tried again
 
     @property
     def datastore(self) -> Any:
@@ -85,11 +173,26 @@ class ProjectionRunner:
         """Bring the projections up to the head. Those at the same checkpoint — all of them,
         once caught up — share one read and one decoding of each batch, the costliest part
         of projecting; each still commits its batch with its own checkpoint, so one failing
-        does not hold back the others (its error is raised once they are done)."""
-        checkpoints = self._checkpoints([p.name for p in projections])
+        does not hold back the others (its error is raised once they are done).
+
+        A read model marked failing is left where it stopped; one whose last attempt failed
+        waits out its pause before it is tried again."""
+        states = self._states([p.name for p in projections])
+        now = time.monotonic()
         groups: dict[int, list[Projection]] = {}
         for projection in projections:
-            start = checkpoints.get(projection.name, 0)
+            start, failure = states.get(projection.name, (0, None))
+            tries = self._attempts.get(projection.name)
+            if failure is not None and failure.position <= start:
+                # Moved past the event since it stopped (a rebuild applied it): nothing to wait for.
+                self._clear_stale_failure(projection.name, failure.position)
+            elif failure is not None:
+                self._attempts.pop(projection.name, None)  # an operator's turn now
+                continue
+            if tries is not None and tries.position != start:
+                del self._attempts[projection.name]  # it moved on since (another worker, a skip)
+            elif tries is not None and tries.next_at > now:
+                continue
             if self._applied.get(projection.name) != start:
                 # Not where this runner left it: a rollback, another worker or a rebuild.
                 _forget_state(projection)
@@ -100,15 +203,25 @@ class ProjectionRunner:
             log = self._logs.get(key)
             if log is None or log.position != start:
                 log = self._logs[key] = EventLog(self.app.event_recorder, after=start)
+            at = start
             for batch in log.follow(self.batch_size):
                 events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
+                skips = self._skips([p.name for p in group], batch[0].id, batch[-1].id)
+                failed: list[tuple[Projection, Exception]] = []
                 for projection in list(group):
                     try:
-                        self._apply(projection, events)
+                        self._apply(projection, events, skips.get(projection.name, ()))
+                        self._attempts.pop(projection.name, None)
                     except Exception as error:  # noqa: BLE001 - raised below, after the others
                         self._applied.pop(projection.name, None)
+                        _forget_state(projection)
                         group.remove(projection)
                         failure = failure or error
+                        if not is_transient(error):
+                            failed.append((projection, error))
+                for projection, error in failed:  # out of the handler: its traceback is the event's alone
+                    self._failed(projection, at, events, skips.get(projection.name, ()), error)
+                at = batch[-1].id
                 read += len(batch)
                 if not group:
                     break
@@ -120,10 +233,136 @@ class ProjectionRunner:
             raise failure
         return read
 
-    def _apply(self, projection: Projection, events: Sequence[tuple[Notification, Any]]) -> None:
-        position = events[-1][0].id
+    def _failed(self, projection: Projection, at: int, events: Sequence[tuple[Notification, Any]],
+                skip: Collection[int], error: Exception) -> None:
+        """A batch after position `at` failed for `projection`: try again later, or — the
+        attempts spent — stop the read model at the event that fails."""
+        tries = self._attempts.get(projection.name)
+        if tries is None or tries.position != at:
+            tries = self._attempts[projection.name] = _Attempts(at)
+        tries.count += 1
+        with contextlib.suppress(AttributeError):  # logged here: run() does not log it again
+            error._channel_domain_reported = True  # type: ignore[attr-defined]
+        if tries.count < self.attempts:
+            pause = self.retry_pause_s * 2 ** (tries.count - 1)
+            tries.next_at = time.monotonic() + pause
+            logger.warning("read model %s failed on the events after position %d (attempt %d of %d): %s;"
+                           " trying again in %.1f s", projection.name, at, tries.count, self.attempts,
+                           _error_text(error), pause)
+            return
+        del self._attempts[projection.name]
+        found = self._narrow(projection, events, skip)
+        if found is None:
+            logger.warning("read model %s: the events after position %d went through when applied in"
+                           " smaller batches", projection.name, at)
+            return
+        poison, poison_error = found
+        if self._heal_skip(projection.name, poison.id):
+            return
+        self._mark_failing(projection.name, poison, poison_error, tries.count)
+
+    def _narrow(self, projection: Projection, events: Sequence[tuple[Notification, Any]],
+                skip: Collection[int]) -> tuple[Notification, Exception] | None:
+        """Apply `events` in ever smaller batches, committing each that goes through, down to
+        the first event that fails alone: returned with its error (None if none fails)."""
+        pending = list(events)
+        size = max(1, len(pending) // 2)  # the whole batch has just failed
+        while pending:
+            while True:
+                try:
+                    self._apply(projection, pending[:size], skip)
+                    break
+                except Exception as error:  # noqa: BLE001 - the poison, or raised if transient
+                    if is_transient(error):
+                        raise
+                    _forget_state(projection)
+                    if size == 1:
+                        return pending[0][0], error
+                    size //= 2
+            pending = pending[size:]
+            size = len(pending)
+        return None
+
+    def _heal_skip(self, name: str, position: int) -> bool:
+        """The skip is decided by its event in the log, and `projection_skips` indexes it; an
+        operator interrupted between the two leaves the event alone: found here, indexed."""
+        decision_id = skip_decision_id(name, position)
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            projection.apply(curs, events)
+            curs.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE originator_id = %s LIMIT 1",  # noqa: S608
+                         (decision_id,))
+            if curs.fetchone() is None:
+                return False
+            curs.execute("INSERT INTO projection_skips (name, position, decision_id) VALUES (%s, %s, %s)"
+                         " ON CONFLICT DO NOTHING", (name, position, decision_id))
+        logger.warning("read model %s: position %d is skipped by an operator's decision (%s)", name, position,
+                       decision_id)
+        return True
+
+    def _clear_stale_failure(self, name: str, position: int) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute("DELETE FROM projection_failures WHERE name = %s AND position = %s", (name, position))
+        logger.warning("read model %s has applied position %d since it stopped there: running again", name, position)
+
+    def _mark_failing(self, name: str, poison: Notification, error: Exception, attempts: int) -> None:
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.execute(
+                "INSERT INTO projection_failures (name, position, event_id, event_type, error, traceback, attempts)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, event_id = EXCLUDED.event_id,"
+                " event_type = EXCLUDED.event_type, error = EXCLUDED.error, traceback = EXCLUDED.traceback,"
+                " attempts = EXCLUDED.attempts, since = now()",
+                (name, poison.id, _event_id(poison), _event_type(poison), _error_text(error),
+                 "".join(traceback.format_exception(error)), attempts),
+            )
+        # The one log line with the traceback: the attempts before it logged a line each.
+        logger.error("read model %s STOPPED at position %d (%s, event %s) after %d attempts: %s. The other read"
+                     " models go on. Once fixed: `channel-domain projections retry %s`; to pass over this one"
+                     " event instead: `channel-domain projections retry %s --skip %d --reason ... --actor ...`",
+                     name, poison.id, _event_type(poison), _event_id(poison), attempts, _error_text(error),
+                     name, name, poison.id, exc_info=error)
+
+    def _skips(self, names: Sequence[str], first: int, last: int) -> dict[str, set[int]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT name, position FROM projection_skips"
+                         " WHERE name = ANY(%s) AND position BETWEEN %s AND %s", (list(names), first, last))
+            skips: dict[str, set[int]] = {}
+            for row in curs.fetchall():
+                skips.setdefault(row["name"], set()).add(row["position"])
+            return skips
+
+    def _states(self, names: Sequence[str]) -> dict[str, tuple[int, Failure | None]]:
+        """Each read model's checkpoint and, when it is stopped, its failure: one query."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            return {name: (position, failure) for name, position, _, failure in self._read_states(curs, names)}
+
+    @staticmethod
+    def _read_states(curs: Any, names: Sequence[str], *, head: bool = False) -> list[tuple[str, int, int, Failure | None]]:
+        curs.execute(
+            "SELECT n.name, coalesce(c.position, 0) AS position, f.position AS failing_position, f.event_id,"
+            " f.event_type, f.error, f.attempts, f.since,"
+            + (f" (SELECT coalesce(max(position), 0) FROM {EVENTS_TABLE}) AS head" if head else " 0 AS head")
+            + " FROM unnest(%s::text[]) WITH ORDINALITY AS n(name, ord)"
+            " LEFT JOIN projection_checkpoints c ON c.name = n.name"
+            " LEFT JOIN projection_failures f ON f.name = n.name ORDER BY n.ord",
+            (list(names),),
+        )
+        return [
+            (row["name"], row["position"], row["head"],
+             None if row["failing_position"] is None else Failure(
+                 row["failing_position"], row["event_id"], row["event_type"], row["error"], row["attempts"],
+                 row["since"]))
+            for row in curs.fetchall()
+        ]
+
+    def _apply(self, projection: Projection, events: Sequence[tuple[Notification, Any]],
+               skip: Collection[int] = ()) -> None:
+        """Apply `events` and move the checkpoint past them, in one transaction; the
+        positions in `skip` (an operator's decisions) move the checkpoint but are not applied."""
+        position = events[-1][0].id
+        chosen = [pair for pair in events if pair[0].id not in skip] if skip else events
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            if chosen:
+                projection.apply(curs, chosen)
             curs.execute(
                 "INSERT INTO projection_checkpoints (name, position) VALUES (%s, %s)"
                 " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
@@ -132,16 +371,24 @@ class ProjectionRunner:
             )
             if curs.rowcount != 1:
                 # Someone else moved this checkpoint: roll the batch back rather than apply it twice.
-                raise RuntimeError(f"projection {projection.name} was advanced by another worker")
+                raise CheckpointMoved(f"projection {projection.name} was advanced by another worker")
         self._applied[projection.name] = position
 
     def head(self) -> int:
         """The log's last position: what every projection is heading for."""
         return self.app.event_recorder.max_notification_id() or 0
 
-    def progress(self) -> list[Progress]:
-        head = self.head()
-        return [Progress(p.name, self.checkpoint(p.name), head) for p in self.projections]
+    def progress(self, conn: Any = None) -> list[Progress]:
+        """Every read model's position, state and the log's head, read in one query (on
+        `conn` when given, else on a pooled connection)."""
+        names = [p.name for p in self.projections]
+        if conn is None:
+            with self.datastore.get_connection() as pooled, pooled.cursor() as curs:
+                rows = self._read_states(curs, names, head=True)
+        else:
+            with conn.cursor() as curs:
+                rows = self._read_states(curs, names, head=True)
+        return [Progress(name, position, head, failure) for name, position, head, failure in rows]
 
     def run(self, stop: threading.Event, idle_wait: float = 0.2, own_process: bool = False) -> None:
         """Keep every projection this worker can lock up to date until `stop` is set.
@@ -152,6 +399,7 @@ class ProjectionRunner:
         catch-up), thawed and collected once whenever the worker falls idle."""
         with self.datastore.get_connection() as lock_conn, lock_conn.cursor() as lock:
             held: set[str] = set()
+            last_trouble = ""
             try:
                 while not stop.is_set():
                     for projection in self.projections:
@@ -164,9 +412,17 @@ class ProjectionRunner:
                     busy = False
                     try:
                         busy = self.catch_up_together([p for p in self.projections if p.name in held]) > 0
-                    except Exception:
-                        logger.exception("a projection failed; retrying")
+                        last_trouble = ""
+                    except Exception as error:
                         self._logs.clear()
+                        if not getattr(error, "_channel_domain_reported", False):
+                            # The database away: the traceback once, then a line when it changes.
+                            trouble = _error_text(error)
+                            if not last_trouble:
+                                logger.exception("projecting failed; trying again")
+                            elif trouble != last_trouble:
+                                logger.warning("projecting still fails: %s", trouble)
+                            last_trouble = trouble
                     if own_process:
                         _spare_the_collector(busy)
                     if not busy:
@@ -240,3 +496,60 @@ def start_in_background(runner: ProjectionRunner) -> tuple[threading.Thread, thr
     thread = threading.Thread(target=runner.run, args=(stop,), name="projections", daemon=True)
     thread.start()
     return thread, stop
+
+
+# Operator commands (`channel-domain projections ...`) ---------------------------------------
+
+
+class SkipRefused(Exception):
+    """The skip was not recorded: the read model is not stopped at that position."""
+
+
+def failure_of(datastore: Any, name: str) -> tuple[Failure, str] | None:
+    """A stopped read model's failure and the traceback logged with it."""
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute("SELECT position, event_id, event_type, error, attempts, since, traceback"
+                     " FROM projection_failures WHERE name = %s", (name,))
+        row = curs.fetchone()
+    if row is None:
+        return None
+    return Failure(row["position"], row["event_id"], row["event_type"], row["error"], row["attempts"],
+                   row["since"]), row["traceback"]
+
+
+def retry(datastore: Any, name: str) -> Failure | None:
+    """Clear a read model's failing state: the workers try it again from its checkpoint (with
+    their attempts afresh). Returns the failure cleared, None if it was not failing."""
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        curs.execute("DELETE FROM projection_failures WHERE name = %s"
+                     " RETURNING position, event_id, event_type, error, attempts, since", (name,))
+        row = curs.fetchone()
+    if row is None:
+        return None
+    logger.warning("read model %s: failing state at position %d cleared by an operator", name, row["position"])
+    return Failure(row["position"], row["event_id"], row["event_type"], row["error"], row["attempts"], row["since"])
+
+
+def skip(app: Any, name: str, position: int, reason: str) -> Any:
+    """Record the operator's decision that read model `name` passes over the event at
+    `position`, where it is stopped, and let the workers go on past it. Run inside the
+    operator's `acting_as(...)`: the decision is an event (ProjectionSkip.Decided) naming them,
+    written first; the workers' index of it and the cleared failure follow in one transaction,
+    and a run interrupted in between is completed by running it again (the decision is not
+    taken twice) or by the worker, which finds the decision in the log. Returns the command's
+    outcome (its position is the decision's)."""
+    datastore = app.event_recorder.datastore
+    stopped = failure_of(datastore, name)
+    if stopped is None or stopped[0].position != position:
+        at = f"stopped at position {stopped[0].position}" if stopped else "not stopped"
+        raise SkipRefused(f"read model {name} is {at}: only the event a read model is stopped at is skipped")
+    failure = stopped[0]
+    outcome = app.skip_projection_event(projection=name, position=position, event_id=failure.event_id,
+                                        event_type=failure.event_type, reason=reason)
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        curs.execute("INSERT INTO projection_skips (name, position, decision_id) VALUES (%s, %s, %s)"
+                     " ON CONFLICT DO NOTHING", (name, position, outcome.id))
+        curs.execute("DELETE FROM projection_failures WHERE name = %s AND position = %s", (name, position))
+    logger.warning("read model %s: position %d (%s) skipped by an operator's decision, event at position %d",
+                   name, position, failure.event_type, outcome.position)
+    return outcome

@@ -5,19 +5,30 @@ The projection's SQL names its tables without a schema, so the shadow build runs
 `search_path` set to a schema of its own holding empty copies of those tables. The switch
 locks the live tables (waiting for the live worker's batch in flight, and holding its next
 one), applies the last events to the shadow, swaps the tables and moves the checkpoint — all
-in one transaction, so readers see the old model or the new, never a mix. Views over the
-tables (`audit_findings`, `commission_statements`) follow them by object id, not by name, so
-the switch drops them and creates them again over the new tables.
+in one transaction, so readers see the old model or the new, never a mix.
+
+What a DBA set on the live tables stays with them through the switch (`carry_settings`):
+owner, privileges (table and column), comments, index and constraint names, storage
+parameters, row security and its policies, triggers, replica identity, publications,
+statistics targets and foreign keys. Views over the tables (`audit_findings`,
+`commission_statements`) follow them by object id, not by name: they are replaced in place
+(`CREATE OR REPLACE VIEW`) over the new tables, so they keep their own identity, grants and
+comments. The switch then compares every one of those settings on the old and new tables and
+drops the old ones without CASCADE: a setting it could not carry, or anything else that
+depends on the old tables (a materialized view, a foreign key into them), stops the switch
+with nothing changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from channel_domain.store.log import EventLog
@@ -37,6 +48,11 @@ class RebuildReport:
 class NotRebuildable(Exception):
     """The projection keeps evidence (it says `rebuildable = False`): rebuilt from the log as it
     is now, it would vouch for whatever the log has become."""
+
+
+class SettingsNotCarried(Exception):
+    """The switch could not give the new tables something the DBA set on the old ones; it was
+    rolled back, and the live read models are untouched."""
 
 
 class Rebuilder:
@@ -69,17 +85,24 @@ class Rebuilder:
         each reading the log and building its share of the shadow tables: the work is Python,
         bound to one core per process, and read models do not depend on one another."""
         self._create_shadow()
-        # Another process can open the database only by its URL.
-        groups = share_out(self.projections, processes if getattr(self.app, "database_url", None) else 1)
-        if len(groups) == 1:
-            log = EventLog(self.app.event_recorder)
-            for batch in log.follow(self.batch_size):
-                self._apply(batch, SHADOW, groups[0])
-                progress(batch[-1].id)
-            built = [(groups[0], log.position)]
-        else:
-            built = self._build_in_processes(groups, progress)
-        return self._switch(built, progress)
+        try:
+            # Another process can open the database only by its URL.
+            groups = share_out(self.projections, processes if getattr(self.app, "database_url", None) else 1)
+            if len(groups) == 1:
+                log = EventLog(self.app.event_recorder)
+                for batch in log.follow(self.batch_size):
+                    self._apply(batch, SHADOW, groups[0])
+                    progress(batch[-1].id)
+                built = [(groups[0], log.position)]
+            else:
+                built = self._build_in_processes(groups, progress)
+            return self._switch(built, progress)
+        except BaseException:
+            # A copy of the read models is no use once the switch is off; it only holds space.
+            with contextlib.suppress(Exception):  # the first failure is the one to tell
+                with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+                    curs.execute(f"DROP SCHEMA IF EXISTS {SHADOW} CASCADE")
+            raise
 
     def _build_in_processes(self, groups: list[list[Projection]], progress: Callable[[int], None]
                             ) -> list[tuple[list[Projection], int]]:
@@ -112,6 +135,7 @@ class Rebuilder:
             curs.execute(f"CREATE SCHEMA {SHADOW}")
             for table in self.tables:
                 curs.execute(f"CREATE TABLE {SHADOW}.{table} (LIKE public.{table} INCLUDING ALL)")
+                _name_indexes_as_live(curs, table)
 
     def _apply(self, batch: list[Any], schema: str, projections: list[Projection], curs: Any = None) -> None:
         events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
@@ -148,25 +172,36 @@ class Rebuilder:
                 rows[table] = (row["live"], row["rebuilt"])
             curs.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
             curs.execute(f"CREATE SCHEMA {RETIRED}")
-            for view in reversed(views):
-                curs.execute(f"DROP VIEW public.{view.name}")
             for table in tables:
                 curs.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
                 curs.execute(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
             curs.execute("SET LOCAL search_path = public")
+            # Replaced, not dropped and created: a view keeps its oid, so its owner, grants,
+            # comments, triggers and the views over it stay as they were.
             for view in views:
-                curs.execute(f"CREATE VIEW public.{view.name} AS {view.definition}")
-                if view.comment is not None:
-                    curs.execute(sql.SQL("COMMENT ON VIEW public.{} IS {}").format(
-                        sql.Identifier(view.name), sql.Literal(view.comment)))
+                options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
+                    _option(option) for option in view.options)) if view.options else sql.SQL("")
+                curs.execute(sql.SQL("CREATE OR REPLACE VIEW public.{}{} AS ").format(
+                    sql.Identifier(view.name), options) + sql.SQL(view.definition))
+            for table in tables:
+                carry_settings(curs, table)
             for chosen in self.projections:
                 curs.execute(
                     "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
                     " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
                     (chosen.name, positions[chosen.name]),
                 )
-            curs.execute(f"DROP SCHEMA {SHADOW} CASCADE")
-            curs.execute(f"DROP SCHEMA {RETIRED} CASCADE")
+            curs.execute(f"DROP SCHEMA {SHADOW}")
+            # Without CASCADE: whatever still depends on an old table (a materialized view, a
+            # foreign key into it) stops the switch here rather than being dropped with it.
+            try:
+                curs.execute(f"DROP TABLE {', '.join(f'{RETIRED}.{t}' for t in tables)}")
+            except psycopg.errors.DependentObjectsStillExist as kept:
+                detail = kept.diag.message_detail or ""
+                raise SettingsNotCarried(
+                    f"other objects depend on the read model's tables and would be lost with them:"
+                    f" {detail.replace(RETIRED + '.', '')}; nothing was switched") from None
+            curs.execute(f"DROP SCHEMA {RETIRED}")
         return RebuildReport(", ".join(chosen.name for chosen in self.projections), min(positions.values()), rows)
 
 
@@ -193,7 +228,7 @@ def _build_share(app_type: type, url: str, projection_types: list[type], batch_s
 class View:
     name: str
     definition: str
-    comment: str | None
+    options: list[str]
 
 
 def _dependent_views(curs: Any, tables: tuple[str, ...]) -> list[View]:
@@ -208,9 +243,223 @@ def _dependent_views(curs: Any, tables: tuple[str, ...]) -> list[View]:
         "  SELECT r.ev_class, reads.depth + 1 FROM reads JOIN pg_depend d ON d.refobjid = reads.view"
         "  JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class <> reads.view)"
         " SELECT c.relname AS name, pg_get_viewdef(c.oid) AS definition,"
-        " obj_description(c.oid, 'pg_class') AS comment, max(reads.depth) AS depth"
+        " coalesce(c.reloptions, '{}') AS options, max(reads.depth) AS depth"
         " FROM reads JOIN pg_class c ON c.oid = reads.view AND c.relkind = 'v'"
-        " GROUP BY c.oid, c.relname ORDER BY depth, c.relname",
+        " GROUP BY c.oid, c.relname, c.reloptions ORDER BY depth, c.relname",
         ([f"public.{table}" for table in tables],),
     )
-    return [View(row["name"], row["definition"], row["comment"]) for row in curs.fetchall()]
+    return [View(row["name"], row["definition"], row["options"]) for row in curs.fetchall()]
+
+
+def _option(option: str) -> sql.Composable:
+    """A storage parameter as `reloptions` keeps it (`name=value`), as SQL."""
+    name, _, value = option.partition("=")
+    return sql.SQL("{} = {}").format(sql.SQL(".").join(map(sql.Identifier, name.split("."))), sql.Literal(value))
+
+
+_INDEX_SHAPES = (
+    "SELECT ic.relname AS name, def,"
+    " format('CREATE %%sINDEX %%s ON %%s.%%s ', CASE WHEN i.indisunique THEN 'UNIQUE ' ELSE '' END,"
+    "        quote_ident(ic.relname), quote_ident(n.nspname), quote_ident(tc.relname)) AS prefix"
+    " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class tc ON tc.oid = i.indrelid"
+    " JOIN pg_namespace n ON n.oid = tc.relnamespace, pg_get_indexdef(i.indexrelid) AS def"
+    " WHERE i.indrelid = %s::regclass ORDER BY ic.relname"
+)
+
+
+def _index_shapes(curs: Any, table: str) -> list[tuple[str, str]]:
+    """Each index of `table` (schema-qualified) as (name, definition without name and table)."""
+    curs.execute(_INDEX_SHAPES, (table,))
+    shapes = []
+    for row in curs.fetchall():
+        if not row["def"].startswith(row["prefix"]):
+            raise SettingsNotCarried(f"cannot read the definition of index {row['name']}: {row['def']}")
+        shapes.append((row["name"], row["def"][len(row["prefix"]):]))
+    return shapes
+
+
+def _name_indexes_as_live(curs: Any, table: str) -> None:
+    """`CREATE TABLE … LIKE` names the copied indexes (and the constraints they back) by its own
+    rules; migrations and DBAs name them by theirs. Give each shadow index the name of the live
+    index of the same definition."""
+    live = _index_shapes(curs, f"public.{table}")
+    shadow = _index_shapes(curs, f"{SHADOW}.{table}")
+    wanted: dict[str, list[str]] = {}
+    for name, shape in live:
+        wanted.setdefault(shape, []).append(name)
+    renames = []
+    for name, shape in shadow:
+        if not wanted.get(shape):
+            raise SettingsNotCarried(f"{table}: the shadow index {name} matches no live index")
+        renames.append((name, wanted[shape].pop(0)))
+    # Through names of our own first, so that no rename collides with a name not yet moved.
+    for n, (name, _) in enumerate(renames):
+        curs.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+            sql.Identifier(SHADOW, name), sql.Identifier(f"rebuild_index_{n}")))
+    for n, (_, final) in enumerate(renames):
+        curs.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+            sql.Identifier(SHADOW, f"rebuild_index_{n}"), sql.Identifier(final)))
+
+
+def _acl(curs: Any, relation: sql.Composable, column: str | None = None) -> set[tuple[str, str, str, bool]]:
+    """Privileges as (grantor, grantee, privilege, grantable); grantee '' is PUBLIC. A table's
+    never-granted ACL reads as its default (the owner's), so NULL and explicit compare alike."""
+    if column is None:
+        source = sql.SQL("SELECT coalesce(relacl, acldefault('r', relowner)) AS acl FROM pg_class WHERE oid = {}::regclass")
+        curs.execute(sql.SQL("SELECT (a).grantor::regrole::text AS grantor,"
+                             " CASE WHEN (a).grantee = 0 THEN '' ELSE (a).grantee::regrole::text END AS grantee,"
+                             " (a).privilege_type AS privilege, (a).is_grantable AS grantable"
+                             " FROM (SELECT aclexplode(acl) AS a FROM ({}) s) e").format(
+                                 source.format(sql.Literal(relation.as_string(curs)))))
+    else:
+        curs.execute(sql.SQL("SELECT (a).grantor::regrole::text AS grantor,"
+                             " CASE WHEN (a).grantee = 0 THEN '' ELSE (a).grantee::regrole::text END AS grantee,"
+                             " (a).privilege_type AS privilege, (a).is_grantable AS grantable"
+                             " FROM (SELECT aclexplode(attacl) AS a FROM pg_attribute"
+                             "       WHERE attrelid = {}::regclass AND attname = {}) e").format(
+                                 sql.Literal(relation.as_string(curs)), sql.Literal(column)))
+    return {(r["grantor"], r["grantee"], r["privilege"], r["grantable"]) for r in curs.fetchall()}
+
+
+def _role(name: str) -> sql.Composable:
+    # regrole::text quotes a name when it must; PUBLIC is the empty grantee.
+    return sql.SQL("PUBLIC") if name == "" else sql.SQL(name)
+
+
+def _grant(curs: Any, relation: sql.Composable, entries: set[tuple[str, str, str, bool]], owner: str,
+           column: str | None = None) -> None:
+    """Grant each entry as its grantor did: the owner's first, then those given through a grant
+    option (as that grantor, which needs the rebuilder to be a member of it, as a superuser is)."""
+    target = sql.SQL("({}) ON TABLE {}").format(sql.Identifier(column), relation) if column else \
+        sql.SQL("ON TABLE {}").format(relation)
+    for grantor, grantee, privilege, grantable in sorted(entries, key=lambda e: (e[0] != owner, e)):
+        statement = sql.SQL("GRANT {} {} TO {}{}").format(
+            sql.SQL(privilege), target, _role(grantee), sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+        if grantor == owner:
+            curs.execute(statement)
+        else:
+            curs.execute(sql.SQL("SET LOCAL ROLE {}").format(_role(grantor)))
+            curs.execute(statement)
+            curs.execute("SET LOCAL ROLE NONE")
+
+
+def settings(curs: Any, table: sql.Composable) -> dict[str, Any]:
+    """What a DBA may set on a table, in a form that compares across two tables of one shape."""
+    name = sql.Literal(table.as_string(curs))
+    found: dict[str, Any] = {}
+    curs.execute(sql.SQL("SELECT format('%I.%I', n.nspname, c.relname) AS qualified FROM pg_class c"
+                         " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {}::regclass").format(name))
+    qualified = curs.fetchone()["qualified"]
+    curs.execute(sql.SQL(
+        "SELECT relowner::regrole::text AS owner, obj_description(oid, 'pg_class') AS comment,"
+        " coalesce(reloptions, '{{}}') AS options, relrowsecurity AS row_security,"
+        " relforcerowsecurity AS force_row_security, relreplident AS replica_identity,"
+        " reltablespace AS tablespace FROM pg_class WHERE oid = {}::regclass").format(name))
+    found.update(curs.fetchone())
+    found["privileges"] = _acl(curs, table)
+    curs.execute(sql.SQL(
+        "SELECT attname AS name, attstattarget AS statistics, col_description(attrelid, attnum) AS comment,"
+        " attacl IS NOT NULL AS granted FROM pg_attribute"
+        " WHERE attrelid = {}::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum").format(name))
+    columns = curs.fetchall()
+    found["columns"] = [(c["name"], c["statistics"], c["comment"]) for c in columns]
+    found["column_privileges"] = {c["name"]: _acl(curs, table, c["name"]) for c in columns if c["granted"]}
+    found["indexes"] = _index_shapes(curs, table.as_string(curs))
+    curs.execute(sql.SQL(
+        "SELECT ic.relname AS name, obj_description(ic.oid, 'pg_class') AS comment, i.indisreplident AS replica,"
+        " ic.reltablespace AS tablespace, coalesce(ic.reloptions, '{{}}') AS options"
+        " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid WHERE i.indrelid = {}::regclass"
+        " ORDER BY ic.relname").format(name))
+    found["index_settings"] = [tuple(row.values()) for row in curs.fetchall()]
+    curs.execute(sql.SQL(
+        "SELECT conname AS name, contype AS kind, pg_get_constraintdef(oid) AS definition,"
+        " obj_description(oid, 'pg_constraint') AS comment FROM pg_constraint"
+        " WHERE conrelid = {}::regclass ORDER BY conname").format(name))
+    found["constraints"] = [tuple(row.values()) for row in curs.fetchall()]
+    curs.execute(sql.SQL(
+        "SELECT polname AS name, polcmd AS command, polpermissive AS permissive,"
+        " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE r::regrole::text END FROM unnest(polroles) r ORDER BY 1)"
+        " AS roles, pg_get_expr(polqual, polrelid) AS qual, pg_get_expr(polwithcheck, polrelid) AS with_check"
+        " FROM pg_policy WHERE polrelid = {}::regclass ORDER BY polname").format(name))
+    found["policies"] = [tuple(row.values()) for row in curs.fetchall()]
+    curs.execute(sql.SQL(
+        "SELECT tgname AS name, pg_get_triggerdef(oid) AS definition, tgenabled AS enabled FROM pg_trigger"
+        " WHERE tgrelid = {}::regclass AND NOT tgisinternal ORDER BY tgname").format(name))
+    found["triggers"] = [(t["name"], t["definition"].replace(f" ON {qualified} ", " ON . ", 1), t["enabled"])
+                         for t in curs.fetchall()]
+    curs.execute(sql.SQL(
+        "SELECT p.pubname AS name, pg_get_expr(r.prqual, r.prrelid) AS row_filter, r.prattrs::text AS columns"
+        " FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid"
+        " WHERE r.prrelid = {}::regclass ORDER BY p.pubname").format(name))
+    found["publications"] = [tuple(row.values()) for row in curs.fetchall()]
+    return found
+
+
+def carry_settings(curs: Any, table: str, old_schema: str = RETIRED, new_schema: str = "public") -> None:
+    """Give the new `table` (just built to replace the old one, of the same shape, its indexes
+    already named as the old ones) everything a DBA set on the old; then check nothing differs."""
+    old, new = sql.Identifier(old_schema, table), sql.Identifier(new_schema, table)
+    # Read with the old schema first on the path, what the old settings name among the tables
+    # switched with this one (a foreign key, a policy's subquery) reads bare, so names the new.
+    curs.execute(sql.SQL("SET LOCAL search_path = {}, {}").format(sql.Identifier(old_schema), sql.Identifier(new_schema)))
+    was = settings(curs, old)
+    curs.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(new_schema)))
+    now = settings(curs, new)
+    owner = was["owner"]
+    if now["owner"] != owner:
+        curs.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(new, _role(owner)))
+        now = settings(curs, new)
+    if now["privileges"] != was["privileges"]:
+        for grantee in sorted({entry[1] for entry in now["privileges"]}):
+            curs.execute(sql.SQL("REVOKE ALL ON TABLE {} FROM {} CASCADE").format(new, _role(grantee)))
+        _grant(curs, new, was["privileges"], owner)
+    for column, entries in was["column_privileges"].items():
+        _grant(curs, new, entries, owner, column)
+    if was["comment"] is not None:
+        curs.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(new, sql.Literal(was["comment"])))
+    if was["options"]:
+        curs.execute(sql.SQL("ALTER TABLE {} SET ({})").format(
+            new, sql.SQL(", ").join(_option(option) for option in was["options"])))
+    for (column, statistics, _), (_, fresh, _) in zip(was["columns"], now["columns"], strict=True):
+        if statistics != fresh:
+            curs.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
+                new, sql.Identifier(column), sql.Literal(-1 if statistics is None else statistics)))
+    for index, _, _, _, options in was["index_settings"]:
+        if options:
+            curs.execute(sql.SQL("ALTER INDEX {} SET ({})").format(
+                sql.Identifier(new_schema, index), sql.SQL(", ").join(_option(option) for option in options)))
+    if was["row_security"]:
+        curs.execute(sql.SQL("ALTER TABLE {} ENABLE ROW LEVEL SECURITY").format(new))
+    if was["force_row_security"]:
+        curs.execute(sql.SQL("ALTER TABLE {} FORCE ROW LEVEL SECURITY").format(new))
+    commands = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
+    for policy, command, permissive, roles, qual, with_check in was["policies"]:
+        curs.execute(sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}{}{}").format(
+            sql.Identifier(policy), new, sql.SQL("PERMISSIVE" if permissive else "RESTRICTIVE"),
+            sql.SQL(commands[command]), sql.SQL(", ").join(_role("" if r == "public" else r) for r in roles),
+            sql.SQL(f" USING ({qual})" if qual is not None else ""),
+            sql.SQL(f" WITH CHECK ({with_check})" if with_check is not None else "")))
+    for trigger, definition, enabled in was["triggers"]:
+        curs.execute(sql.SQL(definition.replace(" ON . ", " ON {} ", 1)).format(new))
+        if enabled != "O":
+            mode = {"D": "DISABLE TRIGGER {}", "R": "ENABLE REPLICA TRIGGER {}", "A": "ENABLE ALWAYS TRIGGER {}"}
+            curs.execute(sql.SQL("ALTER TABLE {} ").format(new) + sql.SQL(mode[enabled]).format(sql.Identifier(trigger)))
+    for constraint, kind, definition, _ in was["constraints"]:
+        if kind == "f":  # `LIKE` copies no foreign key
+            curs.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(new, sql.Identifier(constraint))
+                         + sql.SQL(definition))
+    replica = {"f": "FULL", "n": "NOTHING"}
+    if was["replica_identity"] in replica:
+        curs.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY {}").format(new, sql.SQL(replica[was["replica_identity"]])))
+    elif was["replica_identity"] == "i":
+        index = next(row[0] for row in was["index_settings"] if row[2])
+        curs.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY USING INDEX {}").format(new, sql.Identifier(index)))
+    for publication, row_filter, columns in was["publications"]:
+        if columns is None and row_filter is None:
+            curs.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), new))
+    now = settings(curs, new)
+    lost = [key for key in was if was[key] != now[key]]
+    if lost:
+        raise SettingsNotCarried(
+            f"{table}: the rebuilt table would lose its {', '.join(lost)} "
+            f"(was {[was[k] for k in lost]!r}, would be {[now[k] for k in lost]!r}); nothing was switched")

@@ -20,6 +20,25 @@ In the same transaction as the events it writes, when the command carries them:
 It does not NOTIFY inside the write transaction, as the stock recorder does: PostgreSQL
 serialises the commits of every transaction that notifies (a database-wide lock held until
 commit), which cost as much concurrency as the table lock. Readers poll `EventLog`.
+
+The price is a narrower contract than the stock recorder's: positions are unique, and
+increasing within one transaction, but transactions commit out of position order, so a
+later position can be visible while an earlier one is not yet (or never will be: its writer
+rolled back). Reading "everything after my last position" is therefore unsafe by itself, and
+every way the `eventsourcing` library tails the log through this recorder is either made
+safe or refused:
+- `select_notifications`, and all that reads through it (`Application.notification_log`,
+  its sections, `NotificationLogReader`, a `Follower`'s pulls, `NotificationLogJSONService`),
+  goes through `EventLog`'s fence (`log.read_settled`): it never returns a position that a
+  running transaction could still precede;
+- `subscribe` (and so `ApplicationSubscription`, `ProjectionRunner`) raises
+  `UnsafeTailingError`: it waits for a NOTIFY this recorder never sends;
+- a `Leader` (`ProcessApplication`, `System`) is refused when the application is built
+  (`ChannelDepartment.construct_notification_log`): it pushes its own new events to its
+  followers, who take them as the next ones while other writers' earlier positions may not
+  have committed yet.
+`max_notification_id` stays: it is the highest *visible* position, a high-water mark (for
+lag, and as a target for `EventLog`), never a promise that everything below it is final.
 """
 
 from __future__ import annotations
@@ -61,11 +80,38 @@ LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wai
 SNAPSHOTS_TABLE = "snapshots"
 
 
+# What PostgreSQL says when it refuses a connection for want of slots. A refusal at connect
+# time carries no SQLSTATE in psycopg (libpq reports it as text), so the text is all there is.
+_NO_SLOTS = ("too many connections", "too many clients", "connection slots are reserved")
+
+
+def _root(error: BaseException) -> BaseException | None:
+    return error.__cause__ if isinstance(error, OperationalError | InterfaceError) else error
+
+
+def means_database_busy(error: BaseException) -> bool:
+    """No connection for this request now, though nothing says the database is gone: none came
+    from the pool in time (every one busy, or the pool cannot open more), or the server refused
+    one for want of slots. A pool timeout is also what a request waiting through an outage
+    gets, so whoever answers it asks the database before calling it busy (api/breaker.py)."""
+    cause = _root(error)
+    if isinstance(cause, PoolTimeout):
+        return True
+    if isinstance(cause, psycopg.OperationalError):
+        if cause.sqlstate is not None:
+            return cause.sqlstate == "53300"  # too_many_connections, when it does carry one
+        return any(words in str(cause) for words in _NO_SLOTS)
+    return False
+
+
 def means_database_away(error: BaseException) -> bool:
     """A failure to reach the database, as opposed to a query it refused (a deadlock, a
-    timeout, a constraint): no connection came, it broke, or the server is shutting down."""
-    cause = error.__cause__ if isinstance(error, OperationalError | InterfaceError) else error
-    if isinstance(cause, PoolTimeout | psycopg.InterfaceError):
+    timeout, a constraint) or no room for one more (`means_database_busy`): a connection
+    could not be made, it broke, or the server is shutting down."""
+    if means_database_busy(error):
+        return False
+    cause = _root(error)
+    if isinstance(cause, psycopg.InterfaceError):
         return True
     if isinstance(cause, psycopg.OperationalError):
         state = cause.sqlstate
@@ -167,7 +213,21 @@ class ConstraintViolation(IntegrityError):
         self.constraint = constraint
 
 
+class UnsafeTailingError(NotImplementedError):
+    """A library path that would tail the log without a fence: use `EventLog`."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} cannot tail this event log safely: positions commit out of order, so it"
+            " would skip events. Tail the log with channel_domain.store.log.EventLog."
+        )
+
+
 class EventRecorder(PostgresApplicationRecorder):
+    # How long a stateless read (`select_notifications`) waits at a gap that a running
+    # transaction may fill before answering "nothing yet" (it never passes the gap).
+    gap_wait_s: float = 5.0
+
     def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = []  # the schema belongs to migrations/
@@ -191,7 +251,13 @@ class EventRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int]:
         """Append in one round trip (`append_events`, migrations/0002, hashing since 0011). Not retried here:
         after a lost connection the commit may or may not have happened, and only the
-        idempotency key can tell a repeat from a new command."""
+        idempotency key can tell a repeat from a new command.
+
+        Returns the positions drawn. They are unique, and increasing within this call's
+        transaction, but NOT in commit order across transactions: another writer's lower
+        position may commit after these, or never. No table lock serialises writers, as the
+        stock recorder's does. Readers must tail with `EventLog` (or `select_notifications`,
+        which goes through it), never by "position > the last one I saw" alone."""
         if not stored_events:
             return []
         if len(facts) != len(stored_events):
@@ -261,29 +327,22 @@ class EventRecorder(PostgresApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
-        """Raw positional read. Tailing readers use `EventLog`, which knows when it is safe."""
-        clauses, params = [], []
-        if start is not None:
-            clauses.append("position >= %s" if inclusive_of_start else "position > %s")
-            params.append(start)
-        if stop is not None:
-            clauses.append("position <= %s")
-            params.append(stop)
-        if topics:
-            clauses.append("topic = ANY(%s)")
-            params.append(list(topics))
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.append(limit)
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                f"SELECT position, originator_id, originator_version, topic, state"  # noqa: S608
-                f" FROM {EVENTS_TABLE} {where} ORDER BY position LIMIT %s",
-                params,
-            )
-            return [_notification(row) for row in curs.fetchall()]
+        """The library's positional read, made safe to resume from: it goes through
+        `EventLog`'s fence, so it returns only positions that no running transaction can
+        still precede. At a gap right after `start` it waits for the transactions that could
+        fill it (see `log.read_settled`); it may return fewer than `limit` while more exist.
+        (A plain `position > start` read skips late commits.)"""
+        # log.py builds on this module; imported here, where it is used, to avoid the cycle.
+        from channel_domain.store.log import read_settled
+
+        after = 0 if start is None else (start - 1 if inclusive_of_start else start)
+        return read_settled(self, after=max(after, 0), limit=limit, stop=stop, topics=topics,
+                            wait_s=self.gap_wait_s)
 
     @read_again_after_a_dead_connection
     def max_notification_id(self) -> int | None:
+        """The highest position visible now. Lower positions may still commit: a high-water
+        mark for lag and a target to read up to with `EventLog`, never a safe checkpoint."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(f"SELECT max(position) AS max FROM {EVENTS_TABLE}")  # noqa: S608
             row = curs.fetchone()
@@ -333,8 +392,9 @@ class EventRecorder(PostgresApplicationRecorder):
                 self._lock_pool = None
 
     def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> Any:
-        # The library's subscription waits for NOTIFY, which this recorder does not send.
-        raise NotImplementedError("tail the log with channel_domain.store.log.EventLog")
+        # The library's subscription waits for a NOTIFY this recorder never sends (see the
+        # module docstring), and would read past late commits between them.
+        raise UnsafeTailingError("ApplicationRecorder.subscribe()")
 
     def version_as_of(self, originator_id: UUID, moment: datetime) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

@@ -1,0 +1,220 @@
+"""A poison event stops one read model, loudly: attempts, then stopped at the event, the
+failing state in PostgreSQL, the traceback logged once; retry after a fix; an operator's
+skip recorded as an audit event (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import psycopg
+import pytest
+
+from channel_domain.errors import ValidationFailed
+from channel_domain.operations import ProjectionSkip
+from channel_domain.partner import Partner
+from channel_domain.store import projecting
+from channel_domain.store.projecting import ProjectionRunner, SkipRefused, is_transient
+from projections import AuditTrail
+from tests.channel_domain.helpers import as_
+
+POISON = "Poison Shop"
+
+
+class Fussy:
+    """A read model that cannot handle a partner named POISON — until it is fixed."""
+
+    name = "fussy"
+    tables = ("fussy_rows",)
+
+    def __init__(self) -> None:
+        self.fixed = False
+
+    def apply(self, cursor, events):
+        for notification, event in events:
+            if isinstance(event, Partner.Applied) and event.name == POISON and not self.fixed:
+                raise ValueError(f"cannot handle {event.name!r}")
+            cursor.execute("INSERT INTO fussy_rows (position) VALUES (%s)", (notification.id,))
+
+
+@pytest.fixture
+def fussy(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE fussy_rows (position bigint PRIMARY KEY)")
+    return Fussy()
+
+
+def partners(app, *names: str) -> list[int]:
+    with as_("spec-1", "channel_specialist"):
+        return [app.register_partner(kind="retailer", name=name).position for name in names]
+
+
+def fussy_rows(database_url) -> list[int]:
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute("SELECT position FROM fussy_rows ORDER BY position")]
+
+
+def failure_row(database_url, name="fussy"):
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT position, event_type, error, attempts, traceback FROM projection_failures"
+                            " WHERE name = %s", (name,)).fetchone()
+
+
+def run_until_stopped(runner: ProjectionRunner) -> None:
+    for _ in range(runner.attempts):
+        with pytest.raises(ValueError, match="cannot handle"):
+            runner.catch_up_all()
+
+
+def test_a_poison_event_stops_its_read_model_at_that_event_and_the_others_go_on(app, database_url, fussy, caplog):
+    positions = partners(app, "A", "B", POISON, "D", "E")
+    runner = ProjectionRunner(app, [AuditTrail(), fussy], batch_size=100, attempts=3, retry_pause_s=0)
+    with caplog.at_level(logging.WARNING, logger="channel_domain.store.projecting"):
+        run_until_stopped(runner)
+        # Stopped: no more attempts, no more errors; the other read model keeps going.
+        assert runner.catch_up_all() == 0
+        later = partners(app, "F")
+        assert runner.catch_up_all() == 1
+    assert runner.checkpoint("fussy") == positions[1], "what precedes the poison event is committed"
+    assert fussy_rows(database_url) == positions[:2]
+    assert runner.checkpoint("audit_events") == later[-1]
+    position, event_type, error, attempts, traceback = failure_row(database_url)
+    assert (position, event_type, attempts) == (positions[2], "Partner.Applied", 3)
+    assert error == "ValueError: cannot handle 'Poison Shop'"
+    assert "Traceback" in traceback and "in apply" in traceback and "During handling" not in traceback
+    (progress,) = [p for p in runner.progress() if p.name == "fussy"]
+    assert (progress.status, progress.failure.position, progress.lag) == ("failing", positions[2], 4)
+    # The log: a line per failed attempt, and the traceback once, with the stop.
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and tracebacks[0].levelno == logging.ERROR
+    assert f"fussy STOPPED at position {positions[2]}" in tracebacks[0].getMessage()
+    assert len([r for r in caplog.records if "(attempt" in r.getMessage()]) == 2
+
+
+def test_retry_after_the_fix_resumes_from_the_checkpoint_and_catches_up(app, database_url, fussy):
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [fussy], attempts=2, retry_pause_s=0)
+    run_until_stopped(runner)
+    fussy.fixed = True  # the fix is deployed
+    assert runner.catch_up_all() == 0, "a fix alone does not resume: the operator says when"
+    cleared = projecting.retry(app.event_recorder.datastore, "fussy")
+    assert cleared.position == positions[1]
+    assert runner.catch_up_all() == 2
+    assert fussy_rows(database_url) == positions
+    assert failure_row(database_url) is None
+    assert projecting.retry(app.event_recorder.datastore, "fussy") is None
+
+
+def test_retry_without_a_fix_stops_it_again_at_the_same_event(app, database_url, fussy):
+    positions = partners(app, "A", POISON)
+    runner = ProjectionRunner(app, [fussy], attempts=2, retry_pause_s=0)
+    run_until_stopped(runner)
+    projecting.retry(app.event_recorder.datastore, "fussy")
+    run_until_stopped(runner)
+    assert failure_row(database_url)[0] == positions[1]
+
+
+def test_a_failed_attempt_waits_its_pause_before_the_next(app, fussy):
+    partners(app, POISON)
+    runner = ProjectionRunner(app, [fussy], attempts=3, retry_pause_s=3600)
+    with pytest.raises(ValueError):
+        runner.catch_up_all()
+    assert runner.catch_up_all() == 0  # not tried again within the pause
+    assert runner._attempts["fussy"].count == 1
+
+
+def test_skip_is_an_audit_event_and_passes_over_exactly_that_position(app, database_url, fussy):
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [AuditTrail(), fussy], attempts=2, retry_pause_s=0)
+    run_until_stopped(runner)
+    with as_("ops-1", "operator"), pytest.raises(SkipRefused, match="stopped at position"):
+        projecting.skip(app, "fussy", positions[2], "wrong position")
+    with as_("ops-1", "operator"), pytest.raises(ValidationFailed):
+        projecting.skip(app, "fussy", positions[1], "  ")
+    with as_("ops-1", "operator"):
+        decision = projecting.skip(app, "fussy", positions[1], "partner name breaks the fussy model; ticket 42")
+    assert failure_row(database_url) is None
+    more = partners(app, "D", POISON)  # a second poison event: never skipped without a decision
+    run_until_stopped(runner)
+    assert failure_row(database_url)[0] == more[1]
+    assert fussy_rows(database_url) == [positions[0], positions[2], decision.position, more[0]]
+    with psycopg.connect(database_url) as conn:
+        audit = conn.execute("SELECT actor, roles, type, data FROM audit_events WHERE position = %s",
+                             (decision.position,)).fetchone()
+    actor, roles, event_type, data = audit
+    assert (actor, roles, event_type) == ("ops-1", ["operator"], "ProjectionSkip.Decided")
+    assert data["projection"] == "fussy" and data["position"] == positions[1]
+    assert data["event_type"] == "Partner.Applied" and data["reason"].endswith("ticket 42")
+    assert data["decided_by"] == "ops-1" and data["event_id"]
+
+
+def test_a_skip_interrupted_after_its_event_is_completed_by_running_it_again(app, database_url, fussy):
+    positions = partners(app, "A", POISON)
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    failure, _ = projecting.failure_of(app.event_recorder.datastore, "fussy")
+    with as_("ops-1", "operator"):  # the event is written, then the operator's process dies
+        first = app.skip_projection_event(projection="fussy", position=positions[1], event_id=failure.event_id,
+                                          event_type=failure.event_type, reason="bad data")
+    with as_("ops-1", "operator"):
+        again = projecting.skip(app, "fussy", positions[1], "bad data")
+    assert again.replayed and (again.id, again.position) == (first.id, first.position)
+    with psycopg.connect(database_url) as conn:
+        decisions = conn.execute("SELECT count(*) FROM events WHERE topic LIKE %s",
+                                 ("%ProjectionSkip.Decided",)).fetchone()[0]
+    assert decisions == 1
+    runner.catch_up_all()
+    assert fussy_rows(database_url) == [positions[0], first.position]
+
+
+def test_a_worker_finds_a_skip_whose_index_was_not_written(app, database_url, fussy):
+    """The operator's process died after recording the decision, and someone ran a plain retry:
+    the worker, stopping at the event again, finds the decision in the log and honours it."""
+    positions = partners(app, "A", POISON)
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    failure, _ = projecting.failure_of(app.event_recorder.datastore, "fussy")
+    with as_("ops-1", "operator"):
+        decided = app.skip_projection_event(projection="fussy", position=positions[1], event_id=failure.event_id,
+                                            event_type=failure.event_type, reason="bad data")
+    projecting.retry(app.event_recorder.datastore, "fussy")
+    with pytest.raises(ValueError):
+        runner.catch_up_all()  # stops at the event, finds the decision
+    assert failure_row(database_url) is None
+    runner.catch_up_all()
+    assert fussy_rows(database_url) == [positions[0], decided.position]
+
+
+def test_a_decision_is_one_per_read_model_and_position(app):
+    with as_("ops-1", "operator"):
+        skip = ProjectionSkip.decide(projection="fussy", position=3, event_id=ProjectionSkip.create_id("x", 1),
+                                     event_type="Partner.Applied", reason="r")
+    assert skip.id == ProjectionSkip.create_id("fussy", 3) != ProjectionSkip.create_id("fussy", 4)
+
+
+def test_database_trouble_is_not_counted_against_the_events(database_url):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.raises(psycopg.OperationalError) as unreachable:
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{closed_port}/postgres", connect_timeout=2)
+    assert is_transient(unreachable.value)
+    with psycopg.connect(database_url) as conn, pytest.raises(psycopg.Error) as duplicate:
+        conn.execute("CREATE TEMP TABLE t (k int PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1), (1)")
+    assert not is_transient(duplicate.value)
+    assert not is_transient(ValueError("a read model's bug"))
+
+
+def test_a_read_model_rebuilt_past_its_poison_event_runs_again(app, database_url, fussy):
+    from channel_domain.store.rebuilding import Rebuilder
+
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    fussy.fixed = True
+    Rebuilder(app, fussy).rebuild()  # the fixed read model, rebuilt from position 0
+    later = partners(app, "D")
+    assert runner.catch_up_all() == 1
+    assert failure_row(database_url) is None
+    assert fussy_rows(database_url) == [*positions, *later]
