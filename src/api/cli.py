@@ -235,8 +235,13 @@ def export(output: typer.FileTextWrite = typer.Option("-", help="File to write; 
     apply_migrations(url)
     department = ChannelDepartment(url)
     try:
-        for line in integrity.export(department.event_recorder.datastore):
-            output.write(line)
+        for page in integrity.export(department.event_recorder.datastore):
+            output.write(page)
+    except Exception as error:  # noqa: BLE001 - whatever stopped it, the file must not pass for whole
+        # The file already lacks its closing checkpoint line, which the offline check
+        # requires; say so, and exit non-zero for scripts that only look at the status.
+        Console(stderr=True).print(f"[red]export failed, the output is incomplete: {error}[/red]")
+        raise typer.Exit(1) from None
     finally:
         department.close()
 

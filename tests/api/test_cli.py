@@ -115,3 +115,16 @@ def test_verify_and_export_commands(app, database_url, monkeypatch, tmp_path):
         conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
     failed = CliRunner().invoke(cli, ["verify"])
     assert failed.exit_code == 1 and "NOT OK at position 3" in failed.output
+
+
+def test_an_export_that_cannot_finish_exits_non_zero_without_its_checkpoint(app, database_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
+    with as_("spec-1", "channel_specialist"):
+        app.register_partner(kind="retailer", name="Shop")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE event_seals RENAME TO event_seals_away")
+    exported = CliRunner().invoke(cli, ["export", "--output", str(tmp_path / "log.ndjson")])
+    assert exported.exit_code == 1
+    assert "export failed, the output is incomplete" in exported.output
+    written = tmp_path / "log.ndjson"
+    assert not written.exists() or "checkpoint" not in written.read_text()

@@ -3,16 +3,21 @@ each request reaches the code behind its endpoint: no server error, no answer ou
 
 from __future__ import annotations
 
+import base64
 import collections
+import json
 import os
 import random
+import re
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from api.app import create_app
@@ -51,7 +56,9 @@ def every_role(fuzzed_server: Served, figure) -> Iterator[str]:
     answered = ", ".join(f"{status}: {TALLY[status]}" for status in sorted(k for k in TALLY if k.isdigit()))
     figure(f"R5: schemathesis, {TALLY['operations']} operations, {TALLY['requests']} requests"
            f" ({TALLY['on records']} on existing records; answers {answered}):"
-           f" {TALLY['server errors']} server errors, {TALLY['failures']} answers outside the schema")
+           f" {TALLY['server errors']} server errors, {TALLY['failures']} answers outside the schema;"
+           f" then {TALLY['import requests']} generated import bodies and {TALLY['cursor requests']} generated"
+           " cursors, none a server error")
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +112,109 @@ def test_no_server_error_and_every_answer_as_documented(case, fuzzed_server, eve
     except Exception:
         TALLY["failures"] += 1
         raise
+
+
+# --- the import's body and every cursor: schemathesis sends the import a plain string and
+# cursors as the schema allows; these generate what a careless or hostile client would. ---
+
+FUZZ_IMPORT_EXAMPLES = EXAMPLES_PER_OPERATION * 2
+JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+                | st.text())
+JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+HUGE_NUMBERS = st.sampled_from(["1" * 5000, "9" * 40, "-" + "9" * 30, "1e400", "-1e-400", "1.5", "0.000001",
+                                "123456789012345678901234567890.12", "NaN", "Infinity"])
+
+
+def _nested(depth: int, kind: str) -> bytes:
+    return (b"[" * depth + b"]" * depth) if kind == "list" else (b'{"a":' * depth + b"1" + b"}" * depth)
+
+
+@st.composite
+def import_lines(draw, contract: str) -> bytes:
+    """One NDJSON line: a sale or return with its fields mangled, deep nesting, any JSON, or
+    bytes that are not JSON at all."""
+    choice = draw(st.integers(0, 5))
+    if choice == 0:
+        return _nested(draw(st.sampled_from([10, 900, 1100, 20_000, 40_000])), draw(st.sampled_from(["list", "dict"])))
+    if choice == 1:
+        return json.dumps(draw(JSON_VALUES)).encode()
+    if choice == 2:
+        return draw(st.binary(max_size=64)).replace(b"\n", b" ")
+    line: dict[str, object] = {
+        "kind": draw(st.sampled_from(["sale", "return", "Sale", ""])),
+        "contract_id": draw(st.sampled_from([contract, str(uuid.uuid4()), "not-a-uuid"])),
+        "order_id": draw(st.text(max_size=20) | st.just("SO\u00001")),
+        "sold_on": draw(st.sampled_from(["2026-03-02", "0001-01-01", "9999-12-31", "2026-02-30", ""])),
+        "returned_on": "2026-03-05",
+        "product": draw(st.none() | st.text(max_size=10)),
+        "region": draw(st.sampled_from([None, "Zhejiang", "\u6d59\u6c5f", "Zhe\u0000jiang"])),
+    }
+    raw = json.dumps(line, ensure_ascii=draw(st.booleans()))
+    amount = draw(st.sampled_from(['"10.00"', '"-1.00"', '"1e3"', "10.5", "10"]) | HUGE_NUMBERS)
+    return (raw[:-1] + f', "amount": {amount}' + "}").encode()
+
+
+def test_no_import_body_is_a_server_error(fuzzed_server, every_role, existing):
+    @given(st.lists(import_lines(existing["contract"]), max_size=12), st.sampled_from([b"\n", b"\r\n"]))
+    @settings(max_examples=FUZZ_IMPORT_EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
+              suppress_health_check=list(HealthCheck))
+    def import_(lines: list[bytes], newline: bytes) -> None:
+        body = b"".join(line + newline for line in lines)
+        response = httpx.post(f"{fuzzed_server.base}/v1/sales/import", content=body, timeout=60, headers={
+            "Authorization": f"Bearer {every_role}", "Content-Type": "application/x-ndjson"})
+        TALLY["import requests"] += 1
+        assert response.status_code < 500, (body[:2000], response.text, fuzzed_server.log_tail())
+        if response.status_code == 200:
+            result = response.json()
+            # Every non-blank line is accounted for, accepted or rejected with its number.
+            non_blank = [n for n, line in enumerate(body.split(b"\n"), 1) if line.strip()]
+            assert result["accepted"] + result["rejected_total"] == len(non_blank), (body[:2000], result)
+            assert {r["line"] for r in result["rejected"]} <= set(non_blank)
+
+    import_()
+
+
+PAGING = ("cursor", "after", "min_position")
+CURSOR_VALUES = (st.integers(min_value=-(2**80), max_value=2**80).map(str)
+                 | st.sampled_from(["", "0", "-0", "00000000000000000001", "9" * 19, "9" * 40, "1e3", "0x1f",
+                                    "\u00b2", "\u0661\u0662", "\uff11", "MTIz", "bnVsbA==", "null", "%00", " 7"])
+                 | st.text(max_size=30)
+                 | st.binary(max_size=24).map(lambda b: base64.urlsafe_b64encode(b).decode()))
+
+
+def _paged(existing: dict[str, str]) -> list[tuple[str, str]]:
+    paged = []
+    for path, item in schema.raw_schema["paths"].items():
+        for parameter in item.get("get", {}).get("parameters", []):
+            if parameter["in"] == "query" and parameter["name"] in PAGING:
+                resource = path.split("/")[2].rstrip("s")
+                filled = re.sub(r"\{(\w+)\}", lambda m: existing.get(
+                    resource if m[1] == "record_id" else m[1].removesuffix("_id"), "2026-03"), path)
+                paged.append((filled, parameter["name"]))
+    return paged
+
+
+def test_no_cursor_is_a_server_error(fuzzed_server, every_role, existing):
+    paged = _paged(existing)
+    assert {name for _, name in paged} == set(PAGING)
+
+    @given(st.sampled_from(paged), CURSOR_VALUES)
+    @settings(max_examples=EXAMPLES_PER_OPERATION * 3, deadline=None, derandomize=DERANDOMIZE,
+              suppress_health_check=list(HealthCheck))
+    def page(where: tuple[str, str], value: str) -> None:
+        check(*where, value)
+
+    def check(path: str, name: str, value: str) -> None:
+        response = httpx.get(f"{fuzzed_server.base}{path}", params={name: value, "wait_s": "0"}, timeout=60,
+                             headers={"Authorization": f"Bearer {every_role}"})
+        TALLY["cursor requests"] += 1
+        lagging = response.status_code == 503 and response.json().get("code") == "projection_lagging"
+        assert response.status_code < 500 or lagging, (path, name, value, response.text, fuzzed_server.log_tail())
+        if response.status_code == 422:
+            assert response.json()["code"] == "validation_error"
+
+    for where in paged:  # each parameter meets the worst of them at least once, whatever is drawn
+        for value in ("9" * 40, "\u00b2", "-1"):
+            check(*where, value)
+    page()

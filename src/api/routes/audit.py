@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from api.cursors import NumberCursor, cursor_number
 from api.deps import Department, allowed
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
@@ -56,10 +57,10 @@ def audit_events(
     from_: Annotated[datetime | None, Query(alias="from", description="recorded at or after")] = None,
     to: Annotated[datetime | None, Query(description="recorded before")] = None,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="positions after this one")] = None,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: NumberCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    clauses, params = ["position > %s"], [max(after or 0, int(cursor) if cursor and cursor.isdigit() else 0)]
+    clauses, params = ["position > %s"], [max(after or 0, cursor_number(cursor))]
     for column, value in (("stream_id", stream_id), ("actor", actor), ("type", type)):
         if value is not None:
             clauses.append(f"{column} = %s")
@@ -207,11 +208,11 @@ def audit_findings(
     __: Annotated[int, fresh("audit_events", "partner_activity", "employee_contracts", "commissions")],
     kind: Annotated[Literal[FINDING_KINDS] | None, Query()] = None,  # type: ignore[valid-type]
     status: Annotated[Literal["open"] | None, Query(description="every finding stays open until its cause is corrected")] = None,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: NumberCursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     # Findings are computed, not stored, so the cursor is an offset in their stable order.
-    offset = int(cursor) if cursor and cursor.isdigit() else 0
+    offset = cursor_number(cursor)
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
             "SELECT kind, 'open' AS status, subject_id, detail, positions, raised_on FROM audit_findings"

@@ -109,7 +109,7 @@ def list_statements(
     period: Annotated[Month | None, Query()] = None,
     partner_id: UUID | None = None,
     as_known_at: KnownAt = None,
-    cursor: Annotated[str | None, Query(max_length=60, pattern=r"^\d{4}-\d{2}/[0-9a-f-]{36}$")] = None,
+    cursor: Annotated[str | None, Query(max_length=60, pattern=r"^[0-9]{4}-[0-9]{2}/[0-9a-f-]{36}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     after_period, _, after_partner = (cursor or "/").partition("/")

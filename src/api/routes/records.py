@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
+from api.cursors import NumberCursor, cursor_number
 from api.deps import Department, allowed
 from api.errors import ApiProblem, Problem
 from api.models import History, RecordState
@@ -68,9 +69,9 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
         app: Department,
         reader: Reader,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        cursor: NumberCursor = None,
     ) -> dict[str, Any]:
-        after = int(cursor) if cursor and cursor.isdigit() and len(cursor) < 19 else 0
+        after = cursor_number(cursor)
         # Only the page is read and decoded, however long the record's history.
         entries = app.history(record_id, after, limit + 1)
         first = entries[0] if entries else app.history(record_id, 0, 1)[0]

@@ -257,9 +257,13 @@ async def _import(request: Request, app: ChannelDepartment, caller: Principal, f
                 continue
         try:
             batch.append((number, _LINE.validate_python(json.loads(raw)), digest))
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:
             code, detail = "malformed_json", "the line is not a JSON object"
-            if isinstance(error, ValidationError):
+            if isinstance(error, RecursionError):
+                # The decoder gives up (cleanly) past the interpreter's depth limit; an import
+                # line is a flat object, so such a line is refused alone, as unreadable.
+                detail = "the line is nested too deeply to read"
+            elif isinstance(error, ValidationError):
                 code = "validation_error"
                 detail = "; ".join(
                     f"{'.'.join(str(p) for p in issue['loc'][1:]) or 'line'}: {issue['msg']}" for issue in error.errors()

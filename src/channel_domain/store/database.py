@@ -80,7 +80,7 @@ def library_environment(url: str, *, pool_size: int | None = None, max_overflow:
         # server), short enough that a request caught waiting when the database goes away is
         # refused within seconds. Requests after it are refused at once (api/breaker.py).
         "POSTGRES_CONNECT_TIMEOUT": str(POOL_WAIT_S),
-        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": os.environ.get("CHANNEL_DOMAIN_IDLE_IN_TRANSACTION_TIMEOUT_S", "30"),
     }
 
 

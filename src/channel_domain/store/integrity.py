@@ -15,11 +15,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
+
+from channel_domain.store.log import _SNAPSHOT_FACTS, _Snapshot
 
 GENESIS = bytes(32)
 HEADER_TAG = "channel-domain/event/v1"
@@ -108,37 +111,108 @@ def _last_sealed(datastore: Any) -> int:
         return curs.fetchone()["position"]
 
 
-def _log_with_seals(datastore: Any, batch: int, *, orphan_seals: bool = True) -> Iterator[dict[str, Any]]:
+def _log_with_seals(datastore: Any, batch: int) -> Iterator[dict[str, Any]]:
     """Events and their seals side by side in position order, read in one snapshot through a
-    server-side cursor; with `orphan_seals`, also seals whose event is gone."""
-    join = "FULL JOIN" if orphan_seals else "LEFT JOIN"
+    server-side cursor, with the seals whose event is gone."""
     with datastore.get_connection() as conn, conn.transaction(), conn.cursor(name="integrity") as curs:
         curs.itersize = batch
         curs.execute(
             "SELECT coalesce(e.position, s.position) AS position, e.originator_id, e.originator_version, e.topic,"  # noqa: S608
             " e.state, e.recorded_at, e.effective_on, e.hash, e.prev_hash, s.event_hash, s.chain"
-            f" FROM events e {join} event_seals s ON s.position = e.position ORDER BY 1"
+            " FROM events e FULL JOIN event_seals s ON s.position = e.position ORDER BY 1"
         )
         yield from curs
 
 
-def export(datastore: Any, batch: int = 10_000) -> Iterator[str]:
-    """The whole log as NDJSON lines in position order, then the latest seal."""
-    last: dict[str, Any] | None = None
-    for row in _log_with_seals(datastore, batch, orphan_seals=False):
-        if row["chain"] is not None:
-            last = row
-        yield json.dumps({
-            "position": row["position"],
-            "stream_id": str(row["originator_id"]),
-            "version": row["originator_version"],
-            "topic": row["topic"],
-            "recorded_at": utc_text(row["recorded_at"]),
-            "effective_on": row["effective_on"].isoformat() if row["effective_on"] else None,
-            "state": base64.b64encode(bytes(row["state"])).decode(),
-            "prev_hash": bytes(row["prev_hash"]).hex(),
-            "hash": bytes(row["hash"]).hex(),
-            "seal": bytes(row["chain"]).hex() if row["chain"] is not None else None,
-        }, separators=(",", ":")) + "\n"
-    checkpoint = {"through_position": last["position"], "head_hash": bytes(last["chain"]).hex()} if last else None
+class ExportFailed(RuntimeError):
+    """The log could not be read to its end: what was written so far is incomplete."""
+
+
+def export(datastore: Any, batch: int = 1000, settle_s: float = 30.0) -> Iterator[str]:
+    """The whole log as NDJSON in position order, then the latest seal as a checkpoint; one
+    string per page of up to `batch` events.
+
+    The end is fixed first: the highest position no running transaction can still fill below
+    (`store/log.py`'s fence), and the last seal in the same snapshot. Each page is then read in
+    a short transaction of its own and handed over only once that transaction has ended, so a
+    reader however slow never holds one open (PostgreSQL's `idle_in_transaction_session_timeout`
+    used to end the export mid-way). Events and seals are never changed or removed, and every
+    position up to the head is final, so the pages read one log, as of the start. A page that
+    cannot be read raises: the file stops without its checkpoint line, and the HTTP answer
+    is cut off rather than ended cleanly."""
+    head, sealed_through = _export_bounds(datastore, settle_s)
+    after, last_seal = 0, None
+    while after < head:
+        rows = _export_page(datastore, after, head, sealed_through, batch)
+        if not rows:
+            break
+        lines = []
+        for row in rows:
+            if row["chain"] is not None:
+                last_seal = row
+            lines.append(_export_line(row))
+        after = rows[-1]["position"]
+        yield "".join(lines)
+    checkpoint = (None if last_seal is None else
+                  {"through_position": last_seal["position"], "head_hash": bytes(last_seal["chain"]).hex()})
     yield json.dumps({"checkpoint": checkpoint}, separators=(",", ":")) + "\n"
+
+
+def _export_line(row: dict[str, Any]) -> str:
+    return json.dumps({
+        "position": row["position"],
+        "stream_id": str(row["originator_id"]),
+        "version": row["originator_version"],
+        "topic": row["topic"],
+        "recorded_at": utc_text(row["recorded_at"]),
+        "effective_on": row["effective_on"].isoformat() if row["effective_on"] else None,
+        "state": base64.b64encode(bytes(row["state"])).decode(),
+        "prev_hash": bytes(row["prev_hash"]).hex(),
+        "hash": bytes(row["hash"]).hex(),
+        "seal": bytes(row["chain"]).hex() if row["chain"] is not None else None,
+    }, separators=(",", ":")) + "\n"
+
+
+def _export_bounds(datastore: Any, settle_s: float) -> tuple[int, int]:
+    """(head, last sealed position): every position up to `head` is final — committed, or
+    never to be — once the transactions that could still hold one have ended; waits for them
+    (typically milliseconds) up to `settle_s`."""
+    with datastore.get_connection() as conn:
+        with conn.transaction(), conn.cursor() as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            curs.execute(_SNAPSHOT_FACTS)
+            facts = curs.fetchone()
+            curs.execute("SELECT (SELECT coalesce(max(position), 0) FROM events) AS head,"
+                         " (SELECT coalesce(max(position), 0) FROM event_seals) AS sealed")
+            bounds = curs.fetchone()
+        with conn.transaction(), conn.cursor() as curs:
+            # Drawn after the snapshot, so above every transaction id that existed when it was
+            # taken: a writer the snapshot does not list is below xmax or in [xmax, this).
+            curs.execute("SELECT pg_current_xact_id()::text::bigint AS xid")
+            drawn = curs.fetchone()["xid"]
+        writers = frozenset(facts["xip"]) | frozenset(range(facts["xmax"], drawn))
+        deadline = time.monotonic() + settle_s
+        while writers:
+            with conn.transaction(), conn.cursor() as curs:
+                curs.execute(_SNAPSHOT_FACTS)
+                now = curs.fetchone()
+            if _Snapshot(now["xmin"], now["xmax"], frozenset(now["xip"])).all_finished(writers):
+                break
+            if time.monotonic() > deadline:
+                raise ExportFailed(f"transactions still writing below position {bounds['head']} after {settle_s} s")
+            time.sleep(0.01)
+    return bounds["head"], bounds["sealed"]
+
+
+def _export_page(datastore: Any, after: int, head: int, sealed_through: int, batch: int) -> list[dict[str, Any]]:
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        # Seals past the start's last one are left out: the file's seals stop where its
+        # checkpoint says, as if read in one snapshot.
+        curs.execute(
+            "SELECT e.position, e.originator_id, e.originator_version, e.topic, e.state, e.recorded_at,"
+            " e.effective_on, e.hash, e.prev_hash, s.chain"
+            " FROM events e LEFT JOIN event_seals s ON s.position = e.position AND s.position <= %s"
+            " WHERE e.position > %s AND e.position <= %s ORDER BY e.position LIMIT %s",
+            (sealed_through, after, head, batch),
+        )
+        return curs.fetchall()
