@@ -19,6 +19,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
 from channel_domain.store import integrity, projecting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
+from channel_domain.store.migrations import MigrationsNotFound
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
 from channel_domain.store.rebuilding import NotRebuildable, Rebuilder
@@ -34,7 +35,12 @@ console = Console()
 def migrate() -> None:
     """Create or upgrade the database schema from migrations/ (safe to run again)."""
     url = database_url()
-    applied = apply_migrations(url)
+    try:
+        applied = apply_migrations(url)
+    except MigrationsNotFound as error:
+        # Saying "up to date" here once let a broken install serve with no schema at all.
+        Console(stderr=True).print(f"[red]cannot migrate: {error}[/red]")
+        raise typer.Exit(1) from None
     if applied:
         for migration_id in applied:
             console.print(f"applied [bold]{migration_id}[/bold]")

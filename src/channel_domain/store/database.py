@@ -61,18 +61,15 @@ def _setting(variable: str, default: int, least: int) -> int:
 
 
 def library_environment(url: str, *, pool_size: int | None = None, max_overflow: int | None = None) -> dict[str, str]:
-    """Translate a connection URL into the `eventsourcing` library's POSTGRES_* settings."""
-    params = conninfo_to_dict(url)
+    """The `eventsourcing` library's settings for a connection URL. The URL goes whole, as
+    `POSTGRES_CONNINFO` (read by `recorder.Factory`): rebuilt from host, user and password,
+    it would lose `sslmode`, `application_name` and every other libpq parameter."""
     pool_size = _setting(POOL_SIZE_VARIABLE, 5, 1) if pool_size is None else pool_size
     max_overflow = _setting(POOL_OVERFLOW_VARIABLE, 10, 0) if max_overflow is None else max_overflow
     return {
         "PERSISTENCE_MODULE": "channel_domain.store.recorder:Factory",
         "CREATE_TABLE": "no",  # the schema belongs to migrations/, not to the library
-        "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
-        "POSTGRES_HOST": str(params.get("host") or "127.0.0.1"),
-        "POSTGRES_PORT": str(params.get("port") or "5432"),
-        "POSTGRES_USER": str(params.get("user") or "postgres"),
-        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_CONNINFO": url,
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(max_overflow),
         # The library uses this as the longest wait for a pooled connection: long enough for a

@@ -68,6 +68,8 @@ from eventsourcing.postgres import (
     PostgresApplicationRecorder,
     PostgresFactory,
 )
+from eventsourcing.utils import Environment
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg.types.range import Range
@@ -372,7 +374,7 @@ class EventRecorder(PostgresApplicationRecorder):
             if self._lock_pool is None:
                 main = self.datastore.pool
                 self._lock_pool = ConnectionPool(
-                    kwargs={**main.kwargs, "autocommit": True}, connection_class=main.connection_class,
+                    main.conninfo, kwargs={**main.kwargs, "autocommit": True}, connection_class=main.connection_class,
                     min_size=1, max_size=LOCK_SESSIONS, timeout=main.timeout, open=True,
                 )
             return self._lock_pool
@@ -561,14 +563,37 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     insert_events = PostgresAggregateRecorder.insert_events.__wrapped__
 
 
+POSTGRES_CONNINFO = "POSTGRES_CONNINFO"  # the whole connection string (database.library_environment)
+CONNINFO_PIECES = {
+    "dbname": PostgresFactory.POSTGRES_DBNAME, "host": PostgresFactory.POSTGRES_HOST,
+    "port": PostgresFactory.POSTGRES_PORT, "user": PostgresFactory.POSTGRES_USER,
+    "password": PostgresFactory.POSTGRES_PASSWORD,
+}
+
+
 class Factory(PostgresFactory):
     """Wires the application to `events` and `snapshots`, as created by migrations/."""
 
     def __init__(self, env: Any) -> None:
+        env = env if isinstance(env, Environment) else Environment(env=env)
+        conninfo = env.get(POSTGRES_CONNINFO)
+        if conninfo is not None:
+            # The library will not start without these pieces; the pool ignores them below.
+            env = Environment(env.name, {**dict.fromkeys(CONNINFO_PIECES.values(), ""), **env})
         super().__init__(env)
+        pool = self.datastore.pool
+        if conninfo is not None:
+            # The whole connection string, so that every libpq parameter in it (sslmode,
+            # sslrootcert, application_name, a socket directory as host …) reaches the server.
+            pool.conninfo = conninfo
+            for piece in CONNINFO_PIECES:
+                pool.kwargs.pop(piece, None)
         # The SQL that reads a recorded time as a day (audit findings, migrations/0013) reads
-        # it on the company's calendar, as Python does: every session carries the zone.
-        self.datastore.pool.kwargs["options"] = f"-c channel_domain.time_zone={time_zone().key}"
+        # it on the company's calendar, as Python does: every session carries the zone, added
+        # to any `options` the connection string sets, which a keyword would otherwise replace.
+        configured = conninfo_to_dict(pool.conninfo).get("options")
+        zone = f"-c channel_domain.time_zone={time_zone().key}"
+        pool.kwargs["options"] = f"{configured} {zone}" if configured else zone
 
     def application_recorder(self) -> ApplicationRecorder:
         return EventRecorder(self.datastore)
