@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -18,8 +14,8 @@ from api.cli import app as cli
 from channel_domain.store.projecting import ProjectionRunner
 from projections import AuditSeals
 from tests.channel_domain.helpers import as_
+from tests.servers import BIN, free_port, wait_until_up
 
-BIN = Path(sys.executable).parent
 
 
 def test_migrate_reports_an_up_to_date_schema(database_url, monkeypatch):
@@ -27,12 +23,6 @@ def test_migrate_reports_an_up_to_date_schema(database_url, monkeypatch):
     result = CliRunner().invoke(cli, ["migrate"])
     assert result.exit_code == 0, result.output
     assert "up to date" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_tokens_create_list_revoke(database_url, monkeypatch):
@@ -69,15 +59,8 @@ def test_serve_answers_over_a_real_socket(database_url, monkeypatch):
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read().decode()
-                assert time.monotonic() < deadline, "server did not start within 30 s"
-                time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{port}", server, lambda: "" if server.poll() is None else server.stdout.read().decode())
+        response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ok" and body["database"] == "ok"

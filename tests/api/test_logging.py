@@ -29,23 +29,11 @@ from api import logging_setup, tracing
 from api.app import create_app
 from api.tokens import create_token
 from channel_domain import observability
-from tests.api.test_cli import BIN, free_port
+from tests.servers import BIN, free_port, wait_until_up
 
 NATIONAL_ID = "110101199003071234"
 BANK_CARD = "6222020200112233445"
 NAME = "Zhao Minghui"
-
-
-def _wait_until_up(base: str, server: subprocess.Popen, log_text) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert server.poll() is None and time.monotonic() < deadline, f"the server did not start: {log_text()[-2000:]}"
-        time.sleep(0.2)
 
 
 @contextmanager
@@ -66,7 +54,7 @@ def serving(database_url: str, *args: str, env: dict[str, str] | None = None) ->
             return stderr.read().decode()
 
         try:
-            _wait_until_up(f"http://127.0.0.1:{port}", server, text)
+            wait_until_up(f"http://127.0.0.1:{port}", server, text)
             yield f"http://127.0.0.1:{port}", text
         finally:
             server.terminate()
@@ -195,7 +183,7 @@ def test_text_on_a_terminal_by_default(database_url):
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}", server, lambda: received.decode(errors="replace"))
+        wait_until_up(f"http://127.0.0.1:{port}", server, lambda: received.decode(errors="replace"))
         assert httpx.get(f"http://127.0.0.1:{port}/health", headers={"X-Correlation-Id": "tty-1"}).status_code == 200
         deadline = time.monotonic() + 30
         while b"correlation_id=tty-1" not in received and time.monotonic() < deadline:

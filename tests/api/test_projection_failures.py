@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from api.cli import app as cli
 from api.routes.projection_status import MetricsCache
 from tests.api.flows import SPECIALIST, post
-from tests.api.test_cli import BIN
+from tests.servers import BIN
 
 READER = ("reporter-1", ("reporting",))
 

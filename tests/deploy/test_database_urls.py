@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import with_database_name
 from channel_domain.store.migrations import MIGRATIONS_DIR, migrate
-from tests.api.test_cli import BIN, free_port
+from tests.servers import BIN, free_port, wait_until_up
 from tests.channel_domain.helpers import as_
 
 PASSWORD = "p@ss/w#rd:50%?x&y=z"  # every character a URL would otherwise split on
@@ -134,17 +133,7 @@ def test_a_served_request_reaches_the_database_with_the_whole_url(guarded_databa
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise AssertionError(f"the server did not start: {log.read().decode(errors='replace')[-3000:]}")
-                time.sleep(0.2)
+            wait_until_up(base, server, lambda: (log.seek(0), log.read().decode(errors="replace"))[1])
             answer = httpx.post(
                 f"{base}/v1/partners", json={"kind": "retailer", "name": "Kiosk"}, timeout=10,
                 headers={"Authorization": f"Bearer {token}"},

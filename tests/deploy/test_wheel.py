@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pytest
 
 from channel_domain.store.database import scratch_database
 from channel_domain.store.migrations import MigrationsNotFound, migrate
-from tests.api.test_cli import free_port
+from tests.servers import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,15 +114,7 @@ def test_the_wheel_migrates_and_serves_from_outside_the_checkout(installed, serv
             )
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+            wait_until_up(base, server, log.read_text)
             auth = {"Authorization": f"Bearer {token}"}
             answer = httpx.post(f"{base}/v1/partners", json={"kind": "retailer", "name": "Corner Shop"},
                                 headers=auth, timeout=10)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import psycopg
 import pytest
 
 from api.tokens import create_token
-from tests.api.test_cli import BIN, free_port
+from tests.servers import BIN, free_port, wait_until_up
 
 
 @dataclass(frozen=True)
@@ -49,17 +48,7 @@ def serving(database_url: str, *, workers: int = 2, projections: bool = False) -
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise AssertionError(f"the server did not start: {log.read().decode(errors='replace')[-2000:]}")
-                time.sleep(0.2)
+            wait_until_up(base, server, lambda: (log.seek(0), log.read().decode(errors="replace"))[1])
             yield Served(base, database_url, log)
         finally:
             server.terminate()
