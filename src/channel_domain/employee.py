@@ -185,7 +185,20 @@ class Employee(ChannelAggregate):
         self._require_dismissal_warranted()
         day = parse_date(on, "on")
         _refuse_end_before_credits(day, latest_credit_on)
+        self._require_end_within_employment(day)
         self._dismissed(on=day, reason=require_text(reason, "reason"))
+
+    def _require_end_within_employment(self, day: date) -> None:
+        """An employment ends on a day it ran: never before the hire (the two-year retention of
+        personal data counts from that day), never after the labour contract ended it."""
+        if day < self.hired_on:
+            raise ValidationFailed("on", "cannot be before the hire date")
+        if self.contract_ends_on is not None and day > self.contract_ends_on:
+            raise refusal(
+                "contract_already_ended",
+                f"the labour contract ended on {self.contract_ends_on}: the employment ended then",
+                contract_ends_on=self.contract_ends_on,
+            )
 
     def _require_dismissal_warranted(self) -> None:
         if not (self.dereliction or self.highest_warning == WARNING_LADDER[-1]):
@@ -204,14 +217,7 @@ class Employee(ChannelAggregate):
         _refuse_end_before_credits(day, latest_credit_on)
         if reason not in SEPARATION_REASONS:
             raise ValidationFailed("reason", ", ".join(SEPARATION_REASONS))
-        if day < self.hired_on:
-            raise ValidationFailed("on", "cannot be before the hire date")
-        if self.contract_ends_on is not None and day > self.contract_ends_on:
-            raise refusal(
-                "contract_already_ended",
-                f"the labour contract ended on {self.contract_ends_on}: the employment ended then",
-                contract_ends_on=self.contract_ends_on,
-            )
+        self._require_end_within_employment(day)
         if reason == "contract_expired" and day != self.contract_ends_on:
             raise refusal(
                 "contract_not_expiring",

@@ -114,6 +114,23 @@ def test_dereliction_leads_straight_to_dismissal():
     assert employee.status == "dismissed"
 
 
+@pytest.mark.parametrize(
+    ("on", "code"),
+    [
+        ("1900-01-01", "validation_error"),  # before the hire: would open erasure at once
+        ("2026-01-04", "validation_error"),
+        ("2027-01-05", "contract_already_ended"),  # the contract ended on 2027-01-04
+    ],
+)
+def test_a_dismissal_falls_within_the_employment(on, code):
+    employee = hire(hired_on="2026-01-05")
+    with as_("hr-1", "hr"):
+        employee.warn("dereliction", "left the store unattended with the till open")
+        with refused(code):
+            employee.dismiss(on, "dereliction of duty")
+    assert employee.status == "probation" and employee.left_on is None
+
+
 def test_contract_reviews_take_place_in_december_for_contracts_due():
     employee = hire(hired_on="2026-01-05")  # contract ends 2027-01-04
     with as_("hr-1", "hr"):
