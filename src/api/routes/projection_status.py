@@ -35,7 +35,10 @@ class ProjectionState(BaseModel):
     lag: int
     status: Literal["running", "failing"]
     failing_position: int | None = None  # the event it stopped at; `position` is just before it
-    error: str | None = None  # the exception's type and message
+    # Only the exception's type: a database error's message quotes the row it refused (event data,
+    # personal data), and every role reads this. The whole text and traceback are for operators:
+    # `channel-domain projections status --traceback`.
+    error: str | None = None
     since: datetime | None = None
 
 
@@ -48,7 +51,8 @@ def state_of(progress: Progress) -> dict[str, Any]:
     failure = progress.failure
     return {"name": progress.name, "position": progress.position, "head": progress.head, "lag": progress.lag,
             "status": progress.status, "failing_position": failure.position if failure else None,
-            "error": failure.error if failure else None, "since": failure.since if failure else None}
+            "error": failure.error.split(":", 1)[0] if failure else None,
+            "since": failure.since if failure else None}
 
 
 @router.get("/v1/projections", response_model=ProjectionStates, responses=ERRORS,
