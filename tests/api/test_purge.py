@@ -83,11 +83,15 @@ def test_an_outcome_whose_key_is_in_flight_is_left_for_the_next_purge(api):
     assert keys(api.database_url, "command_outcomes") == set()
 
 
-def test_a_window_under_a_day_is_refused(database_url, monkeypatch):
+def test_a_window_under_25_hours_or_over_100_years_is_refused(database_url, monkeypatch):
     assert retention.retention_window({}) == timedelta(days=30)
     assert retention.retention_window({retention.RETENTION_VARIABLE: "7"}) == timedelta(days=7)
     assert retention.parse_window("36h") == timedelta(hours=36)
-    for short in ("12h", "0", "0.5d"):
+    assert retention.parse_window("25h") == timedelta(hours=25)
+    for huge in ("9999999999d", "1000000w", "36501d"):  # past what a date can subtract
+        with pytest.raises(ValueError, match="over 100 years"):
+            retention.parse_window(huge)
+    for short in ("12h", "0", "0.5d", "1d", "24h"):  # "24h": recorded_at is before the answer
         with pytest.raises(retention.WindowTooShort):
             retention.parse_window(short)
     with pytest.raises(retention.WindowTooShort):
@@ -95,7 +99,7 @@ def test_a_window_under_a_day_is_refused(database_url, monkeypatch):
     monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
     monkeypatch.setenv(retention.RETENTION_VARIABLE, "0")
     refused = CliRunner().invoke(cli, ["purge"])
-    assert refused.exit_code == 2 and "under a day" in refused.output
+    assert refused.exit_code == 2 and "under 25 hours" in refused.output
     monkeypatch.delenv(retention.RETENTION_VARIABLE)
     refused = CliRunner().invoke(cli, ["purge", "--older-than", "23h"])
     assert refused.exit_code == 2 and "24 hours" in refused.output

@@ -25,8 +25,11 @@ from typing import Any
 
 RETENTION_VARIABLE = "CHANNEL_DOMAIN_OUTCOME_RETENTION_DAYS"
 DEFAULT_WINDOW = timedelta(days=30)
-# api.md promises a repeat within 24 hours its first answer.
-SHORTEST_WINDOW = timedelta(days=1)
+# api.md promises a repeat within 24 hours of the answer its first answer. An outcome's
+# `recorded_at` is its transaction's start, a little before the answer; the extra hour is that
+# margin, with room for a slow command and a client's clock.
+SHORTEST_WINDOW = timedelta(hours=25)
+LONGEST_WINDOW = timedelta(days=365 * 100)  # beyond it, dates overflow; nobody needs more
 TABLES = ("command_outcomes", "keyed_import_lines")
 
 # The key of `key_in_flight`'s advisory lock, computed in SQL from the row.
@@ -34,18 +37,21 @@ _KEY_LOCK = "pg_try_advisory_xact_lock(hashtextextended(length(actor) || ':' || 
 
 
 class WindowTooShort(ValueError):
-    """A window under a day would drop answers api.md promises to replay."""
+    """A window under 25 hours could drop answers api.md promises to replay for 24."""
 
 
 def parse_window(text: str) -> timedelta:
-    """`30` or `30d` (days), `36h` (hours), `2w` (weeks); at least a day."""
+    """`30` or `30d` (days), `36h` (hours), `2w` (weeks); at least 25 hours, at most 100 years."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([dhw]?)\s*", text)
     if match is None:
         raise ValueError(f"not a duration: {text!r} (say 30d, 36h or 2w)")
     amount, unit = float(match.group(1)), match.group(2) or "d"
-    window = {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
+    hours = amount * {"h": 1, "d": 24, "w": 24 * 7}[unit]
+    if hours > LONGEST_WINDOW / timedelta(hours=1):
+        raise ValueError(f"a retention window of {text.strip()} is over 100 years")
+    window = timedelta(hours=hours)
     if window < SHORTEST_WINDOW:
-        raise WindowTooShort(f"a retention window of {text.strip()} is under a day: api.md promises that a "
+        raise WindowTooShort(f"a retention window of {text.strip()} is under 25 hours: api.md promises that a "
                              f"repeat within 24 hours replays its first answer")
     return window
 
@@ -80,7 +86,7 @@ def purge(conn: Any, window: timedelta, batch_size: int = 1000,
     (`conn` in autocommit). `progress` is told each batch's table and rows deleted; `cutoff`
     (the one a `count` found) makes the purge delete exactly what was counted."""
     if window < SHORTEST_WINDOW:
-        raise WindowTooShort(f"a retention window of {window} is under a day")
+        raise WindowTooShort(f"a retention window of {window} is under 25 hours")
     if cutoff is None:
         cutoff = conn.execute("SELECT now() - %s::interval", (window,)).fetchone()[0]
     deleted = {table: 0 for table in TABLES}
