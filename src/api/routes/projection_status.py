@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from api.deps import Runner, allowed
 from api.errors import ApiProblem
+from api.openapi import PROBLEM
 from api.routes.records import ERRORS
 from api.tokens import ROLES, Principal
 from channel_domain.store.projecting import Progress, ProjectionRunner
@@ -121,7 +122,12 @@ def metrics_cache(request: Request) -> MetricsCache:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}},
+                       503: {"description": "No figures collected yet and the database does not answer"
+                                            " (`metrics_unavailable`); retry after `Retry-After`",
+                             "headers": {"Retry-After": {"description": "Seconds to wait before retrying",
+                                                         "schema": {"type": "string"}}},
+                             "content": {"application/problem+json": {"schema": PROBLEM}}}})
 def metrics(runner: Runner, cache: Annotated[MetricsCache, Depends(metrics_cache)]) -> Response:
     figures, age = cache.figures(runner)
     registry = CollectorRegistry()
