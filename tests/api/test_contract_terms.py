@@ -1,4 +1,5 @@
-"""A contract term that ends before it starts is refused (422), whichever way it is asked for."""
+"""A contract term that ends before it starts is refused (422), whichever way it is asked for:
+a draft for each partner kind, an amendment, a renewal."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ def _events(database_url: str) -> int:
 
 
 def test_a_draft_that_ends_before_it_starts_is_a_validation_error_and_writes_nothing(api):
-    for kind, extra in (("retailer", {}), ("sales_agent", {}), ("enterprise_agent", {"territory": "Zhejiang"}),
-                        ("consignee", {"fee_rate": "0.01"})):
-        partner = approved_partner(api, kind)
+    for kind, partner_fields, extra in (
+            ("retailer", {}, {}), ("sales_agent", {}, {}), ("enterprise_agent", {}, {"territory": "Zhejiang"}),
+            ("consignee", {}, {"fee_rate": "0.01"}), ("distributor", {}, {}),
+            ("direct_store", {"grade": "A"}, {})):  # brokers work without a contract
+        partner = approved_partner(api, kind, **partner_fields)
         written = _events(api.database_url)
         for starts_on, ends_on in (("2026-06-01", "2026-05-31"), ("2999-12-31", "1900-01-01")):
             body = {"partner_id": partner, "starts_on": starts_on, "ends_on": ends_on,
