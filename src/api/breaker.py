@@ -10,6 +10,12 @@ A request that got no pooled connection in time is not proof of an outage: under
 connection may simply be busy. Such a request asks the probe, and only a database that does
 not answer trips the breaker; one that answers makes the request a `service_busy` refusal.
 
+Nor is a request whose own connection broke: one pooled connection can die alone (an
+operator's `pg_terminate_backend`, a proxy cutting an idle socket) while the database serves
+everyone else. That request is refused, but the breaker trips only if a look taken after the
+failure finds the database away — else one dead connection would refuse every request on the
+node for a pause.
+
 The probe is also what `/health` reports, so that health costs the database next to nothing
 however often it is asked: one connection of its own per process, kept open, at most one look
 in flight, and a look at most every `LOOK_EVERY_S`; everyone else reads the last look.
@@ -76,7 +82,7 @@ class DatabaseProbe:
     async def _look(self) -> Look:
         self.looks += 1
         try:
-            migrations = await asyncio.wait_for(self._ask(), timeout=2 * PROBE_TIMEOUT_S + 1)
+            migrations = await asyncio.wait_for(self._ask(), timeout=3 * PROBE_TIMEOUT_S + 1)
             look = Look(time.monotonic(), "ok", "ok", migrations)
         except (psycopg.Error, TimeoutError) as error:
             await self.close()
@@ -85,11 +91,24 @@ class DatabaseProbe:
         return look
 
     async def _ask(self) -> int:
-        if self._connection is None or self._connection.closed:
-            self._connection = await psycopg.AsyncConnection.connect(
-                self.database_url, connect_timeout=PROBE_TIMEOUT_S, autocommit=True)
-            await self._connection.execute(f"SET statement_timeout = {PROBE_TIMEOUT_S * 1000}")
-        cursor = await self._connection.execute("SELECT count(*) FROM _yoyo_migration")
+        kept = self._connection
+        if kept is not None and not kept.closed:
+            try:
+                return await self._count(kept)
+            except psycopg.Error as error:
+                if not means_database_away(error):
+                    raise
+                # The kept connection died on its own (terminated, or the database restarted
+                # since it was opened): that says nothing of the database now, a new one does.
+                await self.close()
+        self._connection = await psycopg.AsyncConnection.connect(
+            self.database_url, connect_timeout=PROBE_TIMEOUT_S, autocommit=True)
+        await self._connection.execute(f"SET statement_timeout = {PROBE_TIMEOUT_S * 1000}")
+        return await self._count(self._connection)
+
+    @staticmethod
+    async def _count(connection: psycopg.AsyncConnection) -> int:
+        cursor = await connection.execute("SELECT count(*) FROM _yoyo_migration")
         row = await cursor.fetchone()
         return row[0] if row else 0
 
@@ -140,6 +159,15 @@ class DatabaseBreaker:
             self._looking = False
         self.refusing_until = None
         return True
+
+    async def trip_if_away(self) -> bool:
+        """After a request's own connection broke: True, and the breaker trips, only if a look
+        taken now finds the database away; a look from before the failure would prove nothing."""
+        look = await self.probe.look(max_age_s=0)
+        if look.state == "away":
+            self.trip()
+            return True
+        return False
 
     async def is_busy(self) -> bool:
         """After a request got no connection: True if the database answers (the service is

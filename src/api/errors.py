@@ -130,15 +130,16 @@ def install(app: FastAPI) -> None:
         # Nothing was answered 2xx, so nothing is lost: the client retries (with its
         # Idempotency-Key, a retry of a command that did commit replays its answer).
         # A deadlock or a timeout is worth a retry too; only a database that is away makes
-        # the requests after this one refused at once (breaker.py). A busy service must not
-        # pass for one whose database is away: that would refuse everyone, the idle too.
+        # the requests after this one refused at once (breaker.py). Neither a busy service nor
+        # one broken connection may pass for a database that is away: that would refuse
+        # everyone, the idle too — so the probe is asked before the breaker trips.
         breaker = getattr(request.app.state, "breaker", None)
         if breaker is None:
             return database_unavailable()
         if means_database_busy(error):
             return service_busy() if await breaker.is_busy() else database_unavailable()
         if means_database_away(error):
-            breaker.trip()
+            await breaker.trip_if_away()
         return database_unavailable()
 
     @app.exception_handler(ClientDisconnect)

@@ -123,6 +123,40 @@ def test_an_unreachable_database_after_no_connection_in_time_still_trips_the_bre
         assert (refused.status_code, refused.json()["code"]) == (503, "database_unavailable")  # at once, by the gate
 
 
+def _app_whose_connection_breaks(url: str):
+    app = create_app(url)
+
+    @app.get("/v1/_broken")
+    async def broken() -> None:
+        try:
+            raise psycopg.errors.AdminShutdown("terminating connection due to administrator command")
+        except psycopg.Error as error:
+            raise OperationalError(str(error)) from error  # as the library re-raises it
+
+    return app
+
+
+def test_one_broken_connection_while_the_database_answers_leaves_the_breaker_closed(database_url):
+    # The real thing: tests/reliability/test_one_dead_connection.py.
+    app = _app_whose_connection_breaks(database_url)
+    with TestClient(app) as client:
+        answer = client.get("/v1/_broken")
+        assert (answer.status_code, answer.json()["code"]) == (503, "database_unavailable")
+        assert answer.headers["Retry-After"]
+        assert app.state.breaker.refusing_until is None
+        assert client.get("/v1/projections", headers={"Authorization": "Bearer cd_nothing"}).status_code == 401
+
+
+def test_a_broken_connection_with_the_database_unreachable_still_trips_the_breaker():
+    app = _app_whose_connection_breaks("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    with TestClient(app) as client:
+        answer = client.get("/v1/_broken")
+        assert (answer.status_code, answer.json()["code"]) == (503, "database_unavailable")
+        assert app.state.breaker.refusing_until is not None
+        refused = client.get("/v1/projections", headers={"Authorization": "Bearer cd_nothing"})
+        assert (refused.status_code, refused.json()["code"]) == (503, "database_unavailable")  # at once, by the gate
+
+
 def test_the_pool_is_sized_from_the_environment_and_a_bad_size_stops_start_up(monkeypatch):
     monkeypatch.setenv("CHANNEL_DOMAIN_POOL_SIZE", "1")
     monkeypatch.setenv("CHANNEL_DOMAIN_POOL_MAX_OVERFLOW", "0")

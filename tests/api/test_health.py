@@ -5,9 +5,12 @@ what the service is and links onwards."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import psycopg
 from fastapi.testclient import TestClient
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from api import breaker as breaker_module
 from api.app import create_app
@@ -34,6 +37,45 @@ def test_health_reports_a_database_without_the_schema_as_unavailable(server_url)
     with scratch_database(server_url, prefix="cd_test_unmigrated") as url, TestClient(create_app(url)) as client:
         response = client.get("/health")
     assert (response.status_code, response.json()["database"]) == (503, "UndefinedTable")
+
+
+def test_health_says_why_when_the_serving_role_cannot_read_the_migrations(database_url):
+    # All else may work; the look reads `_yoyo_migration`, and an operator must learn from the
+    # body that a grant is missing, not guess at an outage.
+    role = f"no_migrations_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'looks'").format(sql.Identifier(role)))
+    try:
+        params = conninfo_to_dict(database_url)
+        params.update(user=role, password="looks")
+        with TestClient(create_app(make_conninfo(**params))) as client:
+            response = client.get("/health")
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert response.json()["status"] == "unavailable"
+        assert response.json()["database"] == "InsufficientPrivilege"
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_health_is_not_fooled_by_its_own_connection_dying(database_url, monkeypatch):
+    # Terminated alone (an operator's pg_terminate_backend), or gone with a restart since: the
+    # database answers, and a look on a fresh connection says so — not "away", which would also
+    # trip the breaker of a process whose database is there.
+    monkeypatch.setattr(breaker_module, "LOOK_EVERY_S", 0.0)
+    app = create_app(database_url)
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        probe_pid = client.portal.call(lambda: _probe_pid(app))
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            assert conn.execute("SELECT pg_terminate_backend(%s)", (probe_pid,)).fetchone()[0]
+        response = client.get("/health")
+        assert (response.status_code, response.json()["database"]) == (200, "ok"), response.text
+        assert client.portal.call(lambda: _probe_pid(app)) != probe_pid  # on a new connection
+
+
+async def _probe_pid(app) -> int:
+    return app.state.breaker.probe._connection.info.backend_pid
 
 
 def _sessions(database_url: str) -> int:
