@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from api.cursors import NumberCursor, cursor_number
 from api.deps import Department, allowed
+from api.errors import ApiProblem
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
@@ -124,11 +125,21 @@ def audit_verify(app: Department, _: Auditor) -> dict[str, Any]:
     return integrity.verify(app.event_recorder.datastore).as_dict()
 
 
+# How long an export waits for transactions that could still write below its end.
+EXPORT_SETTLE_S = 30.0
+
+
 @router.get("/export", responses={**ERRORS, 200: {"content": {"application/x-ndjson": {}}}},
             response_class=StreamingResponse,
             summary="The whole event log as NDJSON in position order, with hashes and the latest seal")
 def audit_export(app: Department, _: Auditor) -> StreamingResponse:
-    return StreamingResponse(integrity.export(app.event_recorder.datastore), media_type="application/x-ndjson")
+    datastore = app.event_recorder.datastore
+    # Fixed before the answer starts: once a 200 is sent, a failure can only cut it off.
+    try:
+        bounds = integrity.export_bounds(datastore, EXPORT_SETTLE_S)
+    except integrity.ExportUnsettled as error:
+        raise ApiProblem(503, "export_unsettled", str(error), {"Retry-After": "5"}) from None
+    return StreamingResponse(integrity.export(datastore, bounds=bounds), media_type="application/x-ndjson")
 
 
 class CausedEvent(BaseModel):

@@ -128,19 +128,31 @@ class ExportFailed(RuntimeError):
     """The log could not be read to its end: what was written so far is incomplete."""
 
 
-def export(datastore: Any, batch: int = 1000, settle_s: float = 30.0) -> Iterator[str]:
+class ExportUnsettled(ExportFailed):
+    """The end of the export could not be fixed: nothing has been written yet."""
+
+
+@dataclass(frozen=True)
+class ExportBounds:
+    head: int  # every position up to here is final: committed, or never to be
+    sealed_through: int  # the last seal in the same snapshot
+
+
+def export(datastore: Any, batch: int = 1000, settle_s: float = 30.0,
+           bounds: ExportBounds | None = None) -> Iterator[str]:
     """The whole log as NDJSON in position order, then the latest seal as a checkpoint; one
     string per page of up to `batch` events.
 
-    The end is fixed first: the highest position no running transaction can still fill below
-    (`store/log.py`'s fence), and the last seal in the same snapshot. Each page is then read in
-    a short transaction of its own and handed over only once that transaction has ended, so a
-    reader however slow never holds one open (PostgreSQL's `idle_in_transaction_session_timeout`
-    used to end the export mid-way). Events and seals are never changed or removed, and every
-    position up to the head is final, so the pages read one log, as of the start. A page that
-    cannot be read raises: the file stops without its checkpoint line, and the HTTP answer
-    is cut off rather than ended cleanly."""
-    head, sealed_through = _export_bounds(datastore, settle_s)
+    The end is fixed first (`export_bounds`; a caller that must answer before writing — HTTP —
+    fixes it itself and passes it in). Each page is then read in a short transaction of its
+    own and handed over only once that transaction has ended, so a reader however slow never
+    holds one open (PostgreSQL's `idle_in_transaction_session_timeout` used to end the export
+    mid-way). Events and seals are never changed or removed, and every position up to the
+    head is final, so the pages read one log, as of the start. A page that cannot be read
+    raises: the file stops without its checkpoint line, and the HTTP answer is cut off rather
+    than ended cleanly."""
+    bounds = bounds or export_bounds(datastore, settle_s)
+    head, sealed_through = bounds.head, bounds.sealed_through
     after, last_seal = 0, None
     while after < head:
         rows = _export_page(datastore, after, head, sealed_through, batch)
@@ -173,35 +185,80 @@ def _export_line(row: dict[str, Any]) -> str:
     }, separators=(",", ":")) + "\n"
 
 
-def _export_bounds(datastore: Any, settle_s: float) -> tuple[int, int]:
-    """(head, last sealed position): every position up to `head` is final — committed, or
-    never to be — once the transactions that could still hold one have ended; waits for them
-    (typically milliseconds) up to `settle_s`."""
+def export_bounds(datastore: Any, settle_s: float = 30.0) -> ExportBounds:
+    """The export's end: the highest position visible now, once no running transaction can
+    still fill a position below it. Raises `ExportUnsettled` if one that could is still open
+    after `settle_s`.
+
+    Only a missing position can still be filled, and only by a transaction of this database
+    that was open when the snapshot was taken (`store/log.py` explains why). So:
+    - nothing up to the last seal is waited for: the seals are written by a projection whose
+      reader (`EventLog`) never passes a position that could still be filled;
+    - above it, if no position up to the head is missing, nothing is waited for;
+    - else the wait is for the transactions `EventLog`'s fence names, less those seen to
+      belong to another database: transaction ids are server-wide, and an idle session
+      elsewhere on the server (a DBA's psql) used to hold every export up. A transaction that
+      cannot be placed (a view hides it) is waited for, as before."""
     with datastore.get_connection() as conn:
         with conn.transaction(), conn.cursor() as curs:
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             curs.execute(_SNAPSHOT_FACTS)
             facts = curs.fetchone()
-            curs.execute("SELECT (SELECT coalesce(max(position), 0) FROM events) AS head,"
-                         " (SELECT coalesce(max(position), 0) FROM event_seals) AS sealed")
+            curs.execute(_BOUNDS)
             bounds = curs.fetchone()
+        head, sealed = bounds["head"], bounds["sealed"]
+        if not bounds["missing"]:
+            return ExportBounds(head, sealed)
         with conn.transaction(), conn.cursor() as curs:
             # Drawn after the snapshot, so above every transaction id that existed when it was
             # taken: a writer the snapshot does not list is below xmax or in [xmax, this).
             curs.execute("SELECT pg_current_xact_id()::text::bigint AS xid")
             drawn = curs.fetchone()["xid"]
-        writers = frozenset(facts["xip"]) | frozenset(range(facts["xmax"], drawn))
+        with conn.transaction(), conn.cursor() as curs:
+            curs.execute(_ELSEWHERE)
+            # 32-bit ids here: no two transactions open at once share their low 32 bits.
+            elsewhere = {row["xid"] for row in curs.fetchall()}
+        writers = frozenset(xid for xid in frozenset(facts["xip"]) | frozenset(range(facts["xmax"], drawn))
+                            if xid & 0xFFFFFFFF not in elsewhere)
         deadline = time.monotonic() + settle_s
         while writers:
             with conn.transaction(), conn.cursor() as curs:
                 curs.execute(_SNAPSHOT_FACTS)
-                now = curs.fetchone()
-            if _Snapshot(now["xmin"], now["xmax"], frozenset(now["xip"])).all_finished(writers):
+                row = curs.fetchone()
+                now = _Snapshot(row["xmin"], row["xmax"], frozenset(row["xip"]))
+            if now.all_finished(writers):
                 break
             if time.monotonic() > deadline:
-                raise ExportFailed(f"transactions still writing below position {bounds['head']} after {settle_s} s")
+                open_ = sorted(xid for xid in writers if not now.all_finished(frozenset([xid])))
+                shown = ", ".join(str(xid) for xid in open_[:5]) + (", …" if len(open_) > 5 else "")
+                raise ExportUnsettled(
+                    f"cannot fix the end of the export: {bounds['missing']} position(s) between "
+                    f"{bounds['floor'] + 1} and {head} are not in the log, and {len(open_)} transaction(s) of "
+                    f"this database open when the export began could still write one "
+                    f"(pg_stat_activity.backend_xid {shown}); still open after {settle_s:g} s")
             time.sleep(0.01)
-    return bounds["head"], bounds["sealed"]
+    return ExportBounds(head, sealed)
+
+
+# The positions between the last seal (every position below is final) and the head that are
+# not in the log, in one snapshot.
+_BOUNDS = """
+    SELECT head, sealed, floor,
+           head - floor - (SELECT count(*) FROM events WHERE position > floor AND position <= head) AS missing
+    FROM (SELECT head, sealed, least(sealed, head) AS floor
+          FROM (SELECT (SELECT coalesce(max(position), 0) FROM events) AS head,
+                       (SELECT coalesce(max(position), 0) FROM event_seals) AS sealed) AS b) AS f
+"""
+
+# Transactions known to be another database's: a session's database never changes, nor does
+# a prepared transaction's. Sessions with no database (walsenders, launchers) are not counted.
+_ELSEWHERE = """
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
+      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL
+    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database <> current_database()
+"""
 
 
 def _export_page(datastore: Any, after: int, head: int, sealed_through: int, batch: int) -> list[dict[str, Any]]:
