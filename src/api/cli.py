@@ -17,6 +17,8 @@ from api import logging_setup
 from api.tokens import ROLES, create_token, list_tokens, revoke_token
 from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
+from channel_domain.errors import ValidationFailed
+from channel_domain.operations import OPERATOR_ROLE
 from channel_domain.store import integrity, projecting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import MigrationsNotFound
@@ -310,31 +312,40 @@ def projections_retry(
     skip_position: int | None = typer.Option(
         None, "--skip", min=1, help="Pass over the event at this position, where the read model is stopped, instead"
         " of applying it again: recorded as an audit event (needs --reason and --actor)."),
-    reason: str | None = typer.Option(None, help="Why the event is skipped (with --skip): kept in the audit event."),
-    actor: str | None = typer.Option(None, help="Who decides the skip (with --skip): the audit event's actor."),
+    reason: str | None = typer.Option(None, help="Why: kept in the audit event (required with --skip)."),
+    actor: str | None = typer.Option(None, help="Who decides: the audit event's actor (required with --skip;"
+                                                " else your OS user name)."),
 ) -> None:
     """Resume a read model stopped at an event: the workers try it again from its checkpoint
-    (after a fix is deployed), or, with --skip, go on past that one event."""
+    (after a fix is deployed), or, with --skip, go on past that one event. Either is recorded
+    as an audit event (ProjectionRetry.Ordered, ProjectionSkip.Decided)."""
     if skip_position is not None:
         _skip(name, skip_position, reason, actor)
         return
-    if reason is not None or actor is not None:
-        console.print("[red]--reason and --actor go with --skip[/red]")
-        raise typer.Exit(2)
     name = _read_model_name(name)
+    actor = _operator(projecting.os_user_name() if actor is None else actor)
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
     try:
-        cleared = projecting.retry(department.event_recorder.datastore, name)
+        with acting_as(actor, (OPERATOR_ROLE,)):
+            retried = projecting.retry(department, name, reason)
         checkpoint = ProjectionRunner(department, []).checkpoint(name)
+    except ValidationFailed as invalid:
+        console.print(f"[red]{invalid}[/red]")
+        raise typer.Exit(2) from None
     finally:
         department.close()
-    if cleared is None:
+    if retried is None:
         console.print(f"{name} is not failing (position {checkpoint})")
         raise typer.Exit(1)
-    console.print(f"{name}: failing state cleared (it stopped at position {cleared.position}, {cleared.event_type}:"
-                  f" {cleared.error}); the workers resume from position {checkpoint}")
+    cleared, outcome = retried
+    console.print(f"{name}: failing state cleared by {actor} (it stopped at position {cleared.position},"
+                  f" {cleared.event_type}: {cleared.error}); the workers resume from position {checkpoint};"
+                  f" recorded as the event at position {outcome.position} (record {outcome.id})")
+    if outcome.extra.get("skip_decision") is not None:
+        console.print(f"a skip of position {cleared.position} was already decided (record"
+                      f" {outcome.extra['skip_decision']}, an interrupted skip): the workers pass over it")
 
 
 @projections_app.command("skip")
@@ -348,18 +359,29 @@ def projections_skip(
     _skip(name, position, reason, actor)
 
 
+def _operator(actor: str) -> str:
+    """The actor as typed, without the spaces a shell quote lets through; refused when nothing
+    is left (the event also records the OS user, host and database role, docs/audit.md)."""
+    actor = actor.strip()
+    if not actor:
+        console.print("[red]--actor: a name is required[/red]")
+        raise typer.Exit(2)
+    return actor
+
+
 def _skip(name: str, position: int, reason: str | None, actor: str | None) -> None:
     if not reason or not reason.strip() or not actor or not actor.strip():
         console.print("[red]a skip is an operator's recorded decision: give --reason and --actor[/red]")
         raise typer.Exit(2)
     name = _read_model_name(name)
+    actor = _operator(actor)
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
     try:
-        with acting_as(actor, ("operator",)):
+        with acting_as(actor, (OPERATOR_ROLE,)):
             outcome = projecting.skip(department, name, position, reason)
-    except projecting.SkipRefused as refused:
+    except (projecting.SkipRefused, ValidationFailed) as refused:
         console.print(f"[red]{refused}[/red]")
         raise typer.Exit(2) from None
     finally:

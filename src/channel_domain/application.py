@@ -35,7 +35,7 @@ from channel_domain.amendment_preview import AmendmentPreview, price_amendment
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import PERSONAL_FIELDS, Employee
-from channel_domain.operations import ProjectionSkip, skip_decision_id
+from channel_domain.operations import ProjectionRetry, ProjectionSkip, retry_id, skip_decision_id
 from channel_domain.errors import (
     CommandInFlight,
     ConcurrentModification,
@@ -50,6 +50,7 @@ from channel_domain.errors import (
 from channel_domain.partner import Partner
 from channel_domain.record_cache import RecordCache
 from channel_domain.sales_target import SalesTarget
+from channel_domain.store import projecting
 from channel_domain.store.database import library_environment
 from channel_domain.store.personal_data import PersonalDataVault, new_key, seal, unseal
 from channel_domain.store.recorder import (
@@ -1003,19 +1004,56 @@ class ChannelDepartment(Application):
     # Operations --------------------------------------------------------------------------
 
     @command
-    def skip_projection_event(self, *, projection: str, position: int, event_id: UUID, event_type: str,
-                              reason: str) -> CommandOutcome:
-        """Record an operator's decision that `projection` passes over the event at `position`.
+    def skip_projection_event(self, *, projection: str, position: int, reason: str) -> CommandOutcome:
+        """Record an operator's decision that `projection` passes over the event at `position`,
+        where it is stopped, and let its workers go on past it. Refused (SkipRefused, nothing
+        written) unless the read model is stopped at exactly that event with everything before
+        it applied. The stop stays locked from that check to the index of the decision, so no
+        retry or worker can apply the event in between (`projecting.held_stop`).
         Taken once: a repeat (the operator ran the command again after an interruption)
         answers with the decision already recorded, as a replay."""
-        try:
-            decided = self._load(ProjectionSkip, skip_decision_id(projection, position))
-        except NotFound:
-            return self._commit(ProjectionSkip.decide(projection=projection, position=position, event_id=event_id,
-                                                      event_type=event_type, reason=reason))
-        recorded = self.history(decided.id)[-1].position
-        return CommandOutcome(id=decided.id, version=decided.version, position=recorded, positions=[recorded],
-                              replayed=True)
+        with projecting.held_stop(self.event_recorder.datastore, projection) as held:
+            stop = projecting.check_stopped_at(held, projection, position)
+            try:
+                decided = self._load(ProjectionSkip, skip_decision_id(projection, position))
+            except NotFound:
+                outcome = self._commit(ProjectionSkip.decide(
+                    projection=projection, position=position, event_id=stop.failure.event_id,
+                    event_type=stop.failure.event_type, reason=reason, **stop.ran_by))
+            else:
+                recorded = self.history(decided.id)[-1].position
+                outcome = CommandOutcome(id=decided.id, version=decided.version, position=recorded,
+                                         positions=[recorded], replayed=True)
+            stop.pass_over(outcome.id)
+        return outcome
+
+    @command
+    def retry_projection(self, *, projection: str, reason: str | None = None) -> CommandOutcome:
+        """Record an operator's order to clear `projection`'s stopped state, and clear it: its
+        workers try the event again. Raises NotFailing when it is not stopped. The outcome's
+        `extra["failure"]` is the stop cleared. A skip of that event already in the log (an
+        interrupted skip) is completed rather than contradicted."""
+        with projecting.held_stop(self.event_recorder.datastore, projection) as stop:
+            if stop is None:
+                raise projecting.NotFailing(f"read model {projection} is not failing")
+            failure = stop.failure
+            decision = stop.decision_in_log()
+            try:
+                ordered = self._load(ProjectionRetry, retry_id(projection, failure.position, failure.since))
+            except NotFound:
+                outcome = self._commit(ProjectionRetry.order(
+                    projection=projection, position=failure.position, since=failure.since, event_id=failure.event_id,
+                    event_type=failure.event_type, error=failure.error, reason=reason, skip_decision=decision,
+                    **stop.ran_by))
+            else:
+                recorded = self.history(ordered.id)[-1].position
+                outcome = CommandOutcome(id=ordered.id, version=ordered.version, position=recorded,
+                                         positions=[recorded], replayed=True)
+            if decision is not None:
+                stop.pass_over(decision)
+            else:
+                stop.clear()
+        return dataclasses.replace(outcome, extra={"failure": failure, "skip_decision": decision})
 
     # Plumbing ----------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ operator's decision, recorded as an audit event). /metrics costs one query per i
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import subprocess
 import tempfile
 import threading
@@ -64,6 +66,11 @@ def stop_audit_trail(api, monkeypatch, database_url) -> list[int]:
     return positions
 
 
+def session_user(database_url: str) -> str:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT session_user").fetchone()[0]
+
+
 def cli_env(database_url: str) -> dict[str, str]:
     return {**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}
 
@@ -95,14 +102,22 @@ def test_a_failing_read_model_shows_in_projections_metrics_and_status_and_resume
     assert "already exists" in status.stdout
 
     repair_audit_trail(database_url, positions[1])  # the fix
-    retried = subprocess.run([str(BIN / "channel-domain"), "projections", "retry", "audit_events"],
+    retried = subprocess.run([str(BIN / "channel-domain"), "projections", "retry", "audit_events",
+                              "--reason", "bad restore repaired"],
                              env=cli_env(database_url), capture_output=True, text=True, timeout=120)
     assert retried.returncode == 0, retried.stdout + retried.stderr
     assert f"resume from position {positions[0]}" in retried.stdout
     runner_of(api).catch_up_all()
-    assert states(api)["audit_events"] == {"name": "audit_events", "position": positions[2], "head": positions[2],
-                                           "lag": 0, "status": "running", "failing_position": None, "error": None,
-                                           "since": None}
+    retry_position = positions[2] + 1  # the retry is an event of its own
+    assert states(api)["audit_events"] == {"name": "audit_events", "position": retry_position,
+                                           "head": retry_position, "lag": 0, "status": "running",
+                                           "failing_position": None, "error": None, "since": None}
+    (ordered,) = api.get("/v1/audit/events", type="ProjectionRetry.Ordered").json()["items"]
+    os_user = getpass.getuser()
+    assert (ordered["actor"], ordered["roles"], ordered["position"]) == (os_user, ["operator"], retry_position)
+    assert ordered["data"]["projection"] == "audit_events" and ordered["data"]["position"] == positions[1]
+    assert ordered["data"]["reason"] == "bad restore repaired" and ordered["data"]["os_user"] == os_user
+    assert ordered["data"]["session_user"] == session_user(database_url) and ordered["data"]["host"] == socket.gethostname()
     again = CliRunner().invoke(cli, ["projections", "retry", "audit_events"], env=cli_env(database_url))
     assert again.exit_code == 1 and "not failing" in again.output
 
@@ -116,9 +131,12 @@ def test_skip_through_the_cli_is_an_audit_event_and_the_read_model_catches_up(ap
     wrong = CliRunner().invoke(cli, ["projections", "skip", "audit_events", "--position", str(positions[2]),
                                      "--reason", "r", "--actor", "ops-1"], env=env)
     assert wrong.exit_code == 2 and f"stopped at position {positions[1]}" in wrong.output
+    blank = CliRunner().invoke(cli, ["projections", "skip", "audit_events", "--position", str(positions[1]),
+                                     "--reason", "r", "--actor", "   "], env=env)
+    assert blank.exit_code == 2 and "--actor" in blank.output
     skipped = subprocess.run(
         [str(BIN / "channel-domain"), "projections", "retry", "audit_events", "--skip", str(positions[1]),
-         "--reason", "row already there after a bad restore; ticket 7", "--actor", "ops-1"],
+         "--reason", "row already there after a bad restore; ticket 7", "--actor", " ops-1 "],
         env=env, capture_output=True, text=True, timeout=120)
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
     runner_of(api).catch_up_all()
@@ -130,6 +148,9 @@ def test_skip_through_the_cli_is_an_audit_event_and_the_read_model_catches_up(ap
     assert decision["actor"] == "ops-1" and decision["position"] == head["position"]
     assert decision["data"]["projection"] == "audit_events" and decision["data"]["position"] == positions[1]
     assert decision["data"]["reason"].endswith("ticket 7") and decision["data"]["event_type"] == "Partner.Applied"
+    assert decision["data"]["decided_by"] == "ops-1", "the actor as typed, without its surrounding spaces"
+    assert (decision["data"]["session_user"], decision["data"]["os_user"], decision["data"]["host"]) == (
+        session_user(database_url), getpass.getuser(), socket.gethostname())
     with psycopg.connect(database_url) as conn:
         rows = [row[0] for row in conn.execute("SELECT type FROM audit_events ORDER BY position")]
     assert rows == ["Partner.Applied", "Bogus.Row", "Partner.Applied", "ProjectionSkip.Decided"]

@@ -4,14 +4,17 @@ skip recorded as an audit event (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import getpass
 import logging
 import socket
+import threading
+import time
 
 import psycopg
 import pytest
 
 from channel_domain.errors import ValidationFailed
-from channel_domain.operations import ProjectionSkip
+from channel_domain.operations import ProjectionRetry, ProjectionSkip
 from channel_domain.partner import Partner
 from channel_domain.store import projecting
 from channel_domain.store.projecting import ProjectionRunner, SkipRefused, is_transient
@@ -97,19 +100,22 @@ def test_retry_after_the_fix_resumes_from_the_checkpoint_and_catches_up(app, dat
     run_until_stopped(runner)
     fussy.fixed = True  # the fix is deployed
     assert runner.catch_up_all() == 0, "a fix alone does not resume: the operator says when"
-    cleared = projecting.retry(app.event_recorder.datastore, "fussy")
+    with as_("ops-1", "operator"):
+        cleared, ordered = projecting.retry(app, "fussy")
     assert cleared.position == positions[1]
-    assert runner.catch_up_all() == 2
-    assert fussy_rows(database_url) == positions
+    assert runner.catch_up_all() == 3  # and the retry's own event
+    assert fussy_rows(database_url) == [*positions, ordered.position]
     assert failure_row(database_url) is None
-    assert projecting.retry(app.event_recorder.datastore, "fussy") is None
+    with as_("ops-1", "operator"):
+        assert projecting.retry(app, "fussy") is None
 
 
 def test_retry_without_a_fix_stops_it_again_at_the_same_event(app, database_url, fussy):
     positions = partners(app, "A", POISON)
     runner = ProjectionRunner(app, [fussy], attempts=2, retry_pause_s=0)
     run_until_stopped(runner)
-    projecting.retry(app.event_recorder.datastore, "fussy")
+    with as_("ops-1", "operator"):
+        projecting.retry(app, "fussy")
     run_until_stopped(runner)
     assert failure_row(database_url)[0] == positions[1]
 
@@ -148,47 +154,77 @@ def test_skip_is_an_audit_event_and_passes_over_exactly_that_position(app, datab
     assert data["decided_by"] == "ops-1" and data["event_id"]
 
 
-def test_a_skip_interrupted_after_its_event_is_completed_by_running_it_again(app, database_url, fussy):
+def skip_interrupted_after_its_event(app, monkeypatch, position):
+    """The decision's event is appended, then the operator's process dies before the stop's
+    transaction commits (here: an error where the index is written)."""
+    class Died(Exception):
+        pass
+
+    def die(self, decision_id):
+        raise Died
+
+    with monkeypatch.context() as patch:
+        patch.setattr(projecting.HeldStop, "pass_over", die)
+        with as_("ops-1", "operator"), pytest.raises(Died):
+            projecting.skip(app, "fussy", position, "bad data")
+    return app.get(ProjectionSkip, ProjectionSkip.create_id("fussy", position))
+
+
+def test_a_skip_interrupted_after_its_event_is_completed_by_running_it_again(app, database_url, fussy, monkeypatch):
     positions = partners(app, "A", POISON)
     runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
     run_until_stopped(runner)
-    failure, _ = projecting.failure_of(app.event_recorder.datastore, "fussy")
-    with as_("ops-1", "operator"):  # the event is written, then the operator's process dies
-        first = app.skip_projection_event(projection="fussy", position=positions[1], event_id=failure.event_id,
-                                          event_type=failure.event_type, reason="bad data")
+    first = skip_interrupted_after_its_event(app, monkeypatch, positions[1])
+    assert failure_row(database_url)[0] == positions[1], "the interruption rolled the stop's change back"
     with as_("ops-1", "operator"):
         again = projecting.skip(app, "fussy", positions[1], "bad data")
-    assert again.replayed and (again.id, again.position) == (first.id, first.position)
+    assert again.replayed and again.id == first.id
     with psycopg.connect(database_url) as conn:
         decisions = conn.execute("SELECT count(*) FROM events WHERE topic LIKE %s",
                                  ("%ProjectionSkip.Decided",)).fetchone()[0]
     assert decisions == 1
     runner.catch_up_all()
-    assert fussy_rows(database_url) == [positions[0], first.position]
+    assert fussy_rows(database_url) == [positions[0], again.position]
 
 
-def test_a_worker_finds_a_skip_whose_index_was_not_written(app, database_url, fussy):
-    """The operator's process died after recording the decision, and someone ran a plain retry:
-    the worker, stopping at the event again, finds the decision in the log and honours it."""
+def test_a_worker_finds_a_skip_whose_index_was_not_written(app, database_url, fussy, monkeypatch):
+    """The operator's process died after recording the decision, and the index was lost (a
+    restore): the worker, stopping at the event again, finds the decision in the log and
+    honours it."""
     positions = partners(app, "A", POISON)
     runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
     run_until_stopped(runner)
-    failure, _ = projecting.failure_of(app.event_recorder.datastore, "fussy")
-    with as_("ops-1", "operator"):
-        decided = app.skip_projection_event(projection="fussy", position=positions[1], event_id=failure.event_id,
-                                            event_type=failure.event_type, reason="bad data")
-    projecting.retry(app.event_recorder.datastore, "fussy")
+    decided = skip_interrupted_after_its_event(app, monkeypatch, positions[1])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM projection_failures")
     with pytest.raises(ValueError):
         runner.catch_up_all()  # stops at the event, finds the decision
     assert failure_row(database_url) is None
     runner.catch_up_all()
-    assert fussy_rows(database_url) == [positions[0], decided.position]
+    assert fussy_rows(database_url) == [positions[0], positions_of(database_url, decided.id)[0]]
+
+
+def test_a_retry_after_an_interrupted_skip_completes_the_skip_rather_than_contradict_it(app, database_url, fussy,
+                                                                                      monkeypatch):
+    """The log says the event was skipped: a retry, even after a fix, must not then apply it."""
+    positions = partners(app, "A", POISON)
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    decided = skip_interrupted_after_its_event(app, monkeypatch, positions[1])
+    fussy.fixed = True
+    with as_("ops-2", "operator"):
+        _, ordered = projecting.retry(app, "fussy")
+    assert ordered.extra["skip_decision"] == decided.id
+    runner.catch_up_all()
+    assert positions[1] not in fussy_rows(database_url)
+    assert app.get(ProjectionRetry, ordered.id).skip_decision == decided.id
 
 
 def test_a_decision_is_one_per_read_model_and_position(app):
     with as_("ops-1", "operator"):
         skip = ProjectionSkip.decide(projection="fussy", position=3, event_id=ProjectionSkip.create_id("x", 1),
-                                     event_type="Partner.Applied", reason="r")
+                                     event_type="Partner.Applied", reason="r", session_user="postgres",
+                                     os_user="ops", host="h")
     assert skip.id == ProjectionSkip.create_id("fussy", 3) != ProjectionSkip.create_id("fussy", 4)
 
 
@@ -218,3 +254,196 @@ def test_a_read_model_rebuilt_past_its_poison_event_runs_again(app, database_url
     assert runner.catch_up_all() == 1
     assert failure_row(database_url) is None
     assert fussy_rows(database_url) == [*positions, *later]
+
+
+# Operator decisions are checked where they are taken, and attributed (docs/audit.md) --------
+
+
+def positions_of(database_url, record_id) -> list[int]:
+    with psycopg.connect(database_url) as conn:
+        return [row[0] for row in conn.execute("SELECT position FROM events WHERE originator_id = %s"
+                                               " ORDER BY position", (record_id,))]
+
+
+def decisions_written(database_url) -> tuple[int, int]:
+    """Operator events in the log, and rows of the skip index."""
+    with psycopg.connect(database_url) as conn:
+        events = conn.execute("SELECT count(*) FROM events WHERE topic LIKE %s OR topic LIKE %s",
+                              ("%ProjectionSkip.Decided", "%ProjectionRetry.Ordered")).fetchone()[0]
+        index = conn.execute("SELECT count(*) FROM projection_skips").fetchone()[0]
+    return events, index
+
+
+def who_runs(database_url) -> tuple[str, str, str]:
+    with psycopg.connect(database_url) as conn:
+        session_user = conn.execute("SELECT session_user").fetchone()[0]
+    return session_user, getpass.getuser(), socket.gethostname()
+
+
+def test_a_skip_is_refused_unless_stopped_at_that_event_and_then_writes_nothing(app, database_url, fussy):
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    with as_("ops-1", "operator"), pytest.raises(SkipRefused, match="not stopped"):
+        projecting.skip(app, "fussy", positions[1], "not stopped yet")
+    run_until_stopped(runner)
+    with as_("ops-1", "operator"), pytest.raises(SkipRefused, match=f"stopped at position {positions[1]}"):
+        projecting.skip(app, "fussy", positions[2], "the wrong event")
+    assert decisions_written(database_url) == (0, 0)
+    assert failure_row(database_url)[0] == positions[1], "the stop is left as it was"
+
+
+def test_a_skip_of_an_event_applied_since_the_stop_is_refused(app, database_url, fussy):
+    """A stale stop: a rebuild with the fix applied the event, the worker has not yet noticed."""
+    from channel_domain.store.rebuilding import Rebuilder
+
+    positions = partners(app, "A", POISON)
+    run_until_stopped(ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0))
+    fussy.fixed = True
+    Rebuilder(app, fussy).rebuild()
+    assert failure_row(database_url)[0] == positions[1]
+    with as_("ops-1", "operator"), pytest.raises(SkipRefused, match="has applied position"):
+        projecting.skip(app, "fussy", positions[1], "stale")
+    assert decisions_written(database_url) == (0, 0)
+
+
+def test_the_library_method_refuses_a_skip_of_a_read_model_that_is_not_stopped(app, database_url):
+    """Reviewer: `skip_projection_event` alone recorded "audit_events skipped position 1" for a
+    running read model."""
+    (position,) = partners(app, "A")
+    with as_("ops-1", "operator"), pytest.raises(SkipRefused, match="audit_events is not stopped"):
+        app.skip_projection_event(projection="audit_events", position=position, reason="why not")
+    assert decisions_written(database_url) == (0, 0)
+
+
+def test_a_skip_records_who_really_ran_it_and_refuses_a_padded_actor(app, database_url, fussy):
+    positions = partners(app, "A", POISON)
+    run_until_stopped(ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0))
+    with as_(" ops-1", "operator"), pytest.raises(ValidationFailed, match="actor"):
+        projecting.skip(app, "fussy", positions[1], "bad data")
+    assert decisions_written(database_url) == (0, 0)
+    with as_("ops-1", "operator"):
+        decision = projecting.skip(app, "fussy", positions[1], "bad data")
+    recorded = app.history(decision.id)[-1]
+    assert (recorded.actor, recorded.roles) == ("ops-1", ["operator"])
+    session_user, os_user, host = who_runs(database_url)
+    assert (recorded.data["decided_by"], recorded.data["session_user"], recorded.data["os_user"],
+            recorded.data["host"]) == ("ops-1", session_user, os_user, host)
+
+
+def test_a_retry_is_an_audit_event_naming_who_ran_it(app, database_url, fussy):
+    positions = partners(app, "A", POISON)
+    runner = ProjectionRunner(app, [AuditTrail(), fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    stopped, _ = projecting.failure_of(app.event_recorder.datastore, "fussy")
+    fussy.fixed = True
+    with as_("ops-2", "operator"):
+        cleared, ordered = projecting.retry(app, "fussy", "fixed in 1.4.2")
+    runner.catch_up_all()
+    with psycopg.connect(database_url) as conn:
+        actor, roles, data = conn.execute("SELECT actor, roles, data FROM audit_events WHERE position = %s"
+                                          " AND type = 'ProjectionRetry.Ordered'", (ordered.position,)).fetchone()
+    assert (actor, roles) == ("ops-2", ["operator"])
+    session_user, os_user, host = who_runs(database_url)
+    assert data["projection"] == "fussy" and data["position"] == positions[1] == cleared.position
+    assert (data["event_type"], data["error"], data["reason"]) == (
+        "Partner.Applied", "ValueError: cannot handle 'Poison Shop'", "fixed in 1.4.2")
+    assert (data["ordered_by"], data["session_user"], data["os_user"], data["host"]) == (
+        "ops-2", session_user, os_user, host)
+    assert data["event_id"] and data["since"] and data["skip_decision"] is None
+    assert app.get(ProjectionRetry, ordered.id).since == stopped.since
+    assert fussy_rows(database_url) == [*positions, ordered.position]
+
+
+def test_a_retry_without_a_reason_is_recorded_too(app, database_url, fussy):
+    partners(app, POISON)
+    run_until_stopped(ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0))
+    with as_("ops-2", "operator"):
+        _, ordered = projecting.retry(app, "fussy")
+    assert app.get(ProjectionRetry, ordered.id).reason is None
+    assert decisions_written(database_url) == (1, 0)
+
+
+def wait_until_waiting_for_a_lock(database_url, thread) -> None:
+    """Until another session waits on a row lock of `projection_failures` (a bound for a hung
+    test, not a measured figure)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                               " AND query LIKE '%%FROM projection_failures%%')").fetchone()[0]:
+            assert thread.is_alive() and time.monotonic() < deadline, "the other command did not wait"
+            time.sleep(0.02)
+
+
+def during_the_append(app, monkeypatch, meanwhile) -> None:
+    """Run `meanwhile()` once, when the next command has appended its event but not yet
+    committed what it decided."""
+    append = app._commit
+
+    def appended(*args, **kwargs):
+        outcome = append(*args, **kwargs)
+        monkeypatch.setattr(app, "_commit", append)
+        meanwhile()
+        return outcome
+
+    monkeypatch.setattr(app, "_commit", appended)
+
+
+def test_a_retry_and_a_fixed_worker_during_a_skip_cannot_apply_the_event_being_skipped(app, database_url, fussy,
+                                                                                      monkeypatch):
+    """Reviewer: a concurrent `retry` and a fixed worker applied P while the skip was being
+    recorded, so the log said P was skipped though it was applied."""
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    fussy.fixed = True
+    retried: list = []
+
+    def retry_meanwhile():
+        with as_("ops-2", "operator"):
+            retried.append(projecting.retry(app, "fussy"))
+
+    racer = threading.Thread(target=retry_meanwhile)
+
+    def meanwhile():
+        racer.start()
+        wait_until_waiting_for_a_lock(database_url, racer)
+        assert runner.catch_up_all() == 0, "the worker leaves a stopped read model alone"
+
+    during_the_append(app, monkeypatch, meanwhile)
+    with as_("ops-1", "operator"):
+        decision = projecting.skip(app, "fussy", positions[1], "bad data")
+    racer.join()
+    assert retried == [None], "the retry waited for the skip, then found no stop to clear"
+    runner.catch_up_all()
+    assert fussy_rows(database_url) == [positions[0], positions[2], decision.position]
+    assert decisions_written(database_url) == (1, 1)
+
+
+def test_a_skip_during_a_retry_waits_and_is_then_refused(app, database_url, fussy, monkeypatch):
+    positions = partners(app, "A", POISON)
+    runner = ProjectionRunner(app, [fussy], attempts=1, retry_pause_s=0)
+    run_until_stopped(runner)
+    fussy.fixed = True
+    refused: list = []
+
+    def skip_meanwhile():
+        with as_("ops-1", "operator"):
+            try:
+                projecting.skip(app, "fussy", positions[1], "bad data")
+            except SkipRefused as error:
+                refused.append(str(error))
+
+    racer = threading.Thread(target=skip_meanwhile)
+
+    def meanwhile():
+        racer.start()
+        wait_until_waiting_for_a_lock(database_url, racer)
+
+    during_the_append(app, monkeypatch, meanwhile)
+    with as_("ops-2", "operator"):
+        projecting.retry(app, "fussy")
+    racer.join()
+    assert refused == ["read model fussy is not stopped: only the event a read model is stopped at is skipped"]
+    runner.catch_up_all()
+    assert positions[1] in fussy_rows(database_url)
+    assert decisions_written(database_url) == (1, 0), "the retry's event alone"

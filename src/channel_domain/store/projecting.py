@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import getpass
 import logging
 import multiprocessing
 import os
+import socket
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -517,39 +519,121 @@ def failure_of(datastore: Any, name: str) -> tuple[Failure, str] | None:
                    row["since"]), row["traceback"]
 
 
-def retry(datastore: Any, name: str) -> Failure | None:
+def retry(app: Any, name: str, reason: str | None = None) -> tuple[Failure, Any] | None:
     """Clear a read model's failing state: the workers try it again from its checkpoint (with
-    their attempts afresh). Returns the failure cleared, None if it was not failing."""
-    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-        curs.execute("DELETE FROM projection_failures WHERE name = %s"
-                     " RETURNING position, event_id, event_type, error, attempts, since", (name,))
-        row = curs.fetchone()
-    if row is None:
+    their attempts afresh). Run inside the operator's `acting_as(...)`: the retry is an event
+    (ProjectionRetry.Ordered) naming them. Returns the failure cleared and the command's
+    outcome, None if it was not failing."""
+    try:
+        outcome = app.retry_projection(projection=name, reason=reason)
+    except NotFailing:
         return None
-    logger.warning("read model %s: failing state at position %d cleared by an operator", name, row["position"])
-    return Failure(row["position"], row["event_id"], row["event_type"], row["error"], row["attempts"], row["since"])
+    failure = outcome.extra["failure"]
+    logger.warning("read model %s: failing state at position %d cleared by an operator (event at position %d)",
+                   name, failure.position, outcome.position)
+    return failure, outcome
 
 
 def skip(app: Any, name: str, position: int, reason: str) -> Any:
     """Record the operator's decision that read model `name` passes over the event at
     `position`, where it is stopped, and let the workers go on past it. Run inside the
-    operator's `acting_as(...)`: the decision is an event (ProjectionSkip.Decided) naming them,
-    written first; the workers' index of it and the cleared failure follow in one transaction,
-    and a run interrupted in between is completed by running it again (the decision is not
-    taken twice) or by the worker, which finds the decision in the log. Returns the command's
-    outcome (its position is the decision's)."""
-    datastore = app.event_recorder.datastore
-    stopped = failure_of(datastore, name)
-    if stopped is None or stopped[0].position != position:
-        at = f"stopped at position {stopped[0].position}" if stopped else "not stopped"
-        raise SkipRefused(f"read model {name} is {at}: only the event a read model is stopped at is skipped")
-    failure = stopped[0]
-    outcome = app.skip_projection_event(projection=name, position=position, event_id=failure.event_id,
-                                        event_type=failure.event_type, reason=reason)
-    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-        curs.execute("INSERT INTO projection_skips (name, position, decision_id) VALUES (%s, %s, %s)"
-                     " ON CONFLICT DO NOTHING", (name, position, outcome.id))
-        curs.execute("DELETE FROM projection_failures WHERE name = %s AND position = %s", (name, position))
-    logger.warning("read model %s: position %d (%s) skipped by an operator's decision, event at position %d",
-                   name, position, failure.event_type, outcome.position)
+    operator's `acting_as(...)`. Refused (SkipRefused, nothing written) unless the read model
+    is stopped at exactly that event. Returns the command's outcome (its position is the
+    decision's); see `ChannelDepartment.skip_projection_event`."""
+    outcome = app.skip_projection_event(projection=name, position=position, reason=reason)
+    logger.warning("read model %s: position %d skipped by an operator's decision, event at position %d",
+                   name, position, outcome.position)
     return outcome
+
+
+class NotFailing(Exception):
+    """A retry found nothing to retry: the read model is not stopped."""
+
+
+def os_user_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (a container with no passwd entry): the uid says who
+        return f"uid {os.getuid()}"
+
+
+@dataclass
+class HeldStop:
+    """A read model's stopped state, locked for an operator's decision. Until the transaction
+    holding it ends, the state cannot change under the decision: a `retry` or `skip` from
+    another operator waits on the row lock (and then finds the stop gone), a worker does not
+    apply a stopped read model at all, and the checkpoint cannot move (a rebuild's switch
+    waits)."""
+
+    name: str
+    failure: Failure
+    checkpoint: int
+    session_user: str  # who really runs the command, whatever actor they name
+    os_user: str
+    host: str
+    _curs: Any
+
+    @property
+    def ran_by(self) -> dict[str, str]:
+        return {"session_user": self.session_user, "os_user": self.os_user, "host": self.host}
+
+    def decision_in_log(self) -> uuid.UUID | None:
+        """A skip of this event already decided (an interrupted `skip` left it unindexed)."""
+        decision_id = skip_decision_id(self.name, self.failure.position)
+        self._curs.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE originator_id = %s LIMIT 1",  # noqa: S608
+                           (decision_id,))
+        return decision_id if self._curs.fetchone() is not None else None
+
+    def pass_over(self, decision_id: uuid.UUID) -> None:
+        """Index the skip decision and end the stop: the workers go on past the event."""
+        self._curs.execute("INSERT INTO projection_skips (name, position, decision_id) VALUES (%s, %s, %s)"
+                           " ON CONFLICT DO NOTHING", (self.name, self.failure.position, decision_id))
+        self.clear()
+
+    def clear(self) -> None:
+        self._curs.execute("DELETE FROM projection_failures WHERE name = %s", (self.name,))
+
+
+@contextlib.contextmanager
+def held_stop(datastore: Any, name: str) -> Iterator[HeldStop | None]:
+    """Lock read model `name`'s stopped state (None when it is not stopped) in a transaction
+    held while the operator's event is appended — in a transaction of its own, the
+    application's — and committed with what the decision changes (`pass_over`, `clear`).
+
+    An interruption between the append and the commit leaves the event without its effect:
+    the stop is still there, so running the command again finds its event and completes it;
+    a worker that stops at the event again finds a skip decision in the log (`_heal_skip`),
+    and so does a `retry` (`decision_in_log`)."""
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+        curs.execute("SELECT position, event_id, event_type, error, attempts, since, session_user AS session_user"
+                     " FROM projection_failures WHERE name = %s FOR UPDATE", (name,))
+        row = curs.fetchone()
+        if row is None:
+            yield None
+            return
+        failure = Failure(row["position"], row["event_id"], row["event_type"], row["error"], row["attempts"],
+                          row["since"])
+        curs.execute("SELECT position FROM projection_checkpoints WHERE name = %s FOR SHARE", (name,))
+        checkpoint = curs.fetchone()
+        yield HeldStop(name, failure, checkpoint["position"] if checkpoint else 0, row["session_user"], os_user_name(),
+                       socket.gethostname(), curs)
+
+
+def check_stopped_at(stop: HeldStop | None, name: str, position: int) -> HeldStop:
+    """Refuse a skip unless read model `name` is stopped at `position` and has applied
+    everything before it: a stale stop (a rebuild applied the event since) is not enough."""
+    if stop is None or stop.failure.position != position:
+        at = f"stopped at position {stop.failure.position}" if stop else "not stopped"
+        raise SkipRefused(f"read model {name} is {at}: only the event a read model is stopped at is skipped")
+    if stop.checkpoint >= position:
+        raise SkipRefused(f"read model {name} has applied position {position} since it stopped there (its"
+                          f" checkpoint is {stop.checkpoint}): nothing to skip")
+    # Positions have gaps (a rolled-back append draws one and leaves it), so "just before" is
+    # the last event before it, not position - 1.
+    stop._curs.execute(f"SELECT coalesce(max(position), 0) AS before FROM {EVENTS_TABLE}"  # noqa: S608
+                       " WHERE position < %s", (position,))
+    before = stop._curs.fetchone()["before"]
+    if stop.checkpoint != before:
+        raise SkipRefused(f"read model {name} is at position {stop.checkpoint}, not just before {position}"
+                          f" (position {before}): only the event a read model is stopped at is skipped")
+    return stop
