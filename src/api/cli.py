@@ -22,7 +22,7 @@ from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, require_current
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
-from channel_domain.store.rebuilding import NotRebuildable, Rebuilder
+from channel_domain.store.rebuilding import NotRebuildable, Rebuilder, RebuildInProgress, SwitchBlocked
 from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
@@ -175,7 +175,8 @@ def rebuild(
         os.cpu_count() or 1, min=1, help="Processes to share the read models out among (default: one per core)."),
 ) -> None:
     """Rebuild read models from position 0 in shadow tables while the live ones keep serving,
-    then switch to them atomically. Several are rebuilt in one pass over the log."""
+    then switch to them atomically. Several are rebuilt in one pass over the log. One rebuild at a
+    time: a second is refused at once (exit code 2)."""
     known = {p.name: p for p in all_projections()}
     if names == ["all"]:
         names = [name for name, p in known.items() if getattr(p, "rebuildable", True)]
@@ -207,6 +208,12 @@ def rebuild(
                            left=f"{head - position:,} to go")
 
             report = rebuilder.rebuild(advance, processes=processes)
+    except RebuildInProgress as refused:
+        console.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from None
+    except SwitchBlocked as blocked:
+        console.print(f"[red]{blocked}[/red]")
+        raise typer.Exit(1) from None
     finally:
         department.close()
     console.print(f"switched {label} at position {report.position}")
