@@ -21,10 +21,10 @@ from channel_domain.errors import ValidationFailed
 from channel_domain.operations import OPERATOR_ROLE
 from channel_domain.store import integrity, projecting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
-from channel_domain.store.migrations import MigrationsNotFound
+from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, require_current
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
-from channel_domain.store.rebuilding import NotRebuildable, Rebuilder
+from channel_domain.store.rebuilding import NotRebuildable, Rebuilder, RebuildInProgress, SwitchBlocked
 from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
@@ -87,6 +87,15 @@ def serve(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
         log_config=logging_setup.log_config(chosen_format), access_log=False,  # the request line replaces it
     )
+
+
+def _schema_current(url: str) -> None:
+    """For the commands that only read: refuse (exit 2) on a schema behind the code, never migrate."""
+    try:
+        require_current(url)
+    except (SchemaBehind, MigrationsNotFound) as refused:
+        typer.secho(str(refused), err=True, fg="red")  # unwrapped: scripts grep for it
+        raise typer.Exit(2) from None
 
 
 def _connection() -> psycopg.Connection:
@@ -168,7 +177,8 @@ def rebuild(
         os.cpu_count() or 1, min=1, help="Processes to share the read models out among (default: one per core)."),
 ) -> None:
     """Rebuild read models from position 0 in shadow tables while the live ones keep serving,
-    then switch to them atomically. Several are rebuilt in one pass over the log."""
+    then switch to them atomically. Several are rebuilt in one pass over the log. One rebuild at a
+    time: a second is refused at once (exit code 2)."""
     known = {p.name: p for p in all_projections()}
     if names == ["all"]:
         names = [name for name, p in known.items() if getattr(p, "rebuildable", True)]
@@ -200,6 +210,12 @@ def rebuild(
                            left=f"{head - position:,} to go")
 
             report = rebuilder.rebuild(advance, processes=processes)
+    except RebuildInProgress as refused:
+        console.print(f"[red]{refused}[/red]")
+        raise typer.Exit(2) from None
+    except SwitchBlocked as blocked:
+        console.print(f"[red]{blocked}[/red]")
+        raise typer.Exit(1) from None
     finally:
         department.close()
     console.print(f"switched {label} at position {report.position}")
@@ -210,9 +226,10 @@ def rebuild(
 @app.command()
 def verify() -> None:
     """Check every event's hash, each stream's chain and the seals over the whole log.
-    Exit code 0 only when everything checks."""
+    Exit code 0 only when everything checks; 2 when the schema is behind (it reads only, so a
+    read-only role or a standby can run it: it never migrates)."""
     url = database_url()
-    apply_migrations(url)
+    _schema_current(url)
     department = ChannelDepartment(url)
     try:
         head = department.event_recorder.max_notification_id() or 0
@@ -238,9 +255,10 @@ def verify() -> None:
 @app.command()
 def export(output: typer.FileTextWrite = typer.Option("-", help="File to write; standard output by default.")) -> None:
     """Write the whole event log as NDJSON, in position order, with hashes and the latest seal
-    (docs/audit.md shows how to verify the file offline)."""
+    (docs/audit.md shows how to verify the file offline). Reads only: never migrates; exit code 2
+    when the schema is behind."""
     url = database_url()
-    apply_migrations(url)
+    _schema_current(url)
     department = ChannelDepartment(url)
     try:
         for page in integrity.export(department.event_recorder.datastore):

@@ -1,5 +1,8 @@
 """The service as an operator installs it: a built wheel in a virtualenv outside the checkout.
 
+The wheel is built from a fresh copy of the checkout's tracked files, as a release is built from
+a clean checkout: nothing from an earlier build is reused, and nothing is left in the checkout.
+
 Its dependencies come from the test environment's site-packages through a `.pth` file (that
 directory only, not the checkout: a `.pth` line adds a plain directory, whose own `.pth` files,
 such as an editable install's, are not read), so the test costs a build and a copy, not a
@@ -62,16 +65,43 @@ def migration_files() -> list[str]:
     return sorted(p.stem for p in (REPO / "migrations").iterdir() if p.suffix in (".sql", ".py"))
 
 
+def copy_tracked_files(destination: Path) -> None:
+    """The checkout's tracked files as they are in the working tree (uncommitted edits included,
+    untracked and ignored files left out), symlinks kept as symlinks. A build in the checkout
+    itself reuses its `build/lib`, so a migration deleted or renamed since an earlier build
+    stayed in the wheel, and it leaves `build/` and `src/*.egg-info` behind."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source, target = REPO / name, destination / name
+        if not source.is_symlink() and not source.exists():
+            continue  # deleted in the working tree, not yet in the index
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
+
+
+def build_outputs() -> dict[str, float]:
+    """What a build in the checkout writes there (`build/`, `src/*.egg-info`), with mtimes."""
+    found = [REPO / "build", *(REPO / "src").glob("*.egg-info")]
+    return {str(path.relative_to(REPO)): path.stat().st_mtime
+            for top in found if top.exists() for path in [top, *top.rglob("*")]}
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("wheel")
     assert not root.resolve().is_relative_to(REPO)
-    dist, venv, workdir = root / "dist", root / "venv", root / "work"
+    source, dist, venv, workdir = root / "source", root / "dist", root / "venv", root / "work"
     workdir.mkdir()
     installation = Installed(venv, workdir)
+    copy_tracked_files(source)
+    in_the_checkout = build_outputs()
     # Without PYTHONPATH: pip would take the checkout's src/*.egg-info for an installed copy.
     check(installation.run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist),
-                           str(REPO), timeout=300))
+                           str(source), timeout=300))
+    assert build_outputs() == in_the_checkout, "the build wrote into the checkout"
     [wheel] = dist.glob("channel_domain-*.whl")
     check(installation.run(sys.executable, "-m", "venv", "--without-pip", str(venv)))
     check(installation.run(sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",

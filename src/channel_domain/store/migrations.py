@@ -8,17 +8,33 @@ data, see pyproject.toml) all read them the same way, from beside the code that 
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
+from psycopg import sql
 from yoyo import default_migration_table, read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import DatabaseURI
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
+# The session advisory lock every `migrate` takes, on the key of this name. PostgreSQL frees it
+# when the session ends, however it ends: yoyo's own lock is a row in `yoyo_lock` that a killed
+# `migrate` leaves behind, after which every command failed with LockTimeout until removed by hand.
+MIGRATION_LOCK = "channel_domain.migrate"
+
+logger = logging.getLogger(__name__)
+
 
 class MigrationsNotFound(RuntimeError):
     """No migrations where the package keeps them: a broken install, never an up-to-date schema."""
+
+
+class SchemaBehind(RuntimeError):
+    """The database lacks migrations this code needs; only `migrate` applies them."""
 
 
 class _WholeConninfoBackend(PostgresqlPsycopgBackend):
@@ -28,6 +44,36 @@ class _WholeConninfoBackend(PostgresqlPsycopgBackend):
 
     def connect(self, dburi: DatabaseURI) -> object:
         return self.driver.connect(dburi.args["conninfo"], autocommit=True)
+
+    def create_lock_table(self) -> None:
+        """`yoyo_lock` is not used (see `lock`); a database migrated before keeps an idle one."""
+
+    @contextmanager
+    def lock(self, timeout: float = 0) -> Iterator[None]:  # noqa: ARG002 - yoyo's signature; waits for as long as it takes
+        """Hold the migration lock on this backend's connection. Waits for a `migrate` in progress
+        however long it takes (a migration may rewrite a large table); a dead one holds nothing."""
+        if self._is_locked:  # yoyo re-enters its lock (upgrading its own tables inside ours)
+            yield
+            return
+        conn = self.connection
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (MIGRATION_LOCK,)).fetchone()[0]
+        if not got:
+            holders = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+                "((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)", (MIGRATION_LOCK,))]
+            logger.warning("another migrate is running (PostgreSQL backend %s); waiting for it to finish",
+                           ", ".join(map(str, holders)) or "?")
+            conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (MIGRATION_LOCK,))
+        self._is_locked = True
+        try:
+            yield
+        finally:
+            self._is_locked = False
+            try:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (MIGRATION_LOCK,))
+            except psycopg.Error:
+                pass  # the session is broken or gone: PostgreSQL has let go of the lock with it
 
 
 def _migrations(directory: Path) -> object:
@@ -47,10 +93,31 @@ def migrate(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
     uri = DatabaseURI("postgresql+psycopg", None, None, None, None, None, {"conninfo": url})
     backend = _WholeConninfoBackend(uri, default_migration_table)
     try:
-        backend.init_database()
-        with backend.lock():  # concurrent `migrate` runs wait, then no-op
+        # Everything under the lock, yoyo's own tables included: a second `migrate` waits, then no-ops.
+        with backend.lock():
+            backend.init_database()
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
         return [migration.id for migration in pending]
     finally:
         backend.connection.close()
+
+
+def not_applied(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """The ids of the migrations not applied yet, found by reading only: commands that only read
+    (`verify`, `export`) must run as a read-only role and against a standby, where `migrate` cannot."""
+    migrations = _migrations(directory)
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass(%s)", (default_migration_table,)).fetchone()[0] is None:
+            applied: set[str] = set()
+        else:
+            applied = {row[0] for row in conn.execute(
+                sql.SQL("SELECT migration_hash FROM {}").format(sql.Identifier(default_migration_table)))}
+    return [migration.id for migration in migrations if migration.hash not in applied]
+
+
+def require_current(url: str, *, directory: Path = MIGRATIONS_DIR) -> None:
+    """Raise `SchemaBehind` unless every migration is applied."""
+    behind = not_applied(url, directory=directory)
+    if behind:
+        raise SchemaBehind(f"the schema is behind; run channel-domain migrate (not applied: {', '.join(behind)})")

@@ -17,13 +17,20 @@ comments. The switch then compares every one of those settings on the old and ne
 drops the old ones without CASCADE: a setting it could not carry, or anything else that
 depends on the old tables (a materialized view, a foreign key into them), stops the switch
 with nothing changed.
+
+One rebuild at a time (`REBUILD_LOCK`, a session advisory lock held for the whole rebuild): the
+shadow schema has one name, and a second rebuild would drop the first one's. The switch waits at
+most `switch_lock_timeout_s` for each lock it needs; behind a long reader (a BI query) it gives up
+rather than make every reader queue behind its waiting lock, and tries again a few times.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import multiprocessing
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,10 +39,17 @@ import psycopg
 from psycopg import sql
 
 from channel_domain.store.log import EventLog
-from channel_domain.store.projecting import Projection, share_out
+from channel_domain.store.projecting import Projection, _forget_state, share_out
 
 SHADOW = "rebuild_shadow"
 RETIRED = "rebuild_retired"
+REBUILD_LOCK = "channel_domain.rebuild"  # the advisory lock's key, hashed as the other locks' are
+# Readers of the tables queue behind the switch's lock request while it waits: a few seconds at
+# most, then it lets them through and tries again.
+SWITCH_LOCK_TIMEOUT_S = 3.0
+SWITCH_ATTEMPTS = 5
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,19 @@ class NotRebuildable(Exception):
     is now, it would vouch for whatever the log has become."""
 
 
+class RebuildInProgress(Exception):
+    """Another rebuild holds the rebuild lock; nothing was done."""
+
+
+class SwitchBlocked(Exception):
+    """The switch could not get its locks in any of its attempts (a long reader or writer holds the
+    tables); the live read models are untouched and the shadow is dropped."""
+
+
+class _LockWaitTooLong(Exception):
+    pass
+
+
 class SettingsNotCarried(Exception):
     """The switch could not give the new tables something the DBA set on the old ones; it was
     rolled back, and the live read models are untouched."""
@@ -59,13 +86,16 @@ class Rebuilder:
     """Rebuilds one read model, or several in one pass over the log: each batch is read and
     decoded once for all of them, and they switch together."""
 
-    def __init__(self, app: Any, projection: Projection, *others: Projection, batch_size: int = 5000) -> None:
+    def __init__(self, app: Any, projection: Projection, *others: Projection, batch_size: int = 5000,
+                 switch_lock_timeout_s: float = SWITCH_LOCK_TIMEOUT_S, switch_attempts: int = SWITCH_ATTEMPTS) -> None:
         self.projections = [projection, *others]
         for chosen in self.projections:
             if not getattr(chosen, "rebuildable", True):
                 raise NotRebuildable(f"{chosen.name} is evidence, not a view: it is never rebuilt")
         self.app = app
         self.batch_size = batch_size
+        self.switch_lock_timeout_s = switch_lock_timeout_s
+        self.switch_attempts = switch_attempts
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -83,7 +113,25 @@ class Rebuilder:
 
         With `processes` above 1 the read models are shared out among that many processes,
         each reading the log and building its share of the shadow tables: the work is Python,
-        bound to one core per process, and read models do not depend on one another."""
+        bound to one core per process, and read models do not depend on one another.
+
+        Raises `RebuildInProgress` at once when another rebuild is running."""
+        with self.datastore.get_connection() as lock_conn:
+            got = lock_conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got",
+                                    (REBUILD_LOCK,)).fetchone()["got"]
+            if not got:
+                holders = [row["pid"] for row in lock_conn.execute(
+                    f"SELECT pid FROM pg_locks WHERE {_IS_REBUILD_LOCK}", (REBUILD_LOCK,)).fetchall()]
+                raise RebuildInProgress(
+                    f"another rebuild is running (PostgreSQL backend {', '.join(map(str, holders)) or '?'}):"
+                    " one at a time, they share the shadow tables; nothing was done")
+            try:
+                return self._rebuild(progress, processes, lock_conn.info.backend_pid)
+            finally:
+                with contextlib.suppress(Exception):  # a broken session has let go of the lock already
+                    lock_conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (REBUILD_LOCK,))
+
+    def _rebuild(self, progress: Callable[[int], None], processes: int, lock_pid: int) -> RebuildReport:
         self._create_shadow()
         try:
             # Another process can open the database only by its URL.
@@ -96,7 +144,7 @@ class Rebuilder:
                 built = [(groups[0], log.position)]
             else:
                 built = self._build_in_processes(groups, progress)
-            return self._switch(built, progress)
+            return self._switch(built, progress, lock_pid)
         except BaseException:
             # A copy of the read models is no use once the switch is off; it only holds space.
             with contextlib.suppress(Exception):  # the first failure is the one to tell
@@ -148,61 +196,116 @@ class Rebuilder:
             for chosen in projections:
                 chosen.apply(cursor, events)
 
-    def _switch(self, built: list[tuple[list[Projection], int]], progress: Callable[[int], None]) -> RebuildReport:
+    def _switch(self, built: list[tuple[list[Projection], int]], progress: Callable[[int], None],
+                lock_pid: int) -> RebuildReport:
+        for attempt in range(1, self.switch_attempts + 1):
+            try:
+                return self._switch_once(built, progress, lock_pid)
+            except _LockWaitTooLong:
+                # The tail applied in the rolled-back attempt is gone from the shadow tables:
+                # whatever a read model remembers of it must go too.
+                for chosen in self.projections:
+                    _forget_state(chosen)
+                holders = self._holders()
+                if attempt == self.switch_attempts:
+                    raise SwitchBlocked(
+                        f"the switch waited {self.switch_lock_timeout_s:g} s for the read-model tables"
+                        f" {self.switch_attempts} times; held by {holders or 'sessions since gone'};"
+                        " the live read models are untouched: run the rebuild again when they are free") from None
+                logger.warning("rebuild: the switch waited %g s for the read-model tables (held by %s);"
+                               " trying again (attempt %d of %d)", self.switch_lock_timeout_s, holders or "?",
+                               attempt + 1, self.switch_attempts)
+                time.sleep(min(attempt, 5) * 0.5)
+        raise AssertionError("unreachable")
+
+    def _holders(self) -> str:
+        """Who holds a lock on the tables now, for the operator: pid, user, application, since."""
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state,"
+                " date_trunc('second', now() - a.xact_start) AS open_for"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.granted AND l.relation = ANY (%s::regclass[]) AND a.pid <> pg_backend_pid()"
+                " ORDER BY a.pid", ([f"public.{table}" for table in self.tables],)).fetchall()
+        return "; ".join(f"pid {r['pid']} ({r['usename']}, {r['application_name'] or 'no application_name'},"
+                         f" {r['state']}, transaction open for {r['open_for']})" for r in rows)
+
+    def _switch_once(self, built: list[tuple[list[Projection], int]], progress: Callable[[int], None],
+                     lock_pid: int) -> RebuildReport:
         tables = self.tables
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            curs.execute(f"LOCK TABLE {', '.join(f'public.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE")
-            views = _dependent_views(curs, tables)
-            # The live worker is held now; bring the shadow up to what is safely readable.
-            # Read models built in another process start here with nothing in memory: they
-            # load what they need from the shadow tables, as after any restart.
-            curs.execute(f"SET LOCAL search_path = {SHADOW}, public")
-            positions = {}
-            for group, position in built:
-                log = EventLog(self.app.event_recorder, after=position)
-                for batch in log.follow(self.batch_size):
-                    self._apply(batch, SHADOW, group, curs)
-                    progress(batch[-1].id)
-                positions.update({chosen.name: log.position for chosen in group})
-            rows = {}
-            for table in tables:
-                curs.execute(f"SELECT (SELECT count(*) FROM public.{table}) AS live,"  # noqa: S608
-                             f" (SELECT count(*) FROM {SHADOW}.{table}) AS rebuilt")
-                row = curs.fetchone()
-                rows[table] = (row["live"], row["rebuilt"])
-            curs.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
-            curs.execute(f"CREATE SCHEMA {RETIRED}")
-            for table in tables:
-                curs.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
-                curs.execute(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
-            curs.execute("SET LOCAL search_path = public")
-            # Replaced, not dropped and created: a view keeps its oid, so its owner, grants,
-            # comments, triggers and the views over it stay as they were.
-            for view in views:
-                options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
-                    _option(option) for option in view.options)) if view.options else sql.SQL("")
-                curs.execute(sql.SQL("CREATE OR REPLACE VIEW public.{}{} AS ").format(
-                    sql.Identifier(view.name), options) + sql.SQL(view.definition))
-            for table in tables:
-                carry_settings(curs, table)
-            for chosen in self.projections:
-                curs.execute(
-                    "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-                    (chosen.name, positions[chosen.name]),
-                )
-            curs.execute(f"DROP SCHEMA {SHADOW}")
-            # Without CASCADE: whatever still depends on an old table (a materialized view, a
-            # foreign key into it) stops the switch here rather than being dropped with it.
+            curs.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                sql.Literal(f"{int(self.switch_lock_timeout_s * 1000)}ms")))
             try:
-                curs.execute(f"DROP TABLE {', '.join(f'{RETIRED}.{t}' for t in tables)}")
-            except psycopg.errors.DependentObjectsStillExist as kept:
-                detail = kept.diag.message_detail or ""
-                raise SettingsNotCarried(
-                    f"other objects depend on the read model's tables and would be lost with them:"
-                    f" {detail.replace(RETIRED + '.', '')}; nothing was switched") from None
-            curs.execute(f"DROP SCHEMA {RETIRED}")
+                curs.execute(f"LOCK TABLE {', '.join(f'public.{t}' for t in tables)} IN ACCESS EXCLUSIVE MODE")
+                curs.execute(f"SELECT EXISTS (SELECT FROM pg_locks WHERE {_IS_REBUILD_LOCK} AND pid = %s) AS held",
+                             (REBUILD_LOCK, lock_pid))
+                if not curs.fetchone()["held"]:
+                    raise RuntimeError("the rebuild lost its lock (its session ended): another rebuild may have"
+                                       " taken the shadow tables; nothing was switched")
+                return self._switch_locked(curs, built, progress)
+            except psycopg.errors.LockNotAvailable:
+                raise _LockWaitTooLong from None
+
+    def _switch_locked(self, curs: Any, built: list[tuple[list[Projection], int]],
+                       progress: Callable[[int], None]) -> RebuildReport:
+        tables = self.tables
+        views = _dependent_views(curs, tables)
+        # The live worker is held now; bring the shadow up to what is safely readable.
+        # Read models built in another process start here with nothing in memory: they
+        # load what they need from the shadow tables, as after any restart.
+        curs.execute(f"SET LOCAL search_path = {SHADOW}, public")
+        positions = {}
+        for group, position in built:
+            log = EventLog(self.app.event_recorder, after=position)
+            for batch in log.follow(self.batch_size):
+                self._apply(batch, SHADOW, group, curs)
+                progress(batch[-1].id)
+            positions.update({chosen.name: log.position for chosen in group})
+        rows = {}
+        for table in tables:
+            curs.execute(f"SELECT (SELECT count(*) FROM public.{table}) AS live,"  # noqa: S608
+                         f" (SELECT count(*) FROM {SHADOW}.{table}) AS rebuilt")
+            row = curs.fetchone()
+            rows[table] = (row["live"], row["rebuilt"])
+        curs.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
+        curs.execute(f"CREATE SCHEMA {RETIRED}")
+        for table in tables:
+            curs.execute(f"ALTER TABLE public.{table} SET SCHEMA {RETIRED}")
+            curs.execute(f"ALTER TABLE {SHADOW}.{table} SET SCHEMA public")
+        curs.execute("SET LOCAL search_path = public")
+        # Replaced, not dropped and created: a view keeps its oid, so its owner, grants,
+        # comments, triggers and the views over it stay as they were.
+        for view in views:
+            options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
+                _option(option) for option in view.options)) if view.options else sql.SQL("")
+            curs.execute(sql.SQL("CREATE OR REPLACE VIEW public.{}{} AS ").format(
+                sql.Identifier(view.name), options) + sql.SQL(view.definition))
+        for table in tables:
+            carry_settings(curs, table)
+        for chosen in self.projections:
+            curs.execute(
+                "INSERT INTO public.projection_checkpoints (name, position) VALUES (%s, %s)"
+                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+                (chosen.name, positions[chosen.name]),
+            )
+        curs.execute(f"DROP SCHEMA {SHADOW}")
+        # Without CASCADE: whatever still depends on an old table (a materialized view, a
+        # foreign key into it) stops the switch here rather than being dropped with it.
+        try:
+            curs.execute(f"DROP TABLE {', '.join(f'{RETIRED}.{t}' for t in tables)}")
+        except psycopg.errors.DependentObjectsStillExist as kept:
+            detail = kept.diag.message_detail or ""
+            raise SettingsNotCarried(
+                f"other objects depend on the read model's tables and would be lost with them:"
+                f" {detail.replace(RETIRED + '.', '')}; nothing was switched") from None
+        curs.execute(f"DROP SCHEMA {RETIRED}")
         return RebuildReport(", ".join(chosen.name for chosen in self.projections), min(positions.values()), rows)
+
+
+_IS_REBUILD_LOCK = ("locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database"
+                    " WHERE datname = current_database()) AND ((classid::bigint << 32) | objid::bigint)"
+                    " = hashtextextended(%s, 0)")
 
 
 def _build_share(app_type: type, url: str, projection_types: list[type], batch_size: int, reached: Any) -> None:
@@ -440,7 +543,9 @@ def carry_settings(curs: Any, table: str, old_schema: str = RETIRED, new_schema:
             sql.SQL(f" USING ({qual})" if qual is not None else ""),
             sql.SQL(f" WITH CHECK ({with_check})" if with_check is not None else "")))
     for trigger, definition, enabled in was["triggers"]:
-        curs.execute(sql.SQL(definition.replace(" ON . ", " ON {} ", 1)).format(new))
+        # Joined, not formatted: a definition may hold braces (`WHEN (… = '{a}')`).
+        before, after = definition.split(" ON . ", 1)
+        curs.execute(sql.SQL(before) + sql.SQL(" ON ") + new + sql.SQL(" ") + sql.SQL(after))
         if enabled != "O":
             mode = {"D": "DISABLE TRIGGER {}", "R": "ENABLE REPLICA TRIGGER {}", "A": "ENABLE ALWAYS TRIGGER {}"}
             curs.execute(sql.SQL("ALTER TABLE {} ").format(new) + sql.SQL(mode[enabled]).format(sql.Identifier(trigger)))
