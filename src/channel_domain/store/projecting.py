@@ -98,18 +98,40 @@ class CheckpointMoved(RuntimeError):
     """Another worker advanced the checkpoint under this one: not the events' fault."""
 
 
+class UndecodableEvent(Exception):
+    """An event in the log cannot be decoded (unknown topic, unreadable state): a poison
+    event for every read model that reaches it."""
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands in a batch for an event that could not be decoded: the batch is decoded once
+    for all the read models at one checkpoint, and each read model meets the error as its
+    own poison event at that position (attempts, then stopped there)."""
+
+    error: Exception
+
+
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator intervention, rollback
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether `error` says the database could not be used (gone, restarting, saturated, a
     deadlock) rather than that the events cannot be applied: retried for as long as it lasts,
     never counted against the events. psycopg's OperationalError is too wide for this (an
-    index row too large is one), so connection problems are told by SQLSTATE class."""
+    index row too large is one), so server errors are told by SQLSTATE class. An error with
+    no SQLSTATE was raised by psycopg itself: transient only when about the connection
+    (OperationalError, InterfaceError) — a NUL in a text value (DataError) or a query that
+    does not fit its parameters (ProgrammingError) fails the same way every time."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, PoolTimeout | InterfaceError | psycopg.InterfaceError | CheckpointMoved):
             return True
         if isinstance(seen, psycopg.Error):
             state = seen.sqlstate
-            return state is None or state[:2] in ("08", "53", "57", "40")
+            if state is None:
+                return isinstance(seen, psycopg.OperationalError)
+            return state[:2] in TRANSIENT_SQLSTATE_CLASSES
         seen = seen.__cause__
     return isinstance(error, LibraryOperationalError)
 
@@ -205,7 +227,7 @@ class ProjectionRunner:
                 log = self._logs[key] = EventLog(self.app.event_recorder, after=start)
             at = start
             for batch in log.follow(self.batch_size):
-                events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
+                events = [(n, self._decode(n)) for n in batch]
                 skips = self._skips([p.name for p in group], batch[0].id, batch[-1].id)
                 failed: list[tuple[Projection, Exception]] = []
                 for projection in list(group):
@@ -232,6 +254,12 @@ class ProjectionRunner:
         if failure is not None:
             raise failure
         return read
+
+    def _decode(self, notification: Notification) -> Any:
+        try:
+            return self.app.mapper.to_domain_event(notification)
+        except Exception as error:  # noqa: BLE001 - met by each read model as its poison event
+            return Undecodable(error)
 
     def _failed(self, projection: Projection, at: int, events: Sequence[tuple[Notification, Any]],
                 skip: Collection[int], error: Exception) -> None:
@@ -368,6 +396,10 @@ class ProjectionRunner:
         checkpoints): the other order deadlocks with it."""
         position = events[-1][0].id
         chosen = [pair for pair in events if pair[0].id not in skip] if skip else events
+        for notification, event in chosen:
+            if isinstance(event, Undecodable):
+                raise UndecodableEvent(f"the event at position {notification.id} ({notification.topic}) cannot"
+                                       f" be decoded: {_error_text(event.error)}") from event.error
         try:
             with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
                 if chosen:
