@@ -20,6 +20,7 @@ from channel_domain.store import projecting
 from channel_domain.store.projecting import ProjectionRunner, SkipRefused, is_transient
 from projections import AuditTrail
 from tests.channel_domain.helpers import as_
+from tests.channel_domain.store.test_integrity import tamper
 
 POISON = "Poison Shop"
 
@@ -447,3 +448,62 @@ def test_a_skip_during_a_retry_waits_and_is_then_refused(app, database_url, fuss
     runner.catch_up_all()
     assert positions[1] in fussy_rows(database_url)
     assert decisions_written(database_url) == (1, 0), "the retry's event alone"
+class NulWriter:
+    """A read model whose bug psycopg itself refuses, before anything reaches the server
+    (no SQLSTATE): a NUL in a text value for a partner named POISON."""
+
+    name = "nul_writer"
+    tables = ("nul_rows",)
+
+    def apply(self, cursor, events):
+        for notification, event in events:
+            name = event.name + "\x00" if isinstance(event, Partner.Applied) and event.name == POISON else "ok"
+            cursor.execute("INSERT INTO nul_rows (position, name) VALUES (%s, %s)", (notification.id, name))
+
+
+def test_an_error_psycopg_raises_itself_stops_the_read_model_rather_than_retrying_for_ever(app, database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE nul_rows (position bigint PRIMARY KEY, name text)")
+    positions = partners(app, "A", POISON, "C")
+    runner = ProjectionRunner(app, [NulWriter()], attempts=2, retry_pause_s=0)
+    for _ in range(runner.attempts):
+        with pytest.raises(Exception, match="NUL"):
+            runner.catch_up_all()
+    position, event_type, error, attempts, _ = failure_row(database_url, "nul_writer")
+    assert (position, event_type, attempts) == (positions[1], "Partner.Applied", 2)
+    assert "NUL" in error
+    assert runner.checkpoint("nul_writer") == positions[0]
+
+
+def test_client_side_psycopg_errors_are_not_database_trouble(database_url):
+    with psycopg.connect(database_url) as conn:
+        with pytest.raises(psycopg.DataError) as nul:
+            conn.execute("SELECT %s::text", ("a\x00b",))
+        assert nul.value.sqlstate is None and not is_transient(nul.value)
+        conn.rollback()
+        with pytest.raises(psycopg.ProgrammingError) as placeholders:
+            conn.execute("SELECT %s, %s", (1,))
+        assert placeholders.value.sqlstate is None and not is_transient(placeholders.value)
+    closed = psycopg.connect(database_url)
+    closed.close()
+    with pytest.raises(psycopg.OperationalError) as gone:
+        closed.execute("SELECT 1")
+    assert is_transient(gone.value)
+
+
+def test_an_event_that_cannot_be_decoded_stops_every_read_model_at_it(app, database_url, fussy):
+    positions = partners(app, "A", "B", "C")
+    tamper(database_url, ("UPDATE events SET topic = %s WHERE position = %s",
+                          ("channel_domain.nowhere:Gone.Applied", positions[1])))
+    runner = ProjectionRunner(app, [AuditTrail(), fussy], attempts=2, retry_pause_s=0)
+    for _ in range(runner.attempts):
+        with pytest.raises(Exception, match="channel_domain.nowhere"):
+            runner.catch_up_all()
+    assert runner.catch_up_all() == 0, "stopped: no more attempts"
+    for name in ("audit_events", "fussy"):
+        position, event_type, error, attempts, traceback = failure_row(database_url, name)
+        assert (position, event_type, attempts) == (positions[1], "Gone.Applied", 2)
+        assert "cannot be decoded" in error and "channel_domain.nowhere" in error
+        assert "to_domain_event" in traceback
+        assert runner.checkpoint(name) == positions[0], "what precedes it is committed"
+    assert fussy_rows(database_url) == positions[:1]

@@ -100,18 +100,40 @@ class CheckpointMoved(RuntimeError):
     """Another worker advanced the checkpoint under this one: not the events' fault."""
 
 
+class UndecodableEvent(Exception):
+    """An event in the log cannot be decoded (unknown topic, unreadable state): a poison
+    event for every read model that reaches it."""
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands in a batch for an event that could not be decoded: the batch is decoded once
+    for all the read models at one checkpoint, and each read model meets the error as its
+    own poison event at that position (attempts, then stopped there)."""
+
+    error: Exception
+
+
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")  # connection, resources, operator intervention, rollback
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether `error` says the database could not be used (gone, restarting, saturated, a
     deadlock) rather than that the events cannot be applied: retried for as long as it lasts,
     never counted against the events. psycopg's OperationalError is too wide for this (an
-    index row too large is one), so connection problems are told by SQLSTATE class."""
+    index row too large is one), so server errors are told by SQLSTATE class. An error with
+    no SQLSTATE was raised by psycopg itself: transient only when about the connection
+    (OperationalError, InterfaceError) — a NUL in a text value (DataError) or a query that
+    does not fit its parameters (ProgrammingError) fails the same way every time."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, PoolTimeout | InterfaceError | psycopg.InterfaceError | CheckpointMoved):
             return True
         if isinstance(seen, psycopg.Error):
             state = seen.sqlstate
-            return state is None or state[:2] in ("08", "53", "57", "40")
+            if state is None:
+                return isinstance(seen, psycopg.OperationalError)
+            return state[:2] in TRANSIENT_SQLSTATE_CLASSES
         seen = seen.__cause__
     return isinstance(error, LibraryOperationalError)
 
@@ -207,12 +229,12 @@ class ProjectionRunner:
                 log = self._logs[key] = EventLog(self.app.event_recorder, after=start)
             at = start
             for batch in log.follow(self.batch_size):
-                events = [(n, self.app.mapper.to_domain_event(n)) for n in batch]
+                events = [(n, self._decode(n)) for n in batch]
                 skips = self._skips([p.name for p in group], batch[0].id, batch[-1].id)
                 failed: list[tuple[Projection, Exception]] = []
                 for projection in list(group):
                     try:
-                        self._apply(projection, events, skips.get(projection.name, ()))
+                        self._apply(projection, at, events, skips.get(projection.name, ()))
                         self._attempts.pop(projection.name, None)
                     except Exception as error:  # noqa: BLE001 - raised below, after the others
                         self._applied.pop(projection.name, None)
@@ -235,6 +257,12 @@ class ProjectionRunner:
             raise failure
         return read
 
+    def _decode(self, notification: Notification) -> Any:
+        try:
+            return self.app.mapper.to_domain_event(notification)
+        except Exception as error:  # noqa: BLE001 - met by each read model as its poison event
+            return Undecodable(error)
+
     def _failed(self, projection: Projection, at: int, events: Sequence[tuple[Notification, Any]],
                 skip: Collection[int], error: Exception) -> None:
         """A batch after position `at` failed for `projection`: try again later, or — the
@@ -253,7 +281,7 @@ class ProjectionRunner:
                            _error_text(error), pause)
             return
         del self._attempts[projection.name]
-        found = self._narrow(projection, events, skip)
+        found = self._narrow(projection, at, events, skip)
         if found is None:
             logger.warning("read model %s: the events after position %d went through when applied in"
                            " smaller batches", projection.name, at)
@@ -263,16 +291,17 @@ class ProjectionRunner:
             return
         self._mark_failing(projection.name, poison, poison_error, tries.count)
 
-    def _narrow(self, projection: Projection, events: Sequence[tuple[Notification, Any]],
+    def _narrow(self, projection: Projection, at: int, events: Sequence[tuple[Notification, Any]],
                 skip: Collection[int]) -> tuple[Notification, Exception] | None:
-        """Apply `events` in ever smaller batches, committing each that goes through, down to
-        the first event that fails alone: returned with its error (None if none fails)."""
+        """Apply `events` (read from checkpoint `at`) in ever smaller batches, committing each
+        that goes through, down to the first event that fails alone: returned with its error
+        (None if none fails)."""
         pending = list(events)
         size = max(1, len(pending) // 2)  # the whole batch has just failed
         while pending:
             while True:
                 try:
-                    self._apply(projection, pending[:size], skip)
+                    self._apply(projection, at, pending[:size], skip)
                     break
                 except Exception as error:  # noqa: BLE001 - the poison, or raised if transient
                     if is_transient(error):
@@ -281,6 +310,7 @@ class ProjectionRunner:
                     if size == 1:
                         return pending[0][0], error
                     size //= 2
+            at = pending[size - 1][0].id
             pending = pending[size:]
             size = len(pending)
         return None
@@ -356,24 +386,46 @@ class ProjectionRunner:
             for row in curs.fetchall()
         ]
 
-    def _apply(self, projection: Projection, events: Sequence[tuple[Notification, Any]],
+    def _apply(self, projection: Projection, after: int, events: Sequence[tuple[Notification, Any]],
                skip: Collection[int] = ()) -> None:
-        """Apply `events` and move the checkpoint past them, in one transaction; the
-        positions in `skip` (an operator's decisions) move the checkpoint but are not applied."""
+        """Apply `events`, read from checkpoint `after`, and move the checkpoint past them, in
+        one transaction; the positions in `skip` (an operator's decisions) move the checkpoint
+        but are not applied.
+
+        The checkpoint moves only from `after` (absent counts as 0): a batch read before another
+        worker moved it — one whose lock session died unnoticed, say — is refused whole, however
+        far it reaches. The checkpoint is written last, as a rebuild's switch does (tables, then
+        checkpoints): the other order deadlocks with it."""
         position = events[-1][0].id
         chosen = [pair for pair in events if pair[0].id not in skip] if skip else events
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            if chosen:
-                projection.apply(curs, chosen)
-            curs.execute(
-                "INSERT INTO projection_checkpoints (name, position) VALUES (%s, %s)"
-                " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
-                " WHERE projection_checkpoints.position < EXCLUDED.position",
-                (projection.name, position),
-            )
-            if curs.rowcount != 1:
-                # Someone else moved this checkpoint: roll the batch back rather than apply it twice.
-                raise CheckpointMoved(f"projection {projection.name} was advanced by another worker")
+        for notification, event in chosen:
+            if isinstance(event, Undecodable):
+                raise UndecodableEvent(f"the event at position {notification.id} ({notification.topic}) cannot"
+                                       f" be decoded: {_error_text(event.error)}") from event.error
+        try:
+            with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+                if chosen:
+                    projection.apply(curs, chosen)
+                if after == 0:
+                    curs.execute(
+                        "INSERT INTO projection_checkpoints (name, position) VALUES (%s, %s)"
+                        " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = now()"
+                        " WHERE projection_checkpoints.position = 0",
+                        (projection.name, position),
+                    )
+                else:
+                    curs.execute("UPDATE projection_checkpoints SET position = %s, updated_at = now()"
+                                 " WHERE name = %s AND position = %s", (position, projection.name, after))
+                if curs.rowcount != 1:
+                    raise CheckpointMoved(f"projection {projection.name} is no longer at position {after}:"
+                                          " another worker moved it; its batch is rolled back")
+        except Exception as error:
+            # A batch overlapping another worker's collides with its rows (a key) before it
+            # reaches the checkpoint: that is the other worker's progress, not the events' fault.
+            if not is_transient(error) and self.checkpoint(projection.name) != after:
+                raise CheckpointMoved(f"projection {projection.name} is no longer at position {after}:"
+                                      " another worker moved it; its batch is rolled back") from error
+            raise
         self._applied[projection.name] = position
 
     def head(self) -> int:
@@ -395,15 +447,34 @@ class ProjectionRunner:
     def run(self, stop: threading.Event, idle_wait: float = 0.2, own_process: bool = False) -> None:
         """Keep every projection this worker can lock up to date until `stop` is set.
 
+        The locks live on one session of their own, asked each pass whether it is still there:
+        once it is gone (the backend terminated, the connection broken) PostgreSQL has released
+        the locks and another worker may have taken them, so this one stops projecting, opens
+        a new session and takes again only what is free.
+
         `own_process`: this worker is alone in its process, which may then spare the cycle
         collector what the read models keep in memory: frozen after each busy pass (the
         collector walked all of it again each time it grew by a quarter — a fifth of a
         catch-up), thawed and collected once whenever the worker falls idle."""
-        with self.datastore.get_connection() as lock_conn, lock_conn.cursor() as lock:
-            held: set[str] = set()
-            last_trouble = ""
+        trouble = _Trouble()
+        while not stop.is_set():
             try:
+                with self.datastore.get_connection() as lock_conn:
+                    self._run_locked(lock_conn, stop, idle_wait, own_process, trouble)
+            except Exception as error:  # noqa: BLE001 - the lock session lost: a new one after a pause
+                self._logs.clear()
+                trouble.report(error, "the projection locks' session is lost; taking them again")
+                stop.wait(idle_wait)
+
+    def _run_locked(self, lock_conn: Any, stop: threading.Event, idle_wait: float, own_process: bool,
+                    trouble: _Trouble) -> None:
+        held: set[str] = set()
+        try:
+            with lock_conn.cursor() as lock:
                 while not stop.is_set():
+                    # Also the check that the session, and with it every lock in `held`, is still
+                    # there: raises when it is not.
+                    lock.execute("SELECT 1")
                     for projection in self.projections:
                         if projection.name not in held:
                             lock.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got",
@@ -414,23 +485,43 @@ class ProjectionRunner:
                     busy = False
                     try:
                         busy = self.catch_up_together([p for p in self.projections if p.name in held]) > 0
-                        last_trouble = ""
-                    except Exception as error:
+                        trouble.clear()
+                    except Exception as error:  # noqa: BLE001 - logged; tried again on the next pass
                         self._logs.clear()
-                        if not getattr(error, "_channel_domain_reported", False):
-                            # The database away: the traceback once, then a line when it changes.
-                            trouble = _error_text(error)
-                            if not last_trouble:
-                                logger.exception("projecting failed; trying again")
-                            elif trouble != last_trouble:
-                                logger.warning("projecting still fails: %s", trouble)
-                            last_trouble = trouble
+                        trouble.report(error, "projecting failed; trying again")
                     if own_process:
                         _spare_the_collector(busy)
                     if not busy:
                         stop.wait(idle_wait)
-            finally:
-                lock.execute("SELECT pg_advisory_unlock_all()")
+        finally:
+            # A dead session holds nothing: PostgreSQL released its locks with it.
+            if not lock_conn.broken and not lock_conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    lock_conn.execute("SELECT pg_advisory_unlock_all()")
+
+
+class _Trouble:
+    """What went wrong last, so that a lasting trouble logs its traceback once, then a line
+    when it changes."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def clear(self) -> None:
+        self.last = ""
+
+    def report(self, error: BaseException, message: str) -> None:
+        if getattr(error, "_channel_domain_reported", False):
+            return  # a read model's failure, logged where it was counted
+        if isinstance(error, CheckpointMoved):
+            logger.warning("%s", error)  # another worker's progress, not trouble
+            return
+        text = _error_text(error)
+        if not self.last:
+            logger.error(message, exc_info=error)
+        elif text != self.last:
+            logger.warning("%s: %s", message, text)
+        self.last = text
 
 
 def _spare_the_collector(busy: bool) -> None:
