@@ -26,6 +26,19 @@ EVENTS_PER_WRITER = 40
 ROLLBACK_MARKER = "roll-me-back"
 
 
+def write_partners(app: ChannelDepartment, writer: int, start: threading.Barrier) -> None:
+    """One writer's share: EVENTS_PER_WRITER partners, every seventh rolled back by the trigger
+    after it drew its position (the late-committing database's injected rollback)."""
+    start.wait()
+    for n in range(EVENTS_PER_WRITER):
+        name = ROLLBACK_MARKER if n % 7 == 3 else f"writer {writer} #{n}"
+        try:
+            with as_(f"spec-{writer}", "channel_specialist"):
+                app.register_partner(kind="retailer", name=name)
+        except Exception as error:  # the injected rollbacks
+            assert "injected rollback" in str(error)
+
+
 @pytest.fixture
 def late_committing_database(database_url: str) -> str:
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -87,16 +100,6 @@ def test_tailing_reader_sees_every_event_once_in_order_despite_late_commits(late
     writers_done = threading.Event()
     start = threading.Barrier(WRITERS + 1)
 
-    def write(writer: int) -> None:
-        start.wait()
-        for n in range(EVENTS_PER_WRITER):
-            name = ROLLBACK_MARKER if n % 7 == 3 else f"writer {writer} #{n}"
-            try:
-                with as_(f"spec-{writer}", "channel_specialist"):
-                    app.register_partner(kind="retailer", name=name)
-            except Exception as error:  # the injected rollbacks
-                assert "injected rollback" in str(error)
-
     def read() -> None:
         start.wait()
         while True:
@@ -110,7 +113,7 @@ def test_tailing_reader_sees_every_event_once_in_order_despite_late_commits(late
                 break
             time.sleep(0.001)
 
-    threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+    threads = [threading.Thread(target=write_partners, args=(app, w, start)) for w in range(WRITERS)]
     reader = threading.Thread(target=read)
     for thread in [*threads, reader]:
         thread.start()

@@ -26,11 +26,10 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.store.recorder import UnsafeTailingError
 from tests.channel_domain.helpers import as_
 from tests.channel_domain.store.test_event_log import (  # noqa: F401  (a fixture, used by name)
-    EVENTS_PER_WRITER,
-    ROLLBACK_MARKER,
     WRITERS,
     NaiveReader,
     late_committing_database,
+    write_partners,
 )
 
 Reader = Callable[[ChannelDepartment, int], Sequence[Notification]]
@@ -58,16 +57,6 @@ def test_library_readers_see_every_event_once_in_order_despite_late_commits(late
     last_committed: list[int] = []  # set once the writers are done
     give_up = time.monotonic() + 300  # only so that a broken reader fails instead of hanging
 
-    def write(writer: int) -> None:
-        start.wait()
-        for n in range(EVENTS_PER_WRITER):
-            name = ROLLBACK_MARKER if n % 7 == 3 else f"writer {writer} #{n}"
-            try:
-                with as_(f"spec-{writer}", "channel_specialist"):
-                    app.register_partner(kind="retailer", name=name)
-            except Exception as error:  # the injected rollbacks
-                assert "injected rollback" in str(error)
-
     def tail(name: str) -> None:
         read = LIBRARY_READERS[name]
         start.wait()
@@ -87,10 +76,10 @@ def test_library_readers_see_every_event_once_in_order_despite_late_commits(late
             naively_seen.extend(naive.read())
             time.sleep(0.001)
 
-    writers = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
+    start = threading.Barrier(WRITERS + len(LIBRARY_READERS) + 2)  # and the control, and this thread
+    writers = [threading.Thread(target=write_partners, args=(app, w, start)) for w in range(WRITERS)]
     readers = [threading.Thread(target=tail, args=(name,)) for name in LIBRARY_READERS]
     control = threading.Thread(target=tail_naively)
-    start = threading.Barrier(len(writers) + len(readers) + 2)  # and the control, and this thread
     for thread in [*writers, *readers, control]:
         thread.start()
     start.wait()
