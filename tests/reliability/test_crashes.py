@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from channel_domain.application import SalesLine
 from channel_domain.store.projecting import ProjectionRunner
@@ -33,6 +34,8 @@ def checkpoint(database_url: str) -> int:
     return min(row[0] for row in rows) if len(rows) == len(all_projections()) else 0
 
 
+# A guard against a hang, not a time limit: 50 kills of a worker catching up 12 000 events took up to 290 s on a loaded two-core CI machine.
+@pytest.mark.timeout(900)
 def test_killed_worker_leaves_the_read_models_equal_to_a_clean_rebuild(app, database_url, figure):
     rng = random.Random(20261123)
     contract = signed_contract(app, partner(app))

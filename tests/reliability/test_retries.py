@@ -8,6 +8,7 @@ import collections
 import random
 
 import aiohttp
+import pytest
 
 from tests.channel_domain.test_application import partner, signed_contract
 from tests.reliability.conftest import recorded_orders
@@ -15,6 +16,8 @@ from tests.reliability.conftest import recorded_orders
 COMMANDS, WORKERS, CONTRACTS = 10_000, 32, 64
 
 
+# A guard against a hang, not a time limit: 10 000 commands sent 25 000 times took up to 290 s on a loaded two-core CI machine.
+@pytest.mark.timeout(900)
 def test_repeats_write_nothing_and_answer_as_the_first(app, served, figure):
     contracts = [str(signed_contract(app, partner(app, "retailer"))) for _ in range(CONTRACTS)]
     token = served.token("erp", "integration")
