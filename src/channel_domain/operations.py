@@ -57,6 +57,11 @@ def _operator() -> str:
     return actor
 
 
+def _require_position(position: int) -> None:
+    if not isinstance(position, int) or position < 1:
+        raise ValidationFailed("position", "a position in the log (1 or more)")
+
+
 def _ran_by(session_user: str, os_user: str, host: str) -> dict[str, str]:
     return {"session_user": require_text(session_user, "session_user"), "os_user": require_text(os_user, "os_user"),
             "host": require_text(host, "host")}
@@ -68,8 +73,7 @@ class ProjectionSkip(ChannelAggregate):
     @classmethod
     def decide(cls, *, projection: str, position: int, event_id: UUID, event_type: str, reason: str,
                session_user: str, os_user: str, host: str) -> ProjectionSkip:
-        if not isinstance(position, int) or position < 1:
-            raise ValidationFailed("position", "a position in the log (1 or more)")
+        _require_position(position)
         return cls(
             projection=require_text(projection, "projection"),
             position=position,
@@ -109,8 +113,7 @@ class ProjectionRetry(ChannelAggregate):
     def order(cls, *, projection: str, position: int, since: datetime, event_id: UUID, event_type: str, error: str,
               reason: str | None, skip_decision: UUID | None, session_user: str, os_user: str,
               host: str) -> ProjectionRetry:
-        if not isinstance(position, int) or position < 1:
-            raise ValidationFailed("position", "a position in the log (1 or more)")
+        _require_position(position)
         return cls(
             projection=require_text(projection, "projection"),
             position=position,

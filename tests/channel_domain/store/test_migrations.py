@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -106,13 +108,20 @@ def test_a_stale_yoyo_lock_row_blocks_nothing(database_url, monkeypatch):
         assert result.exit_code == 0, (command, result.output)
 
 
+@contextmanager
+def closed_gate(url: str) -> Iterator[psycopg.Connection]:
+    """A connection holding the gate table locked: the gated migration waits until it rolls back."""
+    with psycopg.connect(url) as gate:
+        gate.execute(f"CREATE TABLE {GATE} (id int)")
+        gate.commit()
+        gate.execute(f"LOCK TABLE {GATE} IN ACCESS EXCLUSIVE MODE")
+        yield gate
+
+
 def test_a_migrate_killed_half_way_does_not_block_the_next(server_url, tmp_path):
     folder = gated_migrations(tmp_path)
     with scratch_database(server_url, prefix="cd_test_migrate") as url:
-        with psycopg.connect(url) as gate:
-            gate.execute(f"CREATE TABLE {GATE} (id int)")
-            gate.commit()
-            gate.execute(f"LOCK TABLE {GATE} IN ACCESS EXCLUSIVE MODE")
+        with closed_gate(url) as gate:
             killed = start_migrate(url, folder)
             try:
                 wait_for(url, STOPPED_AT_GATE, killed)
@@ -128,10 +137,7 @@ def test_a_migrate_killed_half_way_does_not_block_the_next(server_url, tmp_path)
 def test_a_second_migrate_waits_for_a_long_first_then_applies_nothing(server_url, tmp_path):
     folder = gated_migrations(tmp_path)
     with scratch_database(server_url, prefix="cd_test_migrate") as url:
-        with psycopg.connect(url) as gate:
-            gate.execute(f"CREATE TABLE {GATE} (id int)")
-            gate.commit()
-            gate.execute(f"LOCK TABLE {GATE} IN ACCESS EXCLUSIVE MODE")
+        with closed_gate(url) as gate:
             first = start_migrate(url, folder)
             wait_for(url, STOPPED_AT_GATE, first)
             second = start_migrate(url, folder)
