@@ -160,10 +160,10 @@ class DatabaseBreaker:
         self.refusing_until = None
         return True
 
-    async def trip_if_away(self) -> bool:
+    async def trip_if_away(self, max_age_s: float = 0) -> bool:
         """After a request's own connection broke: True, and the breaker trips, only if a look
         taken now finds the database away; a look from before the failure would prove nothing."""
-        look = await self.probe.look(max_age_s=0)
+        look = await self.probe.look(max_age_s=max_age_s)
         if look.state == "away":
             self.trip()
             return True
@@ -172,8 +172,4 @@ class DatabaseBreaker:
     async def is_busy(self) -> bool:
         """After a request got no connection: True if the database answers (the service is
         busy), else the breaker trips and False (the database is away)."""
-        look = await self.probe.look(max_age_s=FRESH_S)
-        if look.state == "away":
-            self.trip()
-            return False
-        return True
+        return not await self.trip_if_away(max_age_s=FRESH_S)
