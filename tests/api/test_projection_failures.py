@@ -14,9 +14,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from api.cli import app as cli
+from api.errors import ApiProblem
 from api.routes.projection_status import MetricsCache
 from tests.api.flows import SPECIALIST, post
 from tests.servers import BIN
@@ -245,3 +247,18 @@ def test_without_a_free_connection_metrics_serve_the_last_figures_with_their_age
     assert (cache.collections, cache.failures) == (1, 1)
     fresh, _ = cache.figures(runner)
     assert fresh is not first and cache.collections == 2
+
+
+def test_with_no_figures_yet_and_no_free_connection_metrics_are_503_metrics_unavailable(api):
+    runner = runner_of(api)
+    cache = MetricsCache(interval_s=0, wait_s=0.05)
+    pool = runner.datastore.pool
+    held = [pool.getconn() for _ in range(pool.max_size)]
+    try:
+        with pytest.raises(ApiProblem) as refused:
+            cache.figures(runner)
+    finally:
+        for conn in held:
+            pool.putconn(conn)
+    assert (refused.value.status, refused.value.code) == (503, "metrics_unavailable")
+    assert refused.value.headers == {"Retry-After": "1"}
