@@ -139,6 +139,14 @@ def read_again_after_a_dead_connection(read: Callable[..., Any]) -> Callable[...
     return once_more
 
 
+def idempotency_lock_key(actor: str, idempotency_key: str) -> str:
+    """The SQL of the advisory-lock key a command holds while it runs with an idempotency key,
+    over two SQL expressions (columns, or placeholders): one definition for `key_in_flight`
+    and for the purge that must not delete an outcome whose command is running. The actor's
+    length prefix keeps the key unambiguous."""
+    return f"hashtextextended(length({actor}) || ':' || {actor} || ':' || {idempotency_key}, 0)"
+
+
 SALE_RECORDED_TOPIC = "channel_domain.contract:Contract.SaleRecorded"
 
 
@@ -358,16 +366,17 @@ class EventRecorder(PostgresApplicationRecorder):
         The lock's session comes from a pool of its own: a command holding it needs a
         connection of the main pool too, and were both from one pool, as many keyed commands
         as the pool has connections would each hold one and wait for a second, for ever."""
-        lock_key = f"{len(actor)}:{actor}:{idempotency_key}"  # length-prefixed: unambiguous
+        lock_key = idempotency_lock_key("%(actor)s::text", "%(key)s::text")
+        given = {"actor": actor, "key": idempotency_key}
         with self._lock_sessions().connection() as conn, conn.cursor() as curs:
-            curs.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got", (lock_key,))
+            curs.execute(f"SELECT pg_try_advisory_lock({lock_key}) AS got", given)
             row = curs.fetchone()
             acquired = bool(row and row["got"])
             try:
                 yield acquired
             finally:
                 if acquired:
-                    curs.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+                    curs.execute(f"SELECT pg_advisory_unlock({lock_key})", given)
 
     def _lock_sessions(self) -> ConnectionPool:
         with self._lock_pool_guard:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from channel_domain.store.recorder import idempotency_lock_key
+
 RETENTION_VARIABLE = "CHANNEL_DOMAIN_OUTCOME_RETENTION_DAYS"
 DEFAULT_WINDOW = timedelta(days=30)
 # api.md promises a repeat within 24 hours of the answer its first answer. An outcome's
@@ -33,7 +35,7 @@ LONGEST_WINDOW = timedelta(days=365 * 100)  # beyond it, dates overflow; nobody 
 TABLES = ("command_outcomes", "keyed_import_lines")
 
 # The key of `key_in_flight`'s advisory lock, computed in SQL from the row.
-_KEY_LOCK = "pg_try_advisory_xact_lock(hashtextextended(length(actor) || ':' || actor || ':' || idempotency_key, 0))"
+_KEY_LOCK = f"pg_try_advisory_xact_lock({idempotency_lock_key('actor', 'idempotency_key')})"
 
 
 class WindowTooShort(ValueError):
