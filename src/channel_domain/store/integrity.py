@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from channel_domain.store.log import _SNAPSHOT_FACTS, _Snapshot
+from channel_domain.store.log import SNAPSHOT_FACTS, Snapshot
 
 GENESIS = bytes(32)
 HEADER_TAG = "channel-domain/event/v1"
@@ -202,7 +202,7 @@ def export_bounds(datastore: Any, settle_s: float = 30.0) -> ExportBounds:
     with datastore.get_connection() as conn:
         with conn.transaction(), conn.cursor() as curs:
             curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            curs.execute(_SNAPSHOT_FACTS)
+            curs.execute(SNAPSHOT_FACTS)
             facts = curs.fetchone()
             curs.execute(_BOUNDS)
             bounds = curs.fetchone()
@@ -223,9 +223,9 @@ def export_bounds(datastore: Any, settle_s: float = 30.0) -> ExportBounds:
         deadline = time.monotonic() + settle_s
         while writers:
             with conn.transaction(), conn.cursor() as curs:
-                curs.execute(_SNAPSHOT_FACTS)
+                curs.execute(SNAPSHOT_FACTS)
                 row = curs.fetchone()
-                now = _Snapshot(row["xmin"], row["xmax"], frozenset(row["xip"]))
+                now = Snapshot(row["xmin"], row["xmax"], frozenset(row["xip"]))
             if now.all_finished(writers):
                 break
             if time.monotonic() > deadline:

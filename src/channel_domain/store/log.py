@@ -51,7 +51,7 @@ class _Fence:
 
 
 @dataclass(frozen=True)
-class _Snapshot:
+class Snapshot:
     xmin: int
     xmax: int
     in_progress: frozenset[int]
@@ -100,19 +100,19 @@ class EventLog:
         while batch := self.read(limit):
             yield batch
 
-    def _snapshot_and_rows(self, limit: int) -> tuple[_Snapshot, list[DictRow]]:
+    def _snapshot_and_rows(self, limit: int) -> tuple[Snapshot, list[DictRow]]:
         with self.recorder.datastore.get_connection() as conn:
             with conn.transaction(), conn.cursor() as curs:
                 # One REPEATABLE READ snapshot for both the snapshot facts and the rows.
                 curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                curs.execute(_SNAPSHOT_FACTS, prepare=True)
+                curs.execute(SNAPSHOT_FACTS, prepare=True)
                 facts = curs.fetchone()
                 assert facts is not None
                 curs.execute(_ROWS_AFTER, (self.position, limit), prepare=True)
                 rows = curs.fetchall()
-        return _Snapshot(facts["xmin"], facts["xmax"], frozenset(facts["xip"])), rows
+        return Snapshot(facts["xmin"], facts["xmax"], frozenset(facts["xip"])), rows
 
-    def _new_fence(self, snapshot: _Snapshot, highest_seen: int) -> _Fence:
+    def _new_fence(self, snapshot: Snapshot, highest_seen: int) -> _Fence:
         with self.recorder.datastore.get_connection() as conn, conn.cursor() as curs:
             # Drawn after the snapshot, so above every id that existed when it was taken.
             curs.execute("SELECT pg_current_xact_id()::text::bigint AS xid")
@@ -172,7 +172,7 @@ def read_settled(
     return found
 
 
-_SNAPSHOT_FACTS = """
+SNAPSHOT_FACTS = """
     SELECT pg_snapshot_xmin(s)::text::bigint AS xmin,
            pg_snapshot_xmax(s)::text::bigint AS xmax,
            ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) AS x) AS xip
