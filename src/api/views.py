@@ -141,7 +141,8 @@ def record_view(app: ChannelDepartment, record: ChannelAggregate, viewer: Princi
 
 def history_view(app: ChannelDepartment, entry: HistoryEntry, viewer: Principal, record_id: UUID) -> dict[str, Any]:
     data = entry.data
-    if PERSONAL_FIELDS & data.keys():
+    # Only an employee's fields are a person's: a partner's `name` is a company's.
+    if entry.type.partition(".")[0] == Employee.__name__ and PERSONAL_FIELDS & data.keys():
         if "hr" in viewer.roles:
             data = app.unsealed(record_id, data)
         else:

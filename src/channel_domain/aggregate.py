@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any, ClassVar
+from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
@@ -41,6 +42,19 @@ def effective_on(event: object) -> date | None:
 
 
 _ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
+
+
+def event_id(stream_id: UUID, version: int) -> UUID:
+    """An event's stable id: the same (record, version) always gives the same id, so the audit
+    trail, the feed, webhooks (`webhook-id`) and the NATS relay (`Nats-Msg-Id`) agree on it."""
+    return uuid5(stream_id, str(version))
+
+
+def event_type_of(topic: str) -> tuple[str, str]:
+    """(stream type, event type) from a stored topic: `channel_domain.partner:Partner.Registered`
+    is a `Partner` record's `Partner.Registered`."""
+    qualname = topic.partition(":")[2]
+    return qualname.partition(".")[0], qualname
 
 
 def event_data(event: object) -> dict[str, Any]:

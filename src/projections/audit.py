@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from channel_domain.aggregate import effective_on, event_data
+from channel_domain.aggregate import effective_on, event_data, event_type_of
+from channel_domain.aggregate import event_id as event_id_of
 from channel_domain.values import json_default, plain_json
 
 
-@functools.lru_cache(maxsize=1 << 16)  # each projection asks for the ids of the same batch
-def event_id(stream_id: uuid.UUID, version: int) -> uuid.UUID:
-    """A stable id for an event: the same (stream, version) always gives the same id."""
-    return uuid.uuid5(stream_id, str(version))
+# Each projection asks for the ids of the same batch.
+event_id = functools.lru_cache(maxsize=1 << 16)(event_id_of)
 
 
 def _json(data: dict[str, Any]) -> str:
@@ -36,7 +34,7 @@ class AuditTrail:
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         rows = []
         for notification, event in events:
-            stream_type, _, event_type = notification.topic.partition(":")[2].partition(".")
+            stream_type, event_type = event_type_of(notification.topic)
             meta = event.meta
             data = event_data(event)
             rows.append((
@@ -45,7 +43,7 @@ class AuditTrail:
                 notification.originator_id,
                 stream_type,
                 notification.originator_version,
-                f"{stream_type}.{event_type}",
+                event_type,
                 meta["actor"],
                 meta["roles"],
                 event.timestamp,

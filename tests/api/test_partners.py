@@ -105,3 +105,12 @@ def test_broker_deals(api):
     problem(post(api, f"/v1/partners/{broker}/deals", {"deal_id": "D-1", "amount": "1.00", "closed_on": "2026-03-02"},
                  ERP, None), 422, "duplicate_deal")
     problem(post(api, "/v1/partners", {"kind": "broker", "name": "No rate"}, SPECIALIST, None), 422, "validation_error")
+
+
+def test_a_partners_name_shows_in_its_history_for_every_reader(api):
+    # Only an employee's `name` is personal data; a partner's is a company's and was once
+    # dropped from the history of every reader without the hr role.
+    partner = post(api, "/v1/partners", {"kind": "retailer", "name": "杭州联华超市"}, SPECIALIST, 201).json()
+    for reader in ("auditor", "channel_manager", "reporting"):
+        first = api.get(f"/v1/partners/{partner['id']}/history", actor=f"{reader}-1", roles=(reader,)).json()
+        assert first["items"][0]["data"]["name"] == "杭州联华超市", reader

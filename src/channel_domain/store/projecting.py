@@ -39,6 +39,7 @@ from eventsourcing.persistence import InterfaceError, Notification
 from eventsourcing.persistence import OperationalError as LibraryOperationalError
 from psycopg_pool import PoolTimeout
 
+from channel_domain.aggregate import event_id
 from channel_domain.operations import skip_decision_id
 from channel_domain.store.log import EventLog
 from channel_domain.store.recorder import EVENTS_TABLE
@@ -150,8 +151,7 @@ def _event_type(notification: Notification) -> str:
 
 
 def _event_id(notification: Notification) -> uuid.UUID:
-    # The same stable id the audit trail gives the event (uuid5 of its record id and version).
-    return uuid.uuid5(notification.originator_id, str(notification.originator_version))
+    return event_id(notification.originator_id, notification.originator_version)
 
 
 def _error_text(error: BaseException) -> str:
