@@ -33,10 +33,12 @@ from api.routes import (
     sales_import,
     targets,
     trainings,
+    webhooks,
 )
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import database_url
 from channel_domain.store.projecting import ProjectionRunner
+from integration.webhooks import WebhookWorker
 from projections import all_projections
 
 logger = logging.getLogger(__name__)
@@ -116,6 +118,22 @@ def _project_when_ready(app: FastAPI, stop: threading.Event) -> None:
             stop.wait(1)
 
 
+def _deliver_webhooks_when_ready(app: FastAPI, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with app.state.department_lock:
+                if app.state.department is None:
+                    app.state.department = ChannelDepartment(app.state.database_url)
+            worker = WebhookWorker(app.state.department)
+            try:
+                worker.run(stop)
+            finally:
+                worker.close()
+        except Exception:  # the database is away: try again shortly, never take the API down
+            logger.exception("webhook delivery stopped; restarting")
+            stop.wait(1)
+
+
 def _replace_broken_connections(app: FastAPI) -> None:
     if app.state.department is not None:
         app.state.department.event_recorder.replace_broken_connections()
@@ -140,6 +158,9 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
             # Every API process runs the projections; advisory locks let one work each at a time.
             stop = threading.Event()
             threading.Thread(target=_project_when_ready, args=(app, stop), name="projections", daemon=True).start()
+            # Webhooks too (api.md, "Who delivers"): one worker per subscription at a time, by advisory lock.
+            threading.Thread(target=_deliver_webhooks_when_ready, args=(app, stop), name="webhooks",
+                             daemon=True).start()
         try:
             yield
         finally:
@@ -167,7 +188,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(RequestLog)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
-                   sales_import, targets, activity, attainment, commissions, audit, projection_status):
+                   sales_import, targets, activity, attainment, commissions, audit, projection_status, webhooks):
         app.include_router(module.router)
 
     @app.get(

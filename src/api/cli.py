@@ -25,6 +25,7 @@ from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, re
 from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
 from channel_domain.store.rebuilding import NotRebuildable, Rebuilder, RebuildInProgress, SwitchBlocked
+from integration import webhooks as webhook_delivery
 from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
@@ -148,10 +149,12 @@ def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id f
 def project(
     batch_size: int = typer.Option(2000, min=1, help="Events per transaction (read-model writes + checkpoint)."),
     processes: int = typer.Option(1, min=1, help="Share the read models out among this many processes."),
+    webhooks: bool = typer.Option(True, help="Also deliver webhooks (what `serve --no-projections` leaves to this)."),
 ) -> None:
-    """Run the projections until interrupted (for deployments that scale out: several may run;
-    each projection is worked by one at a time, and taken over if it dies). With --processes,
-    this one command keeps that many going, each with its share of the read models."""
+    """Run the projections, and deliver webhooks, until interrupted (for deployments that scale
+    out: several may run; each projection and each webhook subscription is worked by one at a
+    time, and taken over if it dies). With --processes, this one command keeps that many going,
+    each with its share of the read models."""
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
@@ -160,13 +163,18 @@ def project(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     console.print(f"projecting {', '.join(p.name for p in runner.projections)}"
-                  f"{f' in {processes} processes' if processes > 1 else ''}; Ctrl-C to stop")
+                  f"{f' in {processes} processes' if processes > 1 else ''}"
+                  f"{', delivering webhooks' if webhooks else ''}; Ctrl-C to stop")
+    delivering = webhook_delivery.run_in_background(department, stop) if webhooks else None
     try:
         if processes > 1:
             run_in_processes(department, runner.projections, processes, stop, batch_size)
         else:
             runner.run(stop, own_process=True)
     finally:
+        stop.set()
+        if delivering is not None:
+            delivering.join(timeout=15)
         department.close()
 
 
