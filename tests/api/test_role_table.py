@@ -74,6 +74,10 @@ TABLE = [
     (f"/v1/targets/{X}/revisions/{X}/approve", {"general_manager", "channel_manager"}),
     (f"/v1/targets/{X}/close", {"channel_manager"}),
     (f"/v1/targets/{X}/close/confirm", {"general_manager", "channel_manager"}),
+    ("/v1/webhooks", {"integration"}),
+    (f"/v1/webhooks/{X}/pause", {"integration"}),
+    (f"/v1/webhooks/{X}/resume", {"integration"}),
+    (f"/v1/webhooks/{X}/parked/replay", {"integration"}),
 ]
 
 
@@ -94,7 +98,7 @@ def test_every_command_endpoint_is_in_the_table(api):
     normalised = {p.replace("{employee_id}", "{id}").replace("{partner_id}", "{id}").replace("{contract_id}", "{id}")
                   .replace("{target_id}", "{id}").replace("{complaint_id}", "{id}").replace("{change_id}", "{id}")
                   .replace("{revision_id}", "{id}").replace("{proposal_id}", "{id}").replace("{plan_id}", "{id}")
-                  .replace("{amendment_id}", "{id}").replace("{renewal_id}", "{id}").replace("{period}", "2026-03")
+                  .replace("{amendment_id}", "{id}").replace("{renewal_id}", "{id}").replace("{webhook_id}", "{id}").replace("{period}", "2026-03")
                   for p in posts}
     assert normalised == table
 
@@ -115,6 +119,10 @@ READ_TABLE = [
     ("/v1/audit/findings", {"auditor"}),
     ("/v1/projections", ALL_ROLES),
     (f"/v1/contracts/{X}/amendments/{X}/preview", {"general_manager", "channel_manager", "finance", "auditor"}),
+    # Webhooks are the integration role's; auditors read everything (never a secret).
+    ("/v1/webhooks", {"integration", "auditor"}),
+    (f"/v1/webhooks/{X}", {"integration", "auditor"}),
+    (f"/v1/webhooks/{X}/changes", {"integration", "auditor"}),
 ]
 
 

@@ -15,7 +15,7 @@ from api.commands import idempotency_key
 from api.deps import Department, allowed
 from api.errors import Problem
 from api.models import Command
-from api.routes.records import ERRORS
+from api.routes.records import COMMAND_ERRORS, ERRORS
 from api.tokens import Principal
 from channel_domain.values import plain_json
 from integration.webhook_subscriptions import Actor, Subscriptions
@@ -103,7 +103,7 @@ class Changes(BaseModel):
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
-    **ERRORS,
+    **COMMAND_ERRORS,
     422: {"model": Problem, "description": "`webhook_url_not_allowed` (with `reason`: scheme, host, address,"
                                            " unresolvable, credentials, malformed), `from_position_beyond_head`,"
                                            " `idempotency_key_reused` or `validation_error`"},
@@ -134,7 +134,7 @@ def create_webhook(body: NewWebhook, request: Request, app: Department, caller: 
                         headers=headers)
 
 
-@router.get("", response_model=WebhookList, responses=ERRORS, summary="The subscriptions, paginated")
+@router.get("", response_model=WebhookList, responses={**ERRORS, 422: {"model": Problem, "description": "A malformed cursor or limit"}}, summary="The subscriptions, paginated")
 def list_webhooks(app: Department, _: Reader,
                   cursor: Annotated[UUID | None, Query(description="`next_cursor` of the previous page")] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
@@ -154,26 +154,26 @@ def webhook_changes(webhook_id: UUID, app: Department, _: Reader) -> JSONRespons
     return JSONResponse(plain_json({"items": _subscriptions(app).changes(webhook_id), "next_cursor": None}))
 
 
-@router.delete("/{webhook_id}", status_code=204, responses=ERRORS,
+@router.delete("/{webhook_id}", status_code=204, responses=COMMAND_ERRORS,
                summary="Stop delivering for good; the secret and the waiting events are forgotten")
 def delete_webhook(webhook_id: UUID, request: Request, app: Department, caller: Integration) -> Response:
     _subscriptions(app).delete(webhook_id, _actor(caller, request))
     return Response(status_code=204)
 
 
-@router.post("/{webhook_id}/pause", response_model=WebhookState, responses=ERRORS,
+@router.post("/{webhook_id}/pause", response_model=WebhookState, responses=COMMAND_ERRORS,
              summary="Stop delivering until resumed; the position stays where it is")
 def pause_webhook(webhook_id: UUID, request: Request, app: Department, caller: Integration) -> JSONResponse:
     return JSONResponse(plain_json(_subscriptions(app).pause(webhook_id, _actor(caller, request))))
 
 
-@router.post("/{webhook_id}/resume", response_model=WebhookState, responses=ERRORS,
+@router.post("/{webhook_id}/resume", response_model=WebhookState, responses=COMMAND_ERRORS,
              summary="Deliver again, from where it stopped")
 def resume_webhook(webhook_id: UUID, request: Request, app: Department, caller: Integration) -> JSONResponse:
     return JSONResponse(plain_json(_subscriptions(app).resume(webhook_id, _actor(caller, request))))
 
 
-@router.post("/{webhook_id}/parked/replay", response_model=WebhookState, responses=ERRORS,
+@router.post("/{webhook_id}/parked/replay", response_model=WebhookState, responses=COMMAND_ERRORS,
              summary="Send the parked records' events again, in order, with their attempts counted afresh")
 def replay_parked(webhook_id: UUID, request: Request, app: Department, caller: Integration) -> JSONResponse:
     return JSONResponse(plain_json(_subscriptions(app).replay_parked(webhook_id, _actor(caller, request))))
