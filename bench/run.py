@@ -58,7 +58,7 @@ FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_line
              relay_events=50_000)
 QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
               statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000,
-              relay_events=2_000)
+              relay_events=10_000)
 
 
 @dataclass
