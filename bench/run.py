@@ -26,6 +26,7 @@ import http_load
 import load_contract
 import psycopg
 import read_models
+import relay_nats
 from common import TIERS, bench_database, peak_rss_mb, served, server_url, signed_contract_of, token
 from rich.console import Console
 from rich.table import Table
@@ -49,12 +50,15 @@ class Sizes:
     statement_write_rate: float  # sales recorded a second meanwhile, on a steady schedule
     contract_sales: int
     log_events: int
+    relay_events: int
 
 
 FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_lines=100_000, import_contracts=20,
-             statement_rate=50, statement_reads=1500, statement_write_rate=200, contract_sales=10_000, log_events=1_000_000)
+             statement_rate=50, statement_reads=1500, statement_write_rate=200, contract_sales=10_000, log_events=1_000_000,
+             relay_events=50_000)
 QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
-              statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000)
+              statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000,
+              relay_events=10_000)
 
 
 @dataclass
@@ -187,6 +191,19 @@ def large_log(run: Run, server: str) -> None:
         run.add(Figure("", f"verify every hash and seal of {head:,} events", rate, "events/s", "raw scan", rate / scan))
 
 
+def relay(run: Run, server: str) -> None:
+    console.rule("P9: the NATS relay beside a raw nats-py publish loop")
+    with bench_database(server) as url, relay_nats.nats_server() as nats_url:
+        read_models.fill_log(url, run.sizes.relay_events, contracts=50)
+        rates = relay_nats.measure(url, nats_url)
+    events = int(rates["events"])
+    run.add(Figure("", f"raw nats-py publish_async of the same {events:,} messages, acks awaited per"
+                   f" {relay_nats.BATCH}", rates["raw"], "msgs/s"))
+    ratio = rates["relay"] / rates["raw"]
+    run.add(Figure("P9", f"relay {events:,} events from the log to JetStream, acknowledged and checkpointed",
+                   rates["relay"], "events/s", "raw", ratio, "≥ 0.5x raw", ratio >= 0.5))
+
+
 def machine(server: str) -> list[str]:
     with psycopg.connect(server) as conn:
         postgres = conn.execute("SHOW server_version").fetchone()[0]
@@ -236,6 +253,7 @@ def main() -> None:
     p1 = appends(run, server)
     served_load(run, server, p1)
     large_log(run, server)
+    relay(run, server)
     console.print(table(run))
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(run, server, args.quick))

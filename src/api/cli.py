@@ -26,6 +26,7 @@ from channel_domain.store.migrations import migrate as apply_migrations
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes
 from channel_domain.store.rebuilding import NotRebuildable, Rebuilder, RebuildInProgress, SwitchBlocked
 from integration import webhooks as webhook_delivery
+from integration import nats_relay
 from projections import all_projections
 
 app = typer.Typer(help="channel-domain: the sales-channel department service.", no_args_is_help=True)
@@ -450,3 +451,86 @@ def purge(
     left = {table: found.rows[table] - rows for table, rows in done.rows.items() if found.rows[table] > rows}
     if left:
         console.print(f"kept for now, in use by a running command: {left}; the next purge takes them")
+
+
+# Relays to message brokers (docs/integration.md, "NATS JetStream relay") ----------------------
+
+relay_app = typer.Typer(help="Relay the event log to a message broker, and see how far each relay is.",
+                        no_args_is_help=True)
+app.add_typer(relay_app, name="relay")
+
+EXIT_NATS_UNAVAILABLE = 3
+
+
+@relay_app.command("nats")
+def relay_nats(
+    url: str = typer.Option(..., envvar=nats_relay.URL_VARIABLE, help="NATS server, nats://HOST:4222."),
+    stream: str = typer.Option(nats_relay.DEFAULT_STREAM, help="JetStream stream to publish to (created when missing)."),
+    subject_prefix: str = typer.Option(
+        nats_relay.DEFAULT_SUBJECT_PREFIX, help="Subjects are PREFIX.<stream type>.<event name>; the stream takes PREFIX.>."),
+    batch_size: int = typer.Option(1000, min=1, help="Messages published before their acknowledgements are awaited."),
+    poll_interval: float = typer.Option(0.02, min=0.001, help="Seconds between looks at the log when it has nothing new."),
+    log_format: str | None = typer.Option(None, help="json or text (env CHANNEL_DOMAIN_LOG_FORMAT)."),
+) -> None:
+    """Publish every event, in position order, to JetStream subject PREFIX.<stream type>.<event
+    name> with Nats-Msg-Id = the event id and the feed item as body, until interrupted. One relay
+    runs per stream and prefix; start a second as a standby: it takes over within a second when
+    the first dies. Exit code 3 when NATS or JetStream cannot be reached at start, 2 for a stream
+    or prefix NATS would refuse."""
+    import asyncio
+
+    try:
+        logging_setup.configure(logging_setup.choose_format(log_format))
+        nats_relay.check_names(stream, subject_prefix)
+    except ValueError as error:
+        Console(stderr=True).print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    db_url = database_url()
+    apply_migrations(db_url)
+    department = ChannelDepartment(db_url)
+    relay = nats_relay.NatsRelay(department, db_url, url=url, stream=stream, subject_prefix=subject_prefix,
+                                 batch_size=batch_size, poll_s=poll_interval)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await relay.connect()
+            console.print(f"relaying to stream {stream} ({subject_prefix}.>) on {nats_relay.shown_url(url)};"
+                          " Ctrl-C to stop")
+            await relay.run(stop)
+        finally:
+            await relay.close()
+
+    try:
+        asyncio.run(run())
+    except nats_relay.NatsUnavailable as error:
+        Console(stderr=True).print(f"[red]{error}[/red]")
+        raise typer.Exit(EXIT_NATS_UNAVAILABLE) from None
+    except nats_relay.RelayConfigError as error:
+        Console(stderr=True).print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        department.close()
+
+
+@relay_app.command("status")
+def relay_status() -> None:
+    """Each relay this database has known: its stream and prefix, the last position JetStream
+    acknowledged, the log's head, the lag, and whether a relay holds its lock now. Exit code 1
+    when none is running."""
+    url = database_url()
+    _schema_current(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        progress = nats_relay.relay_progress(conn)
+    table = Table("stream", "subjects", "running", "position", "head", "lag", "updated", "last taken by")
+    for p in progress:
+        table.add_row(p.stream, f"{p.subject_prefix}.>", "[green]yes[/green]" if p.active else "[red]no[/red]",
+                      str(p.position), str(p.head), str(p.lag), f"{p.updated_at:%Y-%m-%d %H:%M:%S}",
+                      f"{p.holder} since {p.holder_since:%Y-%m-%d %H:%M:%S}" if p.holder and p.holder_since else "")
+    console.print(table)
+    if not any(p.active for p in progress):
+        console.print("no relay is running")
+        raise typer.Exit(1)

@@ -94,7 +94,7 @@ def log_config(log_format: str) -> dict[str, Any]:
         "loggers": {
             # The service's own at INFO; libraries at WARNING, as Python left them before any
             # configuration: what they said then, they say now, in the chosen format.
-            **{name: {"level": "INFO"} for name in ("channel_domain", "api", "projections", "uvicorn")},
+            **{name: {"level": "INFO"} for name in ("channel_domain", "api", "projections", "integration", "uvicorn")},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
         "root": {"handlers": ["stderr"], "level": "WARNING"},

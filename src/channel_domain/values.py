@@ -237,9 +237,14 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+_ALREADY_JSON = frozenset({str, int, float, bool, type(None)})
+
+
 def plain_json(value: Any) -> Any:
     """JSON-ready values: Decimal stays exact as a string (unlike FastAPI's encoder, which
     turns it into a float), dates ISO 8601, UUIDs as strings, times RFC 3339 in UTC."""
+    if type(value) in _ALREADY_JSON:  # most leaves: answered before the isinstance checks (the relay's P9)
+        return value
     if isinstance(value, dict):
         return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
