@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib
 import inspect
 import json
 import types
@@ -34,11 +35,6 @@ from uuid import UUID
 
 from eventsourcing.domain import CommandMethodDecorator
 
-# Every module defining an aggregate, so that each is found among ChannelAggregate's subclasses.
-import channel_domain.contract
-import channel_domain.operations
-import channel_domain.partner
-import channel_domain.sales_target  # noqa: F401
 from channel_domain.aggregate import EFFECTIVE_DATE_FIELDS, ENVELOPE_FIELDS, ChannelAggregate
 from channel_domain.employee import PERSONAL_FIELDS, Employee
 from integration.items import ERASED, REDACTED
@@ -93,6 +89,8 @@ def _event_types() -> tuple[EventType, ...]:
 
 
 def _aggregates() -> Iterator[type[ChannelAggregate]]:
+    # The application records every aggregate there is: importing it defines them all.
+    importlib.import_module("channel_domain.application")
     # Only the service's own: a test may define an aggregate of its own, which records nothing
     # a client could receive.
     pending = list(ChannelAggregate.__subclasses__())
