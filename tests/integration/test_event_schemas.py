@@ -4,7 +4,7 @@ checked against every event the suite writes (tests/event_contracts.py)."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -129,6 +129,26 @@ def test_the_check_reads_every_event_of_a_tests_database_and_names_the_mismatch(
         facts=[EventFacts(paid.timestamp, paid.on)])
     violations = recorded_event_violations(database_url)
     assert len(violations) == 1 and "Partner.DepositPaid at data/amount: 100.5 is not of type 'string'" in violations[0]
+
+
+def test_an_event_stored_at_an_old_version_is_fed_upcast_to_the_current_one(app):
+    """What docs/integration.md promises: only the current version of a type ever leaves."""
+    retailer = partner(app, "retailer")
+    record = app.get(Partner, retailer)
+    with as_("mgr-1", "channel_manager"):
+        record.trigger_event(Partner.Suspended, reason="late reports", on=date(2025, 4, 1))
+    suspended = record.collect_events()[-1]
+    object.__setattr__(suspended, "timestamp", datetime(2025, 4, 9, 20, 30, tzinfo=UTC))
+    stored = app.mapper.to_stored_event(suspended)
+    state = json.loads(stored.state)
+    assert state.pop("class_version") == 2
+    del state["on"]  # as version 1 wrote it
+    app.event_recorder.insert_events(
+        [type(stored)(stored.originator_id, stored.originator_version, stored.topic, json.dumps(state).encode())],
+        facts=[EventFacts(suspended.timestamp, None)])
+    fed = _written(app)[-1]
+    assert (fed["type"], fed["data"]) == ("Partner.Suspended", {"reason": "late reports", "on": "2025-04-10"})
+    assert violations_of([fed]) == []  # the version 2 schema, closed
 
 
 # GET /v1/events/schemas -------------------------------------------------------------------
