@@ -17,7 +17,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import embedded_server_url, scratch_database
 from channel_domain.store.migrations import migrate
 from integration.schemas import event_types
-from tests.event_contracts import recorded_event_violations, written_types
+from tests.event_contracts import checked, recorded_event_violations, written_types
 
 TEST_DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_TEST_DATABASE_URL"
 # Set to list, at the end of the session, the published event types no test wrote.
@@ -33,6 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if os.environ.get(REPORT_UNWRITTEN_VARIABLE):
         unwritten = sorted({t.type for t in event_types()} - written_types)
+        terminalreporter.write_line(f"events checked against their schemas: {checked['events']} "
+                                    f"from {checked['databases']} test databases")
         terminalreporter.write_line(f"published event types no test wrote ({len(unwritten)}): {', '.join(unwritten)}")
 
 

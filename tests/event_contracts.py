@@ -23,8 +23,10 @@ from integration.items import feed_items
 from integration.schemas import event_schema, event_types
 
 BATCH = 500
-# Which types a session's tests wrote: the session's end reports the published types none wrote.
+# What a session's tests wrote, for its end to report (tests/conftest.py): the published
+# types none wrote, and how many events of how many databases were checked.
 written_types: set[str] = set()
+checked = {"databases": 0, "events": 0}
 
 
 @functools.cache
@@ -59,7 +61,9 @@ def recorded_event_violations(database_url: str) -> list[str]:
         for batch in _all_events(database_url):
             items = feed_items(app, batch)
             written_types.update(item["type"] for item in items)
+            checked["events"] += len(items)
             found.extend(violations_of(items))
+    checked["databases"] += 1
     return found
 
 
