@@ -34,7 +34,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if os.environ.get(REPORT_UNWRITTEN_VARIABLE):
         unwritten = sorted({t.type for t in event_types()} - written_types)
         terminalreporter.write_line(f"events checked against their schemas: {checked['events']} "
-                                    f"from {checked['databases']} test databases")
+                                    f"from {checked['databases']} test databases in {checked['seconds']:.1f} s")
         terminalreporter.write_line(f"published event types no test wrote ({len(unwritten)}): {', '.join(unwritten)}")
 
 

@@ -11,6 +11,7 @@ event of the service on purpose (a corrupt row, a foreign topic) says so with
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ BATCH = 500
 # What a session's tests wrote, for its end to report (tests/conftest.py): the published
 # types none wrote, and how many events of how many databases were checked.
 written_types: set[str] = set()
-checked = {"databases": 0, "events": 0}
+checked = {"databases": 0, "events": 0, "seconds": 0.0}
 
 
 @functools.cache
@@ -53,6 +54,14 @@ def violations_of(items: Sequence[dict[str, Any]]) -> list[str]:
 
 def recorded_event_violations(database_url: str) -> list[str]:
     """Every event of the database, as feed items, checked against its schema."""
+    started = time.perf_counter()
+    try:
+        return _violations(database_url)
+    finally:
+        checked["seconds"] += time.perf_counter() - started
+
+
+def _violations(database_url: str) -> list[str]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         if not conn.execute("SELECT EXISTS (SELECT FROM events)").fetchone()[0]:
             return []  # most tests write nothing: no application to open
