@@ -68,12 +68,28 @@ def _violations(database_url: str) -> list[str]:
     found = []
     with ChannelDepartment(database_url) as app:
         for batch in _all_events(database_url):
-            items = feed_items(app, batch)
+            items, undecodable = _feed_items(app, batch)
             written_types.update(item["type"] for item in items)
-            checked["events"] += len(items)
-            found.extend(violations_of(items))
+            checked["events"] += len(batch)
+            found.extend(undecodable + violations_of(items))
     checked["databases"] += 1
     return found
+
+
+def _feed_items(app: ChannelDepartment, batch: list[Notification]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The batch's feed items, and the events that could make none, named (one at a time
+    only when the batch fails: feed_items decodes a batch at once)."""
+    try:
+        return feed_items(app, batch), []
+    except Exception:  # noqa: BLE001 - which event, and why, is what the report needs
+        items, undecodable = [], []
+        for notification in batch:
+            try:
+                items.extend(feed_items(app, [notification]))
+            except Exception as error:  # noqa: BLE001
+                undecodable.append(f"position {notification.id}: {notification.topic} makes no feed item: "
+                                   f"{type(error).__name__}: {error}")
+        return items, undecodable
 
 
 def _all_events(database_url: str) -> Iterator[list[Notification]]:

@@ -131,6 +131,21 @@ def test_the_check_reads_every_event_of_a_tests_database_and_names_the_mismatch(
     assert len(violations) == 1 and "Partner.DepositPaid at data/amount: 100.5 is not of type 'string'" in violations[0]
 
 
+@pytest.mark.foreign_events("writes an event of a type that does not exist, for the check to name")
+def test_the_check_names_an_event_that_makes_no_feed_item(app, database_url):
+    retailer = partner(app, "retailer")
+    record = app.get(Partner, retailer)
+    with as_("fin-1", "finance"):
+        record.trigger_event(Partner.DepositPaid, amount=Decimal("100.00"), on=date(2026, 3, 1))
+    paid = record.collect_events()[-1]
+    stored = app.mapper.to_stored_event(paid)
+    app.event_recorder.insert_events(
+        [type(stored)(stored.originator_id, stored.originator_version, "channel_domain.partner:Partner.Gone",
+                      stored.state)], facts=[EventFacts(paid.timestamp, paid.on)])
+    (violation,) = recorded_event_violations(database_url)
+    assert "channel_domain.partner:Partner.Gone makes no feed item: TopicError" in violation
+
+
 def test_an_event_stored_at_an_old_version_is_fed_upcast_to_the_current_one(app):
     """What docs/integration.md promises: only the current version of a type ever leaves."""
     retailer = partner(app, "retailer")
