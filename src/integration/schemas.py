@@ -42,8 +42,9 @@ from integration.items import ERASED, REDACTED
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_PREFIX = "urn:channel-domain:events:"
 
-# As `values.plain_json` writes them: a Decimal is its exact `str`, a time RFC 3339 in UTC.
-DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+# As `values.plain_json` writes them: a Decimal is its exact `str` (so a tiny rate such as
+# 0.0000001 is "1E-7"), a time RFC 3339 in UTC.
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 DATE_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
 

@@ -17,7 +17,7 @@ from integration.items import feed_items
 from integration.schemas import DECIMAL_PATTERN, event_schema, event_types, published, type_schema
 from tests.api.flows import HR, SPECIALIST, post
 from tests.channel_domain.helpers import as_
-from tests.channel_domain.test_application import partner
+from tests.channel_domain.test_application import partner, signed_contract
 from tests.event_contracts import recorded_event_violations, violations_of
 
 
@@ -79,6 +79,16 @@ def test_effective_on_follows_the_events_date_fields():
     assert effective("Contract.SaleRecorded")["format"] == "date"  # sold_on, always there
     assert effective("Partner.Applied") == {"type": "null"}  # no date of its own
     assert effective("Contract.Drafted") == {"type": "null"}  # starts_on is no effective date
+
+
+def test_a_tiny_rate_leaves_in_exponent_notation_which_the_schema_admits(app):
+    """`plain_json` writes a Decimal as its `str`: 0.0000001 (a Rate the API accepts) is "1E-7".
+    The schema describes what is sent; a decimal parser reads either form."""
+    consignee = partner(app, "consignee")
+    signed_contract(app, consignee, fee_rate="0.0000001")
+    (drafted,) = [item for item in _written(app) if item["type"] == "Contract.Drafted"]
+    assert drafted["data"]["fee_rate"] == "1E-7" and Decimal(drafted["data"]["fee_rate"]) == Decimal("0.0000001")
+    assert violations_of([drafted]) == []
 
 
 def test_a_creation_is_always_the_streams_first_version():
