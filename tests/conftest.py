@@ -16,8 +16,26 @@ from psycopg.conninfo import conninfo_to_dict
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.database import embedded_server_url, scratch_database
 from channel_domain.store.migrations import migrate
+from integration.schemas import event_types
+from tests.event_contracts import checked, recorded_event_violations, written_types
 
 TEST_DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_TEST_DATABASE_URL"
+# Set to list, at the end of the session, the published event types no test wrote.
+REPORT_UNWRITTEN_VARIABLE = "CHANNEL_DOMAIN_REPORT_UNWRITTEN_EVENT_TYPES"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "foreign_events(reason): the test writes rows that are no event of the service on purpose, so "
+                   "its events are not checked against the published schemas")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get(REPORT_UNWRITTEN_VARIABLE):
+        unwritten = sorted({t.type for t in event_types()} - written_types)
+        terminalreporter.write_line(f"events checked against their schemas: {checked['events']} "
+                                    f"from {checked['databases']} test databases in {checked['seconds']:.1f} s")
+        terminalreporter.write_line(f"published event types no test wrote ({len(unwritten)}): {', '.join(unwritten)}")
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +51,17 @@ def template_database(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_url(server_url: str, template_database: str) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, server_url: str, template_database: str) -> Iterator[str]:
     with scratch_database(server_url, prefix="cd_test", template=template_database) as url:
         yield url
+        # Every event the test wrote matches its published schema (GET /v1/events/schemas);
+        # a mismatch is an error at teardown naming the event and what is wrong.
+        if request.node.get_closest_marker("foreign_events") is None:
+            violations = recorded_event_violations(url)
+            if violations:
+                pytest.fail("events that do not match their published schema:\n  " + "\n  ".join(violations[:20])
+                            + (f"\n  … and {len(violations) - 20} more" if len(violations) > 20 else ""),
+                            pytrace=False)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from api.routes import (
     contract_requests,
     contracts,
     employees,
+    event_schemas,
     partner_money,
     partner_records,
     partners,
@@ -188,7 +189,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(RequestLog)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
-                   sales_import, targets, activity, attainment, commissions, audit, projection_status, webhooks):
+                   sales_import, targets, activity, attainment, commissions, audit, projection_status,
+                   event_schemas, webhooks):
         app.include_router(module.router)
 
     @app.get(

@@ -41,7 +41,8 @@ def effective_on(event: object) -> date | None:
     return None
 
 
-_ENVELOPE = {"originator_id", "originator_version", "timestamp", "originator_topic", "meta"}
+# What the library and `meta` carry on every event; the rest is the event's own data.
+ENVELOPE_FIELDS = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic", "meta"})
 
 
 def event_id(stream_id: UUID, version: int) -> UUID:
@@ -59,7 +60,7 @@ def event_type_of(topic: str) -> tuple[str, str]:
 
 def event_data(event: object) -> dict[str, Any]:
     """An event's own fields, without the envelope (ids, version, time, metadata)."""
-    return {name: value for name, value in vars(event).items() if name not in _ENVELOPE}
+    return {name: value for name, value in vars(event).items() if name not in ENVELOPE_FIELDS}
 
 
 def _metadata(context: CommandContext) -> dict[str, Any]:

@@ -491,6 +491,7 @@ def test_client_side_psycopg_errors_are_not_database_trouble(database_url):
     assert is_transient(gone.value)
 
 
+@pytest.mark.foreign_events("an event whose topic names no class, on purpose")
 def test_an_event_that_cannot_be_decoded_stops_every_read_model_at_it(app, database_url, fussy):
     positions = partners(app, "A", "B", "C")
     tamper(database_url, ("UPDATE events SET topic = %s WHERE position = %s",

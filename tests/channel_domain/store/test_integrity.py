@@ -73,6 +73,7 @@ def test_hashes_are_chained_per_stream_by_the_writing_transaction(app, database_
         previous = hash_
 
 
+@pytest.mark.foreign_events("a tampered event: the schema check finds it too, verify is under test here")
 def test_a_flipped_byte_is_caught_at_its_position(app, database_url, history):
     target = positions_of(database_url, history[1])[6]
     tamper(database_url, ("UPDATE events SET state = set_byte(state, 20, get_byte(state, 20) # 1) WHERE position = %s",
