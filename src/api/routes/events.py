@@ -27,6 +27,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 Reader = Annotated[Principal, Depends(allowed("integration", "auditor"))]
 
 POLL_VARIABLE = "CHANNEL_DOMAIN_FEED_POLL_S"
+LINGER_VARIABLE = "CHANNEL_DOMAIN_FEED_LINGER_S"
 PING_VARIABLE = "CHANNEL_DOMAIN_FEED_PING_S"
 MAX_WAIT_S = 30
 MAX_NAMES = 100
@@ -92,7 +93,8 @@ async def feed_tail(request: Request, app: Department) -> FeedTail:
     state = request.app.state
     tail = getattr(state, "feed_tail", None)
     if tail is None:
-        tail = state.feed_tail = FeedTail(app, poll_interval_s=float(os.environ.get(POLL_VARIABLE, "0.01")))
+        tail = state.feed_tail = FeedTail(app, poll_interval_s=float(os.environ.get(POLL_VARIABLE, "0.01")),
+                                          linger_s=float(os.environ.get(LINGER_VARIABLE, "5")))
     return tail
 
 
