@@ -114,6 +114,7 @@ READ_TABLE = [
     ("/v1/audit/events", {"auditor"}),
     ("/v1/audit/findings", {"auditor"}),
     ("/v1/projections", ALL_ROLES),
+    ("/v1/events", {"integration", "auditor"}),
     (f"/v1/contracts/{X}/amendments/{X}/preview", {"general_manager", "channel_manager", "finance", "auditor"}),
 ]
 
