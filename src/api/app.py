@@ -27,6 +27,7 @@ from api.routes import (
     contracts,
     employees,
     event_schemas,
+    events,
     partner_money,
     partner_records,
     partners,
@@ -167,6 +168,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
         finally:
             if stop is not None:
                 stop.set()
+            if (feed_tail := getattr(app.state, "feed_tail", None)) is not None:
+                await feed_tail.close()
             if app.state.department is not None:
                 app.state.department.close()
             await app.state.breaker.probe.close()
@@ -190,7 +193,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, audit, projection_status,
-                   event_schemas, webhooks):
+                   events, event_schemas, webhooks):
         app.include_router(module.router)
 
     @app.get(

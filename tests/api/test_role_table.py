@@ -119,6 +119,7 @@ READ_TABLE = [
     ("/v1/audit/findings", {"auditor"}),
     ("/v1/projections", ALL_ROLES),
     ("/v1/events/schemas", ALL_ROLES),
+    ("/v1/events", {"integration", "auditor"}),
     (f"/v1/contracts/{X}/amendments/{X}/preview", {"general_manager", "channel_manager", "finance", "auditor"}),
     # Webhooks are the integration role's; auditors read everything (never a secret).
     ("/v1/webhooks", {"integration", "auditor"}),

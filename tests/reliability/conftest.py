@@ -25,6 +25,7 @@ class Served:
     base: str
     database_url: str
     log: Any = None  # the server's output, for a failing test to show
+    process: subprocess.Popen | None = None  # uvicorn's supervisor, for a test that stops it itself
 
     def log_tail(self, chars: int = 4000) -> str:
         self.log.flush()
@@ -49,10 +50,11 @@ def serving(database_url: str, *, workers: int = 2, projections: bool = False) -
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(base, server, lambda: (log.seek(0), log.read().decode(errors="replace"))[1])
-            yield Served(base, database_url, log)
+            yield Served(base, database_url, log, server)
         finally:
-            server.terminate()
-            server.wait(timeout=15)
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=15)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,6 +103,11 @@ def test_no_server_error_and_every_answer_as_documented(case, fuzzed_server, eve
     TALLY["requests"] += 1
     TALLY["on records"] += _on_existing_records(case, existing)
     try:
+        if case.path == "/v1/events/stream":
+            _call_the_stream(case, fuzzed_server, every_role)
+            return
+        if case.path == "/v1/events" and _within(case.query, "wait_s", 0.2, 30):
+            case.query["wait_s"] = 0.2  # the long-poll's bounds are fuzzed; its patience is not
         response = case.call(base_url=fuzzed_server.base, headers={"Authorization": f"Bearer {every_role}"})
         TALLY[str(response.status_code)] += 1
         if response.status_code >= 500:
@@ -112,6 +118,29 @@ def test_no_server_error_and_every_answer_as_documented(case, fuzzed_server, eve
     except Exception:
         TALLY["failures"] += 1
         raise
+
+
+def _within(query, name: str, low: float, high: float) -> bool:
+    try:
+        return low < float(query[name]) <= high
+    except (TypeError, KeyError, ValueError):
+        return False
+
+
+def _call_the_stream(case, fuzzed_server: Served, every_role: str) -> None:
+    """The event stream never ends by itself: an accepted request is checked by its status and
+    content type, then closed; a refusal is read and validated like any other answer."""
+    request = case.as_transport_kwargs(base_url=fuzzed_server.base, headers={"Authorization": f"Bearer {every_role}"})
+    with requests.request(**{**request, "stream": True, "timeout": 30}) as response:
+        TALLY[str(response.status_code)] += 1
+        if response.status_code >= 500:
+            TALLY["server errors"] += 1
+        assert response.status_code < 500, fuzzed_server.log_tail()
+        if response.status_code == 200:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            return
+        response.content  # noqa: B018 - a refusal is short: read it whole for the checks
+        case.validate_response(response, checks=CHECKS)
 
 
 # --- the import's body and every cursor: schemathesis sends the import a plain string and

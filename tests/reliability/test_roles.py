@@ -31,8 +31,9 @@ RECORD_READS = [(f"/v1/{noun}/{X}{tail}", ALL_ROLES)
                 for noun in ("employees", "partners", "contracts", "targets") for tail in ("", "/history")]
 AUDIT_READS = [("/v1/audit/verify", {"auditor"}), ("/v1/audit/export", {"auditor"}),
                (f"/v1/audit/causation/{X}", {"auditor"})]
+STREAMS = [("/v1/events/stream", {"integration", "auditor"})]  # endless: judged by status, then closed
 MATRIX = [("POST", path, allowed) for path, allowed in TABLE] + [
-    ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS]
+    ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS + STREAMS]
 OPEN = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics")}  # landing, liveness, Prometheus: no token, by design
 
 
@@ -65,8 +66,7 @@ def test_no_role_outside_the_table_succeeds_and_no_request_without_a_valid_token
                  "revoked": {"Authorization": f"Bearer {revoked}"}, "basic": {"Authorization": "Basic dXNlcjpwdw=="}}
     for method, path, allowed in MATRIX:
         for role in sorted(ALL_ROLES):
-            response = http.client.request(method, path, json={} if method == "POST" else None,
-                                           headers=http.headers(f"someone-{role}", role))
+            response = _request(http, method, path, http.headers(f"someone-{role}", role))
             if role in allowed:
                 assert response.status_code not in (401, 403), (method, path, role, response.text)
                 outcomes["allowed, reached the endpoint"] += 1
@@ -75,13 +75,20 @@ def test_no_role_outside_the_table_succeeds_and_no_request_without_a_valid_token
                 problem(response, 403, "forbidden")
                 outcomes["refused 403"] += 1
         for who, headers in strangers.items():
-            response = http.client.request(method, path, json={} if method == "POST" else None, headers=headers)
+            response = _request(http, method, path, headers)
             outcomes["unauthorised successes"] += response.is_success
             problem(response, 401, "invalid_token" if who in ("unknown", "revoked") else response.json()["code"])
             outcomes["refused 401"] += 1
     figure(f"R6: {len(MATRIX)} endpoints x {len(ALL_ROLES)} roles + {len(strangers)} kinds of bad token:"
            f" {dict(outcomes)}")
     assert outcomes["unauthorised successes"] == 0
+
+
+def _request(http: Api, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    with http.client.stream(method, path, json={} if method == "POST" else None, headers=headers) as response:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()
+        return response
 
 
 def _version(http: Api, record: str, noun: str) -> int:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from api.deps import Runner, allowed
 from api.errors import ApiProblem
 from api.openapi import PROBLEM
+from api.routes.events import add_feed_metrics
 from api.routes.records import ERRORS
 from api.tokens import ROLES, Principal
 from channel_domain.store.projecting import Progress, ProjectionRunner
@@ -128,7 +129,7 @@ def metrics_cache(request: Request) -> MetricsCache:
                              "headers": {"Retry-After": {"description": "Seconds to wait before retrying",
                                                          "schema": {"type": "string"}}},
                              "content": {"application/problem+json": {"schema": PROBLEM}}}})
-def metrics(runner: Runner, cache: Annotated[MetricsCache, Depends(metrics_cache)]) -> Response:
+def metrics(request: Request, runner: Runner, cache: Annotated[MetricsCache, Depends(metrics_cache)]) -> Response:
     figures, age = cache.figures(runner)
     registry = CollectorRegistry()
     labels = ["projection"]
@@ -156,4 +157,5 @@ def metrics(runner: Runner, cache: Annotated[MetricsCache, Depends(metrics_cache
             registry=registry).inc(cache.collections)
     Counter("channel_domain_metrics_collection_failures", "Times this process could not read them (served the"
             " last figures instead)", registry=registry).inc(cache.failures)
+    add_feed_metrics(request.app.state, registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
