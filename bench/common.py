@@ -118,18 +118,19 @@ class Served:
 
 
 @contextmanager
-def served(url: str) -> Iterator[Served]:
+def served(url: str, *, projections: bool = False, env: dict[str, str] | None = None) -> Iterator[Served]:
     """`channel-domain serve` in a process of its own on a free port, as deployed (one worker
-    per core, access log on) but with projections off: the benchmarks drive the read models
-    themselves. Its log goes to a file: a pipe nobody reads would stall it once full."""
+    per core, access log on), by default with projections off: the benchmarks drive the read
+    models themselves; with them on it also delivers webhooks, as deployed. Its log goes to a
+    file: a pipe nobody reads would stall it once full."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     executable = Path(sys.executable).with_name("channel-domain")
-    env = {**os.environ, DATABASE_URL_VARIABLE: url}
+    env = {**os.environ, **(env or {}), DATABASE_URL_VARIABLE: url}
     log = open(os.environ["BENCH_SERVER_LOG"], "w+b") if os.environ.get("BENCH_SERVER_LOG") else tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [str(executable), "serve", "--port", str(port), "--no-projections"],
+        [str(executable), "serve", "--port", str(port), "--projections" if projections else "--no-projections"],
         env=env, stdout=subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
@@ -148,6 +149,29 @@ def served(url: str) -> Iterator[Served]:
                 raise RuntimeError("the server did not answer within 60 s")
             time.sleep(0.1)
         yield Served(base, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@contextmanager
+def relayed(url: str, nats_url: str) -> Iterator[None]:
+    """`channel-domain relay nats` in a process of its own, as deployed, until the block ends."""
+    executable = Path(sys.executable).with_name("channel-domain")
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([str(executable), "relay", "nats", "--url", nats_url],
+                               env={**os.environ, DATABASE_URL_VARIABLE: url}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the relay exited: {log.read().decode(errors='replace')[-2000:]}")
+        yield
     finally:
         process.terminate()
         try:

@@ -22,12 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import append
+import event_latency
 import http_load
 import load_contract
 import psycopg
 import read_models
 import relay_nats
-from common import TIERS, bench_database, peak_rss_mb, served, server_url, signed_contract_of, token
+from common import TIERS, bench_database, peak_rss_mb, relayed, served, server_url, signed_contract_of, token
 from rich.console import Console
 from rich.table import Table
 
@@ -51,14 +52,16 @@ class Sizes:
     contract_sales: int
     log_events: int
     relay_events: int
+    event_rate: float  # P8: sales a second while a consumer follows them
+    event_sales: int  # P8: sales per consumer
 
 
 FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_lines=100_000, import_contracts=20,
              statement_rate=50, statement_reads=1500, statement_write_rate=200, contract_sales=10_000, log_events=1_000_000,
-             relay_events=50_000)
+             relay_events=50_000, event_rate=200, event_sales=3000)
 QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
               statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000,
-              relay_events=10_000)
+              relay_events=10_000, event_rate=200, event_sales=200)
 
 
 @dataclass
@@ -170,6 +173,31 @@ def served_load(run: Run, server: str, p1: float) -> None:
                        f"latest {timings['latest']:.1f} ms (median of 15)"))
 
 
+P8_GOALS_MS = {"long-polling feed client": 50, "SSE client": 50, "webhook receiver": 100, "JetStream consumer": 100}
+
+
+def integration_clients(run: Run, server: str) -> None:
+    sizes = run.sizes
+    console.rule("integration clients: P8 commit → consumer latency")
+    with bench_database(server) as url, relay_nats.nats_server() as nats_url:
+        setup = ChannelDepartment(url)
+        contracts = [str(signed_contract_of(setup, "retailer", f"Client {n}")[1]) for n in range(16)]
+        setup.close()
+        erp = token(url, "erp", ["integration"])
+        consumers = {**event_latency.CONSUMERS, "JetStream consumer": event_latency.jetstream_consumer(nats_url)}
+        # Deployed as serve runs by default: read models kept and webhooks delivered in the
+        # background; the relay beside it.
+        with served(url, projections=True, env={"CHANNEL_DOMAIN_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1"}) as api, \
+                relayed(url, nats_url):
+            results = event_latency.measure(url, api.base, erp, contracts, sizes.event_rate, sizes.event_sales,
+                                            consumers)
+        for name, latency in results.items():
+            goal = P8_GOALS_MS[name]
+            run.add(Figure("P8", f"commit → {name}, p99 at {sizes.event_rate:.0f} sales/s", latency.p99_ms, "ms",
+                           goal=f"≤ {goal} ms", met=latency.p99_ms <= goal and latency.received == latency.expected,
+                           note=f"p50 {latency.p50_ms:.1f} ms; {latency.received:,} of {latency.expected:,} arrived"))
+
+
 def large_log(run: Run, server: str) -> None:
     events = run.sizes.log_events
     console.rule(f"a log of {events:,} events: raw scan, P5 rebuild, verify")
@@ -252,6 +280,7 @@ def main() -> None:
     run = Run(QUICK if args.quick else FULL)
     p1 = appends(run, server)
     served_load(run, server, p1)
+    integration_clients(run, server)
     large_log(run, server)
     relay(run, server)
     console.print(table(run))
