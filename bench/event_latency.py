@@ -37,6 +37,7 @@ class Latency:
     expected: int
     p50_ms: float
     p99_ms: float
+    commands_p99_ms: float  # the sales' own answers under the same load: how busy the server was
 
 
 def _seconds_since(recorded_at: str) -> float:
@@ -179,14 +180,15 @@ async def _measure(base: str, token: str, contracts: list[str], rate: float, cou
                    prefix: str, head: int) -> Latency:
     arrivals = _Arrivals(head)
     async with consumer(base, token, arrivals):
-        await _open_loop(base, rate, count, _sales(token, contracts, prefix))
+        load = await _open_loop(base, rate, count, _sales(token, contracts, prefix))
         deadline = time.monotonic() + 30
         while len(arrivals.latencies) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
     samples = list(arrivals.latencies.values())
     if not samples:
-        return Latency(0, count, float("nan"), float("nan"))
-    return Latency(len(samples), count, percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000)
+        return Latency(0, count, float("nan"), float("nan"), load.p99_ms)
+    return Latency(len(samples), count, percentile(samples, 0.5) * 1000, percentile(samples, 0.99) * 1000,
+                   load.p99_ms)
 
 
 CONSUMERS: dict[str, Consumer] = {
