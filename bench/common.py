@@ -150,12 +150,7 @@ def served(url: str, *, projections: bool = False, env: dict[str, str] | None = 
             time.sleep(0.1)
         yield Served(base, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         log.close()
 
 
@@ -173,10 +168,14 @@ def relayed(url: str, nats_url: str) -> Iterator[None]:
             raise RuntimeError(f"the relay exited: {log.read().decode(errors='replace')[-2000:]}")
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process)
         log.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

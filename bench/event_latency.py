@@ -56,6 +56,16 @@ class _Arrivals:
             self.latencies[item["event_id"]] = _seconds_since(item["recorded_at"])
 
 
+@contextlib.asynccontextmanager
+async def _running(task: asyncio.Task) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 Consumer = Callable[[str, str, _Arrivals], contextlib.AbstractAsyncContextManager[None]]
 
 
@@ -72,12 +82,8 @@ async def long_polling(base: str, token: str, arrivals: _Arrivals) -> AsyncItera
 
     async with aiohttp.ClientSession(base, timeout=aiohttp.ClientTimeout(total=60)) as session:
         task = asyncio.create_task(follow(session, arrivals.after))
-        try:
+        async with _running(task):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager
@@ -102,12 +108,8 @@ async def server_sent_events(base: str, token: str, arrivals: _Arrivals) -> Asyn
         task = asyncio.create_task(follow(session))
         await asyncio.wait_for(connected.wait(), 30)
         await asyncio.sleep(0.2)  # the stream starts at the head: let it get there before the load
-        try:
+        async with _running(task):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 def _free_port() -> int:
