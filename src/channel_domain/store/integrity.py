@@ -15,14 +15,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
-from channel_domain.store.log import SNAPSHOT_FACTS, Snapshot
+from channel_domain.store.log import SNAPSHOT_FACTS, Snapshot, WritersStillOpen, wait_for_writers
 
 GENESIS = bytes(32)
 HEADER_TAG = "channel-domain/event/v1"
@@ -209,34 +208,12 @@ def export_bounds(datastore: Any, settle_s: float = 30.0) -> ExportBounds:
         head, sealed = bounds["head"], bounds["sealed"]
         if not bounds["missing"]:
             return ExportBounds(head, sealed)
-        with conn.transaction(), conn.cursor() as curs:
-            # Drawn after the snapshot, so above every transaction id that existed when it was
-            # taken: a writer the snapshot does not list is below xmax or in [xmax, this).
-            curs.execute("SELECT pg_current_xact_id()::text::bigint AS xid")
-            drawn = curs.fetchone()["xid"]
-        with conn.transaction(), conn.cursor() as curs:
-            curs.execute(_ELSEWHERE)
-            # 32-bit ids here: no two transactions open at once share their low 32 bits.
-            elsewhere = {row["xid"] for row in curs.fetchall()}
-        writers = frozenset(xid for xid in frozenset(facts["xip"]) | frozenset(range(facts["xmax"], drawn))
-                            if xid & 0xFFFFFFFF not in elsewhere)
-        deadline = time.monotonic() + settle_s
-        while writers:
-            with conn.transaction(), conn.cursor() as curs:
-                curs.execute(SNAPSHOT_FACTS)
-                row = curs.fetchone()
-                now = Snapshot(row["xmin"], row["xmax"], frozenset(row["xip"]))
-            if now.all_finished(writers):
-                break
-            if time.monotonic() > deadline:
-                open_ = sorted(xid for xid in writers if not now.all_finished(frozenset([xid])))
-                shown = ", ".join(str(xid) for xid in open_[:5]) + (", …" if len(open_) > 5 else "")
-                raise ExportUnsettled(
-                    f"cannot fix the end of the export: {bounds['missing']} position(s) between "
-                    f"{bounds['floor'] + 1} and {head} are not in the log, and {len(open_)} transaction(s) of "
-                    f"this database open when the export began could still write one "
-                    f"(pg_stat_activity.backend_xid {shown}); still open after {settle_s:g} s")
-            time.sleep(0.01)
+        try:
+            wait_for_writers(conn, Snapshot(facts["xmin"], facts["xmax"], frozenset(facts["xip"])), settle_s)
+        except WritersStillOpen as still:
+            raise ExportUnsettled(
+                f"cannot fix the end of the export: {bounds['missing']} position(s) between "
+                f"{bounds['floor'] + 1} and {head} are not in the log, and {still}") from None
     return ExportBounds(head, sealed)
 
 
@@ -248,16 +225,6 @@ _BOUNDS = """
     FROM (SELECT head, sealed, least(sealed, head) AS floor
           FROM (SELECT (SELECT coalesce(max(position), 0) FROM events) AS head,
                        (SELECT coalesce(max(position), 0) FROM event_seals) AS sealed) AS b) AS f
-"""
-
-# Transactions known to be another database's: a session's database never changes, nor does
-# a prepared transaction's. Sessions with no database (walsenders, launchers) are not counted.
-_ELSEWHERE = """
-    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
-    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
-      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
-    UNION ALL
-    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database <> current_database()
 """
 
 

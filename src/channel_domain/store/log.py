@@ -37,6 +37,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eventsourcing.persistence import Notification
 from psycopg.rows import DictRow
@@ -171,6 +172,72 @@ def read_settled(
         pause = min(pause * 2, 0.05)
     return found
 
+
+class WritersStillOpen(Exception):
+    """Transactions that could still fill a position were open when the wait ran out."""
+
+
+def wait_for_writers(conn: Any, snapshot: Snapshot, wait_s: float) -> None:
+    """Return once every transaction of this database that was running when `snapshot` was
+    taken has ended — then every position up to the highest one visible in that snapshot is
+    final: visible now, or never. Raises `WritersStillOpen` after `wait_s`.
+
+    The writers are the snapshot's in-progress ids and those in [xmax, an id drawn now) (the
+    module's docstring says why), less those seen to belong to another database: transaction
+    ids are server-wide, and an idle session elsewhere on the server (a DBA's psql) would
+    otherwise hold every wait up. A transaction that cannot be placed (a view hides it) is
+    waited for."""
+    with conn.transaction(), conn.cursor() as curs:
+        curs.execute("SELECT pg_current_xact_id()::text::bigint AS xid")
+        drawn = curs.fetchone()["xid"]
+    with conn.transaction(), conn.cursor() as curs:
+        curs.execute(_ELSEWHERE)
+        # 32-bit ids here: no two transactions open at once share their low 32 bits.
+        elsewhere = {row["xid"] for row in curs.fetchall()}
+    writers = frozenset(xid for xid in snapshot.in_progress | frozenset(range(snapshot.xmax, drawn))
+                        if xid & 0xFFFFFFFF not in elsewhere)
+    deadline = time.monotonic() + wait_s
+    while writers:
+        with conn.transaction(), conn.cursor() as curs:
+            curs.execute(SNAPSHOT_FACTS)
+            row = curs.fetchone()
+            now = Snapshot(row["xmin"], row["xmax"], frozenset(row["xip"]))
+        if now.all_finished(writers):
+            return
+        if time.monotonic() > deadline:
+            open_ = sorted(xid for xid in writers if not now.all_finished(frozenset([xid])))
+            shown = ", ".join(str(xid) for xid in open_[:5]) + (", …" if len(open_) > 5 else "")
+            raise WritersStillOpen(
+                f"{len(open_)} transaction(s) of this database open at the start could still write one "
+                f"(pg_stat_activity.backend_xid {shown}); still open after {wait_s:g} s")
+        time.sleep(0.01)
+
+
+def settled_head(recorder: EventRecorder, wait_s: float = 5.0) -> int:
+    """The log's head as a starting point for "new events only": the highest position
+    visible now, once every position below it is final. A reader that starts after it misses
+    no event that commits later at a lower position (a writer that drew its position before
+    and commits after). Raises `WritersStillOpen` after `wait_s`."""
+    with recorder.datastore.get_connection() as conn:
+        with conn.transaction(), conn.cursor() as curs:
+            curs.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            curs.execute(SNAPSHOT_FACTS)
+            facts = curs.fetchone()
+            curs.execute(f"SELECT coalesce(max(position), 0) AS head FROM {EVENTS_TABLE}")  # noqa: S608
+            head = curs.fetchone()["head"]
+        wait_for_writers(conn, Snapshot(facts["xmin"], facts["xmax"], frozenset(facts["xip"])), wait_s)
+    return head
+
+
+# Transactions known to be another database's: a session's database never changes, nor does
+# a prepared transaction's. Sessions with no database (walsenders, launchers) are not counted.
+_ELSEWHERE = """
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
+      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+    UNION ALL
+    SELECT transaction::text::bigint FROM pg_prepared_xacts WHERE database <> current_database()
+"""
 
 SNAPSHOT_FACTS = """
     SELECT pg_snapshot_xmin(s)::text::bigint AS xmin,

@@ -19,6 +19,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from channel_domain.store import integrity
+from channel_domain.store.log import WritersStillOpen, settled_head
 from channel_domain.store.projecting import ProjectionRunner
 from projections.seals import AuditSeals
 from tests.channel_domain.helpers import as_
@@ -176,3 +177,30 @@ def test_a_writer_holding_a_missing_position_holds_the_export_until_it_ends(app,
         held = conn.execute("SELECT position FROM events WHERE convert_from(state, 'UTF8') LIKE %s",
                             (f"%{HELD_MARKER}%",)).fetchone()[0]
     assert held in positions(exported) and positions(exported) == list(range(1, head_of(app) + 1))
+
+
+def test_the_settled_head_waits_for_a_writer_that_could_still_commit_below_it(app, database_url, held_writer):
+    # "From the head" (a stream without `after`, a webhook's default start) must not start
+    # past a position whose writer has not committed yet: that event would never be sent.
+    release, xid = held_writer
+    write(app, "Shop")  # visible above the held writer's position
+    with pytest.raises(WritersStillOpen) as still:
+        settled_head(app.event_recorder, wait_s=0.2)
+    assert f"backend_xid {xid}" in str(still.value)
+
+    heads: list[int] = []
+    waiter = threading.Thread(target=lambda: heads.append(settled_head(app.event_recorder, wait_s=30)))
+    waiter.start()
+    time.sleep(0.2)
+    assert not heads, "answered while the held writer could still commit below the head"
+    release()
+    waiter.join(timeout=60)
+    with psycopg.connect(database_url) as conn:
+        present = [row[0] for row in conn.execute("SELECT position FROM events ORDER BY position")]
+    assert heads and heads[0] >= max(present[:-1]) and set(range(1, heads[0] + 1)) <= set(present)
+
+
+def test_the_settled_head_answers_at_once_when_no_writer_is_running(app, database_url):
+    write(app, "Shop")
+    with idle_transaction(another_database(database_url)):
+        assert settled_head(app.event_recorder, wait_s=5) == head_of(app)
