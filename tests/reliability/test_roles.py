@@ -32,8 +32,11 @@ RECORD_READS = [(f"/v1/{noun}/{X}{tail}", ALL_ROLES)
 AUDIT_READS = [("/v1/audit/verify", {"auditor"}), ("/v1/audit/export", {"auditor"}),
                (f"/v1/audit/causation/{X}", {"auditor"})]
 STREAMS = [("/v1/events/stream", {"integration", "auditor"})]  # endless: judged by status, then closed
+SCHEMA_READS = [(f"/v1/events/schemas/{X}", ALL_ROLES)]  # one type's schema, as the list: every role
+DELETES = [(f"/v1/webhooks/{X}", {"integration"})]
 MATRIX = [("POST", path, allowed) for path, allowed in TABLE] + [
-    ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS + STREAMS]
+    ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS + STREAMS + SCHEMA_READS] + [
+    ("DELETE", path, allowed) for path, allowed in DELETES]
 OPEN = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics")}  # landing, liveness, Prometheus: no token, by design
 
 
