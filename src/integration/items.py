@@ -19,16 +19,27 @@ from eventsourcing.persistence import Notification
 
 from channel_domain.aggregate import effective_on, event_data, event_id, event_type_of
 from channel_domain.employee import PERSONAL_FIELDS, Employee
+from channel_domain.operations import ProjectionRetry, ProjectionSkip
 from channel_domain.values import plain_json
 
 REDACTED = "redacted"
 ERASED = "erased"
 
+# The service's own operations (an operator skipping or retrying a read model's event) are in
+# the log for auditors, who read them at /v1/audit/*; they name the operator's machine and
+# quote error texts, and are nothing an integration client acts on. No channel carries them.
+OPERATIONAL_STREAM_TYPES = frozenset({ProjectionSkip.__name__, ProjectionRetry.__name__})
+
+
+def for_integration_clients(notification: Notification) -> bool:
+    return event_type_of(notification.topic)[0] not in OPERATIONAL_STREAM_TYPES
+
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Which events a client asked for; empty means all. Decided from the stored topic and
-    record id alone, so filtering never decodes an event it drops."""
+    """Which events a client asked for; empty means all (of those integration clients get:
+    never the operational ones). Decided from the stored topic and record id alone, so
+    filtering never decodes an event it drops."""
 
     types: frozenset[str] = frozenset()  # e.g. "Partner.Registered"
     stream_types: frozenset[str] = frozenset()  # e.g. "Partner"
@@ -42,9 +53,9 @@ class EventFilter:
     def __call__(self, notification: Notification) -> bool:
         if self.stream_id is not None and notification.originator_id != self.stream_id:
             return False
-        if not (self.types or self.stream_types):
-            return True
         stream_type, type_ = event_type_of(notification.topic)
+        if stream_type in OPERATIONAL_STREAM_TYPES:
+            return False
         return (not self.types or type_ in self.types) and (not self.stream_types or stream_type in self.stream_types)
 
 

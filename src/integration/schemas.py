@@ -37,7 +37,7 @@ from eventsourcing.domain import CommandMethodDecorator
 
 from channel_domain.aggregate import EFFECTIVE_DATE_FIELDS, ENVELOPE_FIELDS, ChannelAggregate
 from channel_domain.employee import PERSONAL_FIELDS, Employee
-from integration.items import ERASED, REDACTED
+from integration.items import ERASED, OPERATIONAL_STREAM_TYPES, REDACTED
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ID_PREFIX = "urn:channel-domain:events:"
@@ -244,19 +244,24 @@ def type_schema(annotation: Any) -> dict[str, Any]:
 
 
 def published() -> list[dict[str, Any]]:
-    """Each type's current version and its schema, in type order."""
+    """Each type's current version and its schema, in type order: the types integration
+    clients receive (not the service's own operations, `items.OPERATIONAL_STREAM_TYPES`)."""
     return [
         {"type": event_type.type, "version": event_type.version, "stream_type": event_type.stream_type,
          "schema": event_schema(event_type)}
-        for event_type in event_types()
+        for event_type in _published_types()
     ]
 
 
 def schema_of(type_: str) -> dict[str, Any] | None:
-    for event_type in event_types():
+    for event_type in _published_types():
         if event_type.type == type_:
             return event_schema(event_type)
     return None
+
+
+def _published_types() -> Iterator[EventType]:
+    return (event_type for event_type in event_types() if event_type.stream_type not in OPERATIONAL_STREAM_TYPES)
 
 
 def etag_of(document: Any) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from eventsourcing.persistence import Notification
+
 from channel_domain.store.log import read_settled
 from integration.items import EventFilter, feed_items
 from tests.api.flows import HR, SPECIALIST, post
@@ -51,3 +53,15 @@ def test_filters_by_type_and_stream_type(api):
     assert {item["type"] for item in _items(api, types=[one_type])} == {one_type}
     assert {item["stream_type"] for item in _items(api, stream_types=["Partner"])} == {"Partner"}
     assert _items(api, types=["No.Such"]) == []
+
+
+def test_the_services_own_operations_reach_no_integration_client():
+    # An operator's skip or retry names their machine and quotes error texts: auditors read
+    # it at /v1/audit/*; no feed, stream, webhook or relay carries it, whatever the filter.
+    topics = ["channel_domain.operations:ProjectionSkip.Decided", "channel_domain.operations:ProjectionRetry.Ordered",
+              "channel_domain.partner:Partner.Applied"]
+    kept = [EventFilter.of(**filters)(Notification(id=n, originator_id=uuid.uuid4(), originator_version=1,
+                                                   topic=topic, state=b""))
+            for filters in ({}, {"stream_types": ["ProjectionSkip", "Partner"]}, {"types": ["ProjectionRetry.Ordered"]})
+            for n, topic in enumerate(topics)]
+    assert kept == [False, False, True, False, False, True, False, False, False]

@@ -56,7 +56,9 @@ def _listing() -> tuple[dict[str, Any], str]:
 
 def _cached(request: Request, body: Any, etag: str, media_type: str) -> Response:
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
-    wanted = {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}
+    # If-None-Match compares weakly (RFC 9110 §13.1.2): a proxy that compressed the answer
+    # hands the tag back as W/"…".
+    wanted = {tag.strip().removeprefix("W/") for tag in request.headers.get("if-none-match", "").split(",")}
     if etag in wanted or "*" in wanted:
         return Response(status_code=304, headers=headers)
     return JSONResponse(body, headers=headers, media_type=media_type)
