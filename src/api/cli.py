@@ -477,10 +477,10 @@ def relay_nats(
 ) -> None:
     """Publish every event, in position order, to JetStream subject PREFIX.<stream type>.<event
     name> with Nats-Msg-Id = the event id and the feed item as body, until interrupted. One relay
-    runs per stream and prefix; start a second as a standby: it takes over within 5 s when
-    the first dies (about 15 s when its host vanishes). Exit code 3 when NATS or JetStream cannot be reached at start, 2 for a stream
-    or prefix NATS would refuse, or a stream whose last message another database or prefix
-    published (at start or whenever the relay syncs)."""
+    runs per stream and prefix; start a second as a standby: it takes over within 5 s when the
+    first dies (about 15 s when its host vanishes). Exit code 3 when NATS or JetStream cannot be
+    reached at start; 2 for a stream or prefix NATS would refuse, or a stream whose last message
+    another database or prefix published (at start or whenever the relay syncs)."""
     import asyncio
 
     try:
