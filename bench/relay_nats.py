@@ -110,10 +110,11 @@ async def _raw(app: ChannelDepartment, nats_url: str, stream: str) -> float:
     log = EventLog(app.event_recorder)
     messages = [m for batch in log.follow(BATCH) for m in nats_relay.outgoing(app, stream.lower(), batch)]
     headers, previous = [], None
+    source = nats_relay.relay_source(app.event_recorder.datastore, stream.lower())
     for message in messages:
         chained = {nats_relay.EXPECTED_LAST_MSG_ID: previous} if previous else {nats_relay.EXPECTED_LAST_SEQUENCE: "0"}
         headers.append({nats_relay.MSG_ID: message.event_id, nats_relay.POSITION_HEADER: str(message.position),
-                        **chained})
+                        nats_relay.SOURCE_HEADER: source, **chained})
         previous = message.event_id
     nc = await nats.connect(nats_url)
     try:

@@ -471,12 +471,16 @@ def relay_nats(
     batch_size: int = typer.Option(1000, min=1, help="Messages published before their acknowledgements are awaited."),
     poll_interval: float = typer.Option(0.02, min=0.001, help="Seconds between looks at the log when it has nothing new."),
     log_format: str | None = typer.Option(None, help="json or text (env CHANNEL_DOMAIN_LOG_FORMAT)."),
+    continue_from: list[str] = typer.Option(
+        [], metavar="SOURCE", help="Go on from a stream whose last message came from SOURCE (as the refusal names"
+        " it): this database continues that one's log (restored or upgraded into a new cluster)."),
 ) -> None:
     """Publish every event, in position order, to JetStream subject PREFIX.<stream type>.<event
     name> with Nats-Msg-Id = the event id and the feed item as body, until interrupted. One relay
-    runs per stream and prefix; start a second as a standby: it takes over within a second when
-    the first dies. Exit code 3 when NATS or JetStream cannot be reached at start, 2 for a stream
-    or prefix NATS would refuse."""
+    runs per stream and prefix; start a second as a standby: it takes over within 5 s when the
+    first dies (about 15 s when its host vanishes). Exit code 3 when NATS or JetStream cannot be
+    reached at start; 2 for a stream or prefix NATS would refuse, or a stream whose last message
+    another database or prefix published (at start or whenever the relay syncs)."""
     import asyncio
 
     try:
@@ -489,7 +493,7 @@ def relay_nats(
     apply_migrations(db_url)
     department = ChannelDepartment(db_url)
     relay = nats_relay.NatsRelay(department, db_url, url=url, stream=stream, subject_prefix=subject_prefix,
-                                 batch_size=batch_size, poll_s=poll_interval)
+                                 batch_size=batch_size, poll_s=poll_interval, continue_from=continue_from)
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -520,7 +524,7 @@ def relay_nats(
 def relay_status() -> None:
     """Each relay this database has known: its stream and prefix, the last position JetStream
     acknowledged, the log's head, the lag, and whether a relay holds its lock now. Exit code 1
-    when none is running."""
+    when none is running, or when a position is beyond the log's head (events would be skipped)."""
     url = database_url()
     _schema_current(url)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -528,9 +532,17 @@ def relay_status() -> None:
     table = Table("stream", "subjects", "running", "position", "head", "lag", "updated", "last taken by")
     for p in progress:
         table.add_row(p.stream, f"{p.subject_prefix}.>", "[green]yes[/green]" if p.active else "[red]no[/red]",
-                      str(p.position), str(p.head), str(p.lag), f"{p.updated_at:%Y-%m-%d %H:%M:%S}",
+                      f"[red]{p.position} > head[/red]" if p.beyond_head else str(p.position), str(p.head),
+                      str(p.lag), f"{p.updated_at:%Y-%m-%d %H:%M:%S}",
                       f"{p.holder} since {p.holder_since:%Y-%m-%d %H:%M:%S}" if p.holder and p.holder_since else "")
     console.print(table)
+    beyond = [p for p in progress if p.beyond_head]
+    for p in beyond:
+        console.print(f"[red]stream {p.stream} ({p.subject_prefix}.>): position {p.position} is beyond the log's head"
+                      f" {p.head}: the checkpoint is not this log's (restored from an older backup? moved by hand?);"
+                      " the relay would skip events up to it[/red]")
     if not any(p.active for p in progress):
         console.print("no relay is running")
+        raise typer.Exit(1)
+    if beyond:
         raise typer.Exit(1)

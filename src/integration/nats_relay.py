@@ -4,8 +4,9 @@ order, to a JetStream stream, as the feed item (personal data as markers).
 Subjects are `<prefix>.<stream type>.<event name>` — the feed item's `type` already reads
 `<stream type>.<event name>` (`Partner.Registered`), so a partner's registration goes to
 `channel-domain.Partner.Registered`. Each message carries `Nats-Msg-Id` = the event id (a
-message sent twice within the stream's duplicate window is stored once) and
-`Channel-Domain-Position` = its position in the log.
+message sent twice within the stream's duplicate window is stored once),
+`Channel-Domain-Position` = its position in the log and `Channel-Domain-Source` = who sent it
+(`<cluster's system identifier>/<database>/<prefix>`).
 
 What makes it exact, in order and safe to kill:
 
@@ -25,10 +26,13 @@ What makes it exact, in order and safe to kill:
 - After any failure, and whenever it starts, a relay reads the stream's last message: a
   position there beyond the checkpoint (the relay died between JetStream's acknowledgement and
   its checkpoint's commit) moves the checkpoint up to it, so nothing is sent twice even after
-  the duplicate window has passed.
+  the duplicate window has passed. Only a message of its own source moves it, and never above
+  the log's head: a last message from another database or prefix, or beyond the head, stops
+  the relay (RelayRefused, exit code 2) — trusting it would skip events.
 - One relay at a time per stream and prefix: a session advisory lock, checked on every pass. A
   standby asks for it every `lock_poll_s` (0.5 s) with its NATS connection already open, so a
-  relay that dies (PostgreSQL releases its lock with its session) is taken over within a second.
+  relay that dies (PostgreSQL releases its lock with its session) is taken over within a second;
+  one whose host vanishes, once the lock session's keepalives give up (about 12 s).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 
 import nats
 import nats.errors
@@ -52,6 +56,7 @@ import nats.js.errors
 import psycopg
 from eventsourcing.persistence import Notification
 from nats.js.api import StorageType, StreamConfig
+from psycopg.conninfo import conninfo_to_dict
 
 from channel_domain.store.log import EventLog
 from channel_domain.store.recorder import EVENTS_TABLE
@@ -68,15 +73,23 @@ MSG_ID = "Nats-Msg-Id"
 EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 POSITION_HEADER = "Channel-Domain-Position"
+SOURCE_HEADER = "Channel-Domain-Source"
 
 # Stream names must not hold `.`, `*`, `>`, whitespace or path separators; this is stricter,
 # and keeps the lock's name (`nats-relay:STREAM:PREFIX`) unambiguous.
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SUBJECT_TOKEN = re.compile(r"^[^\s.*>]+$")
+_POSITION = re.compile(r"[0-9]{1,18}")  # not str.isdigit(): it takes "²", which int() refuses
 
 
 class RelayConfigError(ValueError):
     """A stream name or subject prefix NATS would refuse, or a stream that cannot take them."""
+
+
+class RelayRefused(RelayConfigError):
+    """Going on would skip events: the stream's last message was not published by this relay
+    (this database and prefix), or it or the checkpoint is beyond this log's head. The
+    operator decides."""
 
 
 class NatsUnavailable(Exception):
@@ -95,14 +108,58 @@ def check_names(stream: str, subject_prefix: str) -> None:
                                " spaces, '*' or '>'")
 
 
+def servers(url: str) -> list[str]:
+    """The servers of a `--url`: one URL, or several separated by commas (as the `nats` CLI
+    takes them); nats-py wants several as a list."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
 def shown_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL(s) without their secrets, for messages and logs: `nats://user:***@host` for a
+    password, `nats://***@host` for a token (NATS token auth puts it where a user name goes)."""
+    return ",".join(_shown_server(server) for server in servers(url))
+
+
+def _parts(server: str) -> tuple[str, str | None, str]:
+    """`scheme://`, the user info (None without `@`), and the rest."""
+    scheme, separator, rest = server.partition("://")
+    if not separator:
+        scheme, rest = "", server
+    userinfo, at, host = rest.rpartition("@")
+    return scheme + separator, (userinfo if at else None), host
+
+
+def _shown_server(server: str) -> str:
+    scheme, userinfo, host = _parts(server)
+    if userinfo is None:
+        return server
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}{f'{user}:***' if colon else '***'}@{host}"
+
+
+# Shorter ones are not looked for in free text: masking every "a" would garble the message more
+# than it protects (a secret that short protects nothing anyway).
+MIN_MASKED_SECRET = 4
+
+
+def _secrets(url: str) -> list[str]:
+    """The tokens and passwords in the URL(s), as written and percent-decoded, longest first
+    (one may contain another)."""
+    found: set[str] = set()
+    for server in servers(url):
+        userinfo = _parts(server)[1]
+        if userinfo is not None:
+            user, colon, password = userinfo.partition(":")
+            secret = password if colon else user
+            found |= {secret, unquote(secret)}
+    return sorted((secret for secret in found if len(secret) >= MIN_MASKED_SECRET), key=len, reverse=True)
+
+
+def masked(text: str, url: str) -> str:
+    """`text` (an exception's, a library's) with the URL's secrets replaced by `***`."""
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True)
@@ -119,6 +176,43 @@ def outgoing(app: Any, subject_prefix: str, notifications: Sequence[Notification
     return [Outgoing(item["position"], item["event_id"], f"{subject_prefix}.{item['type']}",
                      json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
             for item in feed_items(app, notifications)]
+
+
+def relay_source(datastore: Any, subject_prefix: str) -> str:
+    """Who publishes: `<cluster's system identifier>/<database>/<prefix>`. The identifier is
+    the cluster's own (initdb makes it), so two clusters' databases of the same name differ,
+    and a stream's last message says whether this relay may go on from it."""
+    with datastore.get_connection() as conn, conn.cursor() as curs:
+        curs.execute("SELECT (SELECT system_identifier FROM pg_control_system()) AS cluster, current_database() AS db")
+        row = curs.fetchone()
+    return f"{row['cluster']}/{row['db']}/{subject_prefix}"
+
+
+# The lock session's keepalives. PostgreSQL frees a session's advisory lock when the session
+# ends; a relay process that dies closes its socket, but a host that vanishes (power, network)
+# closes nothing, and the server would hold the lock until its system-wide keepalive gives up
+# (about 2 h by default). These make the server drop the session after about 11 s of silence
+# (5 s idle, then 3 probes 2 s apart) or 10 s of data unacknowledged, and the relay notice the
+# same of the server (its next `SELECT 1` fails) — so a standby takes over in about 12 s.
+LOCK_KEEPALIVE_IDLE_S = 5
+LOCK_KEEPALIVE_INTERVAL_S = 2
+LOCK_KEEPALIVE_COUNT = 3
+LOCK_TCP_USER_TIMEOUT_MS = 10_000
+
+
+def lock_session(database_url: str, application_name: str) -> psycopg.Connection:
+    """A session for an advisory lock that is freed soon after its holder's host vanishes:
+    TCP keepalives and a user timeout on both ends (libpq's for the client, the session's
+    settings for the server; both ignored over a Unix socket, where no host can vanish)."""
+    server_side = (f"-c tcp_keepalives_idle={LOCK_KEEPALIVE_IDLE_S} -c tcp_keepalives_interval="
+                   f"{LOCK_KEEPALIVE_INTERVAL_S} -c tcp_keepalives_count={LOCK_KEEPALIVE_COUNT}"
+                   f" -c tcp_user_timeout={LOCK_TCP_USER_TIMEOUT_MS}")
+    given = conninfo_to_dict(database_url).get("options")
+    return psycopg.connect(database_url, autocommit=True, application_name=application_name,
+                           options=f"{given} {server_side}" if given else server_side,
+                           keepalives=1, keepalives_idle=LOCK_KEEPALIVE_IDLE_S,
+                           keepalives_interval=LOCK_KEEPALIVE_INTERVAL_S, keepalives_count=LOCK_KEEPALIVE_COUNT,
+                           tcp_user_timeout=LOCK_TCP_USER_TIMEOUT_MS)
 
 
 # The checkpoint and the status ------------------------------------------------------------
@@ -171,6 +265,12 @@ class RelayProgress:
     def lag(self) -> int:
         return max(0, self.head - self.position)
 
+    @property
+    def beyond_head(self) -> bool:
+        """The checkpoint is past the log's end: it was not this log's (a database restored
+        from an older backup under a kept checkpoint, or moved by hand) — events are skipped."""
+        return self.position > self.head
+
 
 def relay_progress(conn: psycopg.Connection) -> list[RelayProgress]:
     """Every relay this database has known: its position, the log's head, and whether a relay
@@ -199,7 +299,7 @@ class NatsRelay:
     def __init__(self, app: Any, database_url: str, *, url: str, stream: str = DEFAULT_STREAM,
                  subject_prefix: str = DEFAULT_SUBJECT_PREFIX, batch_size: int = 1000, poll_s: float = 0.02,
                  lock_poll_s: float = 0.5, ack_timeout_s: float = 10.0, connect_timeout_s: float = 5.0,
-                 progress_every_s: float = 10.0) -> None:
+                 progress_every_s: float = 10.0, continue_from: Sequence[str] = ()) -> None:
         check_names(stream, subject_prefix)
         self.app = app  # the ChannelDepartment: its recorder, mapper and pool
         self.database_url = database_url
@@ -212,6 +312,11 @@ class NatsRelay:
         self.ack_timeout_s = ack_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.progress_every_s = progress_every_s
+        # Sources, besides this relay's own, whose last message this relay may go on from: the
+        # operator's word that this database continues that one's log (restored or upgraded
+        # into a new cluster, renamed).
+        self.continue_from = frozenset(continue_from)
+        self.source = ""  # set by connect(): relay_source()
         self.nc: Any = None
         self.js: Any = None
         self.acks: AckInbox | None = None
@@ -236,10 +341,11 @@ class NatsRelay:
         """Connect and make sure the stream is there. Once connected, nats-py reconnects on its
         own, for ever; failing to connect at start is an error the operator should see."""
         seen: list[BaseException] = []
+        self.source = await asyncio.to_thread(relay_source, self.datastore, self.subject_prefix)
 
         async def on_error(error: BaseException) -> None:
             seen.append(error)
-            text = f"{type(error).__name__}: {error}"
+            text = masked(f"{type(error).__name__}: {error}", self.url)
             if text != self._nats_trouble:
                 logger.warning("NATS at %s: %s", shown_url(self.url), text)
                 self._nats_trouble = text
@@ -254,7 +360,7 @@ class NatsRelay:
 
         try:
             self.nc = await asyncio.wait_for(nats.connect(
-                self.url, name=f"channel-domain relay {self.stream}", connect_timeout=2, allow_reconnect=True,
+                servers(self.url), name=f"channel-domain relay {self.stream}", connect_timeout=2, allow_reconnect=True,
                 max_reconnect_attempts=-1, reconnect_time_wait=0.5, ping_interval=10, max_outstanding_pings=2,
                 error_cb=on_error, disconnected_cb=on_disconnected, reconnected_cb=on_reconnected,
                 # Every subject is the checked prefix and an event type (Python names): nats-py need
@@ -264,11 +370,18 @@ class NatsRelay:
         except (TimeoutError, OSError, nats.errors.Error) as error:
             cause = seen[-1] if seen else error
             raise NatsUnavailable(f"cannot reach NATS at {shown_url(self.url)} within {self.connect_timeout_s:g} s:"
-                                  f" {type(cause).__name__}: {cause}") from None
+                                  + masked(f" {type(cause).__name__}: {cause}", self.url)) from None
         self.js = self.nc.jetstream(timeout=5)
         self.acks = AckInbox(self.nc)
         await self.acks.start()
         await self.ensure_stream()
+        # Refused here already, not only once the lock is had: a standby says so at start too.
+        try:
+            info = await self.js.stream_info(self.stream)
+            await self._trusted_last_message(info.state.last_seq)
+        except (PublishFailed, nats.errors.Error, TimeoutError) as error:
+            raise NatsUnavailable(masked(f"NATS at {shown_url(self.url)} does not tell stream {self.stream}'s last"
+                                         f" message: {type(error).__name__}: {error}", self.url)) from None
 
     async def ensure_stream(self) -> None:
         """Create the stream when missing (subjects `P.>`, duplicate window 2 min, on disk);
@@ -313,6 +426,9 @@ class NatsRelay:
                 lock = await asyncio.to_thread(self._lock_session)
                 if await self._wait_for_lock(lock, stop):
                     await self._relay_while_locked(lock, stop)
+            except RelayRefused as refused:
+                logger.error("relay to %s stops: %s", self.stream, refused)
+                raise
             except Exception as error:  # noqa: BLE001 - the database or the lock session: again after a pause
                 text = f"{type(error).__name__}: {error}"
                 if text != trouble:
@@ -324,8 +440,7 @@ class NatsRelay:
                     await asyncio.to_thread(lock.close)
 
     def _lock_session(self) -> psycopg.Connection:
-        return psycopg.connect(self.database_url, autocommit=True,
-                               application_name=f"channel-domain relay nats {self.stream}")
+        return lock_session(self.database_url, f"channel-domain relay nats {self.stream}")
 
     async def _wait_for_lock(self, lock: psycopg.Connection, stop: asyncio.Event) -> bool:
         said = False
@@ -351,7 +466,8 @@ class NatsRelay:
             try:
                 await self._relay_session(lock, stop)
             except PublishFailed as failed:
-                logger.warning("relay to %s: %s; syncing with the stream again in %.1f s", self.stream, failed, pause)
+                logger.warning("relay to %s: %s; syncing with the stream again in %.1f s", self.stream,
+                               masked(str(failed), self.url), pause)
                 await _wait(stop, pause)
                 pause = min(pause * 2, 2.0)
             else:
@@ -398,7 +514,8 @@ class NatsRelay:
 
     async def _sync(self) -> None:
         """Read the stream's last message and the checkpoint; what the stream holds beyond the
-        checkpoint was acknowledged before the relay could record it: the checkpoint moves up."""
+        checkpoint was acknowledged before the relay could record it: the checkpoint moves up —
+        only from a message this relay published, and never above the log's head."""
         try:
             info = await self.js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
@@ -409,29 +526,64 @@ class NatsRelay:
         except (nats.errors.Error, TimeoutError) as error:
             raise PublishFailed(f"cannot read stream {self.stream}'s state: {type(error).__name__}: {error}") from None
         self._last_seq = info.state.last_seq
-        self._last_id, stored = await self._last_message(info.state.last_seq)
+        last = await self._trusted_last_message(info.state.last_seq)
+        self._last_id = last.event_id if last else None
         checkpoint = await asyncio.to_thread(read_checkpoint, self.datastore, self.stream, self.subject_prefix)
-        if stored is not None and stored > checkpoint:
+        if last is not None and last.position is not None and last.position > checkpoint:
             logger.warning("stream %s already holds the events up to position %d (acknowledged after the"
-                           " checkpoint %d was recorded): moving the checkpoint there", self.stream, stored, checkpoint)
-            await asyncio.to_thread(save_checkpoint, self.datastore, self.stream, self.subject_prefix, stored)
-            checkpoint = stored
+                           " checkpoint %d was recorded): moving the checkpoint there", self.stream, last.position,
+                           checkpoint)
+            await asyncio.to_thread(save_checkpoint, self.datastore, self.stream, self.subject_prefix, last.position)
+            checkpoint = last.position
+        head = await asyncio.to_thread(self.app.event_recorder.max_notification_id) or 0
+        if checkpoint > head:
+            raise RelayRefused(f"the checkpoint of stream {self.stream} ({self.subjects}) is at position {checkpoint},"
+                               f" beyond this log's head {head}: it is not this log's (moved by hand?), and going on"
+                               " from it would skip events. Set it back (nats_relay_checkpoints) to the stream's last"
+                               " position, or give the relay a new stream.")
         self.position = checkpoint
 
-    async def _last_message(self, sequence: int) -> tuple[str | None, int | None]:
-        """The stream's last message: its Nats-Msg-Id and position, as far as it says."""
+    async def _trusted_last_message(self, sequence: int) -> LastMessage | None:
+        """The stream's last message, if this relay may go on from it; RelayRefused when
+        another database or prefix (or anyone else) published it, or when its position is
+        beyond this log's head: going on from there would skip this log's events."""
+        last = await self._last_message(sequence)
+        if last is None:
+            return None
+        if last.source != self.source and last.source not in self.continue_from:
+            found = f"comes from {last.source}" if last.source else f"carries no {SOURCE_HEADER} header"
+            raise RelayRefused(
+                f"stream {self.stream}'s last message (sequence {last.sequence}) {found}, not from this relay"
+                f" ({self.source}): another database or subject prefix publishes to it, and going on from its"
+                f" position would skip events. Give each relay a stream of its own (--stream), or, if this"
+                f" database continues that one's log (restored or upgraded into a new cluster), start once"
+                f" with --continue-from '{last.source}'.")
+        if last.position is not None:
+            head = await asyncio.to_thread(self.app.event_recorder.max_notification_id) or 0
+            if last.position > head:
+                raise RelayRefused(
+                    f"stream {self.stream}'s last message (sequence {last.sequence}, from {last.source}) is at"
+                    f" position {last.position}, beyond this log's head {head}: the database is behind the stream"
+                    " (restored from an older backup?). The relay does not move its checkpoint there; give it a"
+                    " new stream (--stream), or delete this one, once the consumers are told.")
+        return last
+
+    async def _last_message(self, sequence: int) -> LastMessage | None:
+        """The stream's last message as far as its headers say (None: empty, or deleted)."""
         if sequence == 0:
-            return None, None
+            return None
         try:
             message = await self.js.get_msg(self.stream, seq=sequence)
         except nats.js.errors.NotFoundError:
-            return None, None  # deleted from the stream: the relay goes on from its checkpoint
+            return None  # deleted from the stream: the relay goes on from its checkpoint
         except (nats.errors.Error, TimeoutError) as error:
             raise PublishFailed(f"cannot read stream {self.stream}'s last message: {type(error).__name__}:"
                                 f" {error}") from None
         headers = message.headers or {}
         position = headers.get(POSITION_HEADER)
-        return headers.get(MSG_ID), int(position) if position and position.isdigit() else None
+        return LastMessage(sequence, headers.get(MSG_ID), int(position) if position and _POSITION.fullmatch(position)
+                           else None,
+                           headers.get(SOURCE_HEADER, ""))
 
     async def _publish(self, batch: Sequence[Outgoing], sent: Callable[[], None] | None = None) -> None:
         """Publish the batch, chained to the stream's last message, await the acknowledgements,
@@ -443,7 +595,8 @@ class NatsRelay:
         sending: BaseException | None = None
         try:
             for n, message in enumerate(batch):
-                headers = {MSG_ID: message.event_id, POSITION_HEADER: str(message.position)}
+                headers = {MSG_ID: message.event_id, POSITION_HEADER: str(message.position),
+                           SOURCE_HEADER: self.source}
                 if previous is None:
                     headers[EXPECTED_LAST_SEQUENCE] = str(self._last_seq)
                 else:
@@ -466,6 +619,14 @@ class NatsRelay:
             raise PublishFailed(f"JetStream acknowledged {acked} of {len(batch)} messages (positions"
                                 f" {batch[0].position}-{batch[-1].position}); at position {batch[acked].position}:"
                                 f" {type(error).__name__}: {error}")
+
+
+@dataclass(frozen=True)
+class LastMessage:
+    sequence: int
+    event_id: str | None
+    position: int | None
+    source: str  # "" when the header is missing
 
 
 class Refused(Exception):
