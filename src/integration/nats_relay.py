@@ -60,7 +60,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from channel_domain.store.log import EventLog
 from channel_domain.store.recorder import EVENTS_TABLE
-from integration.items import feed_items
+from integration.items import feed_items, for_integration_clients
 
 logger = logging.getLogger(__name__)
 
@@ -173,9 +173,11 @@ class Outgoing:
 
 
 def outgoing(app: Any, subject_prefix: str, notifications: Sequence[Notification]) -> list[Outgoing]:
+    """The messages of `notifications`, the service's own operations left out as on every channel."""
+    carried = [notification for notification in notifications if for_integration_clients(notification)]
     return [Outgoing(item["position"], item["event_id"], f"{subject_prefix}.{item['type']}",
                      json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
-            for item in feed_items(app, notifications)]
+            for item in feed_items(app, carried)]
 
 
 def relay_source(datastore: Any, subject_prefix: str) -> str:

@@ -7,6 +7,7 @@ import uuid
 from eventsourcing.persistence import Notification
 
 from channel_domain.store.log import read_settled
+from integration import nats_relay
 from integration.items import EventFilter, feed_items
 from tests.api.flows import HR, SPECIALIST, post
 
@@ -65,3 +66,9 @@ def test_the_services_own_operations_reach_no_integration_client():
             for filters in ({}, {"stream_types": ["ProjectionSkip", "Partner"]}, {"types": ["ProjectionRetry.Ordered"]})
             for n, topic in enumerate(topics)]
     assert kept == [False, False, True, False, False, True, False, False, False]
+
+
+def test_the_nats_relay_leaves_the_services_own_operations_out_too():
+    skip = Notification(id=7, originator_id=uuid.uuid4(), originator_version=1,
+                        topic="channel_domain.operations:ProjectionSkip.Decided", state=b"")
+    assert nats_relay.outgoing(None, "channel-domain", [skip]) == []
