@@ -170,6 +170,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
                 stop.set()
             if (feed_tail := getattr(app.state, "feed_tail", None)) is not None:
                 await feed_tail.close()
+            if (token_watch := getattr(app.state, "token_watch", None)) is not None:
+                await token_watch.close()
             if app.state.department is not None:
                 app.state.department.close()
             await app.state.breaker.probe.close()

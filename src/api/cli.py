@@ -138,7 +138,7 @@ def tokens_list() -> None:
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id from `tokens list`.")) -> None:
-    """Revoke a token: refused from the next request on."""
+    """Revoke a token: refused from the next request on; its open event streams end within seconds."""
     with _connection() as conn:
         if not revoke_token(conn, token_id):
             console.print(f"[red]no active token {token_id}[/red]")

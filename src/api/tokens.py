@@ -70,6 +70,15 @@ def authenticate(conn: psycopg.Connection, token: str) -> Principal | None:
     return None if row is None else Principal(actor=row[1], roles=tuple(row[2]), token_id=row[0])
 
 
+def standing(conn: psycopg.Connection, token_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `token_ids` that are neither revoked nor gone: one query for any number of them."""
+    with conn.cursor(row_factory=tuple_row) as cursor:
+        rows = cursor.execute(
+            "SELECT token_id FROM api_tokens WHERE token_id = ANY(%s) AND revoked_at IS NULL", (token_ids,),
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
 def list_tokens(conn: psycopg.Connection) -> list[TokenInfo]:
     with conn.cursor(row_factory=dict_row) as cursor:
         rows = cursor.execute(

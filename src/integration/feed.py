@@ -31,7 +31,7 @@ from typing import Any
 
 from eventsourcing.persistence import Notification
 
-from channel_domain.store.log import EventLog
+from channel_domain.store.log import EventLog, settled_head
 from integration.items import EventFilter, feed_items
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 READ_BATCH = 1000  # rows a reader takes from the log at once
 SCAN_BUDGET = 20_000  # events one page may examine for a narrow filter before it answers anyway
 MIN_GAP_WAIT_S = 0.25  # a gap's writer is usually milliseconds from its commit: worth waiting for
+HEAD_WAIT_S = 5.0  # how long a stream starting at the head waits for writers that could commit below it
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,9 @@ class FeedTail:
         self._reset()
 
     def _reset(self) -> None:
-        self.examined = 0  # every position up to here is final and, past `held_from`, in memory
+        # Every final position between `held_from` and here is in memory. (Below `held_from`
+        # the tail promises nothing: a client there reads alone, through its own fence.)
+        self.examined = 0
         self.held_from: int | None = None  # None while stopped
         self._positions: list[int] = []
         self._entries: list[Entry] = []
@@ -195,6 +198,10 @@ class FeedTail:
         started = self._started
         assert started is not None
         try:
+            # The visible head, not a settled one: the tail serves only clients at or past
+            # `held_from`, who asked for nothing below it, so a late commit below it is not
+            # the tail's to deliver; and no waiting client should fail because some writer
+            # is slow (the stream's "new events only" start is settled: `start_of_new_events`).
             head = await loop.run_in_executor(self._executor, self.app.event_recorder.max_notification_id) or 0
             log = EventLog(self.app.event_recorder, after=head)
             self.examined = self.held_from = head
@@ -280,14 +287,14 @@ async def next_page(tail: FeedTail, after: int, wanted: EventFilter, limit: int,
                     await asyncio.sleep(tail.poll_interval_s)
 
 
-async def follow(tail: FeedTail, after: int | None, wanted: EventFilter) -> AsyncIterator[Entry]:
+async def follow(tail: FeedTail, after: int, wanted: EventFilter,
+                 stopping: Stopping = lambda: False) -> AsyncIterator[Entry]:
     """Every matching event after `after`, for as long as the caller iterates (Server-Sent
-    Events). Without `after`, from the head: what commits from now on."""
+    Events), or until `stopping()` (its token revoked): looked at before each page and at
+    least every half second while it waits."""
     async with tail.watching():
-        if after is None:
-            after = await asyncio.to_thread(tail.app.event_recorder.max_notification_id) or 0
         position = after
-        while True:
+        while not stopping():
             if tail.covers(position):
                 page = tail.collect(position, wanted, READ_BATCH)
             else:
@@ -296,7 +303,26 @@ async def follow(tail: FeedTail, after: int | None, wanted: EventFilter) -> Asyn
                 yield entry
             if not page.entries:
                 if tail.covers(page.next_after):
-                    await tail.wait_beyond(page.next_after, 30.0)
+                    await tail.wait_beyond(page.next_after, 0.5)
                 elif page.next_after == position:
                     await asyncio.sleep(tail.poll_interval_s)
             position = page.next_after
+
+
+async def start_of_new_events(app: Any, wait_s: float = HEAD_WAIT_S) -> int:
+    """Where "new events only" starts: the head once every position below it is final, so an
+    event that commits after this answer at a lower position (its writer drew the position
+    earlier) is not lost behind the start. Raises `WritersStillOpen` when a transaction that
+    could still commit below the head stays open `wait_s`."""
+    return await asyncio.to_thread(settled_head, app.event_recorder, wait_s)
+
+
+async def beyond_head(tail: FeedTail, after: int) -> int | None:
+    """The log's head when `after` lies beyond it, else None. Read afresh unless the tail has
+    already examined past `after` (it examines only positions that were visible, and what is
+    visible stays so): a position no log here has reached comes from elsewhere — another
+    environment, a restored backup — and waiting for it would hang the client silently."""
+    if after == 0 or (tail.held_from is not None and after <= tail.examined):
+        return None
+    head = await asyncio.to_thread(tail.app.event_recorder.max_notification_id) or 0
+    return head if after > head else None

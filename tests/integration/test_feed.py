@@ -7,10 +7,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import jsonschema
 import psycopg
 import pytest
 
+from api.tokens import revoke_token
+
 from tests.api.flows import AUDITOR, ERP, HR, REPORTING, SPECIALIST, post
+from tests.integration.holding import HELD_NAME, HOLD_LOCK, install_hold, wait_until_held
 
 
 def feed(api, who=ERP, expect=200, **params):
@@ -155,45 +159,23 @@ def test_a_long_poll_with_nothing_new_answers_empty_after_wait_s_with_next_after
     assert time.monotonic() - asked >= 0.9
 
 
-HELD_NAME = "held back"
-
-
 @pytest.fixture
 def holdable_database(database_url):
-    """A database on which the command registering a partner named `HELD_NAME` stops, after
-    drawing its position and before committing, until the test releases advisory lock 4242."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"""
-            CREATE FUNCTION hold_back() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF position('{HELD_NAME}' in convert_from(NEW.state, 'UTF8')) > 0 THEN
-                    PERFORM pg_advisory_xact_lock(4242);
-                END IF;
-                RETURN NULL;
-            END $$;
-            CREATE TRIGGER hold_back AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION hold_back();
-        """)
+    """A database on which registering a partner named `HELD_NAME` stops, after drawing its
+    position and before committing, until the test releases `HOLD_LOCK`."""
+    install_hold(database_url)
     return database_url
-
-
-def _wait_until_held(database_url):
-    deadline = time.monotonic() + 20
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while not conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                               ).fetchone()[0]:
-            assert time.monotonic() < deadline, "the held command never reached its lock"
-            time.sleep(0.02)
 
 
 def test_the_feed_never_passes_a_position_a_running_transaction_holds(api, holdable_database):
     before = partner(api, "before")["position"]
     lock = psycopg.connect(holdable_database, autocommit=True)
-    lock.execute("SELECT pg_advisory_lock(4242)")
+    lock.execute("SELECT pg_advisory_lock(%s)", (HOLD_LOCK,))
     released = threading.Event()
     with ThreadPoolExecutor(3) as pool:
         try:
             held = pool.submit(partner, api, HELD_NAME)  # draws before + 1, then waits on the lock
-            _wait_until_held(holdable_database)
+            wait_until_held(holdable_database)
             later = partner(api, "later")
             assert later["position"] == before + 2, "the held command drew the position in between"
             # The later event is committed and visible, but the feed stops before the gap:
@@ -204,7 +186,7 @@ def test_the_feed_never_passes_a_position_a_running_transaction_holds(api, holda
             time.sleep(0.5)
             assert not waiting.done(), "a waiting long-poll passed the gap"
         finally:
-            lock.execute("SELECT pg_advisory_unlock(4242)")
+            lock.execute("SELECT pg_advisory_unlock(%s)", (HOLD_LOCK,))
             released.set()
             lock.close()
         held_position = held.result(timeout=20)["position"]
@@ -223,3 +205,57 @@ def test_the_openapi_document_describes_the_feed_with_examples(api):
     stream = document["paths"]["/v1/events/stream"]["get"]
     assert "example" in stream["responses"]["200"]["content"]["text/event-stream"]
     assert document["components"]["schemas"]["FeedPage"]["examples"]
+    # The example item is a real one: it passes its type's published schema (causation_id a string).
+    example = document["components"]["schemas"]["FeedItem"]["examples"][0]
+    assert document["components"]["schemas"]["FeedItem"]["properties"]["causation_id"] == {
+        "title": "Causation Id", "type": "string"}
+    schemas = api.get("/v1/events/schemas", actor=ERP[0], roles=ERP[1]).json()["items"]
+    (published,) = [entry["schema"] for entry in schemas if entry["type"] == example["type"]]
+    jsonschema.validate(example, published, format_checker=jsonschema.FormatChecker())
+
+
+def _stream(api, who=ERP, **headers):
+    """A request for the stream that the server refuses (a stream it accepted would never end here)."""
+    return api.client.get("/v1/events/stream", params=headers.pop("params", {}),
+                          headers={"Authorization": f"Bearer {api.token(who[0], *who[1])}", **headers})
+
+
+def test_a_start_beyond_the_head_is_refused_naming_the_head(api):
+    head = partner(api)["position"]
+    assert feed(api, after=head) == {"items": [], "next_after": head}
+    for params in ({"after": head + 1}, {"after": head + 1, "wait_s": 20}, {"after": 2**62}):
+        asked = time.monotonic()
+        refused = feed(api, expect=422, **params)
+        # At once, not after wait_s: a client with a position from elsewhere hears of it.
+        assert time.monotonic() - asked < 5
+        assert refused["code"] == "after_beyond_head" and f"beyond the head of the log, {head}" in refused["detail"]
+    streamed = _stream(api, params={"after": head + 1})
+    assert streamed.status_code == 422 and streamed.json()["code"] == "after_beyond_head"
+    resumed = _stream(api, **{"Last-Event-ID": str(head + 5)})
+    assert resumed.status_code == 422 and resumed.json()["code"] == "after_beyond_head"
+    assert f"Last-Event-ID {head + 5} is beyond the head of the log, {head}" in resumed.json()["detail"]
+
+
+@pytest.mark.parametrize("last_event_id", ["12a", "-1", "+1", "1 2", "1" * 20])
+def test_a_last_event_id_that_is_no_position_is_a_validation_error(api, last_event_id):
+    # Latin-1 digits ("²") are tested against a real server (test_feed_stream.py): the test
+    # client re-encodes a header's bytes as UTF-8, so it cannot send them.
+    refused = _stream(api, **{"Last-Event-ID": last_event_id})
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["code"] == "validation_error"
+
+
+def test_a_long_poll_whose_token_is_revoked_while_it_waits_is_refused(api):
+    head = partner(api)["position"]
+    token = api.token("erp-2", "integration")
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(api.client.get, "/v1/events", params={"after": head, "wait_s": 30},
+                              headers={"Authorization": f"Bearer {token}"})
+        time.sleep(0.5)  # lets the long-poll start waiting; not an assertion
+        with psycopg.connect(api.database_url, autocommit=True) as conn:
+            (token_id,) = conn.execute("SELECT token_id FROM api_tokens WHERE actor = 'erp-2'").fetchone()
+            assert revoke_token(conn, token_id)
+        revoked_at = time.monotonic()
+        answered = waiting.result(timeout=30)
+    assert time.monotonic() - revoked_at < 5, "the long-poll held on for its wait_s"
+    assert answered.status_code == 401 and answered.json()["code"] == "invalid_token"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 import queue
 import signal
 import threading
@@ -14,7 +15,10 @@ import time
 import httpx
 import psycopg
 from httpx_sse import aconnect_sse
+from httpx_sse._decoders import SSEDecoder
 
+from api.tokens import revoke_token
+from tests.integration.holding import HELD_NAME, HOLD_LOCK, install_hold, wait_until_held
 from tests.reliability.conftest import serving
 
 
@@ -107,9 +111,11 @@ def test_the_stream_carries_id_type_and_item_and_resumes_exactly_after_last_even
         finally:
             again.close()
 
-        refused = httpx.get(f"{server.base}/v1/events/stream", headers={
-            "Authorization": f"Bearer {erp}", "Last-Event-ID": "seven"}, timeout=10)
-        assert refused.status_code == 422 and refused.json()["code"] == "validation_error"
+        # "²" and "¹" (Latin-1 bytes on the wire) are digits to str.isdigit, not to int(): they made a 500.
+        for bad in (b"seven", b"\xb2", b"1\xb9"):
+            refused = httpx.get(f"{server.base}/v1/events/stream", headers={
+                "Authorization": f"Bearer {erp}", "Last-Event-ID": bad}, timeout=10)
+            assert refused.status_code == 422 and refused.json()["code"] == "validation_error", (bad, refused.text)
         forbidden = httpx.get(f"{server.base}/v1/events/stream", timeout=10, headers={
             "Authorization": f"Bearer {server.token('bi', 'reporting')}"})
         assert forbidden.status_code == 403
@@ -149,9 +155,104 @@ def test_without_after_the_stream_starts_at_the_head_and_filters_apply(database_
             employees.close()
 
 
+def test_without_after_the_stream_starts_once_no_writer_can_commit_below_the_head(database_url):
+    install_hold(database_url)
+    with serving(database_url) as server, ThreadPoolExecutor(1) as pool:
+        erp, spec = server.token("erp", "integration"), server.token("spec-1", "channel_specialist")
+        lock = psycopg.connect(database_url, autocommit=True)
+        lock.execute("SELECT pg_advisory_lock(%s)", (HOLD_LOCK,))
+        try:
+            held = pool.submit(_register, server, spec, HELD_NAME)  # draws a position, then waits
+            wait_until_held(database_url)
+            later = _register(server, spec, "later")  # committed above the held one
+            # Started at `later`, a stream would never carry the held event, which commits after
+            # it connected: so it does not start while that writer runs, and says so after 5 s.
+            early = Stream(server.base, erp)
+            assert early.ended.wait(30), "the stream started above a writer that could still commit below it"
+            assert early.status == 503
+            refused = httpx.get(f"{server.base}/v1/events/stream", headers={"Authorization": f"Bearer {erp}"},
+                                timeout=30)
+            assert refused.status_code == 503 and refused.json()["code"] == "head_not_settled"
+            assert refused.headers["Retry-After"] == "1"
+            stream = Stream(server.base, erp)
+        finally:
+            lock.execute("SELECT pg_advisory_unlock(%s)", (HOLD_LOCK,))
+            lock.close()
+        try:
+            assert held.result(timeout=30) < later
+            assert stream.connected.wait(30) and stream.status == 200, stream.error
+            # It starts once the writer has ended: after both, with nothing of before it.
+            posted: list[int] = []
+            deadline = time.monotonic() + 30
+            while stream.events.empty():
+                assert time.monotonic() < deadline, "no event reached the stream"
+                posted.append(_register(server, spec, "new"))
+                time.sleep(0.2)
+            assert int(stream.take(1)[0].id) == posted[0]
+        finally:
+            stream.close()
+
+
+def test_a_streams_token_revoked_ends_it_within_5_s_and_only_that_one(database_url):
+    with serving(database_url) as server:
+        spec = server.token("spec-1", "channel_specialist")
+        leaked, other = server.token("erp", "integration"), server.token("crm", "integration")
+        revoked, kept = Stream(server.base, leaked), Stream(server.base, other)
+        try:
+            for stream in (revoked, kept):
+                assert stream.connected.wait(30) and stream.status == 200, stream.error
+            first = _register(server, spec, "before revocation")
+            assert [int(e.id) for e in revoked.take(1)] == [first]
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                (token_id,) = conn.execute("SELECT token_id FROM api_tokens WHERE actor = 'erp'").fetchone()
+                assert revoke_token(conn, token_id)
+            revoked_at = time.monotonic()
+            assert revoked.ended.wait(10), "the revoked token's stream stayed open"
+            ended_in = time.monotonic() - revoked_at
+            assert ended_in < 5, f"the revoked token's stream ended {ended_in:.1f} s after the revocation"
+            # Another client's stream goes on; the revoked token cannot open a new one.
+            after = _register(server, spec, "after revocation")
+            assert [int(e.id) for e in kept.take(2)] == [first, after]
+            assert revoked.events.empty()
+            again = httpx.get(f"{server.base}/v1/events/stream", headers={"Authorization": f"Bearer {leaked}"},
+                              timeout=10)
+            assert again.status_code == 401
+            print(f"a revoked token's stream ended {ended_in:.2f} s after the revocation")
+        finally:
+            revoked.close()
+            kept.close()
+
+
+def test_a_stream_is_pinged_every_ping_interval_with_lone_comment_lines(database_url, monkeypatch):
+    monkeypatch.setenv("CHANNEL_DOMAIN_FEED_PING_S", "0.3")
+    with serving(database_url) as server:
+        erp, spec = server.token("erp", "integration"), server.token("spec-1", "channel_specialist")
+        first = _register(server, spec, "first")
+        lines: list[str] = []
+        pings: list[float] = []
+        with httpx.stream("GET", f"{server.base}/v1/events/stream", params={"after": 0},
+                          headers={"Authorization": f"Bearer {erp}"}, timeout=httpx.Timeout(30, read=10)) as response:
+            assert response.status_code == 200
+            for line in response.iter_lines():
+                lines.append(line)
+                if line.startswith(":"):
+                    pings.append(time.monotonic())
+                    if len(pings) == 4:
+                        break
+        gaps = [b - a for a, b in zip(pings, pings[1:])]
+        # Every 0.3 s (15 s by default: four would take 45 s, and the read would time out).
+        assert max(gaps) < 3, gaps
+        # The pings that followed the event are invisible to a client library: no empty event
+        # with the last id (httpx-sse dispatches one at every blank line once an id was seen).
+        decoder = SSEDecoder()
+        decoded = [event for line in lines if (event := decoder.decode(line)) is not None]
+        assert [(event.id, event.event) for event in decoded] == [(str(first), "Partner.Applied")]
+
+
 def test_open_streams_and_long_polls_end_cleanly_when_the_server_shuts_down(database_url):
     with serving(database_url) as server:
         erp = server.token("erp", "integration")
+        head = _register(server, server.token("spec-1", "channel_specialist"), "the head")
         streams = [Stream(server.base, erp) for _ in range(3)]
         for stream in streams:
             assert stream.connected.wait(20) and stream.status == 200
@@ -159,7 +260,7 @@ def test_open_streams_and_long_polls_end_cleanly_when_the_server_shuts_down(data
 
         def poll() -> None:
             try:
-                long_poll["response"] = httpx.get(f"{server.base}/v1/events", params={"after": 10**9, "wait_s": 30},
+                long_poll["response"] = httpx.get(f"{server.base}/v1/events", params={"after": head, "wait_s": 30},
                                                   headers={"Authorization": f"Bearer {erp}"}, timeout=60)
             except httpx.HTTPError as error:
                 long_poll["error"] = error
@@ -177,7 +278,7 @@ def test_open_streams_and_long_polls_end_cleanly_when_the_server_shuts_down(data
             assert stream.ended.wait(10), "a stream stayed open after the server stopped"
         # The long-poll was answered, empty, rather than cut off or held for its 30 s.
         assert long_poll["response"].status_code == 200
-        assert long_poll["response"].json() == {"items": [], "next_after": 10**9}
+        assert long_poll["response"].json() == {"items": [], "next_after": head}
 
 
 def _transactions(conn: psycopg.Connection) -> int:

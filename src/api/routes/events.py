@@ -4,6 +4,7 @@ pages and as Server-Sent Events (docs/integration.md). The logic is `integration
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -19,8 +20,10 @@ from sse_starlette.sse import AppStatus
 from api.deps import Department, allowed
 from api.errors import ApiProblem
 from api.routes.records import ERRORS
+from api.revocations import TokenWatch
 from api.tokens import Principal
-from integration.feed import FeedTail, follow, next_page
+from channel_domain.store.log import WritersStillOpen
+from integration.feed import FeedTail, beyond_head, follow, next_page, start_of_new_events
 from integration.items import EventFilter
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -32,12 +35,14 @@ PING_VARIABLE = "CHANNEL_DOMAIN_FEED_PING_S"
 MAX_WAIT_S = 30
 MAX_NAMES = 100
 
+# An event with a date: FastAPI drops None from the OpenAPI document, and a published example
+# that lost its `effective_on: null` would fail its own type's schema.
 ITEM_EXAMPLE = {
     "position": 1843, "event_id": "5c0f3a52-9d1e-5b7a-8c1f-2f4b3e6d7a90",
-    "stream_id": "0b8e4c1a-6f2d-4e9b-9a3c-5d7e8f901234", "stream_type": "Partner", "version": 1,
-    "type": "Partner.Applied", "recorded_at": "2026-12-02T15:04:05.123456Z", "effective_on": None,
-    "actor": "spec-1", "correlation_id": "req-7", "causation_id": None,
-    "data": {"kind": "retailer", "name": "Corner Shop"},
+    "stream_id": "0b8e4c1a-6f2d-4e9b-9a3c-5d7e8f901234", "stream_type": "Partner", "version": 3,
+    "type": "Partner.DepositPaid", "recorded_at": "2026-12-02T15:04:05.123456Z", "effective_on": "2026-12-01",
+    "actor": "fin-1", "correlation_id": "req-7", "causation_id": "6f1d2c0e-4b7a-4e8d-9c3f-2a1b0c9d8e7f",
+    "data": {"amount": "5000.00", "on": "2026-12-01"},
 }
 
 
@@ -57,7 +62,7 @@ class FeedItem(BaseModel):
     effective_on: str | None
     actor: str
     correlation_id: str
-    causation_id: str | None
+    causation_id: str
     data: dict[str, Any]
 
 
@@ -101,6 +106,30 @@ async def feed_tail(request: Request, app: Department) -> FeedTail:
 Tail = Annotated[FeedTail, Depends(feed_tail)]
 
 
+async def token_watch(request: Request, app: Department) -> TokenWatch:
+    """The process's one watch over the tokens of its open streams and waiting long-polls."""
+    state = request.app.state
+    watch = getattr(state, "token_watch", None)
+    if watch is None:
+        watch = state.token_watch = TokenWatch(app)
+    return watch
+
+
+Watch = Annotated[TokenWatch, Depends(token_watch)]
+
+
+def _revoked() -> ApiProblem:
+    return ApiProblem(401, "invalid_token", "the token was revoked while the request waited",
+                      {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def _refuse_beyond_head(tail: FeedTail, after: int, name: str) -> None:
+    head = await beyond_head(tail, after)
+    if head is not None:
+        raise ApiProblem(422, "after_beyond_head", f"{name} {after} is beyond the head of the log, {head}: a "
+                                                   f"position this service never gave (another environment?)")
+
+
 def _server_stopping() -> bool:
     # uvicorn installs its bound `handle_exit` as the signal handler of each worker; its
     # `should_exit` is the one sign of a graceful shutdown an application can read.
@@ -116,7 +145,8 @@ def _server_stopping() -> bool:
 )
 async def events(
     tail: Tail,
-    _: Reader,
+    watch: Watch,
+    reader: Reader,
     after: Annotated[int, Query(ge=0, le=2**62, description="Exclusive: the events after this position")] = 0,
     types: TypesQuery = None,
     stream_types: StreamTypesQuery = None,
@@ -129,15 +159,24 @@ async def events(
     Never skips a position that a running transaction could still fill: a client that asks
     again with `after` = `next_after` misses nothing and sees nothing twice. `items` may be
     empty while `next_after` moves on — past events the filters left out, or a scan of a
-    long stretch of them cut short: ask again."""
-    page = await next_page(tail, after, _filter(types, stream_types, stream_id), limit, wait_s, _server_stopping)
+    long stretch of them cut short: ask again. An `after` beyond the head is refused
+    (`after_beyond_head`). A token revoked while the request waits ends it with a `401`."""
+    wanted = _filter(types, stream_types, stream_id)
+    await _refuse_beyond_head(tail, after, "after")
+    if wait_s > 0:
+        async with watch.watching(reader.token_id) as revoked:
+            page = await next_page(tail, after, wanted, limit, wait_s, lambda: _server_stopping() or revoked())
+            if revoked():
+                raise _revoked()
+    else:
+        page = await next_page(tail, after, wanted, limit, wait_s)
     # The items are serialised once, when first read; a page only joins them.
     body = '{"items":[' + ",".join(entry.item_json for entry in page.entries) + f'],"next_after":{page.next_after}}}'
     return Response(body, media_type="application/json")
 
 
-STREAM_EXAMPLE = ('id: 1843\nevent: Partner.Applied\ndata: {"position":1843,"event_id":"5c0f3a52-…",'
-                  '"type":"Partner.Applied","…":"…"}\n\n: ping\n\n')
+STREAM_EXAMPLE = ('id: 1843\nevent: Partner.DepositPaid\ndata: {"position":1843,"event_id":"5c0f3a52-…",'
+                  '"type":"Partner.DepositPaid","…":"…"}\n\n: ping\n')
 
 
 @router.get(
@@ -151,7 +190,8 @@ STREAM_EXAMPLE = ('id: 1843\nevent: Partner.Applied\ndata: {"position":1843,"eve
 )
 async def event_stream(
     tail: Tail,
-    _: Reader,
+    watch: Watch,
+    reader: Reader,
     after: Annotated[int | None, Query(ge=0, le=2**62, description="Exclusive. Default: the head (only events "
                                                                     "committed from now on)")] = None,
     types: TypesQuery = None,
@@ -163,19 +203,46 @@ async def event_stream(
     """The feed as an endless stream, for clients that keep a connection open. Every event
     after `after` (or after `Last-Event-ID`, which an EventSource sends when it reconnects),
     in position order, never skipping a position a running transaction could still fill. The
-    stream ends when the server shuts down: reconnect, and it resumes exactly."""
-    start = after
-    if last_event_id is not None and last_event_id.strip():
-        if not last_event_id.strip().isdigit() or int(last_event_id) > 2**62:
-            raise ApiProblem(422, "validation_error", "Last-Event-ID: a position (a whole number)")
-        start = int(last_event_id)
+    stream ends when the server shuts down: reconnect, and it resumes exactly. It ends too,
+    within about two seconds, when its token is revoked. A start beyond the head is refused
+    (`after_beyond_head`); starting at the head waits for any writer that could still commit
+    below it (`503 head_not_settled` if one stays open 5 s)."""
     wanted = _filter(types, stream_types, stream_id)
+    start, name = after, "after"
+    if last_event_id is not None and last_event_id.strip():
+        # ASCII digits only: str.isdigit also takes "²", which int() then refuses.
+        if not re.fullmatch(r"[0-9]{1,19}", last_event_id.strip()) or int(last_event_id) > 2**62:
+            raise ApiProblem(422, "validation_error", "Last-Event-ID: a position (a whole number)")
+        start, name = int(last_event_id), "Last-Event-ID"
+    if start is None:
+        try:
+            start = await start_of_new_events(tail.app)
+        except WritersStillOpen:
+            raise ApiProblem(503, "head_not_settled", "a transaction that could still commit below the head has "
+                                                      "been open for seconds; retry shortly", {"Retry-After": "1"}) from None
+    else:
+        await _refuse_beyond_head(tail, start, name)
+    token_id = reader.token_id
 
     async def events_() -> AsyncIterator[ServerSentEvent]:
-        async for entry in follow(tail, start, wanted):
-            yield ServerSentEvent(data=entry.item_json, id=str(entry.position), event=entry.type)
+        async with watch.watching(token_id) as revoked:
+            async for entry in follow(tail, start, wanted, revoked):
+                yield ServerSentEvent(data=entry.item_json, id=str(entry.position), event=entry.type)
+            if revoked():
+                yield _comment("the token was revoked: this stream ends")
 
-    return EventSourceResponse(events_(), ping=float(os.environ.get(PING_VARIABLE, "15")), send_timeout=60)
+    return EventSourceResponse(events_(), ping=float(os.environ.get(PING_VARIABLE, "15")), send_timeout=60,
+                               ping_message_factory=lambda: PING)
+
+
+def _comment(text: str) -> bytes:
+    # A lone comment line, not followed by the blank line that ends an event: some clients
+    # (httpx-sse 0.4) dispatch an empty event at every blank line once an `id:` was seen, so a
+    # client that parses each event's data would choke on a ping that came after an event.
+    return f": {text}\r\n".encode()
+
+
+PING = _comment("ping")
 
 
 def add_feed_metrics(state: Any, registry: CollectorRegistry) -> None:
