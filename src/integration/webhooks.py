@@ -72,6 +72,7 @@ DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 7200.0, 14400.0)
 DEFAULT_TIMEOUT_S = 10.0
 BATCH = 500
 PER_TASK = 100  # events of one record a task sends before the next pass takes the rest
+COMMITS_AT_ONCE = 4
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
 # frees its advisory locks) after about idle + interval × count = 11 s, the worker a vanished
@@ -217,6 +218,9 @@ class WebhookWorker:
                                  timeout=timeout, follow_redirects=False, trust_env=False,
                                  headers={"user-agent": USER_AGENT})
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        # The tasks' commits share the process's connection pool with the API's requests: a
+        # burst of tasks ending together takes a few connections, never all of them.
+        self._committing = threading.BoundedSemaphore(COMMITS_AT_ONCE)
         self._logs: dict[uuid.UUID, EventLog] = {}
         # The records' tasks, by (subscription, record): a pass starts no second task for a record
         # whose task is not done (done: its outcome is committed).
@@ -371,7 +375,8 @@ class WebhookWorker:
                     failed_at = position
                     break
                 delivered.append(position)
-            self._commit_line(subscription, line, delivered, failed_at, error)
+            with self._committing:
+                self._commit_line(subscription, line, delivered, failed_at, error)
         except Exception:  # noqa: BLE001 - the line is as it was: the next pass sends it again
             logger.exception("webhook %s: sending record %s failed", subscription.id, line.stream_id)
 
