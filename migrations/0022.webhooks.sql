@@ -12,11 +12,10 @@ CREATE TABLE webhook_subscriptions (
     stream_types         text[]      NOT NULL DEFAULT '{}',  -- empty: every stream type
     secret               text,                               -- whsec_…; null once deleted
     status               text        NOT NULL CHECK (status IN ('active', 'paused', 'deleted')),
-    -- Every event up to here was delivered, filtered out, or set aside in its record's line
-    -- (webhook_lines). Moved only after the receiver's 2xx, in the transaction that records it.
+    -- The reader's checkpoint: every event up to here was delivered, filtered out, or is in
+    -- its record's line (webhook_lines), from which it is sent. The status answers a position
+    -- below the oldest event still in a line (api.md: every event up to it delivered).
     position             bigint      NOT NULL CHECK (position >= 0),
-    last_error           text,
-    last_error_at        timestamptz,
     last_delivered_at    timestamptz,
     created_at           timestamptz NOT NULL DEFAULT now(),
     created_by           text        NOT NULL,
@@ -27,8 +26,10 @@ CREATE TABLE webhook_subscriptions (
 );
 COMMENT ON TABLE webhook_subscriptions IS 'Webhook subscriptions and their delivery checkpoints (POST /v1/webhooks).';
 
--- The events of a record that wait behind one that failed, in position order: the record's
--- line. Only its first row (the lowest position) is ever tried; its attempts, next try and
+-- The events of a record not yet delivered, in position order: the record's line. Every
+-- event a subscription wants passes through it (written with the checkpoint's move, deleted
+-- after the receiver's 2xx), so a record is sent on its own and commits on its own. Only its
+-- first row (the lowest position) is tried at a time; its attempts, next try, last error and
 -- parking are the line's. The others wait so that a record's events arrive in order.
 CREATE TABLE webhook_lines (
     subscription_id  uuid        NOT NULL REFERENCES webhook_subscriptions (id) ON DELETE CASCADE,
@@ -36,12 +37,13 @@ CREATE TABLE webhook_lines (
     stream_id        uuid        NOT NULL,
     attempts         integer     NOT NULL DEFAULT 0,  -- failures of this event
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
-    last_error       text,
+    last_error       text,                            -- why its last attempt failed (a reason, never an address)
+    last_error_at    timestamptz,
     parked_at        timestamptz,                     -- set on the line's first row after its 8th failure
     PRIMARY KEY (subscription_id, position)
 );
 CREATE INDEX webhook_lines_by_record ON webhook_lines (subscription_id, stream_id, position);
-COMMENT ON TABLE webhook_lines IS 'Per-record lines of webhook events waiting behind a failed delivery, or parked.';
+COMMENT ON TABLE webhook_lines IS 'Per-record lines of webhook events not yet delivered: being sent, waiting to be tried again, or parked.';
 
 CREATE TABLE webhook_changes (
     subscription_id  uuid        NOT NULL REFERENCES webhook_subscriptions (id),

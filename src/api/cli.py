@@ -78,6 +78,8 @@ def serve(
     os.environ[logging_setup.LOG_FORMAT_VARIABLE] = chosen_format
     os.environ[logging_setup.REQUEST_LOG_VARIABLE] = "on" if access_log else "off"
     logging_setup.configure(chosen_format)
+    if projections:  # then this process delivers webhooks too
+        _webhook_settings_usable()
     url = database_url()
     apply_migrations(url)
     # Workers are separate processes: hand them the resolved URL, embedded server included.
@@ -89,6 +91,16 @@ def serve(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
         log_config=logging_setup.log_config(chosen_format), access_log=False,  # the request line replaces it
     )
+
+
+def _webhook_settings_usable() -> None:
+    """Refuse (exit 2) to start delivering with a webhook setting that cannot be used: else
+    the process would start and every delivery fail in the background."""
+    try:
+        webhook_delivery.check_settings()
+    except webhook_delivery.BadSetting as error:
+        typer.secho(f"cannot deliver webhooks: {error}", err=True, fg="red")
+        raise typer.Exit(2) from None
 
 
 def _schema_current(url: str) -> None:
@@ -156,6 +168,8 @@ def project(
     out: several may run; each projection and each webhook subscription is worked by one at a
     time, and taken over if it dies). With --processes, this one command keeps that many going,
     each with its share of the read models."""
+    if webhooks:
+        _webhook_settings_usable()
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)

@@ -7,8 +7,13 @@ log, and its position moves with every delivery. Every change a person makes is 
 `webhook_changes` (actor, roles, correlation id, time) in the transaction of the change;
 that table refuses updates and deletes, as `events` does.
 
-Where a subscription may send is checked when it is created and again before every delivery
-(`UrlPolicy`): an API client must not be able to make the server call its own network.
+Where a subscription may send is checked when it is created and again at every connection the
+delivery makes (`UrlPolicy`; `webhooks.VettingBackend` connects to the very addresses it
+vetted): an API client must not be able to make the server call its own network.
+
+A subscription belongs to the integration actor that created it: another integration actor
+neither sees nor manages it (it is "not found" to them, so its existence is not revealed);
+auditors read all of them.
 """
 
 from __future__ import annotations
@@ -17,11 +22,10 @@ import base64
 import fnmatch
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,30 +35,65 @@ from urllib.parse import urlsplit
 from psycopg.types.json import Jsonb
 
 from channel_domain.errors import DomainError, IdempotencyKeyReused, NotFound, refusal
+from channel_domain.store.log import settled_head
 from channel_domain.store.recorder import EVENTS_TABLE
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_HOSTS_VARIABLE = "CHANNEL_DOMAIN_WEBHOOK_ALLOWED_HOSTS"
 PUBLIC = "public"  # in the allowed hosts: any host whose every address is a public one
 MAX_ATTEMPTS = 8  # failures of a record's first waiting event before the record is parked
 SHOWN_PER_RECORD = 100  # positions listed per waiting or parked record in a status
+# NAT64 prefixes (RFC 6052, RFC 8215): an address in them is the IPv4 address in its last 32 bits.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # the embedded address's place varies: never public
 
 
 class WebhookUrlNotAllowed(DomainError):
     code = "webhook_url_not_allowed"
 
 
+def embedded_ipv4(address: Any) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for, where it embeds one a packet reaches: mapped
+    (::ffff:0:0/96), 6to4 (2002::/16) and NAT64 (64:ff9b::/96). `2002:7f00:1::` is 127.0.0.1."""
+    if address.version != 6:
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
+def is_public_address(address: Any) -> bool:
+    """Reachable on the public internet, and only there: not loopback, private, link-local,
+    multicast, reserved or unspecified — judged by the IPv4 address an IPv6 form embeds."""
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        return is_public_address(embedded)
+    if address.version == 6 and address in _LOCAL_NAT64:
+        return False
+    return address.is_global and not address.is_multicast and not address.is_reserved
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """Which URLs a subscription may name: `http`/`https` only, to a host matching one of
     `patterns` (shell-style, `*.example.com`), or — for the pattern `public` — any host whose
-    every address is public (not loopback, private, link-local, multicast or reserved).
+    every address is public (`is_public_address`).
 
     Unset, the policy is `public`: an API client cannot make the server call localhost, the
     cloud metadata service (169.254.169.254) or anything on the private network. An operator
-    who lists a host trusts it, whatever its addresses (tests list 127.0.0.1)."""
+    who lists a host trusts it, whatever its addresses (tests list 127.0.0.1).
+
+    A refusal names its reason, never an address the host resolved to: the answer goes to an
+    API client, who must not learn the internal DNS from it (the addresses are logged)."""
 
     patterns: tuple[str, ...] = (PUBLIC,)
     resolve: Any = field(default=socket.getaddrinfo, compare=False, repr=False)
+    public: Any = field(default=is_public_address, compare=False, repr=False)  # tests widen it
 
     @classmethod
     def from_environment(cls) -> UrlPolicy:
@@ -78,54 +117,36 @@ class UrlPolicy:
             # They would be sent in clear in every log that quotes the url.
             raise WebhookUrlNotAllowed("credentials in the url are not allowed; verify the signature instead",
                                        reason="credentials")
+        self.addresses_to_connect(host, parts.port or (443 if parts.scheme == "https" else 80))
+
+    def addresses_to_connect(self, host: str, port: int) -> list[str] | None:
+        """Where a connection to `host` may go: None for a listed host (trusted: connect by its
+        name), else the addresses it resolves to, every one of them public — the caller
+        connects to these, not to a second resolution that could answer otherwise (DNS
+        rebinding). Refuses (`WebhookUrlNotAllowed`) a host that is neither."""
+        host = host.lower().strip("[]")
         if any(pattern != PUBLIC and fnmatch.fnmatchcase(host, pattern) for pattern in self.patterns):
-            return
+            return None
         if PUBLIC not in self.patterns:
             raise WebhookUrlNotAllowed(f"host {host} is not among the allowed hosts ({ALLOWED_HOSTS_VARIABLE})",
                                        reason="host")
-        addresses = self._addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
-        if not addresses:
-            raise WebhookUrlNotAllowed(f"host {host} does not resolve", reason="unresolvable")
-        private = sorted(str(a) for a in addresses if not a.is_global or a.is_multicast)
-        if private:
-            raise WebhookUrlNotAllowed(f"host {host} has a non-public address ({', '.join(private)}); list it in"
-                                       f" {ALLOWED_HOSTS_VARIABLE} to allow it", reason="address")
+        addresses = self._addresses(host, port)
+        refused = sorted(str(a) for a in addresses if not self.public(a))
+        if not addresses or refused:
+            # One reason for both: telling "does not resolve" from "resolves inside" would let a
+            # client map internal names.
+            logger.warning("webhook host %s refused: %s", host,
+                           f"non-public address(es) {', '.join(refused)}" if refused else "it does not resolve")
+            raise WebhookUrlNotAllowed(f"host {host} does not resolve to public addresses only; an operator may list"
+                                       f" it in {ALLOWED_HOSTS_VARIABLE}", reason="address")
+        return [str(a) for a in addresses]
 
-    def _addresses(self, host: str, port: int) -> set[Any]:
+    def _addresses(self, host: str, port: int) -> list[Any]:
         try:
-            return {ipaddress.ip_address(info[4][0].split("%")[0]) for info in self.resolve(host, port)}
+            found = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in self.resolve(host, port)]
         except (OSError, UnicodeError, ValueError):
-            return set()
-
-
-class CachedUrlPolicy:
-    """The policy as the delivery worker applies it before each request: a URL's verdict is
-    kept a few seconds, so a busy subscription does not resolve its host for every event,
-    and a host whose DNS moves to a private address is refused within that time."""
-
-    def __init__(self, policy: UrlPolicy, keep_s: float = 10.0) -> None:
-        self.policy = policy
-        self.keep_s = keep_s
-        self._verdicts: dict[str, tuple[float, str | None]] = {}
-        self._guard = threading.Lock()
-
-    def why_refused(self, url: str) -> str | None:
-        """Why `url` may not be called now, or None."""
-        now = time.monotonic()
-        with self._guard:
-            kept = self._verdicts.get(url)
-        if kept is not None and now - kept[0] < self.keep_s:
-            return kept[1]
-        try:
-            self.policy.check(url)
-            verdict = None
-        except WebhookUrlNotAllowed as refused:
-            verdict = f"url not allowed: {refused.message}"
-        with self._guard:
-            if len(self._verdicts) > 10_000:
-                self._verdicts.clear()
-            self._verdicts[url] = (now, verdict)
-        return verdict
+            return []
+        return list(dict.fromkeys(found))  # getaddrinfo's order (its preference), once each
 
 
 def new_secret() -> str:
@@ -162,29 +183,37 @@ def _record_change(curs: Any, subscription_id: uuid.UUID, action: str, actor: Ac
 
 
 class Subscriptions:
-    """The subscriptions of one database (`datastore`: the department's)."""
+    """The subscriptions of one database (`recorder`: the department's event recorder).
 
-    def __init__(self, datastore: Any, policy: UrlPolicy | None = None) -> None:
-        self.datastore = datastore
+    `owner` scopes every call to the subscriptions one actor created (None: all of them, for
+    auditors); another's subscription is `NotFound`, as one that does not exist."""
+
+    def __init__(self, recorder: Any, policy: UrlPolicy | None = None) -> None:
+        self.recorder = recorder
+        self.datastore = recorder.datastore
         self.policy = policy or UrlPolicy.from_environment()
 
     def create(self, actor: Actor, url: str, types: Sequence[str] = (), stream_types: Sequence[str] = (),
                from_position: int | None = None, idempotency_key: str | None = None) -> Created:
         """A new active subscription delivering the events after `from_position` (default:
-        the head, so only new events). With an `idempotency_key`, a repeat by the same actor
-        with the same request answers the first subscription — without its secret, which is
-        shown once — and the same key with another request is refused."""
+        the settled head, so only new events — and every one of them, a late commit below the
+        head included). With an `idempotency_key`, a repeat by the same actor with the same
+        request answers the first subscription — without its secret, which is shown once —
+        and the same key with another request is refused. Raises `WritersStillOpen` when the
+        head does not settle in time."""
         fingerprint = json.dumps([url, sorted(types), sorted(stream_types), from_position])
         if idempotency_key is not None:
             earlier = self._created_with(actor.name, idempotency_key, fingerprint)
             if earlier is not None:
                 return Created(earlier, None, True)
         self.policy.check(url)
+        # Not max(position): a writer that drew a lower position may still commit, and a start
+        # above it would never deliver that event.
+        start = settled_head(self.recorder) if from_position is None else from_position
         subscription_id = uuid.uuid4()
         secret = new_secret()
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             head = _head(curs)
-            start = head if from_position is None else from_position
             if start > head:
                 raise refusal("from_position_beyond_head", f"from_position {start} is beyond the log's head ({head})",
                               head=head)
@@ -203,7 +232,7 @@ class Subscriptions:
             earlier = self._created_with(actor.name, idempotency_key or "", fingerprint)
             assert earlier is not None
             return Created(earlier, None, True)
-        return Created(self.get(subscription_id), secret, False)
+        return Created(self.get(subscription_id, actor.name), secret, False)
 
     def _created_with(self, actor: str, key: str, fingerprint: str) -> dict[str, Any] | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -214,26 +243,28 @@ class Subscriptions:
             return None
         if row["request_fingerprint"] != fingerprint:
             raise IdempotencyKeyReused("this Idempotency-Key was used for another request")
-        return self.get(row["id"], include_deleted=True)
+        return self.get(row["id"], actor, include_deleted=True)
 
-    def get(self, subscription_id: uuid.UUID, *, include_deleted: bool = False) -> dict[str, Any]:
+    def get(self, subscription_id: uuid.UUID, owner: str | None, *, include_deleted: bool = False) -> dict[str, Any]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             found = self._states(curs, [subscription_id], include_deleted)
-        if not found:
+        if not found or (owner is not None and found[0]["created_by"] != owner):
             raise NotFound(f"no webhook subscription {subscription_id}")
         return found[0]
 
-    def list(self, after: uuid.UUID | None, limit: int) -> tuple[list[dict[str, Any]], uuid.UUID | None]:
+    def list(self, after: uuid.UUID | None, limit: int, owner: str | None) -> tuple[list[dict[str, Any]],
+                                                                                    uuid.UUID | None]:
         """A page in id order, and the cursor of the next page (None on the last)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute("SELECT id FROM webhook_subscriptions WHERE status <> 'deleted' AND id > %s"
-                         " ORDER BY id LIMIT %s", (after or uuid.UUID(int=0), limit + 1))
+                         " AND (%s::text IS NULL OR created_by = %s) ORDER BY id LIMIT %s",
+                         (after or uuid.UUID(int=0), owner, owner, limit + 1))
             ids = [row["id"] for row in curs.fetchall()]
             page = self._states(curs, ids[:limit], False)
         return page, (ids[limit - 1] if len(ids) > limit else None)
 
-    def changes(self, subscription_id: uuid.UUID) -> list[dict[str, Any]]:
-        self.get(subscription_id, include_deleted=True)
+    def changes(self, subscription_id: uuid.UUID, owner: str | None) -> list[dict[str, Any]]:
+        self.get(subscription_id, owner, include_deleted=True)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute("SELECT action, actor, roles, correlation_id, at, details FROM webhook_changes"
                          " WHERE subscription_id = %s ORDER BY seq", (subscription_id,))
@@ -247,17 +278,17 @@ class Subscriptions:
 
     def _set_status(self, subscription_id: uuid.UUID, actor: Actor, status: str) -> dict[str, Any]:
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            was = self._lock(curs, subscription_id)
+            was = self._lock(curs, subscription_id, actor.name)
             if was != status:  # pausing a paused subscription changes nothing, and records nothing
                 curs.execute("UPDATE webhook_subscriptions SET status = %s WHERE id = %s", (status, subscription_id))
                 _record_change(curs, subscription_id, "paused" if status == "paused" else "resumed", actor)
-        return self.get(subscription_id)
+        return self.get(subscription_id, actor.name)
 
     def delete(self, subscription_id: uuid.UUID, actor: Actor) -> None:
         """Stops delivery for good and forgets the secret and the waiting lines; the row and
         its change log stay for auditors."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            self._lock(curs, subscription_id)
+            self._lock(curs, subscription_id, actor.name)
             curs.execute("UPDATE webhook_subscriptions SET status = 'deleted', secret = NULL WHERE id = %s",
                          (subscription_id,))
             curs.execute("DELETE FROM webhook_lines WHERE subscription_id = %s", (subscription_id,))
@@ -265,9 +296,13 @@ class Subscriptions:
 
     def replay_parked(self, subscription_id: uuid.UUID, actor: Actor) -> dict[str, Any]:
         """Every parked record's events are tried again at once, in order, with their
-        attempts counted afresh. Recorded only when something was parked."""
+        attempts counted afresh. Recorded only when something was parked.
+
+        A delivery whose failure was being counted while this commits cannot undo it: the
+        worker records a failure only on a line still as it read it (its attempts unchanged,
+        not parked), so the replay wins."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            self._lock(curs, subscription_id)
+            self._lock(curs, subscription_id, actor.name)
             curs.execute(
                 "UPDATE webhook_lines SET parked_at = NULL, attempts = 0, next_attempt_at = now()"
                 " WHERE subscription_id = %s AND parked_at IS NOT NULL RETURNING stream_id, position",
@@ -278,12 +313,12 @@ class Subscriptions:
                              " AND stream_id = ANY(%s)", (subscription_id, [h["stream_id"] for h in heads]))
                 _record_change(curs, subscription_id, "replayed", actor, {
                     "records": sorted(str(h["stream_id"]) for h in heads), "events": curs.fetchone()["n"]})
-        return self.get(subscription_id)
+        return self.get(subscription_id, actor.name)
 
     @staticmethod
-    def _lock(curs: Any, subscription_id: uuid.UUID) -> str:
-        curs.execute("SELECT status FROM webhook_subscriptions WHERE id = %s AND status <> 'deleted' FOR UPDATE",
-                     (subscription_id,))
+    def _lock(curs: Any, subscription_id: uuid.UUID, owner: str) -> str:
+        curs.execute("SELECT status FROM webhook_subscriptions WHERE id = %s AND status <> 'deleted'"
+                     " AND created_by = %s FOR UPDATE", (subscription_id, owner))
         row = curs.fetchone()
         if row is None:
             raise NotFound(f"no webhook subscription {subscription_id}")
@@ -304,6 +339,7 @@ class Subscriptions:
             " (array_agg(attempts ORDER BY position))[1] AS attempts,"
             " (array_agg(next_attempt_at ORDER BY position))[1] AS next_attempt_at,"
             " (array_agg(last_error ORDER BY position))[1] AS last_error,"
+            " (array_agg(last_error_at ORDER BY position))[1] AS last_error_at,"
             " (array_agg(parked_at ORDER BY position))[1] AS parked_at"
             " FROM webhook_lines WHERE subscription_id = ANY(%s) GROUP BY subscription_id, stream_id",
             (list(rows),))
@@ -314,6 +350,11 @@ class Subscriptions:
 
 
 def _state(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """A subscription's status as api.md defines it. The stored `position` is the reader's
+    checkpoint (every event up to it delivered, filtered out or in a record's line); the
+    answered `position` stops below the oldest event still in a line, so `lag` counts every
+    event not yet delivered, and `attempts`/`last_error` are that event's."""
+
     def described(line: dict[str, Any]) -> dict[str, Any]:
         positions = line["positions"]
         return {"stream_id": line["stream_id"], "events": len(positions), "positions": positions[:SHOWN_PER_RECORD],
@@ -321,21 +362,23 @@ def _state(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
                 **({"parked_at": line["parked_at"]} if line["parked_at"] is not None
                    else {"next_attempt_at": line["next_attempt_at"]})}
 
-    waiting = sorted((line for line in lines if line["parked_at"] is None), key=lambda line: line["positions"][0])
-    parked = sorted((line for line in lines if line["parked_at"] is not None), key=lambda line: line["positions"][0])
+    by_age = sorted(lines, key=lambda line: line["positions"][0])
+    waiting = [line for line in by_age if line["parked_at"] is None]
+    parked = [line for line in by_age if line["parked_at"] is not None]
+    oldest = by_age[0] if by_age else None
+    position = row["position"] if oldest is None else min(row["position"], oldest["positions"][0] - 1)
     return {
         "id": row["id"],
         "url": row["url"],
         "types": row["types"],
         "stream_types": row["stream_types"],
         "status": row["status"],
-        "position": row["position"],
+        "position": position,
         "head": row["head"],
-        "lag": max(0, row["head"] - row["position"]),
-        # The record waiting longest decides: its first event's failures so far.
-        "attempts": waiting[0]["attempts"] if waiting else 0,
-        "last_error": row["last_error"],
-        "last_error_at": row["last_error_at"],
+        "lag": max(0, row["head"] - position),
+        "attempts": oldest["attempts"] if oldest else 0,
+        "last_error": oldest["last_error"] if oldest else None,
+        "last_error_at": oldest["last_error_at"] if oldest else None,
         "last_delivered_at": row["last_delivered_at"],
         "waiting": {"events": sum(len(line["positions"]) for line in waiting),
                     "records": [described(line) for line in waiting]},
@@ -344,4 +387,3 @@ def _state(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "created_by": row["created_by"],
     }
-

@@ -2,28 +2,34 @@
 Standard Webhooks signatures — at least once, in order per record, never skipping one.
 
 At least once, never skipped. A subscription's events are read with `EventLog` (which never
-passes a position a running transaction could still fill) from its checkpoint, and the
-checkpoint moves in the transaction that records what the receiver accepted — after its 2xx.
-A worker killed between the two sends those events again on restart, with the same
+passes a position a running transaction could still fill) from its checkpoint. Each event the
+subscription wants goes into its record's line (`webhook_lines`) in the transaction that moves
+the checkpoint past it, and leaves the line only in the transaction that records the
+receiver's 2xx. A worker killed in between sends those events again on restart, with the same
 `webhook-id` (the event id), so a receiver deduplicates on it.
 
-In order per record, the others going on. The events of one record (stream) are sent one
-after another; when one fails, it and every later event of that record are set aside in the
-record's line (`webhook_lines`) and the checkpoint moves on: other records are not held up.
-Only a line's first event is tried again, after the delay for its number of failures
-(`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`); once it is delivered, the line drains in order.
-After `MAX_ATTEMPTS` failures the line is parked: tried no more, and later events of that
-record join it, until `POST /v1/webhooks/{id}/parked/replay`.
+In order per record, no record waiting for another. Each record's line is sent by a task of
+its own (a thread pool over one keep-alive `httpx.Client`), one event after another, and the
+task commits its own outcome: what was delivered leaves the line; a failure stays at its head
+with its count, the delay for that count (`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the
+error. The pass that reads new events and starts tasks never waits for one, so a receiver that
+hangs on one record's event holds up that record alone. After `MAX_ATTEMPTS` failures the line
+is parked: tried no more, and later events of that record join it, until
+`POST /v1/webhooks/{id}/parked/replay`.
 
 One worker per subscription. Every `serve` process (or `project` worker) runs a
-`WebhookWorker`; each takes a session advisory lock per subscription, on a session it asks
-every pass, as the projection runner does: a worker that dies frees its locks, and another
-takes them over. The checkpoint moves only from where the pass read it, so a worker that
-lost its session without noticing cannot move it under the new owner.
+`WebhookWorker`; each takes a session advisory lock per subscription, on a session of its own
+(with TCP keepalives, so a host that vanishes frees its locks within seconds) that it asks
+every pass: a worker that dies frees its locks, and another takes them over. The checkpoint
+moves only from where the pass read it, so a worker that lost its session without noticing
+cannot move it under the new owner; a failure is recorded only on a line as the task read it.
 
-Fast. Idle workers look for new events every `poll_s` (25 ms); the records of a batch are
-sent concurrently (a thread pool over one keep-alive `httpx.Client`), each record's events in
-order.
+Only where allowed. The HTTP client connects through `VettingBackend`: it resolves a host
+once, checks every address with the subscription URL policy, and connects to those very
+addresses (TLS still verifies, and SNI still names, the host): a name that answers otherwise
+on a second lookup gets nowhere.
+
+Fast. Idle workers look for new events every `poll_s` (25 ms).
 """
 
 from __future__ import annotations
@@ -31,51 +37,151 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpcore
 import httpx
 import psycopg
 from eventsourcing.persistence import Notification
+from psycopg.rows import dict_row
 from standardwebhooks.webhooks import Webhook
 
 from channel_domain.aggregate import event_id
 from channel_domain.store.log import EventLog
 from channel_domain.store.recorder import EVENTS_TABLE
 from integration.items import EventFilter, feed_items
-from integration.webhook_subscriptions import MAX_ATTEMPTS, CachedUrlPolicy, UrlPolicy
+from integration.webhook_subscriptions import MAX_ATTEMPTS, UrlPolicy, WebhookUrlNotAllowed
 
 logger = logging.getLogger(__name__)
 
 RETRY_DELAYS_VARIABLE = "CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS"
 TIMEOUT_VARIABLE = "CHANNEL_DOMAIN_WEBHOOK_TIMEOUT_S"
+# The wait after the n-th failure. The 8th failure parks the record (MAX_ATTEMPTS), so by
+# default only the first 7 are waited; the 8th is used when an operator raises nothing else —
+# a shorter list repeats its last value, and a list is never read past MAX_ATTEMPTS − 1.
 DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 7200.0, 14400.0)
 DEFAULT_TIMEOUT_S = 10.0
 BATCH = 500
+PER_TASK = 100  # events of one record a task sends before the next pass takes the rest
+COMMITS_AT_ONCE = 4
 USER_AGENT = "channel-domain-webhooks/1"
+# The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
+# frees its advisory locks) after about idle + interval × count = 11 s, the worker a vanished
+# server likewise; tcp_user_timeout bounds unacknowledged writes the same way.
+LOCK_SESSION_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                           "tcp_user_timeout": 11_000}
+_SERVER_KEEPALIVES = ("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                      " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 11000")
+
+
+class BadSetting(ValueError):
+    """A webhook setting in the environment that cannot be used."""
 
 
 def retry_delays_from_environment() -> tuple[float, ...]:
     given = os.environ.get(RETRY_DELAYS_VARIABLE, "").strip()
     if not given:
         return DEFAULT_RETRY_DELAYS
-    delays = tuple(float(part) for part in given.split(",") if part.strip())
-    if not delays or any(delay < 0 for delay in delays):
-        raise ValueError(f"{RETRY_DELAYS_VARIABLE}: seconds, comma-separated, none negative (got {given!r})")
+    wrong = BadSetting(f"{RETRY_DELAYS_VARIABLE}: seconds, comma-separated, each finite and not negative"
+                       f" (got {given!r})")
+    try:
+        delays = tuple(float(part) for part in given.split(","))
+    except ValueError:
+        raise wrong from None
+    if not delays or any(not math.isfinite(delay) or delay < 0 for delay in delays):
+        raise wrong
     return delays
+
+
+def timeout_from_environment() -> float:
+    given = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not given:
+        return DEFAULT_TIMEOUT_S
+    try:
+        timeout = float(given)
+    except ValueError:
+        timeout = math.nan
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise BadSetting(f"{TIMEOUT_VARIABLE}: seconds, a positive number (got {given!r})")
+    return timeout
+
+
+def check_settings() -> None:
+    """Raises `BadSetting` for a webhook setting that cannot be used: `serve` and `project`
+    call it before starting, so a typo stops them with the reason rather than leaving every
+    delivery to fail in the background."""
+    retry_delays_from_environment()
+    timeout_from_environment()
 
 
 def delay_after(failures: int, delays: Sequence[float]) -> float:
     """The wait after a record's first waiting event failed `failures` times (the list's last
     value repeats if it is shorter than the attempts)."""
     return delays[min(failures, len(delays)) - 1]
+
+
+class UrlRefused(httpcore.ConnectError):
+    """The connection was not made: the policy refuses the host (`reason` as in the 422)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"url not allowed: {reason}")
+        self.reason = reason
+
+
+class VettingBackend(httpcore.NetworkBackend):
+    """httpcore's network backend, connecting only where `policy` allows: a host the policy
+    lists is connected by name; any other is resolved once, every address vetted, and the
+    connection made to those addresses themselves. httpcore still uses the URL's host for
+    `Host`, SNI and the certificate check."""
+
+    def __init__(self, policy: UrlPolicy) -> None:
+        self.policy = policy
+        self.inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        try:
+            addresses = self.policy.addresses_to_connect(host, port)
+        except WebhookUrlNotAllowed as refused:
+            raise UrlRefused(refused.details.get("reason", "host")) from None
+        if addresses is None:
+            return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                failure = error
+        assert failure is not None
+        raise failure
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        raise UrlRefused("host")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+class VettingTransport(httpx.HTTPTransport):
+    """httpx's own transport over a `VettingBackend` (httpx has no public way to hand its pool
+    a network backend, so the pool is made again with the same settings)."""
+
+    def __init__(self, policy: UrlPolicy, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
+            network_backend=VettingBackend(policy))
 
 
 @dataclass
@@ -89,22 +195,13 @@ class _Subscription:
 
 @dataclass
 class _Line:
-    """A record's waiting events, first to last, as read at the start of a pass."""
+    """A record's events not yet delivered, first to last, as read at the start of a pass."""
 
     stream_id: uuid.UUID
     positions: list[int]
-    attempts: int
+    attempts: int  # failures of the first
     due: bool  # its first event may be tried now (not parked, its delay over)
     parked: bool
-
-
-@dataclass
-class _Sent:
-    """What one record's sending in a pass came to."""
-
-    delivered: list[int] = field(default_factory=list)
-    failed_at: int | None = None  # the position that failed; it and the rest wait in the line
-    error: str | None = None
 
 
 class WebhookWorker:
@@ -112,16 +209,26 @@ class WebhookWorker:
                  poll_s: float = 0.025, policy: UrlPolicy | None = None, concurrency: int = 16) -> None:
         self.app = app  # the ChannelDepartment: its recorder, datastore and mapper
         self.delays = tuple(delays) if delays is not None else retry_delays_from_environment()
-        timeout = timeout_s if timeout_s is not None else float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_S))
+        timeout = timeout_s if timeout_s is not None else timeout_from_environment()
         self.poll_s = poll_s
-        self.policy = CachedUrlPolicy(policy or UrlPolicy.from_environment())
+        limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
         # Redirects are not followed: a 3xx is a failure, and a receiver cannot bounce the
         # request to a host the policy would refuse.
-        self.http = httpx.Client(timeout=timeout, follow_redirects=False, headers={"user-agent": USER_AGENT},
-                                 limits=httpx.Limits(max_connections=concurrency * 2,
-                                                     max_keepalive_connections=concurrency))
+        self.http = httpx.Client(transport=VettingTransport(policy or UrlPolicy.from_environment(), limits),
+                                 timeout=timeout, follow_redirects=False, trust_env=False,
+                                 headers={"user-agent": USER_AGENT})
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        # The tasks' commits share the process's connection pool with the API's requests: a
+        # burst of tasks ending together takes a few connections, never all of them.
+        self._committing = threading.BoundedSemaphore(COMMITS_AT_ONCE)
         self._logs: dict[uuid.UUID, EventLog] = {}
+        # The records' tasks, by (subscription, record): a pass starts no second task for a record
+        # whose task is not done (done: its outcome is committed).
+        self._sending: dict[tuple[uuid.UUID, uuid.UUID], Future[None]] = {}
+        # Subscriptions this worker holds and found active at its last look: a task sends its
+        # next event only while its subscription is among them, so a pause, a delete or a lost
+        # lock stops it after the request in flight.
+        self._active: frozenset[uuid.UUID] = frozenset()
         # Subscriptions whose last pass failed (the database, an event that cannot be made into
         # an item): when to try again, and the error, logged once while it lasts.
         self._troubled: dict[uuid.UUID, tuple[float, str]] = {}
@@ -131,8 +238,17 @@ class WebhookWorker:
         return self.app.event_recorder.datastore
 
     def close(self) -> None:
+        self._active = frozenset()
         self.pool.shutdown(wait=True)
         self.http.close()
+
+    def idle(self) -> bool:
+        """No record is being sent (for tests)."""
+        return all(task.done() for task in list(self._sending.values()))
+
+    def _sending_now(self, key: tuple[uuid.UUID, uuid.UUID]) -> bool:
+        task = self._sending.get(key)
+        return task is not None and not task.done()
 
     # The loop ------------------------------------------------------------------------------
 
@@ -141,7 +257,7 @@ class WebhookWorker:
         trouble = ""
         while not stop.is_set():
             try:
-                with self.datastore.get_connection() as lock_conn:
+                with self._lock_session() as lock_conn:
                     self._run_locked(lock_conn, stop)
             except Exception as error:  # noqa: BLE001 - the lock session is lost: a new one after a pause
                 self._logs.clear()
@@ -150,6 +266,20 @@ class WebhookWorker:
                     logger.warning("webhook delivery: the locks' session is lost (%s); taking them again", text)
                 trouble = text
                 stop.wait(0.5)
+            finally:
+                self._active = frozenset()
+
+    def _lock_session(self) -> psycopg.Connection[Any]:
+        """A connection of its own (not the pool's) for the advisory locks, with keepalives."""
+        pool = self.datastore.pool
+        conn = psycopg.connect(pool.conninfo, **{**pool.kwargs, **LOCK_SESSION_KEEPALIVES, "autocommit": True,
+                                                  "row_factory": dict_row})
+        try:
+            conn.execute(_SERVER_KEEPALIVES)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _run_locked(self, lock_conn: Any, stop: threading.Event) -> None:
         held: set[uuid.UUID] = set()
@@ -168,14 +298,17 @@ class WebhookWorker:
                                      (_lock_name(subscription_id),))
                         if lock.fetchone()["got"]:
                             held.add(subscription_id)
+                    self._active = frozenset(s for s in held if live[s] == "active")
+                    self._sending = {key: task for key, task in self._sending.items() if not task.done()}
                     busy = False
-                    for subscription_id in sorted(held):
-                        if live[subscription_id] != "active" or stop.is_set():
-                            continue
+                    for subscription_id in sorted(self._active):
+                        if stop.is_set():
+                            break
                         busy = self._deliver_reporting(subscription_id) or busy
                     if not busy:
                         stop.wait(self.poll_s)
         finally:
+            self._active = frozenset()
             if not lock_conn.broken and not lock_conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     lock_conn.execute("SELECT pg_advisory_unlock_all()")
@@ -200,7 +333,8 @@ class WebhookWorker:
     # One pass of one subscription ----------------------------------------------------------
 
     def deliver(self, subscription_id: uuid.UUID) -> bool:
-        """One pass: the new events after the checkpoint, and the lines whose turn it is.
+        """One pass: the new events after the checkpoint into their records' lines, then a task
+        for every line whose turn it is and that no task is sending. Never waits for a task.
         Returns whether there was anything to do. The caller holds the subscription's lock."""
         subscription = self._load(subscription_id)
         if subscription is None:
@@ -208,50 +342,46 @@ class WebhookWorker:
         log = self._logs.get(subscription_id)
         if log is None or log.position != subscription.position:
             log = self._logs[subscription_id] = EventLog(self.app.event_recorder, after=subscription.position)
-        lines = self._lines(subscription_id)
         batch = log.read(BATCH)
         wanted = [n for n in batch if subscription.wants(n)]
-        due = [line for line in lines.values() if line.due]
-        if not batch and not due:
-            return False
+        if batch:
+            self._set_aside(subscription, log.position, wanted)
+        started = False
+        lines = [line for line in self._lines(subscription_id)
+                 if line.due and not self._sending_now((subscription_id, line.stream_id))]
+        if lines:
+            known = {n.id: n for n in wanted}
+            positions = [p for line in lines for p in line.positions[:PER_TASK]]
+            known.update(self._notifications([p for p in positions if p not in known]))
+            bodies = {item["position"]: _body(item) for item in feed_items(self.app, [known[p] for p in positions])}
+            for line in lines:
+                events = [(p, str(_event_id(known[p])), bodies[p]) for p in line.positions[:PER_TASK]]
+                key = (subscription_id, line.stream_id)
+                self._sending[key] = self.pool.submit(self._send_line, subscription, line, events)
+                started = True
+        return bool(batch) or started
 
-        # Per record: what to send now (a due line, then its new events), or what joins a line.
-        to_send: dict[uuid.UUID, list[int]] = {line.stream_id: list(line.positions) for line in due}
-        joining: list[tuple[int, uuid.UUID]] = []
-        for notification in wanted:
-            stream = notification.originator_id
-            if stream in lines and not lines[stream].due:
-                joining.append((notification.id, stream))
-            else:
-                to_send.setdefault(stream, []).append(notification.id)
-        notifications = {n.id: n for n in wanted}
-        missing = [p for positions in to_send.values() for p in positions if p not in notifications]
-        notifications.update(self._notifications(missing))
-        sendable = [notifications[p] for positions in to_send.values() for p in positions]
-        bodies = {item["position"]: _body(item) for item in feed_items(self.app, sendable)} if sendable else {}
-
-        refusal = self.policy.why_refused(subscription.url)
-        signer = Webhook(subscription.secret)
-        futures = {stream: self.pool.submit(self._send_in_order, subscription, signer, refusal,
-                                            [(p, notifications[p], bodies[p]) for p in positions])
-                   for stream, positions in to_send.items()}
-        sent = {stream: future.result() for stream, future in futures.items()}
-        self._commit(subscription, log.position if batch else subscription.position, lines, to_send, sent, joining)
-        return True
-
-    def _send_in_order(self, subscription: _Subscription, signer: Webhook, refusal: str | None,
-                       events: list[tuple[int, Notification, str]]) -> _Sent:
-        sent = _Sent()
-        for position, notification, body in events:
-            error = refusal or self._post(subscription.url, signer, str(_event_id(notification)), body)
-            if error is not None:
-                sent.failed_at, sent.error = position, error
-                break
-            sent.delivered.append(position)
-        return sent
+    def _send_line(self, subscription: _Subscription, line: _Line, events: list[tuple[int, str, str]]) -> None:
+        """A task: the line's events in order until one fails, then what came of it, committed."""
+        try:
+            signer = Webhook(subscription.secret)
+            delivered: list[int] = []
+            failed_at, error = None, None
+            for position, message_id, body in events:
+                if subscription.id not in self._active:
+                    break  # paused, deleted or no longer ours: the rest stays in the line
+                error = self._post(subscription.url, signer, message_id, body)
+                if error is not None:
+                    failed_at = position
+                    break
+                delivered.append(position)
+            with self._committing:
+                self._commit_line(subscription, line, delivered, failed_at, error)
+        except Exception:  # noqa: BLE001 - the line is as it was: the next pass sends it again
+            logger.exception("webhook %s: sending record %s failed", subscription.id, line.stream_id)
 
     def _post(self, url: str, signer: Webhook, message_id: str, body: str) -> str | None:
-        """None when the receiver answered 2xx, else what went wrong."""
+        """None when the receiver answered 2xx, else what went wrong — never an address."""
         now = datetime.now(UTC)
         headers = {"content-type": "application/json", "webhook-id": message_id,
                    "webhook-timestamp": str(int(now.timestamp())),
@@ -265,7 +395,10 @@ class WebhookWorker:
         except httpx.TimeoutException:
             return "timeout"
         except httpx.HTTPError as error:
-            return f"{type(error).__name__}: {error}"[:500]
+            if isinstance(error.__cause__, UrlRefused):
+                return str(error.__cause__)
+            # The class only: an OS error's text can name the address connected to.
+            return f"{type(error).__name__}"
 
     # Reading and writing the subscription's state -------------------------------------------
 
@@ -279,7 +412,7 @@ class WebhookWorker:
         return _Subscription(row["id"], row["url"], row["secret"], row["position"],
                              EventFilter.of(row["types"], row["stream_types"]))
 
-    def _lines(self, subscription_id: uuid.UUID) -> dict[uuid.UUID, _Line]:
+    def _lines(self, subscription_id: uuid.UUID) -> list[_Line]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 "SELECT stream_id, array_agg(position ORDER BY position) AS positions,"
@@ -287,9 +420,8 @@ class WebhookWorker:
                 " (array_agg(next_attempt_at <= now() ORDER BY position))[1] AS due,"
                 " (array_agg(parked_at IS NOT NULL ORDER BY position))[1] AS parked"
                 " FROM webhook_lines WHERE subscription_id = %s GROUP BY stream_id", (subscription_id,))
-            return {row["stream_id"]: _Line(row["stream_id"], row["positions"], row["attempts"],
-                                            row["due"] and not row["parked"], row["parked"])
-                    for row in curs.fetchall()}
+            return [_Line(row["stream_id"], row["positions"], row["attempts"], row["due"] and not row["parked"],
+                          row["parked"]) for row in curs.fetchall()]
 
     def _notifications(self, positions: Sequence[int]) -> dict[int, Notification]:
         if not positions:
@@ -302,61 +434,48 @@ class WebhookWorker:
                                                    state=bytes(row["state"]))
                     for row in curs.fetchall()}
 
-    def _commit(self, subscription: _Subscription, read_to: int, lines: dict[uuid.UUID, _Line],
-                to_send: dict[uuid.UUID, list[int]], sent: dict[uuid.UUID, _Sent],
-                joining: list[tuple[int, uuid.UUID]]) -> None:
-        """What this pass did, in one transaction, and only if the checkpoint is still where
-        the pass read it (else another worker owns the subscription now: roll back, and the
-        events sent are sent again by it — at least once)."""
-        delivered_from_lines: list[int] = []
-        # Rows of webhook_lines: (subscription, position, record, failures, wait in seconds, error, parked).
-        # Times are the database's (`now()`), the clock every worker and API process shares.
-        new_rows: list[tuple[Any, ...]] = [(subscription.id, p, stream, 0, 0.0, None, False) for p, stream in joining]
-        failed_heads: list[tuple[Any, ...]] = []
-        last_error = None
-        for stream, positions in to_send.items():
-            outcome = sent[stream]
-            line = lines.get(stream)
-            in_line = set(line.positions) if line is not None else set()
-            delivered_from_lines += [p for p in outcome.delivered if p in in_line]
-            if outcome.failed_at is None:
-                continue
-            last_error = outcome.error
-            failures = (line.attempts if line is not None and outcome.failed_at == line.positions[0] else 0) + 1
-            parked = failures >= MAX_ATTEMPTS
-            for p in positions[positions.index(outcome.failed_at):]:
-                if p == outcome.failed_at:
-                    failed_heads.append((subscription.id, p, stream, failures, delay_after(failures, self.delays),
-                                         outcome.error, parked))
-                elif p not in in_line:
-                    new_rows.append((subscription.id, p, stream, 0, 0.0, None, False))
-            if parked:
-                logger.warning("webhook %s: record %s parked after %d failed attempts at position %d (%s)",
-                               subscription.id, stream, failures, outcome.failed_at, outcome.error)
-        delivered_any = any(outcome.delivered for outcome in sent.values())
+    def _set_aside(self, subscription: _Subscription, read_to: int, wanted: list[Notification]) -> None:
+        """The events read into their records' lines and the checkpoint moved past them, in one
+        transaction, and only if the checkpoint is still where the pass read it (else another
+        worker owns the subscription now: roll back)."""
         with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            curs.execute(
-                "UPDATE webhook_subscriptions SET position = %s,"
-                " last_error = coalesce(%s, last_error), last_error_at = CASE WHEN %s::text IS NULL"
-                " THEN last_error_at ELSE now() END,"
-                " last_delivered_at = CASE WHEN %s THEN now() ELSE last_delivered_at END"
-                " WHERE id = %s AND position = %s AND status <> 'deleted'",
-                (read_to, last_error, last_error, delivered_any, subscription.id, subscription.position))
+            curs.execute("UPDATE webhook_subscriptions SET position = %s"
+                         " WHERE id = %s AND position = %s AND status <> 'deleted'",
+                         (read_to, subscription.id, subscription.position))
             if curs.rowcount != 1:
                 self._logs.pop(subscription.id, None)
                 raise CheckpointMoved(f"webhook {subscription.id} is no longer at position {subscription.position}")
-            if delivered_from_lines:
+            if wanted:
+                # Times are the database's (`now()`), the clock every worker and API process shares.
+                curs.executemany("INSERT INTO webhook_lines (subscription_id, position, stream_id) VALUES (%s, %s, %s)"
+                                 " ON CONFLICT DO NOTHING",
+                                 [(subscription.id, n.id, n.originator_id) for n in wanted])
+
+    def _commit_line(self, subscription: _Subscription, line: _Line, delivered: list[int], failed_at: int | None,
+                     error: str | None) -> None:
+        """A task's outcome, in one transaction. What was delivered leaves the line (right
+        whoever sent it). A failure is counted only on the row as the pass read it — attempts
+        unchanged, not parked — so a replay, or another worker's count, that came meanwhile
+        wins over it."""
+        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            if delivered:
                 curs.execute("DELETE FROM webhook_lines WHERE subscription_id = %s AND position = ANY(%s)",
-                             (subscription.id, delivered_from_lines))
-            rows = failed_heads + new_rows
-            if rows:
-                curs.executemany(
-                    "INSERT INTO webhook_lines (subscription_id, position, stream_id, attempts, next_attempt_at,"
-                    " last_error, parked_at) VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s), %s,"
-                    " CASE WHEN %s THEN now() END)"
-                    " ON CONFLICT (subscription_id, position) DO UPDATE SET attempts = EXCLUDED.attempts,"
-                    " next_attempt_at = EXCLUDED.next_attempt_at, last_error = EXCLUDED.last_error,"
-                    " parked_at = EXCLUDED.parked_at", rows)
+                             (subscription.id, delivered))
+                curs.execute("UPDATE webhook_subscriptions SET last_delivered_at = now() WHERE id = %s",
+                             (subscription.id,))
+            if failed_at is None:
+                return
+            before = line.attempts if failed_at == line.positions[0] else 0
+            failures = before + 1
+            parked = failures >= MAX_ATTEMPTS
+            curs.execute(
+                "UPDATE webhook_lines SET attempts = %s, next_attempt_at = now() + make_interval(secs => %s),"
+                " last_error = %s, last_error_at = now(), parked_at = CASE WHEN %s THEN now() END"
+                " WHERE subscription_id = %s AND position = %s AND attempts = %s AND parked_at IS NULL",
+                (failures, delay_after(failures, self.delays), error, parked, subscription.id, failed_at, before))
+            if parked and curs.rowcount == 1:
+                logger.warning("webhook %s: record %s parked after %d failed attempts at position %d (%s)",
+                               subscription.id, line.stream_id, failures, failed_at, error)
 
 
 class CheckpointMoved(RuntimeError):

@@ -3,16 +3,40 @@ by a real `WebhookWorker` to a real receiver on 127.0.0.1, checked as a receiver
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook
+from typer.testing import CliRunner
 
-from integration.webhook_subscriptions import UrlPolicy
-from integration.webhooks import WebhookWorker
+from api import cli
+
+from integration.webhook_subscriptions import (
+    MAX_ATTEMPTS,
+    Actor,
+    Subscriptions,
+    UrlPolicy,
+    WebhookUrlNotAllowed,
+    is_public_address,
+)
+from integration.webhooks import (
+    DEFAULT_RETRY_DELAYS,
+    RETRY_DELAYS_VARIABLE,
+    TIMEOUT_VARIABLE,
+    BadSetting,
+    WebhookWorker,
+    delay_after,
+    retry_delays_from_environment,
+)
 from tests.api.flows import ERP, HR, SPECIALIST, post
+from tests.channel_domain.store.test_export_bounds import HELD_MARKER, HOLD, write
 from tests.integration.receiver import Receiver, receiving
 
 AUDITOR = ("auditor-1", ("auditor",))
@@ -35,8 +59,9 @@ def delivering(api) -> Iterator[Callable[..., WebhookWorker]]:
     """Starts a delivery worker on the API's database (fast retry delays unless told)."""
     started: list[tuple[WebhookWorker, threading.Event, threading.Thread]] = []
 
-    def start(delays: tuple[float, ...] = (0.05,) * 8, policy: UrlPolicy | None = None) -> WebhookWorker:
-        worker = WebhookWorker(api.department, delays=delays, timeout_s=5, poll_s=0.01,
+    def start(delays: tuple[float, ...] = (0.05,) * 8, policy: UrlPolicy | None = None,
+              timeout_s: float = 5) -> WebhookWorker:
+        worker = WebhookWorker(api.department, delays=delays, timeout_s=timeout_s, poll_s=0.01,
                                policy=policy or UrlPolicy((LOCAL,)))
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
@@ -113,6 +138,28 @@ def test_only_integration_changes_subscriptions_and_auditors_read_them(api, rece
     assert delete(api, webhook, AUDITOR) == 403
 
 
+def test_an_integration_actor_sees_and_manages_only_its_own_subscriptions(api, receiver):
+    crm = ("crm", ("integration",))
+    erps = subscribe(api, receiver.url + "?erp").json()["id"]
+    crms = subscribe(api, receiver.url + "?crm", who=crm).json()["id"]
+    listed = lambda who: [i["id"] for i in api.get("/v1/webhooks", actor=who[0], roles=who[1]).json()["items"]]  # noqa: E731
+    assert listed(ERP) == [erps] and listed(crm) == [crms]
+    assert sorted(listed(AUDITOR)) == sorted([erps, crms])  # auditors read every one
+    # Another's subscription is not found, exactly as one that does not exist: its existence is not revealed.
+    unknown = str(uuid.uuid4())
+    for target in (erps, unknown):
+        for path in (f"/v1/webhooks/{target}", f"/v1/webhooks/{target}/changes"):
+            refused = api.get(path, actor=crm[0], roles=crm[1])
+            assert (refused.status_code, refused.json()["code"]) == (404, "not_found"), path
+        for action in ("pause", "resume", "parked/replay"):
+            assert post(api, f"/v1/webhooks/{target}/{action}", None, crm, 404).json()["code"] == "not_found"
+        assert delete(api, target, crm) == 404
+    assert read(api, erps)["status"] == "active"  # untouched by the other actor
+    assert [c["action"] for c in api.get(f"/v1/webhooks/{erps}/changes", actor=ERP[0], roles=ERP[1]).json()["items"]] == [
+        "created"]
+    assert read(api, erps, AUDITOR)["created_by"] == "erp" and read(api, crms, AUDITOR)["created_by"] == "crm"
+
+
 def test_refusals_name_why(api, receiver, monkeypatch):
     for url, reason in (("ftp://127.0.0.1/hook", "scheme"), ("file:///etc/passwd", "scheme"),
                         ("http://10.1.2.3/hook", "host"), ("http://user:pw@127.0.0.1/hook", "credentials"),
@@ -121,9 +168,11 @@ def test_refusals_name_why(api, receiver, monkeypatch):
         assert (refused["code"], refused["reason"]) == ("webhook_url_not_allowed", reason), url
     monkeypatch.delenv("CHANNEL_DOMAIN_WEBHOOK_ALLOWED_HOSTS")  # the default: public addresses only
     for url in (receiver.url, "http://localhost/", "http://169.254.169.254/latest/meta-data", "http://[::1]/",
-                "http://192.168.1.1/"):
+                "http://192.168.1.1/", "http://[2002:7f00:1::]/", "http://[64:ff9b::7f00:1]/",
+                "http://[64:ff9b::a9fe:a9fe]/", "http://[::ffff:127.0.0.1]/", "http://[::127.0.0.1]/"):
         refused = subscribe(api, url, expect=422).json()
         assert (refused["code"], refused["reason"]) == ("webhook_url_not_allowed", "address"), url
+        assert "127.0.0.1" not in refused["detail"] or "127.0.0.1" in url, refused["detail"]
     monkeypatch.setenv("CHANNEL_DOMAIN_WEBHOOK_ALLOWED_HOSTS", f"public,{LOCAL}")
     subscribe(api, receiver.url)
     assert subscribe(api, receiver.url, expect=422, from_position=10**9).json()["code"] == "from_position_beyond_head"
@@ -148,16 +197,15 @@ def test_a_repeated_creation_answers_the_same_subscription_without_its_secret(ap
 
 def test_every_change_is_attributed(api, receiver):
     webhook = post(api, "/v1/webhooks", {"url": receiver.url}, ERP, 201, **{"X-Correlation-Id": "ops-1"}).json()["id"]
-    other = ("crm", ("integration",))
-    post(api, f"/v1/webhooks/{webhook}/pause", None, other)
-    post(api, f"/v1/webhooks/{webhook}/pause", None, other)  # already paused: no change, nothing recorded
+    post(api, f"/v1/webhooks/{webhook}/pause", None, ERP, **{"X-Correlation-Id": "ops-2"})
+    post(api, f"/v1/webhooks/{webhook}/pause", None, ERP)  # already paused: no change, nothing recorded
     post(api, f"/v1/webhooks/{webhook}/resume", None, ERP)
-    assert delete(api, webhook, other) == 204
+    assert delete(api, webhook, ERP) == 204
     assert api.get(f"/v1/webhooks/{webhook}", actor=ERP[0], roles=ERP[1]).status_code == 404
     changes = api.get(f"/v1/webhooks/{webhook}/changes", actor=AUDITOR[0], roles=AUDITOR[1]).json()["items"]
     assert [(c["action"], c["actor"]) for c in changes] == [
-        ("created", "erp"), ("paused", "crm"), ("resumed", "erp"), ("deleted", "crm")]
-    assert changes[0]["correlation_id"] == "ops-1" and changes[0]["roles"] == ["integration"]
+        ("created", "erp"), ("paused", "erp"), ("resumed", "erp"), ("deleted", "erp")]
+    assert [c["correlation_id"] for c in changes[:2]] == ["ops-1", "ops-2"] and changes[0]["roles"] == ["integration"]
     assert changes[0]["details"]["url"] == receiver.url and all(c["at"] for c in changes)
 
 
@@ -231,9 +279,11 @@ def test_a_failing_record_waits_with_growing_delays_while_the_others_go_on(api, 
     assert gaps[0] >= 0.3 and gaps[1] >= 0.6 and gaps[2] >= 1.2, gaps
     stuck_versions = [i["version"] for i in receiver.items() if i["stream_id"] == stuck]
     assert stuck_versions == [1, 2, 3]  # in order, the later ones having waited behind the first
+    receiver.wait_for(lambda: read(api, webhook)["lag"] == 0, what="the stuck record's delivery committed")
     state = read(api, webhook)
     assert (state["lag"], state["attempts"], state["waiting"]["events"]) == (0, 0, 0)
-    assert state["last_error"] == "HTTP 503" and state["last_delivered_at"]
+    assert state["last_error"] is None and state["last_error_at"] is None  # nothing waits: nothing failing
+    assert state["last_delivered_at"]
 
 
 def test_a_record_is_parked_after_eight_failures_and_replayed_in_order(api, receiver, delivering):
@@ -249,10 +299,16 @@ def test_a_record_is_parked_after_eight_failures_and_replayed_in_order(api, rece
     complaint(api, broken, "three")  # joins the parked record: never delivered ahead of it
     healthy, _ = partner(api, "Healthy")
     receiver.wait_for(lambda: healthy in {i["stream_id"] for i in receiver.items()}, what="others still delivered")
+    receiver.wait_for(lambda: read(api, webhook)["waiting"]["events"] == 0, what="the healthy record's commit")
     state = read(api, webhook)
     (parked,) = state["parked"]["records"]
     assert parked["stream_id"] == broken and parked["events"] == 3 and parked["attempts"] == 8
-    assert parked["last_error"] == "HTTP 500" and parked["parked_at"] and state["lag"] == 0
+    assert parked["last_error"] == "HTTP 500" and parked["parked_at"]
+    # api.md: a parked event is not delivered, so the position stays below it and the lag counts
+    # every event from it on; attempts and last_error are its own.
+    assert state["position"] == parked["positions"][0] - 1
+    assert state["lag"] == state["head"] - state["position"] > 0
+    assert (state["attempts"], state["last_error"]) == (8, "HTTP 500") and state["last_error_at"]
     assert len(first_version_tries()) == 8  # parked: tried no more
 
     receiver.answer = lambda item: 200
@@ -261,8 +317,10 @@ def test_a_record_is_parked_after_eight_failures_and_replayed_in_order(api, rece
     receiver.wait_for(lambda: len([i for i in receiver.items() if i["stream_id"] == broken]) == 3,
                       what="the parked events delivered")
     assert [i["version"] for i in receiver.items() if i["stream_id"] == broken] == [1, 2, 3]
+    receiver.wait_for(lambda: read(api, webhook)["lag"] == 0, what="the replayed record committed")
     final = read(api, webhook)
     assert final["waiting"]["events"] == final["parked"]["events"] == 0
+    assert (final["attempts"], final["last_error"]) == (0, None)
     changes = api.get(f"/v1/webhooks/{webhook}/changes", actor=ERP[0], roles=ERP[1]).json()["items"]
     assert changes[-1]["action"] == "replayed" and changes[-1]["details"] == {"records": [broken], "events": 3}
 
@@ -274,16 +332,21 @@ def test_the_status_shows_position_lag_attempts_and_the_last_error(api, receiver
     complaint(api, down, "later")
     delivering(delays=(60.0,))  # one failure, then a long wait: the state holds still to be read
     receiver.wait_for(lambda: read(api, webhook)["attempts"] == 1, what="one failure counted")
+    up, _ = partner(api, "Up")  # delivered after the failing record's events
+    receiver.wait_for(lambda: up in {i["stream_id"] for i in receiver.items()}, what="a later record delivered")
+    receiver.wait_for(lambda: read(api, webhook)["waiting"]["events"] == 2, what="its commit")
     state = read(api, webhook)
-    assert state["position"] == state["head"] and state["lag"] == 0  # set aside, not holding the others up
-    assert state["last_error"] == "HTTP 502" and state["last_error_at"]
     (line,) = state["waiting"]["records"]
     assert (line["stream_id"], line["events"], line["attempts"], line["last_error"]) == (down, 2, 1, "HTTP 502")
     assert len(line["positions"]) == 2 and line["next_attempt_at"]
+    # api.md: position = the last event such that every event up to it was delivered (or filtered
+    # out): just below the first waiting one, though a later record was delivered.
+    assert state["position"] == line["positions"][0] - 1 and state["lag"] == state["head"] - state["position"] == 3
+    assert (state["attempts"], state["last_error"]) == (1, "HTTP 502") and state["last_error_at"]
     post(api, f"/v1/webhooks/{webhook}/pause", None, ERP)
     partner(api, "While paused")
-    head = read(api, webhook)["head"]
-    assert read(api, webhook)["lag"] == head - state["position"] > 0
+    paused = read(api, webhook)
+    assert paused["lag"] == paused["head"] - state["position"] == 4
 
 
 def test_a_paused_subscription_delivers_nothing_until_resumed(api, receiver, delivering):
@@ -321,7 +384,7 @@ def test_the_host_is_checked_again_before_each_delivery(api, receiver, deliverin
     delivering(delays=(60.0,), policy=UrlPolicy())  # the operator took 127.0.0.1 off the list since
     receiver.wait_for(lambda: read(api, webhook)["attempts"] == 1, what="the refusal counted as a failure")
     assert receiver.requests == []
-    assert read(api, webhook)["last_error"].startswith("url not allowed")
+    assert read(api, webhook)["last_error"] == "url not allowed: address"  # the reason, never the address
 
 
 def test_a_redirect_is_not_followed(api, receiver, delivering):
@@ -331,3 +394,195 @@ def test_a_redirect_is_not_followed(api, receiver, delivering):
     delivering(delays=(60.0,))
     receiver.wait_for(lambda: read(api, webhook)["attempts"] == 1, what="the 307 counted as a failure")
     assert len(receiver.requests) == 1 and read(api, webhook)["last_error"] == "HTTP 307"
+
+
+def test_a_hanging_receiver_holds_up_only_its_own_record(api, receiver, delivering):
+    """A receiver that hangs on one record's events, longer than the timeout, at every try:
+    other records' events still arrive promptly — neither its requests nor its retries wait
+    in their way (before, each pass waited for every record's request: up to the timeout)."""
+    subscribe(api, receiver.url)
+    stuck, _ = partner(api, "Hangs")
+    receiver.answer = lambda item: (time.sleep(5.0), 204)[1] if item["stream_id"] == stuck else 204
+    delivering(delays=(0.05,), timeout_s=2.0)
+    committed: dict[str, float] = {}
+    until = time.monotonic() + 7.0
+    while time.monotonic() < until:
+        partner_id, _ = partner(api, "Prompt")
+        committed[partner_id] = time.monotonic()  # the command's answer: its event is committed
+        time.sleep(0.1)
+    receiver.wait_for(lambda: set(committed) <= {i["stream_id"] for i in receiver.items()}, what="the others arrived")
+    receiver.wait_for(lambda: len([r for r in receiver.requests if r.item["stream_id"] == stuck]) >= 3, timeout=20,
+                      what="the hanging record tried again and again meanwhile")
+    arrived = {r.item["stream_id"]: r.at for r in receiver.delivered}
+    latencies = sorted(arrived[p] - committed[p] for p in committed)
+    assert latencies[-1] < 0.75, f"slowest {latencies[-1]:.2f} s of {len(latencies)}; timeout 2 s"
+
+
+def _resolver(table: dict[str, str], asked: list[str] | None = None) -> Callable[..., list]:
+    """A DNS of the test's own: `table` maps names to one address (changeable between calls)."""
+
+    def resolve(host: str, port: int, *_: object, **__: object) -> list:
+        if asked is not None:
+            asked.append(host)
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "unknown name")
+        return socket.getaddrinfo(table[host], port, type=socket.SOCK_STREAM)
+
+    return resolve
+
+
+def _loopback_counts_as_public(address) -> bool:  # noqa: ANN001 - so a test's receiver can stand in for a public host
+    return address.is_loopback or is_public_address(address)
+
+
+def test_embedded_ipv4_forms_are_judged_by_the_address_they_embed():
+    for text, public in (("2002:7f00:1::", False), ("64:ff9b::7f00:1", False), ("::ffff:7f00:1", False),
+                         ("64:ff9b::a9fe:a9fe", False), ("2002:c0a8:101::", False), ("2002:a00:1::", False),
+                         ("64:ff9b:1::a00:1", False), ("::7f00:1", False), ("fe80::1", False), ("fd00::1", False),
+                         ("2002:808:808::", True), ("64:ff9b::808:808", True), ("::ffff:808:808", True),
+                         ("2606:4700:4700::1111", True), ("8.8.8.8", True), ("169.254.169.254", False)):
+        assert is_public_address(ipaddress.ip_address(text)) is public, text
+
+
+def test_a_refusal_names_its_reason_never_an_address(caplog):
+    policy = UrlPolicy(resolve=_resolver({"internal.example": "10.0.3.7"}))
+    with caplog.at_level(logging.WARNING, logger="integration.webhook_subscriptions"):
+        for url in ("http://internal.example/hook", "http://nowhere.example/hook"):
+            with pytest.raises(WebhookUrlNotAllowed) as refused:
+                policy.check(url)
+            # The same reason whether the name resolves inside or not at all: no map of internal DNS.
+            assert refused.value.details == {"reason": "address"}, url
+            assert "10.0.3.7" not in refused.value.message
+    assert "10.0.3.7" in caplog.text  # the operator still learns why, from the log
+
+
+def test_delivery_connects_to_the_address_it_vetted(api, receiver, delivering):
+    # The system's DNS cannot resolve this name: only a connection to the address the policy
+    # resolved and checked can reach the receiver.
+    asked: list[str] = []
+    policy = UrlPolicy(resolve=_resolver({"hooks.example.test": LOCAL}, asked), public=_loopback_counts_as_public)
+    url = receiver.url.replace(LOCAL, "hooks.example.test")
+    Subscriptions(api.department.event_recorder, policy).create(Actor("erp", ("integration",)), url)
+    partner(api, "Vetted")
+    delivering(policy=policy)
+    receiver.wait_for(lambda: len(receiver.delivered) == 1, what="delivered to the vetted address")
+    assert receiver.delivered[0].headers["host"] == url.split("/")[2]  # the name, not the address
+    assert asked.count("hooks.example.test") == 2  # once at creation, once for the connection
+
+
+def test_a_name_that_answers_otherwise_at_delivery_gets_nowhere(api, receiver, delivering, caplog):
+    table = {"hooks.example.test": LOCAL}
+    policy = UrlPolicy(resolve=_resolver(table), public=_loopback_counts_as_public)
+    url = receiver.url.replace(LOCAL, "hooks.example.test")
+    created = Subscriptions(api.department.event_recorder, policy).create(Actor("erp", ("integration",)), url)
+    webhook = str(created.subscription["id"])
+    table["hooks.example.test"] = "10.0.0.7"  # rebinding: a private address once the url was accepted
+    partner(api, "Not sent")
+    with caplog.at_level(logging.WARNING, logger="integration.webhook_subscriptions"):
+        delivering(policy=policy, delays=(60.0,))
+        receiver.wait_for(lambda: read(api, webhook)["attempts"] == 1, what="the refusal counted as a failure")
+    state = read(api, webhook)
+    assert receiver.requests == [] and state["last_error"] == "url not allowed: address"
+    assert "10.0.0.7" not in str(state) and "10.0.0.7" in caplog.text
+
+
+def test_a_replay_wins_over_a_failure_counted_from_before_it(api, receiver, delivering):
+    """A worker that read a line before a replay (another worker that has lost its lock without
+    noticing, or a pass racing the replay) cannot park it again with its stale count."""
+    webhook = subscribe(api, receiver.url).json()["id"]
+    broken, _ = partner(api, "Broken")
+    receiver.answer = lambda item: 500
+    worker = delivering(delays=(0.02,))
+    receiver.wait_for(lambda: read(api, webhook)["parked"]["events"] == 1, what="the record parked")
+    worker._active = frozenset()  # noqa: SLF001 - as a worker whose subscription is no longer its own
+    (stale,) = [line for line in worker._lines(uuid.UUID(webhook))]  # noqa: SLF001 - read before the replay
+    stale.attempts, stale.parked, stale.due = MAX_ATTEMPTS - 1, False, True
+    post(api, f"/v1/webhooks/{webhook}/parked/replay", None, ERP)
+    subscription = worker._load(uuid.UUID(webhook))  # noqa: SLF001
+    worker._commit_line(subscription, stale, [], stale.positions[0], "HTTP 500")  # noqa: SLF001 - its 8th failure
+    with psycopg.connect(api.database_url) as conn:
+        attempts, parked_at = conn.execute("SELECT attempts, parked_at FROM webhook_lines WHERE subscription_id = %s",
+                                           (webhook,)).fetchone()
+    assert parked_at is None and attempts < MAX_ATTEMPTS  # the replay stands
+
+
+@pytest.fixture
+def held_writer(api, database_url):
+    """A writer stopped after drawing its position, before committing, until released."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"""
+            CREATE FUNCTION hold_writer() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF position('{HELD_MARKER}' in convert_from(NEW.state, 'UTF8')) > 0 THEN
+                    PERFORM pg_advisory_xact_lock_shared({HOLD});
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE TRIGGER hold_writer AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION hold_writer();
+        """)
+    gate = psycopg.connect(database_url, autocommit=True)
+    gate.execute("SELECT pg_advisory_lock(%s)", (HOLD,))
+    writer = threading.Thread(target=write, args=(api.department, HELD_MARKER))
+    writer.start()
+    while not gate.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND wait_event = 'advisory'").fetchone():
+        time.sleep(0.01)
+
+    def release() -> None:
+        gate.execute("SELECT pg_advisory_unlock(%s)", (HOLD,))
+
+    try:
+        yield release
+    finally:
+        release()
+        writer.join(timeout=60)
+        gate.close()
+
+
+def test_the_default_start_lets_a_writer_below_the_head_commit_first(api, receiver, held_writer):
+    # Started at max(position) at once, the subscription would begin above the held writer's
+    # position, and that event — committed after the answer — would never be delivered.
+    release = held_writer
+    partner(api, "Above the held one")
+    threading.Timer(0.5, release).start()
+    created = subscribe(api, receiver.url).json()
+    with psycopg.connect(api.database_url) as conn:
+        held = conn.execute("SELECT position FROM events WHERE convert_from(state, 'UTF8') LIKE %s",
+                            (f"%{HELD_MARKER}%",)).fetchone()
+    assert held is not None, "answered before the writer below the head committed"
+    assert held[0] < created["position"]  # committed before the answer: not a new event, rightly not sent
+
+
+def test_the_retry_schedule_and_its_setting(monkeypatch):
+    monkeypatch.delenv(RETRY_DELAYS_VARIABLE, raising=False)
+    assert retry_delays_from_environment() == DEFAULT_RETRY_DELAYS == (1, 5, 30, 120, 600, 3600, 7200, 14400)
+    # Parked at the 8th failure: the waits used are after failures 1..7.
+    assert [delay_after(n, DEFAULT_RETRY_DELAYS) for n in range(1, MAX_ATTEMPTS)] == [1, 5, 30, 120, 600, 3600, 7200]
+    assert [delay_after(n, (0.5, 2.0)) for n in (1, 2, 3, 7)] == [0.5, 2.0, 2.0, 2.0]  # the last one repeats
+    monkeypatch.setenv(RETRY_DELAYS_VARIABLE, " 0.5, 2 ,10")
+    assert retry_delays_from_environment() == (0.5, 2.0, 10.0)
+    for bad in ("-1", "1,,2", "nan", "1,inf", "soon", "1;2", ","):
+        monkeypatch.setenv(RETRY_DELAYS_VARIABLE, bad)
+        with pytest.raises(BadSetting, match=RETRY_DELAYS_VARIABLE):
+            retry_delays_from_environment()
+
+
+def test_serve_and_project_refuse_to_start_with_an_unusable_webhook_setting(monkeypatch):
+    for variable, value in ((RETRY_DELAYS_VARIABLE, "1,5,soon"), (TIMEOUT_VARIABLE, "0")):
+        for command in (["serve"], ["project"]):
+            result = CliRunner().invoke(cli.app, command, env={variable: value, "CHANNEL_DOMAIN_LOG_FORMAT": "text"})
+            assert result.exit_code == 2, (command, result.output)
+            assert "cannot deliver webhooks" in result.output and variable in result.output
+
+
+def test_the_lock_session_keeps_tcp_alive_both_ways(api):
+    worker = WebhookWorker(api.department, delays=(1.0,), timeout_s=1)
+    try:
+        with worker._lock_session() as session:  # noqa: SLF001 - the session whose death frees the locks
+            server_side = {name: session.execute(f"SHOW {name}").fetchone()[name] for name in (
+                "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")}
+            client_side = session.info.get_parameters()
+    finally:
+        worker.close()
+    assert server_side == {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
+    assert (client_side["keepalives"], client_side["keepalives_idle"], client_side["keepalives_count"]) == ("1", "5", "3")
