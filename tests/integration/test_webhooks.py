@@ -553,6 +553,13 @@ def test_the_default_start_lets_a_writer_below_the_head_commit_first(api, receiv
     assert held[0] < created["position"]  # committed before the answer: not a new event, rightly not sent
 
 
+def test_a_writer_below_the_head_open_for_seconds_is_a_503_to_retry_and_nothing_is_created(api, receiver, held_writer):
+    partner(api, "Above the held one")
+    refused = subscribe(api, receiver.url, expect=503).json()
+    assert refused["code"] == "head_not_settled"  # as the stream's start from the head says it
+    assert api.get("/v1/webhooks", actor=ERP[0], roles=ERP[1]).json()["items"] == []
+
+
 def test_the_retry_schedule_and_its_setting(monkeypatch):
     monkeypatch.delenv(RETRY_DELAYS_VARIABLE, raising=False)
     assert retry_delays_from_environment() == DEFAULT_RETRY_DELAYS == (1, 5, 30, 120, 600, 3600, 7200, 14400)

@@ -143,7 +143,7 @@ REFUSALS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "`webhook_url_not_allowed` (with `reason`: scheme, host, address,"
                                            " credentials, malformed), `from_position_beyond_head`,"
                                            " `idempotency_key_reused` or `validation_error`"},
-    503: {"model": Problem, "description": "`service_busy`: the head did not settle in time (a long transaction);"
+    503: {"model": Problem, "description": "`head_not_settled`: the head did not settle in time (a long transaction);"
                                            " retry"},
 }
 
@@ -172,8 +172,9 @@ def create_webhook(body: NewWebhook, request: Request, app: Department, caller: 
         created = _subscriptions(app).create(_actor(caller, request), body.url, body.types, body.stream_types,
                                              body.from_position, idempotency_key(request))
     except WritersStillOpen:
-        raise ApiProblem(503, "service_busy", "the log's head did not settle in time; retry shortly",
-                         {"Retry-After": "1"}) from None
+        # As the stream's start from the head: one code for one cause.
+        raise ApiProblem(503, "head_not_settled", "a transaction that could still commit below the head has "
+                                                  "been open for seconds; retry shortly", {"Retry-After": "1"}) from None
     headers = {"Location": f"/v1/webhooks/{created.subscription['id']}"}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
