@@ -241,7 +241,10 @@ def test_no_cursor_is_a_server_error(fuzzed_server, every_role, existing):
         lagging = response.status_code == 503 and response.json().get("code") == "projection_lagging"
         assert response.status_code < 500 or lagging, (path, name, value, response.text, fuzzed_server.log_tail())
         if response.status_code == 422:
-            assert response.json()["code"] == "validation_error"
+            # A well-formed position past the log's end is a refusal of its own (api.md's feed).
+            beyond = name == "after" and value.isascii() and value.isdigit()
+            assert response.json()["code"] in (("validation_error", "after_beyond_head") if beyond
+                                               else ("validation_error",))
 
     for where in paged:  # each parameter meets the worst of them at least once, whatever is drawn
         for value in ("9" * 40, "\u00b2", "-1"):
