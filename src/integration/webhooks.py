@@ -8,12 +8,16 @@ the checkpoint past it, and leaves the line only in the transaction that records
 receiver's 2xx. A worker killed in between sends those events again on restart, with the same
 `webhook-id` (the event id), so a receiver deduplicates on it.
 
-In order per record, no record waiting for another. Each record's line is sent by a task of
-its own (a thread pool over one keep-alive `httpx.Client`), one event after another, and the
-task commits its own outcome: what was delivered leaves the line; a failure stays at its head
-with its count, the delay for that count (`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the
-error. The pass that reads new events and starts tasks never waits for one, so a receiver that
-hangs on one record's event holds up that record alone. After `MAX_ATTEMPTS` failures the line
+In order per record, no record or subscription waiting for another. Each record's line is
+sent by a task of its own (a coroutine on the worker's event loop, over one keep-alive
+`httpx.AsyncClient`), one event after another, and the task commits its own outcome: what was
+delivered leaves the line; a failure stays at its head with its count, the delay for that count
+(`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the error. The pass that reads new events and
+starts tasks never waits for one, and tasks cost no thread while they wait, so a receiver that
+hangs holds up its own records alone: a subscription has at most `LINES_AT_ONCE` records in
+flight, and the connection pool has no cap another subscription could find used up. Each
+request has a total deadline (`CHANNEL_DOMAIN_WEBHOOK_TIMEOUT_S`, `asyncio.timeout`, which
+closes the connection): a receiver that drips its answer a byte at a time is cut there too. After `MAX_ATTEMPTS` failures the line
 is parked: tried no more, and later events of that record join it, until
 `POST /v1/webhooks/{id}/parked/replay`.
 
@@ -34,6 +38,7 @@ Fast. Idle workers look for new events every `poll_s` (25 ms).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -43,7 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +77,7 @@ DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 7200.0, 14400.0)
 DEFAULT_TIMEOUT_S = 10.0
 BATCH = 500
 PER_TASK = 100  # events of one record a task sends before the next pass takes the rest
+LINES_AT_ONCE = 16  # records of one subscription in flight at once
 COMMITS_AT_ONCE = 4
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
@@ -137,48 +143,48 @@ class UrlRefused(httpcore.ConnectError):
         self.reason = reason
 
 
-class VettingBackend(httpcore.NetworkBackend):
+class VettingBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting only where `policy` allows: a host the policy
-    lists is connected by name; any other is resolved once, every address vetted, and the
-    connection made to those addresses themselves. httpcore still uses the URL's host for
-    `Host`, SNI and the certificate check."""
+    lists is connected by name; any other is resolved once (in a thread: the policy's resolver
+    blocks), every address vetted, and the connection made to those addresses themselves.
+    httpcore still uses the URL's host for `Host`, SNI and the certificate check."""
 
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
-        self.inner = httpcore.SyncBackend()
+        self.inner = httpcore.AnyIOBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = self.policy.addresses_to_connect(host, port)
+            addresses = await asyncio.to_thread(self.policy.addresses_to_connect, host, port)
         except WebhookUrlNotAllowed as refused:
             raise UrlRefused(refused.details.get("reason", "host")) from None
         if addresses is None:
-            return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
         failure: Exception | None = None
         for address in addresses:
             try:
-                return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 failure = error
         assert failure is not None
         raise failure
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         raise UrlRefused("host")
 
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
 
 
-class VettingTransport(httpx.HTTPTransport):
+class VettingTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport over a `VettingBackend` (httpx has no public way to hand its pool
     a network backend, so the pool is made again with the same settings)."""
 
     def __init__(self, policy: UrlPolicy, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
-        self._pool = httpcore.ConnectionPool(
+        self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=VettingBackend(policy))
@@ -206,21 +212,25 @@ class _Line:
 
 class WebhookWorker:
     def __init__(self, app: Any, *, delays: Sequence[float] | None = None, timeout_s: float | None = None,
-                 poll_s: float = 0.025, policy: UrlPolicy | None = None, concurrency: int = 16) -> None:
+                 poll_s: float = 0.025, policy: UrlPolicy | None = None) -> None:
         self.app = app  # the ChannelDepartment: its recorder, datastore and mapper
         self.delays = tuple(delays) if delays is not None else retry_delays_from_environment()
-        timeout = timeout_s if timeout_s is not None else timeout_from_environment()
+        self.timeout_s = timeout_s if timeout_s is not None else timeout_from_environment()
         self.poll_s = poll_s
-        limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
+        # No cap on connections: a cap is a queue, and one subscription's hanging requests would
+        # fill it for every other (each subscription is capped by `LINES_AT_ONCE` instead).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         # Redirects are not followed: a 3xx is a failure, and a receiver cannot bounce the
         # request to a host the policy would refuse.
-        self.http = httpx.Client(transport=VettingTransport(policy or UrlPolicy.from_environment(), limits),
-                                 timeout=timeout, follow_redirects=False, trust_env=False,
-                                 headers={"user-agent": USER_AGENT})
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        self.http = httpx.AsyncClient(transport=VettingTransport(policy or UrlPolicy.from_environment(), limits),
+                                      timeout=self.timeout_s, follow_redirects=False, trust_env=False,
+                                      headers={"user-agent": USER_AGENT})
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="webhook-sending", daemon=True)
+        self._loop_thread.start()
         # The tasks' commits share the process's connection pool with the API's requests: a
         # burst of tasks ending together takes a few connections, never all of them.
-        self._committing = threading.BoundedSemaphore(COMMITS_AT_ONCE)
+        self._committing = asyncio.Semaphore(COMMITS_AT_ONCE)
         self._logs: dict[uuid.UUID, EventLog] = {}
         # The records' tasks, by (subscription, record): a pass starts no second task for a record
         # whose task is not done (done: its outcome is committed).
@@ -238,9 +248,28 @@ class WebhookWorker:
         return self.app.event_recorder.datastore
 
     def close(self) -> None:
+        """Lets each task finish the request in flight and commit it (bounded by the timeout),
+        then stops the sending loop."""
         self._active = frozenset()
-        self.pool.shutdown(wait=True)
-        self.http.close()
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._wind_down(), self.loop).result(timeout=self.timeout_s + 15)
+        except Exception:  # noqa: BLE001 - what is not committed is sent again by the next worker
+            logger.exception("webhook delivery: stopping the sending tasks failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(timeout=5)
+        if not self._loop_thread.is_alive():
+            self.loop.close()
+
+    async def _wind_down(self) -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.timeout_s + 10)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self.http.aclose()
 
     def idle(self) -> bool:
         """No record is being sent (for tests)."""
@@ -347,8 +376,10 @@ class WebhookWorker:
         if batch:
             self._set_aside(subscription, log.position, wanted)
         started = False
+        in_flight = sum(1 for (of, _), task in self._sending.items() if of == subscription_id and not task.done())
         lines = [line for line in self._lines(subscription_id)
                  if line.due and not self._sending_now((subscription_id, line.stream_id))]
+        lines = lines[:max(0, LINES_AT_ONCE - in_flight)]
         if lines:
             known = {n.id: n for n in wanted}
             positions = [p for line in lines for p in line.positions[:PER_TASK]]
@@ -357,11 +388,12 @@ class WebhookWorker:
             for line in lines:
                 events = [(p, str(_event_id(known[p])), bodies[p]) for p in line.positions[:PER_TASK]]
                 key = (subscription_id, line.stream_id)
-                self._sending[key] = self.pool.submit(self._send_line, subscription, line, events)
+                self._sending[key] = asyncio.run_coroutine_threadsafe(
+                    self._send_line(subscription, line, events), self.loop)
                 started = True
         return bool(batch) or started
 
-    def _send_line(self, subscription: _Subscription, line: _Line, events: list[tuple[int, str, str]]) -> None:
+    async def _send_line(self, subscription: _Subscription, line: _Line, events: list[tuple[int, str, str]]) -> None:
         """A task: the line's events in order until one fails, then what came of it, committed."""
         try:
             signer = Webhook(subscription.secret)
@@ -370,29 +402,33 @@ class WebhookWorker:
             for position, message_id, body in events:
                 if subscription.id not in self._active:
                     break  # paused, deleted or no longer ours: the rest stays in the line
-                error = self._post(subscription.url, signer, message_id, body)
+                error = await self._post(subscription.url, signer, message_id, body)
                 if error is not None:
                     failed_at = position
                     break
                 delivered.append(position)
-            with self._committing:
-                self._commit_line(subscription, line, delivered, failed_at, error)
+            async with self._committing:
+                await asyncio.to_thread(self._commit_line, subscription, line, delivered, failed_at, error)
         except Exception:  # noqa: BLE001 - the line is as it was: the next pass sends it again
             logger.exception("webhook %s: sending record %s failed", subscription.id, line.stream_id)
 
-    def _post(self, url: str, signer: Webhook, message_id: str, body: str) -> str | None:
+    async def _post(self, url: str, signer: Webhook, message_id: str, body: str) -> str | None:
         """None when the receiver answered 2xx, else what went wrong — never an address."""
         now = datetime.now(UTC)
         headers = {"content-type": "application/json", "webhook-id": message_id,
                    "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": signer.sign(message_id, now, body)}
         try:
-            # Streamed and closed unread: a receiver's answer body is of no use, and could be huge.
-            with self.http.stream("POST", url, content=body.encode(), headers=headers) as response:
-                if 200 <= response.status_code < 300:
-                    return None
-                return f"HTTP {response.status_code}"
-        except httpx.TimeoutException:
+            # The whole request, connecting to answering, within the timeout: httpx's own timeout
+            # is per read, which a receiver that drips its answer never trips. Cancelling closes
+            # the connection.
+            async with asyncio.timeout(self.timeout_s):
+                # Streamed and closed unread: a receiver's answer body is of no use, and could be huge.
+                async with self.http.stream("POST", url, content=body.encode(), headers=headers) as response:
+                    if 200 <= response.status_code < 300:
+                        return None
+                    return f"HTTP {response.status_code}"
+        except (TimeoutError, httpx.TimeoutException):
             return "timeout"
         except httpx.HTTPError as error:
             if isinstance(error.__cause__, UrlRefused):

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -586,3 +587,65 @@ def test_the_lock_session_keeps_tcp_alive_both_ways(api):
         worker.close()
     assert server_side == {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
     assert (client_side["keepalives"], client_side["keepalives_idle"], client_side["keepalives_count"]) == ("1", "5", "3")
+
+
+@contextmanager
+def dripping_receiver() -> Iterator[str]:
+    """A receiver that answers `200 OK` and then one byte of a header a second, for ever:
+    no read ever waits long enough for a per-read timeout, so only a total deadline ends it."""
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind((LOCAL, 0))
+    server.listen(100)
+    server.settimeout(0.2)
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.is_set():
+                    conn.sendall(b"X")
+                    stop.wait(1.0)
+            except OSError:
+                pass  # the worker gave up on it: what the test wants
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://{LOCAL}:{server.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_dripping_receiver_is_cut_at_the_timeout_and_holds_up_no_other_subscription(api, receiver, delivering):
+    """One subscription's receiver drips its answers, on more records than the worker sends at
+    once: each request ends at the timeout in total (a failure of its record), and another
+    subscription's events still arrive within about a second of their commit throughout."""
+    with dripping_receiver() as dripping:
+        slow = subscribe(api, dripping).json()["id"]
+        subscribe(api, receiver.url)
+        for n in range(40):
+            partner(api, f"Dripped {n}")
+        delivering(delays=(60.0,), timeout_s=2.0)
+        committed: dict[str, float] = {}
+        until = time.monotonic() + 6.0
+        while time.monotonic() < until:
+            partner_id, _ = partner(api, "Prompt")
+            committed[partner_id] = time.monotonic()
+            time.sleep(0.2)
+        receiver.wait_for(lambda: set(committed) <= {i["stream_id"] for i in receiver.items()},
+                          what="the other subscription's events")
+        arrived = {r.item["stream_id"]: r.at for r in receiver.delivered}
+        latencies = sorted(arrived[p] - committed[p] for p in committed)
+        assert latencies[-1] < 1.0, f"slowest {latencies[-1]:.2f} s of {len(latencies)}"
+        receiver.wait_for(lambda: read(api, slow)["attempts"] >= 1, timeout=5, what="a dripped request cut")
+        assert read(api, slow)["last_error"] == "timeout"
