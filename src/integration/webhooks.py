@@ -24,7 +24,8 @@ is parked: tried no more, and later events of that record join it, until
 One worker per subscription. Every `serve` process (or `project` worker) runs a
 `WebhookWorker`; each takes a session advisory lock per subscription, on a session of its own
 (with TCP keepalives, so a host that vanishes frees its locks within seconds) that it asks
-every pass: a worker that dies frees its locks, and another takes them over. The checkpoint
+every pass: a worker that dies frees its locks, and another takes them over. Locks it does not
+hold are asked for in one statement, at most once every `LOCK_RETRY_S`. The checkpoint
 moves only from where the pass read it, so a worker that lost its session without noticing
 cannot move it under the new owner; a failure is recorded only on a line as the task read it.
 
@@ -33,7 +34,11 @@ once, checks every address with the subscription URL policy, and connects to tho
 addresses (TLS still verifies, and SNI still names, the host): a name that answers otherwise
 on a second lookup gets nowhere.
 
-Fast. Idle workers look for new events every `poll_s` (25 ms).
+Fast and cheap. A worker looks every `poll_s` (25 ms) with one statement for all its
+subscriptions: their state, the log's head and each one's latest change (a replay, a resume).
+A subscription gets a pass only when that shows work — the head beyond its checkpoint, a
+change, one of its tasks done, or a waiting line's retry due — so idle subscriptions cost
+nothing of their own.
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ BATCH = 500
 PER_TASK = 100  # events of one record a task sends before the next pass takes the rest
 LINES_AT_ONCE = 16  # records of one subscription in flight at once
 COMMITS_AT_ONCE = 4
+LOCK_RETRY_S = 1.0  # how often a worker asks for the subscriptions' locks it does not hold
+LINES_LOOK_S = 10.0  # a subscription with lines is looked at this often anyway (a safety net)
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
 # frees its advisory locks) after about idle + interval × count = 11 s, the worker a vanished
@@ -208,6 +215,7 @@ class _Line:
     attempts: int  # failures of the first
     due: bool  # its first event may be tried now (not parked, its delay over)
     parked: bool
+    due_in: float = 0.0  # seconds until its first event's next try (≤ 0: now)
 
 
 class WebhookWorker:
@@ -242,6 +250,10 @@ class WebhookWorker:
         # Subscriptions whose last pass failed (the database, an event that cannot be made into
         # an item): when to try again, and the error, logged once while it lasts.
         self._troubled: dict[uuid.UUID, tuple[float, str]] = {}
+        # When each held subscription next needs a pass without news (a waiting line's retry;
+        # absent: none), and its latest change seen (`webhook_changes.seq`).
+        self._next_look: dict[uuid.UUID, float] = {}
+        self._changes_seen: dict[uuid.UUID, int | None] = {}
 
     @property
     def datastore(self) -> Any:
@@ -312,44 +324,70 @@ class WebhookWorker:
 
     def _run_locked(self, lock_conn: Any, stop: threading.Event) -> None:
         held: set[uuid.UUID] = set()
+        next_lock_try = 0.0
         try:
             with lock_conn.cursor() as lock:
                 while not stop.is_set():
-                    # Also the check that the session, and every lock in `held`, is still there.
-                    lock.execute("SELECT id, status FROM webhook_subscriptions WHERE status <> 'deleted'")
-                    live = {row["id"]: row["status"] for row in lock.fetchall()}
-                    for gone in held - live.keys():
+                    # One statement a loop, however many subscriptions: also the check that the
+                    # session, and every lock in `held`, is still there.
+                    lock.execute(_LOOK)
+                    rows = {row["id"]: row for row in lock.fetchall()}
+                    for gone in held - rows.keys():
                         lock.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_lock_name(gone),))
                         held.discard(gone)
-                        self._logs.pop(gone, None)
-                    for subscription_id in live.keys() - held:
-                        lock.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got",
-                                     (_lock_name(subscription_id),))
-                        if lock.fetchone()["got"]:
-                            held.add(subscription_id)
-                    self._active = frozenset(s for s in held if live[s] == "active")
+                        self._forget(gone)
+                    unheld = sorted(rows.keys() - held)
+                    if unheld and time.monotonic() >= next_lock_try:
+                        lock.execute("SELECT id FROM unnest(%s::uuid[]) AS wanted (id)"
+                                     " WHERE pg_try_advisory_lock(hashtextextended('webhook:' || id::text, 0))",
+                                     (unheld,))
+                        held.update(row["id"] for row in lock.fetchall())
+                        next_lock_try = time.monotonic() + LOCK_RETRY_S
+                    self._active = frozenset(s for s in held if rows[s]["status"] == "active")
+                    # A task's outcome is committed: its record may have more to send.
+                    finished = {of for (of, _), task in self._sending.items() if task.done()}
                     self._sending = {key: task for key, task in self._sending.items() if not task.done()}
                     busy = False
                     for subscription_id in sorted(self._active):
                         if stop.is_set():
                             break
-                        busy = self._deliver_reporting(subscription_id) or busy
+                        row = rows[subscription_id]
+                        if subscription_id in finished or self._has_news(row):
+                            busy = self._deliver_reporting(subscription_id, _subscription(row)) or busy
                     if not busy:
-                        stop.wait(self.poll_s)
+                        # A worker holding nothing has nothing to look at before its next try.
+                        wait = self.poll_s if held else max(self.poll_s, next_lock_try - time.monotonic())
+                        stop.wait(wait)
         finally:
             self._active = frozenset()
             if not lock_conn.broken and not lock_conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     lock_conn.execute("SELECT pg_advisory_unlock_all()")
 
-    def _deliver_reporting(self, subscription_id: uuid.UUID) -> bool:
+    def _has_news(self, row: dict[str, Any]) -> bool:
+        """Whether a held, active subscription needs a pass now."""
+        subscription_id = row["id"]
+        changed = self._changes_seen.get(subscription_id, -1) != row["changes"]
+        self._changes_seen[subscription_id] = row["changes"]
+        if changed or (row["head"] or 0) > row["position"]:
+            return True
+        next_look = self._next_look.get(subscription_id)
+        return next_look is not None and time.monotonic() >= next_look
+
+    def _forget(self, subscription_id: uuid.UUID) -> None:
+        self._logs.pop(subscription_id, None)
+        self._next_look.pop(subscription_id, None)
+        self._changes_seen.pop(subscription_id, None)
+
+    def _deliver_reporting(self, subscription_id: uuid.UUID, subscription: _Subscription | None = None) -> bool:
         troubled = self._troubled.get(subscription_id)
         if troubled is not None and time.monotonic() < troubled[0]:
             return False
         try:
-            busy = self.deliver(subscription_id)
+            busy = self.deliver(subscription_id, subscription)
         except Exception as error:  # noqa: BLE001 - this subscription alone; tried again in a second
-            self._logs.pop(subscription_id, None)
+            self._forget(subscription_id)
+            self._next_look[subscription_id] = time.monotonic() + 1.0
             text = f"{type(error).__name__}: {error}"[:2000]
             if troubled is None or troubled[1] != text:
                 logger.error("webhook %s: delivery pass failed; trying again every second", subscription_id,
@@ -361,11 +399,12 @@ class WebhookWorker:
 
     # One pass of one subscription ----------------------------------------------------------
 
-    def deliver(self, subscription_id: uuid.UUID) -> bool:
+    def deliver(self, subscription_id: uuid.UUID, subscription: _Subscription | None = None) -> bool:
         """One pass: the new events after the checkpoint into their records' lines, then a task
         for every line whose turn it is and that no task is sending. Never waits for a task.
-        Returns whether there was anything to do. The caller holds the subscription's lock."""
-        subscription = self._load(subscription_id)
+        Returns whether there was anything to do. The caller holds the subscription's lock
+        (and may hand over the subscription as it read it this loop)."""
+        subscription = subscription or self._load(subscription_id)
         if subscription is None:
             return False
         log = self._logs.get(subscription_id)
@@ -377,9 +416,11 @@ class WebhookWorker:
             self._set_aside(subscription, log.position, wanted)
         started = False
         in_flight = sum(1 for (of, _), task in self._sending.items() if of == subscription_id and not task.done())
-        lines = [line for line in self._lines(subscription_id)
-                 if line.due and not self._sending_now((subscription_id, line.stream_id))]
-        lines = lines[:max(0, LINES_AT_ONCE - in_flight)]
+        every_line = self._lines(subscription_id)
+        lines = [line for line in every_line if line.due and not self._sending_now((subscription_id, line.stream_id))]
+        room = max(0, LINES_AT_ONCE - in_flight)
+        self._next_look[subscription_id] = _next_look(every_line, more_due=len(lines) > room)
+        lines = lines[:room]
         if lines:
             known = {n.id: n for n in wanted}
             positions = [p for line in lines for p in line.positions[:PER_TASK]]
@@ -445,8 +486,7 @@ class WebhookWorker:
             row = curs.fetchone()
         if row is None:
             return None
-        return _Subscription(row["id"], row["url"], row["secret"], row["position"],
-                             EventFilter.of(row["types"], row["stream_types"]))
+        return _subscription(row)
 
     def _lines(self, subscription_id: uuid.UUID) -> list[_Line]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -454,10 +494,11 @@ class WebhookWorker:
                 "SELECT stream_id, array_agg(position ORDER BY position) AS positions,"
                 " (array_agg(attempts ORDER BY position))[1] AS attempts,"
                 " (array_agg(next_attempt_at <= now() ORDER BY position))[1] AS due,"
-                " (array_agg(parked_at IS NOT NULL ORDER BY position))[1] AS parked"
+                " (array_agg(parked_at IS NOT NULL ORDER BY position))[1] AS parked,"
+                " (array_agg(extract(epoch FROM next_attempt_at - now()) ORDER BY position))[1]::float AS due_in"
                 " FROM webhook_lines WHERE subscription_id = %s GROUP BY stream_id", (subscription_id,))
             return [_Line(row["stream_id"], row["positions"], row["attempts"], row["due"] and not row["parked"],
-                          row["parked"]) for row in curs.fetchall()]
+                          row["parked"], row["due_in"]) for row in curs.fetchall()]
 
     def _notifications(self, positions: Sequence[int]) -> dict[int, Notification]:
         if not positions:
@@ -512,6 +553,32 @@ class WebhookWorker:
             if parked and curs.rowcount == 1:
                 logger.warning("webhook %s: record %s parked after %d failed attempts at position %d (%s)",
                                subscription.id, line.stream_id, failures, failed_at, error)
+
+
+# A worker's look at every subscription not deleted: its state, its latest change (a replay, a
+# resume, a pause) and the log's head, in one statement.
+_LOOK = ("SELECT s.id, s.status, s.url, s.secret, s.position, s.types, s.stream_types,"
+         " (SELECT max(c.seq) FROM webhook_changes c WHERE c.subscription_id = s.id) AS changes,"
+         f" (SELECT max(position) FROM {EVENTS_TABLE}) AS head"  # noqa: S608 - a constant
+         " FROM webhook_subscriptions s WHERE s.status <> 'deleted'")
+
+
+def _subscription(row: dict[str, Any]) -> _Subscription:
+    return _Subscription(row["id"], row["url"], row["secret"], row["position"],
+                         EventFilter.of(row["types"], row["stream_types"]))
+
+
+def _next_look(lines: Sequence[_Line], *, more_due: bool) -> float | None:
+    """When a subscription with these lines needs a pass though nothing new comes: now if more
+    are due than were started, at the earliest waiting retry, and every `LINES_LOOK_S` while it
+    has lines at all (their tasks' ends are seen by the loop)."""
+    now = time.monotonic()
+    if more_due:
+        return now
+    if not lines:
+        return None
+    waiting = [line.due_in for line in lines if not line.parked and not line.due]
+    return now + min([LINES_LOOK_S, *(max(0.0, due_in) for due_in in waiting)])
 
 
 class CheckpointMoved(RuntimeError):
