@@ -85,7 +85,6 @@ PER_TASK = 100  # events of one record a task sends before the next pass takes t
 LINES_AT_ONCE = 16  # records of one subscription in flight at once
 COMMITS_AT_ONCE = 4
 LOCK_RETRY_S = 1.0  # how often a worker asks for the subscriptions' locks it does not hold
-LINES_LOOK_S = 10.0  # a subscription with lines is looked at this often anyway (a safety net)
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
 # frees its advisory locks) after about idle + interval × count = 11 s, the worker a vanished
@@ -215,7 +214,6 @@ class _Line:
     attempts: int  # failures of the first
     due: bool  # its first event may be tried now (not parked, its delay over)
     parked: bool
-    due_in: float = 0.0  # seconds until its first event's next try (≤ 0: now)
 
 
 class WebhookWorker:
@@ -254,6 +252,11 @@ class WebhookWorker:
         # absent: none), and its latest change seen (`webhook_changes.seq`).
         self._next_look: dict[uuid.UUID, float] = {}
         self._changes_seen: dict[uuid.UUID, int | None] = {}
+        # Records whose line may have become due without a retry falling due: events just set
+        # aside, a task just ended. A pass looks at these and at the waiting lines due, and at
+        # every line only after a change (and on first holding the subscription).
+        self._candidates: dict[uuid.UUID, set[uuid.UUID]] = {}
+        self._look_at_all: set[uuid.UUID] = set()
 
     @property
     def datastore(self) -> Any:
@@ -286,10 +289,6 @@ class WebhookWorker:
     def idle(self) -> bool:
         """No record is being sent (for tests)."""
         return all(task.done() for task in list(self._sending.values()))
-
-    def _sending_now(self, key: tuple[uuid.UUID, uuid.UUID]) -> bool:
-        task = self._sending.get(key)
-        return task is not None and not task.done()
 
     # The loop ------------------------------------------------------------------------------
 
@@ -345,14 +344,16 @@ class WebhookWorker:
                         next_lock_try = time.monotonic() + LOCK_RETRY_S
                     self._active = frozenset(s for s in held if rows[s]["status"] == "active")
                     # A task's outcome is committed: its record may have more to send.
-                    finished = {of for (of, _), task in self._sending.items() if task.done()}
-                    self._sending = {key: task for key, task in self._sending.items() if not task.done()}
+                    ended = [key for key, task in self._sending.items() if task.done()]
+                    for subscription_id, stream in ended:
+                        self._candidates.setdefault(subscription_id, set()).add(stream)
+                        del self._sending[(subscription_id, stream)]
                     busy = False
                     for subscription_id in sorted(self._active):
                         if stop.is_set():
                             break
                         row = rows[subscription_id]
-                        if subscription_id in finished or self._has_news(row):
+                        if self._candidates.get(subscription_id) or self._has_news(row):
                             busy = self._deliver_reporting(subscription_id, _subscription(row)) or busy
                     if not busy:
                         # A worker holding nothing has nothing to look at before its next try.
@@ -369,6 +370,8 @@ class WebhookWorker:
         subscription_id = row["id"]
         changed = self._changes_seen.get(subscription_id, -1) != row["changes"]
         self._changes_seen[subscription_id] = row["changes"]
+        if changed:
+            self._look_at_all.add(subscription_id)  # a replay or resume: any line may be due
         if changed or (row["head"] or 0) > row["position"]:
             return True
         next_look = self._next_look.get(subscription_id)
@@ -376,6 +379,7 @@ class WebhookWorker:
 
     def _forget(self, subscription_id: uuid.UUID) -> None:
         self._logs.pop(subscription_id, None)
+        self._candidates.pop(subscription_id, None)
         self._next_look.pop(subscription_id, None)
         self._changes_seen.pop(subscription_id, None)
 
@@ -415,19 +419,30 @@ class WebhookWorker:
         if batch:
             self._set_aside(subscription, log.position, wanted)
         started = False
-        in_flight = sum(1 for (of, _), task in self._sending.items() if of == subscription_id and not task.done())
-        every_line = self._lines(subscription_id)
-        lines = [line for line in every_line if line.due and not self._sending_now((subscription_id, line.stream_id))]
-        room = max(0, LINES_AT_ONCE - in_flight)
-        self._next_look[subscription_id] = _next_look(every_line, more_due=len(lines) > room)
-        lines = lines[:room]
+        sending = [stream for (of, stream), task in self._sending.items() if of == subscription_id and not task.done()]
+        candidates = self._candidates.pop(subscription_id, set()) | {n.originator_id for n in wanted}
+        # Every line on a first pass (a worker new to the subscription knows no candidates).
+        every = subscription_id in self._look_at_all or subscription_id not in self._changes_seen
+        room = LINES_AT_ONCE - len(sending)
+        if room <= 0:  # looked at when a task ends
+            self._candidates[subscription_id] = candidates
+            if every:
+                self._look_at_all.add(subscription_id)
+            return bool(batch)
+        self._look_at_all.discard(subscription_id)
+        lines, more_due, retry_in = self._due_lines(subscription_id, sending, room, None if every else candidates)
+        if more_due:  # the rest are looked at again at once (the waiting ones are found anyway)
+            self._candidates[subscription_id] = candidates - {line.stream_id for line in lines}
+            if every:
+                self._look_at_all.add(subscription_id)
+        self._next_look[subscription_id] = _next_look(more_due, retry_in)
         if lines:
             known = {n.id: n for n in wanted}
-            positions = [p for line in lines for p in line.positions[:PER_TASK]]
+            positions = [p for line in lines for p in line.positions]
             known.update(self._notifications([p for p in positions if p not in known]))
             bodies = {item["position"]: _body(item) for item in feed_items(self.app, [known[p] for p in positions])}
             for line in lines:
-                events = [(p, str(_event_id(known[p])), bodies[p]) for p in line.positions[:PER_TASK]]
+                events = [(p, str(_event_id(known[p])), bodies[p]) for p in line.positions]
                 key = (subscription_id, line.stream_id)
                 self._sending[key] = asyncio.run_coroutine_threadsafe(
                     self._send_line(subscription, line, events), self.loop)
@@ -488,17 +503,39 @@ class WebhookWorker:
             return None
         return _subscription(row)
 
+    def _due_lines(self, subscription_id: uuid.UUID, sending: Sequence[uuid.UUID], room: int,
+                   candidates: set[uuid.UUID] | None) -> tuple[list[_Line], bool, float | None]:
+        """Up to `room` lines whose turn it is and that no task is sending, each with its first
+        `PER_TASK` events only; whether more are due; and the seconds until the next waiting
+        line's retry. Bounded however long the backlog: only the `candidates`' lines and the
+        waiting lines due are looked at (`None`: every line, skipping from record to record in
+        the index), and no more of them are read than the pass can start."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            query = _EVERY_DUE_LINE if candidates is None else _DUE_LINES_OF
+            curs.execute(query, {"subscription": subscription_id, "sending": list(sending),
+                                 "candidates": list(candidates or ()), "per_task": PER_TASK, "limit": room + 1})
+            lines = [_Line(row["stream_id"], row["positions"], row["attempts"], True, False)
+                     for row in curs.fetchall()]
+            # Not only the retries still to come: one that fell due since the statement above is
+            # due now (each statement reads its own now()).
+            curs.execute("SELECT extract(epoch FROM min(next_attempt_at) - now())::float AS retry_in"
+                         " FROM webhook_lines WHERE subscription_id = %s AND attempts > 0 AND parked_at IS NULL"
+                         " AND stream_id <> ALL(%s::uuid[])",
+                         (subscription_id, [*sending, *(line.stream_id for line in lines[:room])]))
+            retry_in = curs.fetchone()["retry_in"]
+        return lines[:room], len(lines) > room, retry_in
+
     def _lines(self, subscription_id: uuid.UUID) -> list[_Line]:
+        """Every line, whole (for tests: a pass reads `_due_lines`)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 "SELECT stream_id, array_agg(position ORDER BY position) AS positions,"
                 " (array_agg(attempts ORDER BY position))[1] AS attempts,"
                 " (array_agg(next_attempt_at <= now() ORDER BY position))[1] AS due,"
-                " (array_agg(parked_at IS NOT NULL ORDER BY position))[1] AS parked,"
-                " (array_agg(extract(epoch FROM next_attempt_at - now()) ORDER BY position))[1]::float AS due_in"
+                " (array_agg(parked_at IS NOT NULL ORDER BY position))[1] AS parked"
                 " FROM webhook_lines WHERE subscription_id = %s GROUP BY stream_id", (subscription_id,))
             return [_Line(row["stream_id"], row["positions"], row["attempts"], row["due"] and not row["parked"],
-                          row["parked"], row["due_in"]) for row in curs.fetchall()]
+                          row["parked"]) for row in curs.fetchall()]
 
     def _notifications(self, positions: Sequence[int]) -> dict[int, Notification]:
         if not positions:
@@ -568,17 +605,59 @@ def _subscription(row: dict[str, Any]) -> _Subscription:
                          EventFilter.of(row["types"], row["stream_types"]))
 
 
-def _next_look(lines: Sequence[_Line], *, more_due: bool) -> float | None:
-    """When a subscription with these lines needs a pass though nothing new comes: now if more
-    are due than were started, at the earliest waiting retry, and every `LINES_LOOK_S` while it
-    has lines at all (their tasks' ends are seen by the loop)."""
+def _next_look(more_due: bool, retry_in: float | None) -> float | None:
+    """When a subscription needs a pass though nothing new comes: now if more lines are due
+    than were started, else at the earliest waiting retry (its tasks' ends the loop sees)."""
     now = time.monotonic()
     if more_due:
         return now
-    if not lines:
-        return None
-    waiting = [line.due_in for line in lines if not line.parked and not line.due]
-    return now + min([LINES_LOOK_S, *(max(0.0, due_in) for due_in in waiting)])
+    return None if retry_in is None else now + max(0.0, retry_in)
+
+
+# Each due line's first events.
+_POSITIONS = """ARRAY(SELECT position FROM webhook_lines AS line
+                     WHERE line.subscription_id = %(subscription)s AND line.stream_id = heads.stream_id
+                     ORDER BY position LIMIT %(per_task)s) AS positions"""
+
+# Every due line of a subscription: the first rows found by a skip scan over
+# `webhook_lines_by_record` (one index probe per record, read lazily: the LIMIT ends the
+# recursion).
+_EVERY_DUE_LINE = """
+WITH RECURSIVE heads AS (
+    (SELECT stream_id, position, attempts, next_attempt_at, parked_at FROM webhook_lines
+      WHERE subscription_id = %(subscription)s ORDER BY stream_id, position LIMIT 1)
+    UNION ALL
+    SELECT next.* FROM heads, LATERAL (
+        SELECT stream_id, position, attempts, next_attempt_at, parked_at FROM webhook_lines
+         WHERE subscription_id = %(subscription)s AND stream_id > heads.stream_id
+         ORDER BY stream_id, position LIMIT 1) next
+)
+SELECT stream_id, attempts, """ + _POSITIONS + """
+  FROM heads
+ WHERE parked_at IS NULL AND next_attempt_at <= now() AND stream_id <> ALL(%(sending)s::uuid[])
+ LIMIT %(limit)s
+"""
+
+# The due lines among the candidates' (one index probe each), then the waiting lines whose
+# retry is due (`webhook_lines_waiting`: only a line's first row has failures).
+_DUE_LINES_OF = """
+WITH candidate_heads AS (
+    SELECT first.* FROM unnest(%(candidates)s::uuid[]) AS candidate (stream_id), LATERAL (
+        SELECT stream_id, position, attempts, next_attempt_at, parked_at FROM webhook_lines
+         WHERE subscription_id = %(subscription)s AND stream_id = candidate.stream_id
+         ORDER BY position LIMIT 1) first
+), heads AS (
+    SELECT stream_id, attempts FROM candidate_heads WHERE parked_at IS NULL AND next_attempt_at <= now()
+    UNION ALL
+    SELECT stream_id, attempts FROM webhook_lines
+     WHERE subscription_id = %(subscription)s AND attempts > 0 AND parked_at IS NULL AND next_attempt_at <= now()
+       AND stream_id <> ALL(%(candidates)s::uuid[])
+)
+SELECT stream_id, attempts, """ + _POSITIONS + """
+  FROM heads
+ WHERE stream_id <> ALL(%(sending)s::uuid[])
+ LIMIT %(limit)s
+"""
 
 
 class CheckpointMoved(RuntimeError):

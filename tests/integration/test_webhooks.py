@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -27,6 +28,7 @@ from integration.webhook_subscriptions import (
     WebhookUrlNotAllowed,
     is_public_address,
 )
+from integration import webhooks
 from integration.webhooks import (
     DEFAULT_RETRY_DELAYS,
     RETRY_DELAYS_VARIABLE,
@@ -684,3 +686,64 @@ def test_idle_subscriptions_cost_one_look_per_poll_and_a_standby_asks_for_locks_
     partner(api, "Woken")
     receiver.wait_for(lambda: len(receiver.delivered) == 100, what="the event at every subscription")
     assert time.monotonic() - committed < 5
+
+
+def test_a_pass_reads_a_bounded_part_of_a_long_backlog_and_the_rest_follows_in_order(
+        api, receiver, delivering, monkeypatch):
+    """A backlog of 3 records × 4 events, with a pass allowed 2 records of 2 events: the pass
+    reads and starts just that (before, it read every line whole), and the passes after it
+    deliver the rest, in order per record."""
+    monkeypatch.setattr(webhooks, "PER_TASK", 2)
+    monkeypatch.setattr(webhooks, "LINES_AT_ONCE", 2)
+    webhook = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    positions = [partner(api, f"Backlog {n}")[1] for n in range(12)]
+    records = [uuid.uuid4() for _ in range(3)]
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        # The lines as a long outage leaves them: every event set aside, the checkpoint past them.
+        conn.execute("UPDATE webhook_subscriptions SET position = %s WHERE id = %s", (positions[-1], webhook))
+        for n, position in enumerate(positions):
+            conn.execute("INSERT INTO webhook_lines (subscription_id, position, stream_id) VALUES (%s, %s, %s)",
+                         (webhook, position, records[n % 3]))
+    worker = WebhookWorker(api.department, delays=(0.05,), timeout_s=5, poll_s=0.01, policy=UrlPolicy((LOCAL,)))
+    started: list[list[int]] = []
+
+    async def recorded(subscription, line, events) -> None:  # noqa: ANN001 - stands in for `_send_line`
+        started.append(list(line.positions))
+
+    try:
+        monkeypatch.setattr(worker, "_send_line", recorded)
+        worker.deliver(webhook)
+    finally:
+        worker.close()
+    firsts = [positions[n::3][:2] for n in range(3)]
+    assert len(started) == 2 and all(line in firsts for line in started) and started[0] != started[1], started
+    delivering()
+    receiver.wait_for(lambda: len(receiver.delivered) == 12, what="the whole backlog")
+    sent = [r.item["position"] for r in receiver.delivered]
+    for n in range(3):
+        assert [p for p in sent if p in positions[n::3]] == positions[n::3]
+
+
+def test_metrics_total_subscriptions_waiting_and_parked_events_and_the_furthest_lag(api, receiver):
+    active = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    paused = subscribe(api, receiver.url + "?paused").json()["id"]
+    post(api, f"/v1/webhooks/{paused}/pause", None, ERP)
+    positions = [partner(api, f"Undelivered {n}")[1] for n in range(5)]
+    waiting, parked = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        # As delivery leaves them: 3 events of a record waiting for its retry, 2 of one parked.
+        conn.execute("UPDATE webhook_subscriptions SET position = %s WHERE id = %s", (positions[-1], active))
+        for n, position in enumerate(positions):
+            first = n in (0, 3)
+            conn.execute("INSERT INTO webhook_lines (subscription_id, position, stream_id, attempts, next_attempt_at,"
+                         " parked_at) VALUES (%s, %s, %s, %s, now() + interval '1 hour', %s)",
+                         (active, position, waiting if n < 3 else parked, MAX_ATTEMPTS if first else 0,
+                          datetime.now(UTC) if first and n == 3 else None))
+    text = api.client.get("/metrics").text
+    head = read(api, str(active))["head"]
+    for line in ('channel_domain_webhook_subscriptions{status="active"} 1.0',
+                 'channel_domain_webhook_subscriptions{status="paused"} 1.0',
+                 "channel_domain_webhook_waiting_events 3.0", "channel_domain_webhook_parked_events 2.0",
+                 f"channel_domain_webhook_max_lag {float(head - positions[0] + 1)}"):
+        assert line in text.splitlines(), line
+    assert read(api, str(active))["lag"] == head - positions[0] + 1  # the status's own figure
