@@ -34,6 +34,7 @@ from integration.webhooks import (
     RETRY_DELAYS_VARIABLE,
     TIMEOUT_VARIABLE,
     BadSetting,
+    CheckpointMoved,
     WebhookWorker,
     delay_after,
     retry_delays_from_environment,
@@ -747,3 +748,29 @@ def test_metrics_total_subscriptions_waiting_and_parked_events_and_the_furthest_
                  f"channel_domain_webhook_max_lag {float(head - positions[0] + 1)}"):
         assert line in text.splitlines(), line
     assert read(api, str(active))["lag"] == head - positions[0] + 1  # the status's own figure
+
+
+def test_a_pass_that_read_the_checkpoint_before_another_worker_moved_it_rolls_back(api, receiver):
+    """Two workers on one subscription (one has lost its lock without noticing): the pass that
+    read the checkpoint before the other moved it sets nothing aside, so the events the other
+    delivered are not queued again (without the compare-and-set they would be sent twice)."""
+    webhook = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    workers = [WebhookWorker(api.department, delays=(0.05,), timeout_s=5, poll_s=0.01, policy=UrlPolicy((LOCAL,)))
+               for _ in range(2)]
+    owner, stale = workers
+    try:
+        read_before = stale._load(webhook)  # noqa: SLF001 - the stale worker's read of the checkpoint
+        positions = [partner(api, f"Once {n}")[1] for n in range(2)]
+        owner._active = frozenset({webhook})  # noqa: SLF001 - as its loop would, holding the lock
+        owner.deliver(webhook)
+        receiver.wait_for(lambda: len(receiver.delivered) == 2 and owner.idle(), what="the owner's delivery")
+        with pytest.raises(CheckpointMoved):
+            stale.deliver(webhook, read_before)
+        with psycopg.connect(api.database_url) as conn:
+            assert conn.execute("SELECT count(*) FROM webhook_lines").fetchone()[0] == 0
+            assert conn.execute("SELECT position FROM webhook_subscriptions WHERE id = %s",
+                                (webhook,)).fetchone()[0] == positions[-1]
+    finally:
+        for worker in workers:
+            worker.close()
+    assert sorted(r.item["position"] for r in receiver.delivered) == positions  # each once
