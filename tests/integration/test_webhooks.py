@@ -649,7 +649,8 @@ def test_a_dripping_receiver_is_cut_at_the_timeout_and_holds_up_no_other_subscri
                           what="the other subscription's events")
         arrived = {r.item["stream_id"]: r.at for r in receiver.delivered}
         latencies = sorted(arrived[p] - committed[p] for p in committed)
-        assert latencies[-1] < 1.0, f"slowest {latencies[-1]:.2f} s of {len(latencies)}"
+        # Typically < 0.25 s; the bound leaves room for a loaded machine (before: none in 30 s).
+        assert latencies[-1] < 1.5, f"slowest {latencies[-1]:.2f} s of {len(latencies)}"
         receiver.wait_for(lambda: read(api, slow)["attempts"] >= 1, timeout=5, what="a dripped request cut")
         assert read(api, slow)["last_error"] == "timeout"
 
