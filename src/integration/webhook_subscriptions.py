@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from channel_domain.errors import DomainError, IdempotencyKeyReused, NotFound, refusal
@@ -387,3 +388,36 @@ def _state(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "created_by": row["created_by"],
     }
+
+
+@dataclass(frozen=True)
+class DeliveryFigures:
+    """Every subscription's delivery, in totals (/metrics): subscriptions are made by clients,
+    as many as they like, so a label per subscription could grow a scrape without bound;
+    `GET /v1/webhooks/{id}` has each one's figures."""
+
+    active: int
+    paused: int
+    waiting_events: int  # in lines not parked: being sent or waiting for a retry
+    parked_events: int
+    max_lag: int  # events the furthest-behind active subscription has not delivered (api.md's lag)
+
+
+def delivery_figures(conn: Any) -> DeliveryFigures:
+    """One statement of index probes and an index-only count: no aggregation of the lines."""
+    with conn.cursor(row_factory=dict_row) as curs:
+        curs.execute(
+            "SELECT (SELECT count(*) FROM webhook_subscriptions WHERE status = 'active') AS active,"
+            " (SELECT count(*) FROM webhook_subscriptions WHERE status = 'paused') AS paused,"
+            " (SELECT count(*) FROM webhook_lines) AS undelivered,"
+            " (SELECT coalesce(sum((SELECT count(*) FROM webhook_lines line WHERE line.subscription_id"
+            "  = first.subscription_id AND line.stream_id = first.stream_id)), 0) FROM webhook_lines first"
+            "  WHERE first.parked_at IS NOT NULL) AS parked,"
+            f" (SELECT coalesce(max(position), 0) FROM {EVENTS_TABLE}) AS head,"  # noqa: S608 - a constant
+            " (SELECT min(least(s.position, coalesce((SELECT min(line.position) - 1 FROM webhook_lines line"
+            "  WHERE line.subscription_id = s.id), s.position))) FROM webhook_subscriptions s"
+            "  WHERE s.status = 'active') AS furthest_behind")
+        row = curs.fetchone()
+    behind = row["furthest_behind"]
+    return DeliveryFigures(row["active"], row["paused"], row["undelivered"] - row["parked"], row["parked"],
+                           0 if behind is None else max(0, row["head"] - behind))

@@ -8,19 +8,24 @@ the checkpoint past it, and leaves the line only in the transaction that records
 receiver's 2xx. A worker killed in between sends those events again on restart, with the same
 `webhook-id` (the event id), so a receiver deduplicates on it.
 
-In order per record, no record waiting for another. Each record's line is sent by a task of
-its own (a thread pool over one keep-alive `httpx.Client`), one event after another, and the
-task commits its own outcome: what was delivered leaves the line; a failure stays at its head
-with its count, the delay for that count (`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the
-error. The pass that reads new events and starts tasks never waits for one, so a receiver that
-hangs on one record's event holds up that record alone. After `MAX_ATTEMPTS` failures the line
+In order per record, no record or subscription waiting for another. Each record's line is
+sent by a task of its own (a coroutine on the worker's event loop, over one keep-alive
+`httpx.AsyncClient`), one event after another, and the task commits its own outcome: what was
+delivered leaves the line; a failure stays at its head with its count, the delay for that count
+(`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the error. The pass that reads new events and
+starts tasks never waits for one, and tasks cost no thread while they wait, so a receiver that
+hangs holds up its own records alone: a subscription has at most `LINES_AT_ONCE` records in
+flight, and the connection pool has no cap another subscription could find used up. Each
+request has a total deadline (`CHANNEL_DOMAIN_WEBHOOK_TIMEOUT_S`, `asyncio.timeout`, which
+closes the connection): a receiver that drips its answer a byte at a time is cut there too. After `MAX_ATTEMPTS` failures the line
 is parked: tried no more, and later events of that record join it, until
 `POST /v1/webhooks/{id}/parked/replay`.
 
 One worker per subscription. Every `serve` process (or `project` worker) runs a
 `WebhookWorker`; each takes a session advisory lock per subscription, on a session of its own
 (with TCP keepalives, so a host that vanishes frees its locks within seconds) that it asks
-every pass: a worker that dies frees its locks, and another takes them over. The checkpoint
+every pass: a worker that dies frees its locks, and another takes them over. Locks it does not
+hold are asked for in one statement, at most once every `LOCK_RETRY_S`. The checkpoint
 moves only from where the pass read it, so a worker that lost its session without noticing
 cannot move it under the new owner; a failure is recorded only on a line as the task read it.
 
@@ -29,11 +34,16 @@ once, checks every address with the subscription URL policy, and connects to tho
 addresses (TLS still verifies, and SNI still names, the host): a name that answers otherwise
 on a second lookup gets nowhere.
 
-Fast. Idle workers look for new events every `poll_s` (25 ms).
+Fast and cheap. A worker looks every `poll_s` (25 ms) with one statement for all its
+subscriptions: their state, the log's head and each one's latest change (a replay, a resume).
+A subscription gets a pass only when that shows work — the head beyond its checkpoint, a
+change, one of its tasks done, or a waiting line's retry due — so idle subscriptions cost
+nothing of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -43,7 +53,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +82,9 @@ DEFAULT_RETRY_DELAYS = (1.0, 5.0, 30.0, 120.0, 600.0, 3600.0, 7200.0, 14400.0)
 DEFAULT_TIMEOUT_S = 10.0
 BATCH = 500
 PER_TASK = 100  # events of one record a task sends before the next pass takes the rest
+LINES_AT_ONCE = 16  # records of one subscription in flight at once
 COMMITS_AT_ONCE = 4
+LOCK_RETRY_S = 1.0  # how often a worker asks for the subscriptions' locks it does not hold
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
 # frees its advisory locks) after about idle + interval × count = 11 s, the worker a vanished
@@ -137,48 +149,48 @@ class UrlRefused(httpcore.ConnectError):
         self.reason = reason
 
 
-class VettingBackend(httpcore.NetworkBackend):
+class VettingBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend, connecting only where `policy` allows: a host the policy
-    lists is connected by name; any other is resolved once, every address vetted, and the
-    connection made to those addresses themselves. httpcore still uses the URL's host for
-    `Host`, SNI and the certificate check."""
+    lists is connected by name; any other is resolved once (in a thread: the policy's resolver
+    blocks), every address vetted, and the connection made to those addresses themselves.
+    httpcore still uses the URL's host for `Host`, SNI and the certificate check."""
 
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
-        self.inner = httpcore.SyncBackend()
+        self.inner = httpcore.AnyIOBackend()
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = self.policy.addresses_to_connect(host, port)
+            addresses = await asyncio.to_thread(self.policy.addresses_to_connect, host, port)
         except WebhookUrlNotAllowed as refused:
             raise UrlRefused(refused.details.get("reason", "host")) from None
         if addresses is None:
-            return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+            return await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
         failure: Exception | None = None
         for address in addresses:
             try:
-                return self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                return await self.inner.connect_tcp(address, port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
                 failure = error
         assert failure is not None
         raise failure
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         raise UrlRefused("host")
 
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
 
 
-class VettingTransport(httpx.HTTPTransport):
+class VettingTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport over a `VettingBackend` (httpx has no public way to hand its pool
     a network backend, so the pool is made again with the same settings)."""
 
     def __init__(self, policy: UrlPolicy, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
-        self._pool = httpcore.ConnectionPool(
+        self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=VettingBackend(policy))
@@ -206,21 +218,25 @@ class _Line:
 
 class WebhookWorker:
     def __init__(self, app: Any, *, delays: Sequence[float] | None = None, timeout_s: float | None = None,
-                 poll_s: float = 0.025, policy: UrlPolicy | None = None, concurrency: int = 16) -> None:
+                 poll_s: float = 0.025, policy: UrlPolicy | None = None) -> None:
         self.app = app  # the ChannelDepartment: its recorder, datastore and mapper
         self.delays = tuple(delays) if delays is not None else retry_delays_from_environment()
-        timeout = timeout_s if timeout_s is not None else timeout_from_environment()
+        self.timeout_s = timeout_s if timeout_s is not None else timeout_from_environment()
         self.poll_s = poll_s
-        limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
+        # No cap on connections: a cap is a queue, and one subscription's hanging requests would
+        # fill it for every other (each subscription is capped by `LINES_AT_ONCE` instead).
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         # Redirects are not followed: a 3xx is a failure, and a receiver cannot bounce the
         # request to a host the policy would refuse.
-        self.http = httpx.Client(transport=VettingTransport(policy or UrlPolicy.from_environment(), limits),
-                                 timeout=timeout, follow_redirects=False, trust_env=False,
-                                 headers={"user-agent": USER_AGENT})
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="webhook")
+        self.http = httpx.AsyncClient(transport=VettingTransport(policy or UrlPolicy.from_environment(), limits),
+                                      timeout=self.timeout_s, follow_redirects=False, trust_env=False,
+                                      headers={"user-agent": USER_AGENT})
+        self.loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self.loop.run_forever, name="webhook-sending", daemon=True)
+        self._loop_thread.start()
         # The tasks' commits share the process's connection pool with the API's requests: a
         # burst of tasks ending together takes a few connections, never all of them.
-        self._committing = threading.BoundedSemaphore(COMMITS_AT_ONCE)
+        self._committing = asyncio.Semaphore(COMMITS_AT_ONCE)
         self._logs: dict[uuid.UUID, EventLog] = {}
         # The records' tasks, by (subscription, record): a pass starts no second task for a record
         # whose task is not done (done: its outcome is committed).
@@ -232,23 +248,47 @@ class WebhookWorker:
         # Subscriptions whose last pass failed (the database, an event that cannot be made into
         # an item): when to try again, and the error, logged once while it lasts.
         self._troubled: dict[uuid.UUID, tuple[float, str]] = {}
+        # When each held subscription next needs a pass without news (a waiting line's retry;
+        # absent: none), and its latest change seen (`webhook_changes.seq`).
+        self._next_look: dict[uuid.UUID, float] = {}
+        self._changes_seen: dict[uuid.UUID, int | None] = {}
+        # Records whose line may have become due without a retry falling due: events just set
+        # aside, a task just ended. A pass looks at these and at the waiting lines due, and at
+        # every line only after a change (and on first holding the subscription).
+        self._candidates: dict[uuid.UUID, set[uuid.UUID]] = {}
+        self._look_at_all: set[uuid.UUID] = set()
 
     @property
     def datastore(self) -> Any:
         return self.app.event_recorder.datastore
 
     def close(self) -> None:
+        """Lets each task finish the request in flight and commit it (bounded by the timeout),
+        then stops the sending loop."""
         self._active = frozenset()
-        self.pool.shutdown(wait=True)
-        self.http.close()
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._wind_down(), self.loop).result(timeout=self.timeout_s + 15)
+        except Exception:  # noqa: BLE001 - what is not committed is sent again by the next worker
+            logger.exception("webhook delivery: stopping the sending tasks failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._loop_thread.join(timeout=5)
+        if not self._loop_thread.is_alive():
+            self.loop.close()
+
+    async def _wind_down(self) -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.timeout_s + 10)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self.http.aclose()
 
     def idle(self) -> bool:
         """No record is being sent (for tests)."""
         return all(task.done() for task in list(self._sending.values()))
-
-    def _sending_now(self, key: tuple[uuid.UUID, uuid.UUID]) -> bool:
-        task = self._sending.get(key)
-        return task is not None and not task.done()
 
     # The loop ------------------------------------------------------------------------------
 
@@ -283,44 +323,75 @@ class WebhookWorker:
 
     def _run_locked(self, lock_conn: Any, stop: threading.Event) -> None:
         held: set[uuid.UUID] = set()
+        next_lock_try = 0.0
         try:
             with lock_conn.cursor() as lock:
                 while not stop.is_set():
-                    # Also the check that the session, and every lock in `held`, is still there.
-                    lock.execute("SELECT id, status FROM webhook_subscriptions WHERE status <> 'deleted'")
-                    live = {row["id"]: row["status"] for row in lock.fetchall()}
-                    for gone in held - live.keys():
+                    # One statement a loop, however many subscriptions: also the check that the
+                    # session, and every lock in `held`, is still there.
+                    lock.execute(_LOOK)
+                    rows = {row["id"]: row for row in lock.fetchall()}
+                    for gone in held - rows.keys():
                         lock.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_lock_name(gone),))
                         held.discard(gone)
-                        self._logs.pop(gone, None)
-                    for subscription_id in live.keys() - held:
-                        lock.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got",
-                                     (_lock_name(subscription_id),))
-                        if lock.fetchone()["got"]:
-                            held.add(subscription_id)
-                    self._active = frozenset(s for s in held if live[s] == "active")
-                    self._sending = {key: task for key, task in self._sending.items() if not task.done()}
+                        self._forget(gone)
+                    unheld = sorted(rows.keys() - held)
+                    if unheld and time.monotonic() >= next_lock_try:
+                        lock.execute("SELECT id FROM unnest(%s::uuid[]) AS wanted (id)"
+                                     " WHERE pg_try_advisory_lock(hashtextextended('webhook:' || id::text, 0))",
+                                     (unheld,))
+                        held.update(row["id"] for row in lock.fetchall())
+                        next_lock_try = time.monotonic() + LOCK_RETRY_S
+                    self._active = frozenset(s for s in held if rows[s]["status"] == "active")
+                    # A task's outcome is committed: its record may have more to send.
+                    ended = [key for key, task in self._sending.items() if task.done()]
+                    for subscription_id, stream in ended:
+                        self._candidates.setdefault(subscription_id, set()).add(stream)
+                        del self._sending[(subscription_id, stream)]
                     busy = False
                     for subscription_id in sorted(self._active):
                         if stop.is_set():
                             break
-                        busy = self._deliver_reporting(subscription_id) or busy
+                        row = rows[subscription_id]
+                        if self._candidates.get(subscription_id) or self._has_news(row):
+                            busy = self._deliver_reporting(subscription_id, _subscription(row)) or busy
                     if not busy:
-                        stop.wait(self.poll_s)
+                        # A worker holding nothing has nothing to look at before its next try.
+                        wait = self.poll_s if held else max(self.poll_s, next_lock_try - time.monotonic())
+                        stop.wait(wait)
         finally:
             self._active = frozenset()
             if not lock_conn.broken and not lock_conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     lock_conn.execute("SELECT pg_advisory_unlock_all()")
 
-    def _deliver_reporting(self, subscription_id: uuid.UUID) -> bool:
+    def _has_news(self, row: dict[str, Any]) -> bool:
+        """Whether a held, active subscription needs a pass now."""
+        subscription_id = row["id"]
+        changed = self._changes_seen.get(subscription_id, -1) != row["changes"]
+        self._changes_seen[subscription_id] = row["changes"]
+        if changed:
+            self._look_at_all.add(subscription_id)  # a replay or resume: any line may be due
+        if changed or (row["head"] or 0) > row["position"]:
+            return True
+        next_look = self._next_look.get(subscription_id)
+        return next_look is not None and time.monotonic() >= next_look
+
+    def _forget(self, subscription_id: uuid.UUID) -> None:
+        self._logs.pop(subscription_id, None)
+        self._candidates.pop(subscription_id, None)
+        self._next_look.pop(subscription_id, None)
+        self._changes_seen.pop(subscription_id, None)
+
+    def _deliver_reporting(self, subscription_id: uuid.UUID, subscription: _Subscription | None = None) -> bool:
         troubled = self._troubled.get(subscription_id)
         if troubled is not None and time.monotonic() < troubled[0]:
             return False
         try:
-            busy = self.deliver(subscription_id)
+            busy = self.deliver(subscription_id, subscription)
         except Exception as error:  # noqa: BLE001 - this subscription alone; tried again in a second
-            self._logs.pop(subscription_id, None)
+            self._forget(subscription_id)
+            self._next_look[subscription_id] = time.monotonic() + 1.0
             text = f"{type(error).__name__}: {error}"[:2000]
             if troubled is None or troubled[1] != text:
                 logger.error("webhook %s: delivery pass failed; trying again every second", subscription_id,
@@ -332,11 +403,12 @@ class WebhookWorker:
 
     # One pass of one subscription ----------------------------------------------------------
 
-    def deliver(self, subscription_id: uuid.UUID) -> bool:
+    def deliver(self, subscription_id: uuid.UUID, subscription: _Subscription | None = None) -> bool:
         """One pass: the new events after the checkpoint into their records' lines, then a task
         for every line whose turn it is and that no task is sending. Never waits for a task.
-        Returns whether there was anything to do. The caller holds the subscription's lock."""
-        subscription = self._load(subscription_id)
+        Returns whether there was anything to do. The caller holds the subscription's lock
+        (and may hand over the subscription as it read it this loop)."""
+        subscription = subscription or self._load(subscription_id)
         if subscription is None:
             return False
         log = self._logs.get(subscription_id)
@@ -347,21 +419,37 @@ class WebhookWorker:
         if batch:
             self._set_aside(subscription, log.position, wanted)
         started = False
-        lines = [line for line in self._lines(subscription_id)
-                 if line.due and not self._sending_now((subscription_id, line.stream_id))]
+        sending = [stream for (of, stream), task in self._sending.items() if of == subscription_id and not task.done()]
+        candidates = self._candidates.pop(subscription_id, set()) | {n.originator_id for n in wanted}
+        # Every line on a first pass (a worker new to the subscription knows no candidates).
+        every = subscription_id in self._look_at_all or subscription_id not in self._changes_seen
+        room = LINES_AT_ONCE - len(sending)
+        if room <= 0:  # looked at when a task ends
+            self._candidates[subscription_id] = candidates
+            if every:
+                self._look_at_all.add(subscription_id)
+            return bool(batch)
+        self._look_at_all.discard(subscription_id)
+        lines, more_due, retry_in = self._due_lines(subscription_id, sending, room, None if every else candidates)
+        if more_due:  # the rest are looked at again at once (the waiting ones are found anyway)
+            self._candidates[subscription_id] = candidates - {line.stream_id for line in lines}
+            if every:
+                self._look_at_all.add(subscription_id)
+        self._next_look[subscription_id] = _next_look(more_due, retry_in)
         if lines:
             known = {n.id: n for n in wanted}
-            positions = [p for line in lines for p in line.positions[:PER_TASK]]
+            positions = [p for line in lines for p in line.positions]
             known.update(self._notifications([p for p in positions if p not in known]))
             bodies = {item["position"]: _body(item) for item in feed_items(self.app, [known[p] for p in positions])}
             for line in lines:
-                events = [(p, str(_event_id(known[p])), bodies[p]) for p in line.positions[:PER_TASK]]
+                events = [(p, str(_event_id(known[p])), bodies[p]) for p in line.positions]
                 key = (subscription_id, line.stream_id)
-                self._sending[key] = self.pool.submit(self._send_line, subscription, line, events)
+                self._sending[key] = asyncio.run_coroutine_threadsafe(
+                    self._send_line(subscription, line, events), self.loop)
                 started = True
         return bool(batch) or started
 
-    def _send_line(self, subscription: _Subscription, line: _Line, events: list[tuple[int, str, str]]) -> None:
+    async def _send_line(self, subscription: _Subscription, line: _Line, events: list[tuple[int, str, str]]) -> None:
         """A task: the line's events in order until one fails, then what came of it, committed."""
         try:
             signer = Webhook(subscription.secret)
@@ -370,29 +458,33 @@ class WebhookWorker:
             for position, message_id, body in events:
                 if subscription.id not in self._active:
                     break  # paused, deleted or no longer ours: the rest stays in the line
-                error = self._post(subscription.url, signer, message_id, body)
+                error = await self._post(subscription.url, signer, message_id, body)
                 if error is not None:
                     failed_at = position
                     break
                 delivered.append(position)
-            with self._committing:
-                self._commit_line(subscription, line, delivered, failed_at, error)
+            async with self._committing:
+                await asyncio.to_thread(self._commit_line, subscription, line, delivered, failed_at, error)
         except Exception:  # noqa: BLE001 - the line is as it was: the next pass sends it again
             logger.exception("webhook %s: sending record %s failed", subscription.id, line.stream_id)
 
-    def _post(self, url: str, signer: Webhook, message_id: str, body: str) -> str | None:
+    async def _post(self, url: str, signer: Webhook, message_id: str, body: str) -> str | None:
         """None when the receiver answered 2xx, else what went wrong — never an address."""
         now = datetime.now(UTC)
         headers = {"content-type": "application/json", "webhook-id": message_id,
                    "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": signer.sign(message_id, now, body)}
         try:
-            # Streamed and closed unread: a receiver's answer body is of no use, and could be huge.
-            with self.http.stream("POST", url, content=body.encode(), headers=headers) as response:
-                if 200 <= response.status_code < 300:
-                    return None
-                return f"HTTP {response.status_code}"
-        except httpx.TimeoutException:
+            # The whole request, connecting to answering, within the timeout: httpx's own timeout
+            # is per read, which a receiver that drips its answer never trips. Cancelling closes
+            # the connection.
+            async with asyncio.timeout(self.timeout_s):
+                # Streamed and closed unread: a receiver's answer body is of no use, and could be huge.
+                async with self.http.stream("POST", url, content=body.encode(), headers=headers) as response:
+                    if 200 <= response.status_code < 300:
+                        return None
+                    return f"HTTP {response.status_code}"
+        except (TimeoutError, httpx.TimeoutException):
             return "timeout"
         except httpx.HTTPError as error:
             if isinstance(error.__cause__, UrlRefused):
@@ -409,10 +501,32 @@ class WebhookWorker:
             row = curs.fetchone()
         if row is None:
             return None
-        return _Subscription(row["id"], row["url"], row["secret"], row["position"],
-                             EventFilter.of(row["types"], row["stream_types"]))
+        return _subscription(row)
+
+    def _due_lines(self, subscription_id: uuid.UUID, sending: Sequence[uuid.UUID], room: int,
+                   candidates: set[uuid.UUID] | None) -> tuple[list[_Line], bool, float | None]:
+        """Up to `room` lines whose turn it is and that no task is sending, each with its first
+        `PER_TASK` events only; whether more are due; and the seconds until the next waiting
+        line's retry. Bounded however long the backlog: only the `candidates`' lines and the
+        waiting lines due are looked at (`None`: every line, skipping from record to record in
+        the index), and no more of them are read than the pass can start."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            query = _EVERY_DUE_LINE if candidates is None else _DUE_LINES_OF
+            curs.execute(query, {"subscription": subscription_id, "sending": list(sending),
+                                 "candidates": list(candidates or ()), "per_task": PER_TASK, "limit": room + 1})
+            lines = [_Line(row["stream_id"], row["positions"], row["attempts"], True, False)
+                     for row in curs.fetchall()]
+            # Not only the retries still to come: one that fell due since the statement above is
+            # due now (each statement reads its own now()).
+            curs.execute("SELECT extract(epoch FROM min(next_attempt_at) - now())::float AS retry_in"
+                         " FROM webhook_lines WHERE subscription_id = %s AND attempts > 0 AND parked_at IS NULL"
+                         " AND stream_id <> ALL(%s::uuid[])",
+                         (subscription_id, [*sending, *(line.stream_id for line in lines[:room])]))
+            retry_in = curs.fetchone()["retry_in"]
+        return lines[:room], len(lines) > room, retry_in
 
     def _lines(self, subscription_id: uuid.UUID) -> list[_Line]:
+        """Every line, whole (for tests: a pass reads `_due_lines`)."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(
                 "SELECT stream_id, array_agg(position ORDER BY position) AS positions,"
@@ -476,6 +590,74 @@ class WebhookWorker:
             if parked and curs.rowcount == 1:
                 logger.warning("webhook %s: record %s parked after %d failed attempts at position %d (%s)",
                                subscription.id, line.stream_id, failures, failed_at, error)
+
+
+# A worker's look at every subscription not deleted: its state, its latest change (a replay, a
+# resume, a pause) and the log's head, in one statement.
+_LOOK = ("SELECT s.id, s.status, s.url, s.secret, s.position, s.types, s.stream_types,"
+         " (SELECT max(c.seq) FROM webhook_changes c WHERE c.subscription_id = s.id) AS changes,"
+         f" (SELECT max(position) FROM {EVENTS_TABLE}) AS head"  # noqa: S608 - a constant
+         " FROM webhook_subscriptions s WHERE s.status <> 'deleted'")
+
+
+def _subscription(row: dict[str, Any]) -> _Subscription:
+    return _Subscription(row["id"], row["url"], row["secret"], row["position"],
+                         EventFilter.of(row["types"], row["stream_types"]))
+
+
+def _next_look(more_due: bool, retry_in: float | None) -> float | None:
+    """When a subscription needs a pass though nothing new comes: now if more lines are due
+    than were started, else at the earliest waiting retry (its tasks' ends the loop sees)."""
+    now = time.monotonic()
+    if more_due:
+        return now
+    return None if retry_in is None else now + max(0.0, retry_in)
+
+
+# Each due line's first events.
+_POSITIONS = """ARRAY(SELECT position FROM webhook_lines AS line
+                     WHERE line.subscription_id = %(subscription)s AND line.stream_id = heads.stream_id
+                     ORDER BY position LIMIT %(per_task)s) AS positions"""
+
+# Every due line of a subscription: the first rows found by a skip scan over
+# `webhook_lines_by_record` (one index probe per record, read lazily: the LIMIT ends the
+# recursion).
+_EVERY_DUE_LINE = """
+WITH RECURSIVE heads AS (
+    (SELECT stream_id, position, attempts, next_attempt_at, parked_at FROM webhook_lines
+      WHERE subscription_id = %(subscription)s ORDER BY stream_id, position LIMIT 1)
+    UNION ALL
+    SELECT next.* FROM heads, LATERAL (
+        SELECT stream_id, position, attempts, next_attempt_at, parked_at FROM webhook_lines
+         WHERE subscription_id = %(subscription)s AND stream_id > heads.stream_id
+         ORDER BY stream_id, position LIMIT 1) next
+)
+SELECT stream_id, attempts, """ + _POSITIONS + """
+  FROM heads
+ WHERE parked_at IS NULL AND next_attempt_at <= now() AND stream_id <> ALL(%(sending)s::uuid[])
+ LIMIT %(limit)s
+"""
+
+# The due lines among the candidates' (one index probe each), then the waiting lines whose
+# retry is due (`webhook_lines_waiting`: only a line's first row has failures).
+_DUE_LINES_OF = """
+WITH candidate_heads AS (
+    SELECT first.* FROM unnest(%(candidates)s::uuid[]) AS candidate (stream_id), LATERAL (
+        SELECT stream_id, position, attempts, next_attempt_at, parked_at FROM webhook_lines
+         WHERE subscription_id = %(subscription)s AND stream_id = candidate.stream_id
+         ORDER BY position LIMIT 1) first
+), heads AS (
+    SELECT stream_id, attempts FROM candidate_heads WHERE parked_at IS NULL AND next_attempt_at <= now()
+    UNION ALL
+    SELECT stream_id, attempts FROM webhook_lines
+     WHERE subscription_id = %(subscription)s AND attempts > 0 AND parked_at IS NULL AND next_attempt_at <= now()
+       AND stream_id <> ALL(%(candidates)s::uuid[])
+)
+SELECT stream_id, attempts, """ + _POSITIONS + """
+  FROM heads
+ WHERE stream_id <> ALL(%(sending)s::uuid[])
+ LIMIT %(limit)s
+"""
 
 
 class CheckpointMoved(RuntimeError):

@@ -10,6 +10,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -26,11 +28,13 @@ from integration.webhook_subscriptions import (
     WebhookUrlNotAllowed,
     is_public_address,
 )
+from integration import webhooks
 from integration.webhooks import (
     DEFAULT_RETRY_DELAYS,
     RETRY_DELAYS_VARIABLE,
     TIMEOUT_VARIABLE,
     BadSetting,
+    CheckpointMoved,
     WebhookWorker,
     delay_after,
     retry_delays_from_environment,
@@ -593,3 +597,188 @@ def test_the_lock_session_keeps_tcp_alive_both_ways(api):
         worker.close()
     assert server_side == {"tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2", "tcp_keepalives_count": "3"}
     assert (client_side["keepalives"], client_side["keepalives_idle"], client_side["keepalives_count"]) == ("1", "5", "3")
+
+
+@contextmanager
+def dripping_receiver() -> Iterator[str]:
+    """A receiver that answers `200 OK` and then one byte of a header a second, for ever:
+    no read ever waits long enough for a per-read timeout, so only a total deadline ends it."""
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind((LOCAL, 0))
+    server.listen(100)
+    server.settimeout(0.2)
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.is_set():
+                    conn.sendall(b"X")
+                    stop.wait(1.0)
+            except OSError:
+                pass  # the worker gave up on it: what the test wants
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://{LOCAL}:{server.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_a_dripping_receiver_is_cut_at_the_timeout_and_holds_up_no_other_subscription(api, receiver, delivering):
+    """One subscription's receiver drips its answers, on more records than the worker sends at
+    once: each request ends at the timeout in total (a failure of its record), and another
+    subscription's events still arrive within about a second of their commit throughout."""
+    with dripping_receiver() as dripping:
+        slow = subscribe(api, dripping).json()["id"]
+        subscribe(api, receiver.url)
+        for n in range(40):
+            partner(api, f"Dripped {n}")
+        delivering(delays=(60.0,), timeout_s=2.0)
+        committed: dict[str, float] = {}
+        until = time.monotonic() + 6.0
+        while time.monotonic() < until:
+            partner_id, _ = partner(api, "Prompt")
+            committed[partner_id] = time.monotonic()
+            time.sleep(0.2)
+        receiver.wait_for(lambda: set(committed) <= {i["stream_id"] for i in receiver.items()},
+                          what="the other subscription's events")
+        arrived = {r.item["stream_id"]: r.at for r in receiver.delivered}
+        latencies = sorted(arrived[p] - committed[p] for p in committed)
+        # Typically < 0.25 s; the bound leaves room for a loaded machine (before: none in 30 s).
+        assert latencies[-1] < 1.5, f"slowest {latencies[-1]:.2f} s of {len(latencies)}"
+        receiver.wait_for(lambda: read(api, slow)["attempts"] >= 1, timeout=5, what="a dripped request cut")
+        assert read(api, slow)["last_error"] == "timeout"
+
+
+def _transactions(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                            " WHERE datname = current_database()").fetchone()[0]
+
+
+def _transactions_per_second(database_url: str, seconds: float = 4.0) -> float:
+    before = _transactions(database_url)
+    time.sleep(seconds)
+    return (_transactions(database_url) - before) / seconds
+
+
+def test_idle_subscriptions_cost_one_look_per_poll_and_a_standby_asks_for_locks_once_a_second(
+        api, receiver, delivering, database_url):
+    """100 idle subscriptions, their holder polling every 10 ms and a standby worker: a few
+    transactions per poll in all, not 3 per subscription per poll (before: about 4 600/s)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO webhook_subscriptions (id, url, secret, status, position, created_by)"
+                     " SELECT gen_random_uuid(), %s, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'active',"
+                     " (SELECT coalesce(max(position), 0) FROM events), 'erp' FROM generate_series(1, 100)",
+                     (receiver.url,))
+    delivering()
+    time.sleep(2)
+    delivering()  # the standby: every lock is held already
+    time.sleep(2)
+    rate = _transactions_per_second(database_url)
+    print(f"{rate:.0f} transactions/s")
+    assert rate < 400, f"{rate:.0f} transactions/s with 100 idle subscriptions, poll 10 ms, one standby"
+    committed = time.monotonic()
+    partner(api, "Woken")
+    receiver.wait_for(lambda: len(receiver.delivered) == 100, what="the event at every subscription")
+    assert time.monotonic() - committed < 5
+
+
+def test_a_pass_reads_a_bounded_part_of_a_long_backlog_and_the_rest_follows_in_order(
+        api, receiver, delivering, monkeypatch):
+    """A backlog of 3 records × 4 events, with a pass allowed 2 records of 2 events: the pass
+    reads and starts just that (before, it read every line whole), and the passes after it
+    deliver the rest, in order per record."""
+    monkeypatch.setattr(webhooks, "PER_TASK", 2)
+    monkeypatch.setattr(webhooks, "LINES_AT_ONCE", 2)
+    webhook = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    positions = [partner(api, f"Backlog {n}")[1] for n in range(12)]
+    records = [uuid.uuid4() for _ in range(3)]
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        # The lines as a long outage leaves them: every event set aside, the checkpoint past them.
+        conn.execute("UPDATE webhook_subscriptions SET position = %s WHERE id = %s", (positions[-1], webhook))
+        for n, position in enumerate(positions):
+            conn.execute("INSERT INTO webhook_lines (subscription_id, position, stream_id) VALUES (%s, %s, %s)",
+                         (webhook, position, records[n % 3]))
+    worker = WebhookWorker(api.department, delays=(0.05,), timeout_s=5, poll_s=0.01, policy=UrlPolicy((LOCAL,)))
+    started: list[list[int]] = []
+
+    async def recorded(subscription, line, events) -> None:  # noqa: ANN001 - stands in for `_send_line`
+        started.append(list(line.positions))
+
+    try:
+        monkeypatch.setattr(worker, "_send_line", recorded)
+        worker.deliver(webhook)
+    finally:
+        worker.close()
+    firsts = [positions[n::3][:2] for n in range(3)]
+    assert len(started) == 2 and all(line in firsts for line in started) and started[0] != started[1], started
+    delivering()
+    receiver.wait_for(lambda: len(receiver.delivered) == 12, what="the whole backlog")
+    sent = [r.item["position"] for r in receiver.delivered]
+    for n in range(3):
+        assert [p for p in sent if p in positions[n::3]] == positions[n::3]
+
+
+def test_metrics_total_subscriptions_waiting_and_parked_events_and_the_furthest_lag(api, receiver):
+    active = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    paused = subscribe(api, receiver.url + "?paused").json()["id"]
+    post(api, f"/v1/webhooks/{paused}/pause", None, ERP)
+    positions = [partner(api, f"Undelivered {n}")[1] for n in range(5)]
+    waiting, parked = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        # As delivery leaves them: 3 events of a record waiting for its retry, 2 of one parked.
+        conn.execute("UPDATE webhook_subscriptions SET position = %s WHERE id = %s", (positions[-1], active))
+        for n, position in enumerate(positions):
+            first = n in (0, 3)
+            conn.execute("INSERT INTO webhook_lines (subscription_id, position, stream_id, attempts, next_attempt_at,"
+                         " parked_at) VALUES (%s, %s, %s, %s, now() + interval '1 hour', %s)",
+                         (active, position, waiting if n < 3 else parked, MAX_ATTEMPTS if first else 0,
+                          datetime.now(UTC) if first and n == 3 else None))
+    text = api.client.get("/metrics").text
+    head = read(api, str(active))["head"]
+    for line in ('channel_domain_webhook_subscriptions{status="active"} 1.0',
+                 'channel_domain_webhook_subscriptions{status="paused"} 1.0',
+                 "channel_domain_webhook_waiting_events 3.0", "channel_domain_webhook_parked_events 2.0",
+                 f"channel_domain_webhook_max_lag {float(head - positions[0] + 1)}"):
+        assert line in text.splitlines(), line
+    assert read(api, str(active))["lag"] == head - positions[0] + 1  # the status's own figure
+
+
+def test_a_pass_that_read_the_checkpoint_before_another_worker_moved_it_rolls_back(api, receiver):
+    """Two workers on one subscription (one has lost its lock without noticing): the pass that
+    read the checkpoint before the other moved it sets nothing aside, so the events the other
+    delivered are not queued again (without the compare-and-set they would be sent twice)."""
+    webhook = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    workers = [WebhookWorker(api.department, delays=(0.05,), timeout_s=5, poll_s=0.01, policy=UrlPolicy((LOCAL,)))
+               for _ in range(2)]
+    owner, stale = workers
+    try:
+        read_before = stale._load(webhook)  # noqa: SLF001 - the stale worker's read of the checkpoint
+        positions = [partner(api, f"Once {n}")[1] for n in range(2)]
+        owner._active = frozenset({webhook})  # noqa: SLF001 - as its loop would, holding the lock
+        owner.deliver(webhook)
+        receiver.wait_for(lambda: len(receiver.delivered) == 2 and owner.idle(), what="the owner's delivery")
+        with pytest.raises(CheckpointMoved):
+            stale.deliver(webhook, read_before)
+        with psycopg.connect(api.database_url) as conn:
+            assert conn.execute("SELECT count(*) FROM webhook_lines").fetchone()[0] == 0
+            assert conn.execute("SELECT position FROM webhook_subscriptions WHERE id = %s",
+                                (webhook,)).fetchone()[0] == positions[-1]
+    finally:
+        for worker in workers:
+            worker.close()
+    assert sorted(r.item["position"] for r in receiver.delivered) == positions  # each once

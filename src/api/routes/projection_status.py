@@ -22,6 +22,7 @@ from api.routes.events import add_feed_metrics
 from api.routes.records import ERRORS
 from api.tokens import ROLES, Principal
 from channel_domain.store.projecting import Progress, ProjectionRunner
+from integration.webhook_subscriptions import DeliveryFigures, delivery_figures
 
 router = APIRouter(tags=["projections"])
 Anyone = Annotated[Principal, Depends(allowed(*ROLES))]
@@ -76,6 +77,7 @@ class MetricsCache:
         self.collections = 0
         self.failures = 0
         self._figures: list[Progress] | None = None
+        self.webhooks: DeliveryFigures | None = None  # collected with them, on the same connection
         self._taken_at = 0.0
         self._collecting = threading.Lock()
 
@@ -99,10 +101,11 @@ class MetricsCache:
         try:
             with runner.datastore.pool.connection(timeout=self.wait_s) as conn:
                 figures = runner.progress(conn)
+                webhooks = delivery_figures(conn)
         except (PoolTimeout, psycopg.Error):
             self.failures += 1
             return
-        self._figures, self._taken_at = figures, time.monotonic()
+        self._figures, self.webhooks, self._taken_at = figures, webhooks, time.monotonic()
         self.collections += 1
 
 
@@ -158,4 +161,22 @@ def metrics(request: Request, runner: Runner, cache: Annotated[MetricsCache, Dep
     Counter("channel_domain_metrics_collection_failures", "Times this process could not read them (served the"
             " last figures instead)", registry=registry).inc(cache.failures)
     add_feed_metrics(request.app.state, registry)
+    _add_webhook_metrics(cache.webhooks, registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_webhook_metrics(figures: DeliveryFigures | None, registry: CollectorRegistry) -> None:
+    """Totals over every subscription (a label per subscription would let clients grow the scrape
+    without bound: `GET /v1/webhooks/{id}` has each one's figures)."""
+    if figures is None:
+        return
+    subscriptions = Gauge("channel_domain_webhook_subscriptions", "Webhook subscriptions by status", ["status"],
+                          registry=registry)
+    subscriptions.labels("active").set(figures.active)
+    subscriptions.labels("paused").set(figures.paused)
+    Gauge("channel_domain_webhook_waiting_events", "Webhook events not yet delivered and not parked (being sent or"
+          " waiting for a retry), every subscription", registry=registry).set(figures.waiting_events)
+    Gauge("channel_domain_webhook_parked_events", "Webhook events parked after 8 failed attempts, every subscription"
+          " (POST /v1/webhooks/{id}/parked/replay)", registry=registry).set(figures.parked_events)
+    Gauge("channel_domain_webhook_max_lag", "Events the furthest-behind active subscription has not delivered"
+          " (its lag as GET /v1/webhooks/{id} answers it)", registry=registry).set(figures.max_lag)
