@@ -53,7 +53,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -84,6 +84,7 @@ BATCH = 500
 PER_TASK = 100  # events of one record a task sends before the next pass takes the rest
 LINES_AT_ONCE = 16  # records of one subscription in flight at once
 COMMITS_AT_ONCE = 4
+RESOLVER_THREADS = 8  # host lookups at once (one per host): hosts whose resolver hangs hold one each
 LOCK_RETRY_S = 1.0  # how often a worker asks for the subscriptions' locks it does not hold
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
@@ -158,11 +159,29 @@ class VettingBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, policy: UrlPolicy) -> None:
         self.policy = policy
         self.inner = httpcore.AnyIOBackend()
+        # Lookups block a thread for as long as the resolver takes, which a cancelled wait does
+        # not shorten: they get threads of their own — never the commits' — and a host one
+        # lookup at a time, so a host whose resolver hangs holds one thread, not the pool.
+        self._resolving = ThreadPoolExecutor(max_workers=RESOLVER_THREADS, thread_name_prefix="webhook-dns")
+        self._lookups: dict[tuple[str, int], asyncio.Future[Any]] = {}
+
+    async def _addresses(self, host: str, port: int) -> Any:
+        key = (host, port)
+        lookup = self._lookups.get(key)
+        if lookup is None:
+            lookup = asyncio.get_running_loop().run_in_executor(self._resolving, self.policy.addresses_to_connect,
+                                                                 host, port)
+            self._lookups[key] = lookup
+            lookup.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(lookup)  # a request cut by its deadline leaves the lookup to the others
+
+    def close(self) -> None:
+        self._resolving.shutdown(wait=False, cancel_futures=True)
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: Any = None) -> httpcore.AsyncNetworkStream:
         try:
-            addresses = await asyncio.to_thread(self.policy.addresses_to_connect, host, port)
+            addresses = await self._addresses(host, port)
         except WebhookUrlNotAllowed as refused:
             raise UrlRefused(refused.details.get("reason", "host")) from None
         if addresses is None:
@@ -190,10 +209,15 @@ class VettingTransport(httpx.AsyncHTTPTransport):
 
     def __init__(self, policy: UrlPolicy, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
+        self.backend = VettingBackend(policy)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
-            network_backend=VettingBackend(policy))
+            network_backend=self.backend)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self.backend.close()
 
 
 @dataclass
@@ -300,7 +324,8 @@ class WebhookWorker:
                 with self._lock_session() as lock_conn:
                     self._run_locked(lock_conn, stop)
             except Exception as error:  # noqa: BLE001 - the lock session is lost: a new one after a pause
-                self._logs.clear()
+                for subscription_id in {*self._logs, *self._changes_seen, *self._candidates, *self._next_look}:
+                    self._forget(subscription_id)
                 text = f"{type(error).__name__}: {error}"
                 if text != trouble:
                     logger.warning("webhook delivery: the locks' session is lost (%s); taking them again", text)
@@ -340,7 +365,12 @@ class WebhookWorker:
                         lock.execute("SELECT id FROM unnest(%s::uuid[]) AS wanted (id)"
                                      " WHERE pg_try_advisory_lock(hashtextextended('webhook:' || id::text, 0))",
                                      (unheld,))
-                        held.update(row["id"] for row in lock.fetchall())
+                        taken = {row["id"] for row in lock.fetchall()}
+                        for subscription_id in taken:
+                            # Another worker may have left lines half sent while this one did not
+                            # hold it: what this worker remembers of it is stale, look at every line.
+                            self._forget(subscription_id)
+                        held.update(taken)
                         next_lock_try = time.monotonic() + LOCK_RETRY_S
                     self._active = frozenset(s for s in held if rows[s]["status"] == "active")
                     # A task's outcome is committed: its record may have more to send.

@@ -782,3 +782,84 @@ def test_a_pass_that_read_the_checkpoint_before_another_worker_moved_it_rolls_ba
         for worker in workers:
             worker.close()
     assert sorted(r.item["position"] for r in receiver.delivered) == positions  # each once
+
+
+def test_a_host_whose_resolver_hangs_holds_up_no_other_subscription(api, receiver, delivering):
+    # Second review: lookups shared the sending loop's thread pool with the commits; sixteen
+    # records of a host whose resolver hangs took every thread, and another subscription got
+    # nothing for a minute.
+    hanging = threading.Event()
+
+    def resolve(host, port, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if host == "slow.example.test" and hanging.is_set():
+            time.sleep(8)
+        return socket.getaddrinfo(LOCAL, port, type=socket.SOCK_STREAM)
+
+    policy = UrlPolicy((LOCAL, "public"), resolve=resolve, public=_loopback_counts_as_public)
+    Subscriptions(api.department.event_recorder, policy).create(Actor("erp", ("integration",)),
+                                                                "http://slow.example.test:9/hook")
+    subscribe(api, receiver.url)
+    for n in range(16):
+        partner(api, f"Behind a slow resolver {n}")
+    hanging.set()
+    delivering(policy=policy, timeout_s=2.0, delays=(60.0,))
+    time.sleep(1.0)  # the slow subscription's sixteen records are resolving
+    committed = {}
+    for n in range(8):
+        partner_id, _ = partner(api, f"Prompt {n}")
+        committed[partner_id] = time.monotonic()
+        time.sleep(0.25)
+    receiver.wait_for(lambda: set(committed) <= {item["stream_id"] for item in receiver.items()}, timeout=60,
+                      what="the other subscription's events")
+    arrived = {r.item["stream_id"]: r.at for r in receiver.delivered}
+    late = {p: round(arrived[p] - at, 2) for p, at in committed.items() if arrived[p] - at > 1.5}
+    assert not late, f"held up behind another subscription's resolver: {late}"
+
+
+def test_a_worker_that_takes_a_subscription_back_sends_what_another_left_half_sent(api, receiver, delivering,
+                                                                                   database_url):
+    # Second review: a worker that lost its lock and took it back kept what it had seen of the
+    # subscription, looked only at lines with news, and never sent a line another worker had
+    # left half sent (attempts 0: nothing failed) — until a pause and resume.
+    webhook = subscribe(api, receiver.url).json()["id"]
+    delivering(timeout_s=5.0)
+    partner(api, "First")
+    receiver.wait_for(lambda: len(receiver.delivered) == 1, what="the first event")
+
+    def lock_holders() -> list[int]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")]
+
+    (first_session,) = lock_holders()
+    second = WebhookWorker(api.department, delays=(0.05,) * 8, timeout_s=5.0, poll_s=0.01, policy=UrlPolicy((LOCAL,)))
+    stop_second = threading.Event()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (first_session,))
+    second_thread = threading.Thread(target=second.run, args=(stop_second,), daemon=True)
+    second_thread.start()
+    deadline = time.monotonic() + 10
+    # The second worker holds it (the first waits half a second before it asks again).
+    while uuid.UUID(webhook) not in second._active:  # noqa: SLF001 - which worker delivers is the point here
+        assert time.monotonic() < deadline, f"the second worker never took the subscription ({lock_holders()})"
+        time.sleep(0.01)
+
+    record, _ = partner(api, "Two events")
+    in_flight = threading.Event()
+
+    def slow_first_event(item):  # noqa: ANN001, ANN202
+        if item["stream_id"] == record and item["version"] == 1:
+            in_flight.set()
+            time.sleep(1.0)
+        return 204
+
+    receiver.answer = slow_first_event
+    complaint(api, record, "the second event")
+    assert in_flight.wait(10), "the second worker never sent the record's first event"
+    stop_second.set()  # stopped while the first event is in flight: the second stays in the line
+    second_thread.join(timeout=15)
+    second.close()
+    receiver.wait_for(lambda: {item["version"] for item in receiver.items() if item["stream_id"] == record} == {1, 2},
+                      timeout=15, what="the record's second event, sent by the worker that took the subscription back")
+    assert read(api, webhook)["lag"] == 0
