@@ -58,6 +58,7 @@ from eventsourcing.persistence import Notification
 from nats.js.api import StorageType, StreamConfig
 from psycopg.conninfo import conninfo_to_dict
 
+from channel_domain.aggregate import event_id
 from channel_domain.store.log import EventLog
 from channel_domain.store.recorder import EVENTS_TABLE
 from integration.items import feed_items, for_integration_clients
@@ -568,7 +569,24 @@ class NatsRelay:
                     f" position {last.position}, beyond this log's head {head}: the database is behind the stream"
                     " (restored from an older backup?). The relay does not move its checkpoint there; give it a"
                     " new stream (--stream), or delete this one, once the consumers are told.")
+            here = await asyncio.to_thread(self._event_id_at, last.position)
+            if last.event_id is not None and here != last.event_id:
+                # The same source, the position within the head, another event: a database
+                # restored into the same cluster and written past where the stream stopped.
+                raise RelayRefused(
+                    f"stream {self.stream}'s last message (sequence {last.sequence}) is event {last.event_id} at"
+                    f" position {last.position}, but this log holds {here or 'no event'} there: the log is not the"
+                    " one the stream was published from (restored from a backup and written to since?). The relay"
+                    " does not go on from it; give it a new stream (--stream), or delete this one, once the"
+                    " consumers are told.")
         return last
+
+    def _event_id_at(self, position: int) -> str | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(f"SELECT originator_id, originator_version FROM {EVENTS_TABLE} WHERE position = %s",  # noqa: S608
+                         (position,))
+            row = curs.fetchone()
+        return None if row is None else str(event_id(row["originator_id"], row["originator_version"]))
 
     async def _last_message(self, sequence: int) -> LastMessage | None:
         """The stream's last message as far as its headers say (None: empty, or deleted)."""

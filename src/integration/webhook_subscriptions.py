@@ -45,6 +45,7 @@ ALLOWED_HOSTS_VARIABLE = "CHANNEL_DOMAIN_WEBHOOK_ALLOWED_HOSTS"
 PUBLIC = "public"  # in the allowed hosts: any host whose every address is a public one
 MAX_ATTEMPTS = 8  # failures of a record's first waiting event before the record is parked
 SHOWN_PER_RECORD = 100  # positions listed per waiting or parked record in a status
+SHOWN_RECORDS = 100  # waiting (and parked) records listed in a status, oldest first; `records_total` counts all
 # NAT64 prefixes (RFC 6052, RFC 8215): an address in them is the IPv4 address in its last 32 bits.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # the embedded address's place varies: never public
@@ -381,10 +382,12 @@ def _state(row: dict[str, Any], lines: list[dict[str, Any]]) -> dict[str, Any]:
         "last_error": oldest["last_error"] if oldest else None,
         "last_error_at": oldest["last_error_at"] if oldest else None,
         "last_delivered_at": row["last_delivered_at"],
-        "waiting": {"events": sum(len(line["positions"]) for line in waiting),
-                    "records": [described(line) for line in waiting]},
-        "parked": {"events": sum(len(line["positions"]) for line in parked),
-                   "records": [described(line) for line in parked]},
+        # Bounded: a receiver down for a day leaves tens of thousands of records waiting, and
+        # the status is what a client polls to diagnose it.
+        "waiting": {"events": sum(len(line["positions"]) for line in waiting), "records_total": len(waiting),
+                    "records": [described(line) for line in waiting[:SHOWN_RECORDS]]},
+        "parked": {"events": sum(len(line["positions"]) for line in parked), "records_total": len(parked),
+                   "records": [described(line) for line in parked[:SHOWN_RECORDS]]},
         "created_at": row["created_at"],
         "created_by": row["created_by"],
     }

@@ -175,6 +175,16 @@ def test_a_last_message_without_a_source_is_refused(app, database_url, nats_url,
     assert checkpoint(database_url, stream, prefix) == 0
 
 
+def _restore_log(source_url: str, target_url: str) -> None:
+    """The source's events, byte for byte, into the (empty) target's log."""
+    with psycopg.connect(source_url) as source, psycopg.connect(target_url) as target:
+        with source.cursor().copy("COPY events TO STDOUT (FORMAT BINARY)") as out, \
+                target.cursor().copy("COPY events FROM STDIN (FORMAT BINARY)") as into:
+            for chunk in out:
+                into.write(chunk)
+        target.execute("SELECT setval('events_position_seq', (SELECT max(position) FROM events))")
+
+
 def test_continue_from_takes_over_a_named_source_but_never_beyond_the_head(
         app, database_url, other_database, nats_url, names):
     """A database restored into another cluster goes on from its predecessor's last message
@@ -185,13 +195,13 @@ def test_continue_from_takes_over_a_named_source_but_never_beyond_the_head(
     predecessor = _source(app, prefix)
     last = head(database_url)
     with ChannelDepartment(other_database) as other:
-        _partners(other, 1, "short")
         short = _relay_once(other_database, nats_url, stream, prefix, "--continue-from", predecessor)
         assert short.returncode == 2, short.stdout + short.stderr
         assert f"at position {last}, beyond this log's head {head(other_database)}" in _one_line(short.stderr)
         assert checkpoint(other_database, stream, prefix) == 0
 
-        _partners(other, last + 2, "long")  # now past the stream's last position
+        _restore_log(database_url, other_database)  # the same events: a restore into another cluster
+        _partners(other, 2, "long")  # now past the stream's last position
         successor = RelayProcess(other_database, nats_url, stream, prefix, "--continue-from", predecessor)
         try:
             wait_until(lambda: checkpoint(other_database, stream, prefix) == head(other_database), 60,
@@ -284,3 +294,19 @@ def test_the_lock_session_has_keepalives_on_both_ends_so_a_vanished_host_frees_t
                                             "keepalives_count", "tcp_user_timeout")} == {
         "keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "3",
         "tcp_user_timeout": "10000"}
+
+
+def test_a_log_that_holds_another_event_at_the_streams_last_position_is_refused(
+        app, database_url, other_database, nats_url, names):
+    """A database restored into the same cluster (same source) and written past where the
+    stream stopped holds other events at those positions: going on would skip them. Shown with
+    a second database that continues the first's stream by name (`--continue-from`)."""
+    stream, prefix = names
+    _partners(app, 2)
+    _publish_everything(app, database_url, nats_url, stream, prefix)
+    with ChannelDepartment(other_database) as other:
+        _partners(other, 3, "written after the restore")
+        refused = _relay_once(other_database, nats_url, stream, prefix, "--continue-from", _source(app, prefix))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "but this log holds" in _one_line(refused.stderr)
+    assert checkpoint(other_database, stream, prefix) == 0

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from api import cli
 
+from integration import webhook_subscriptions
 from integration.webhook_subscriptions import (
     MAX_ATTEMPTS,
     Actor,
@@ -327,6 +328,19 @@ def test_a_record_is_parked_after_eight_failures_and_replayed_in_order(api, rece
     assert (final["attempts"], final["last_error"]) == (0, None)
     changes = api.get(f"/v1/webhooks/{webhook}/changes", actor=ERP[0], roles=ERP[1]).json()["items"]
     assert changes[-1]["action"] == "replayed" and changes[-1]["details"] == {"records": [broken], "events": 3}
+
+
+def test_the_status_lists_the_oldest_waiting_records_and_counts_them_all(api, receiver, delivering, monkeypatch):
+    # A receiver down for a day leaves tens of thousands of records waiting: the status a
+    # client polls to diagnose it stays small (the oldest listed, all counted).
+    monkeypatch.setattr(webhook_subscriptions, "SHOWN_RECORDS", 2)
+    webhook = subscribe(api, receiver.url).json()["id"]
+    receiver.answer = lambda item: 503
+    down = [partner(api, f"Down {n}")[0] for n in range(3)]
+    delivering(delays=(60.0,))
+    receiver.wait_for(lambda: read(api, webhook)["waiting"]["records_total"] == 3, what="three records waiting")
+    waiting = read(api, webhook)["waiting"]
+    assert [line["stream_id"] for line in waiting["records"]] == down[:2] and waiting["events"] == 3
 
 
 def test_the_status_shows_position_lag_attempts_and_the_last_error(api, receiver, delivering):

@@ -53,8 +53,8 @@ _STATE_EXAMPLE = {
     "id": "3f6c2d1e-5b7a-4c89-9e0f-1a2b3c4d5e6f", "url": "https://erp.example.com/hooks/channel",
     "types": ["Contract.SaleRecorded"], "stream_types": [], "status": "active", "position": 1789, "head": 1850,
     "lag": 61, "attempts": 2, "last_error": "HTTP 503", "last_error_at": "2025-03-04T09:15:02Z",
-    "last_delivered_at": "2025-03-04T09:15:06Z", "waiting": {"events": 3, "records": [_LINE_EXAMPLE]},
-    "parked": {"events": 0, "records": []}, "created_at": "2025-03-01T08:00:00Z", "created_by": "erp",
+    "last_delivered_at": "2025-03-04T09:15:06Z", "waiting": {"events": 3, "records_total": 1, "records": [_LINE_EXAMPLE]},
+    "parked": {"events": 0, "records_total": 0, "records": []}, "created_at": "2025-03-01T08:00:00Z", "created_by": "erp",
 }
 
 
@@ -73,6 +73,7 @@ class Line(BaseModel):
 
 class Lines(BaseModel):
     events: int
+    records_total: int = Field(description="How many records; `records` lists the oldest 100")
     records: list[Line]
 
 
@@ -105,7 +106,7 @@ class CreatedWebhook(WebhookState):
 
     model_config = {"json_schema_extra": {"examples": [{
         **_STATE_EXAMPLE, "position": 1843, "head": 1843, "lag": 0, "attempts": 0, "last_error": None,
-        "last_error_at": None, "last_delivered_at": None, "waiting": {"events": 0, "records": []},
+        "last_error_at": None, "last_delivered_at": None, "waiting": {"events": 0, "records_total": 0, "records": []},
         "created_at": "2025-03-04T09:00:00Z", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]}}
 
 
