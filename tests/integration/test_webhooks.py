@@ -41,7 +41,7 @@ from integration.webhooks import (
     retry_delays_from_environment,
 )
 from tests.api.flows import ERP, HR, SPECIALIST, post
-from tests.channel_domain.store.test_export_bounds import HELD_MARKER, HOLD, write
+from tests.channel_domain.store.test_export_bounds import HELD_MARKER, held_writer  # noqa: F401 - a fixture
 from tests.integration.receiver import Receiver, receiving
 
 AUDITOR = ("auditor-1", ("auditor",))
@@ -524,43 +524,10 @@ def test_a_replay_wins_over_a_failure_counted_from_before_it(api, receiver, deli
     assert parked_at is None and attempts < MAX_ATTEMPTS  # the replay stands
 
 
-@pytest.fixture
-def held_writer(api, database_url):
-    """A writer stopped after drawing its position, before committing, until released."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"""
-            CREATE FUNCTION hold_writer() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF position('{HELD_MARKER}' in convert_from(NEW.state, 'UTF8')) > 0 THEN
-                    PERFORM pg_advisory_xact_lock_shared({HOLD});
-                END IF;
-                RETURN NULL;
-            END $$;
-            CREATE TRIGGER hold_writer AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION hold_writer();
-        """)
-    gate = psycopg.connect(database_url, autocommit=True)
-    gate.execute("SELECT pg_advisory_lock(%s)", (HOLD,))
-    writer = threading.Thread(target=write, args=(api.department, HELD_MARKER))
-    writer.start()
-    while not gate.execute("SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-                           " AND wait_event = 'advisory'").fetchone():
-        time.sleep(0.01)
-
-    def release() -> None:
-        gate.execute("SELECT pg_advisory_unlock(%s)", (HOLD,))
-
-    try:
-        yield release
-    finally:
-        release()
-        writer.join(timeout=60)
-        gate.close()
-
-
 def test_the_default_start_lets_a_writer_below_the_head_commit_first(api, receiver, held_writer):
     # Started at max(position) at once, the subscription would begin above the held writer's
     # position, and that event — committed after the answer — would never be delivered.
-    release = held_writer
+    release, _ = held_writer
     partner(api, "Above the held one")
     threading.Timer(0.5, release).start()
     created = subscribe(api, receiver.url).json()
