@@ -24,6 +24,8 @@ from channel_domain.values import plain_json
 
 REDACTED = "redacted"
 ERASED = "erased"
+# Only an employee's fields are a person's: a partner's `name` is a company's.
+PERSONAL_STREAM_TYPE = Employee.__name__
 
 # The service's own operations (an operator skipping or retrying a read model's event) are in
 # the log for auditors, who read them at /v1/audit/*; they name the operator's machine and
@@ -74,7 +76,7 @@ def _item(notification: Notification, event: Any, erased: bool) -> dict[str, Any
     stream_type, type_ = event_type_of(notification.topic)
     meta = event.meta
     data = event_data(event)
-    if _carries_personal_data(notification):
+    if stream_type == PERSONAL_STREAM_TYPE:
         for name in PERSONAL_FIELDS & data.keys():
             if data[name] is not None:
                 data[name] = ERASED if erased else REDACTED
@@ -95,8 +97,7 @@ def _item(notification: Notification, event: Any, erased: bool) -> dict[str, Any
 
 
 def _carries_personal_data(notification: Notification) -> bool:
-    # Only an employee's fields are a person's: a partner's `name` is a company's.
-    return event_type_of(notification.topic)[0] == Employee.__name__
+    return event_type_of(notification.topic)[0] == PERSONAL_STREAM_TYPE
 
 
 def _erased(datastore: Any, subject_ids: set[UUID]) -> set[UUID]:
