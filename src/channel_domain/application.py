@@ -379,6 +379,12 @@ class ChannelDepartment(Application):
         key = None if employee.personal_data_erased else self.vault.key(employee.id)
         return {name: unseal(key, employee.id, getattr(employee, name)) for name in PERSONAL_FIELDS}
 
+    def unsealed_values(self, sealed: dict[UUID, str | None]) -> dict[UUID, str | None]:
+        """One sealed personal field of many employees (employee id -> value as sealed), in clear:
+        None where erased or absent. The keys are read in one query, whatever the number."""
+        keys = self.vault.keys(list(sealed))
+        return {subject: unseal(keys.get(subject), subject, value) for subject, value in sealed.items()}
+
     def unsealed(self, record_id: UUID, data: dict[str, Any]) -> dict[str, Any]:
         """An event's data with its personal fields opened (None once erased)."""
         if not PERSONAL_FIELDS & data.keys():

@@ -125,6 +125,11 @@ READ_TABLE = [
     ("/v1/webhooks", {"integration", "auditor"}),
     (f"/v1/webhooks/{X}", {"integration", "auditor"}),
     (f"/v1/webhooks/{X}/changes", {"integration", "auditor"}),
+    # The record lists: every role reads them, as it reads the records (GET /v1/{record}/{id}).
+    ("/v1/partners", ALL_ROLES),
+    ("/v1/contracts", ALL_ROLES),
+    ("/v1/employees", ALL_ROLES),
+    ("/v1/targets", ALL_ROLES),
 ]
 
 
