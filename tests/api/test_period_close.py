@@ -9,6 +9,7 @@ recorded in (open: a month closes only once it has ended).
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import psycopg
@@ -16,6 +17,7 @@ import pytest
 
 from channel_domain.company_time import recorded_month
 from channel_domain.commission_period import next_month
+from channel_domain.store.period_books import ClosingPeriod
 from channel_domain.store.rebuilding import Rebuilder
 from projections.commissions import Commissions
 from tests.api.flows import (
@@ -32,7 +34,10 @@ from tests.api.flows import (
     problem,
     signed_contract,
 )
+from tests.api.conftest import _AppRequest
+from api.deps import projection_runner
 from tests.api.test_commissions import TIERED, give_back, sale, statement, with_account
+from tests.channel_domain.helpers import as_
 
 FLAT_5 = {"type": "flat", "rate": "0.05"}
 
@@ -323,3 +328,44 @@ def test_a_rebuild_books_the_same_ledger_after_closes(api):
 @pytest.mark.parametrize("who", [("mgr-1", ("channel_manager",)), ("spec-1", ("channel_specialist",))])
 def test_only_finance_closes(api, who):
     problem(post(api, "/v1/commissions/periods/2026-03/close", None, who, None), 403, "forbidden")
+
+
+def test_a_late_sale_committed_while_the_close_reads_the_ledger_is_not_missed(api, monkeypatch):
+    """The close reads the ledger through the log's settled head, then appends its event after
+    it: a late March sale committing in between precedes the close in log order, so it lands in
+    March — unseen by the reading. The close finds it between the two and decides again on a
+    fresh reading, which sees the partner owed 4 000 × 5 % = 200 with no payout prepared."""
+    a, a_contract = retailer(api)
+    b, b_contract = retailer(api)
+    sale(api, a_contract, "A", "10000.00", "2026-03-10")
+    prepare(api, a, "2026-03", "500.00")
+    api.catch_up()
+    readings = []
+    original = ClosingPeriod.before
+
+    def before(self, cursor):  # noqa: ANN001, ANN202
+        try:
+            original(self, cursor)
+        finally:
+            readings.append(self.head)  # the head it read the ledger through
+        if len(readings) == 1:  # between the first reading and the close's append
+            with as_("erp", "integration"):
+                api.department.record_sale(b_contract, "LATE", "4000.00", "2026-03-20")
+
+    monkeypatch.setattr(ClosingPeriod, "before", before)
+    stop = threading.Event()  # the ledger keeps up in the background, as `serve` keeps it
+    worker = threading.Thread(target=projection_runner(_AppRequest(api.client.app)).run, args=(stop,),
+                              kwargs={"idle_wait": 0.01})
+    worker.start()
+    try:
+        refused = problem(post(api, "/v1/commissions/periods/2026-03/close", None, FINANCE, None), 422,
+                          "payouts_not_prepared")
+    finally:
+        stop.set()
+        worker.join()
+    assert len(readings) == 2 and readings[1] > readings[0]
+    assert refused["partners"] == [b]
+    assert period_state(api, "2026-03")["status"] == "open"
+    assert [line["order_id"] for line in statement(api, b, "2026-03")["lines"]] == ["LATE"]
+    prepare(api, b, "2026-03", "200.00")
+    close(api, "2026-03")
