@@ -290,7 +290,7 @@ _KEYS = "(partner_id, period) IN (SELECT * FROM unnest(%(key_partners)s::uuid[],
 
 def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
                as_known_at: datetime | None = None) -> dict[tuple[UUID, str], dict[str, Any]]:
-    """The statements of many (partner, month) keys, without their lines, in six queries
+    """The statements of many (partner, month) keys, without their lines, in four queries
     whatever their number (a page of 1 000 costs what a page of 1 does in round trips); a
     partner the read model does not know has none.
 
@@ -306,8 +306,17 @@ def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
         "partners": partners, "until": max(period for _, period in keys), "known_at": as_known_at,
         "key_partners": [partner for partner, _ in keys], "key_periods": [period for _, period in keys],
     }
-    cursor.execute("SELECT partner_id, kind FROM commission_partners WHERE partner_id = ANY(%(partners)s)", params)
-    kinds = {row["partner_id"]: row["kind"] for row in cursor.fetchall()}
+    cursor.execute(
+        "SELECT partner_id, kind, (SELECT max(period) FROM commission_periods WHERE true"
+        + _known(as_known_at, "closed_at") + ") AS closed_through"
+        " FROM commission_partners WHERE partner_id = ANY(%(partners)s)",
+        params,
+    )
+    found_partners = cursor.fetchall()
+    kinds = {row["partner_id"]: row["kind"] for row in found_partners}
+    if not kinds:
+        return {}
+    closed_through = found_partners[0]["closed_through"]
     cursor.execute(
         "SELECT partner_id, period,"
         " coalesce(sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), 0) AS gross_sales,"
@@ -323,25 +332,24 @@ def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
     months: dict[UUID, list[dict[str, Any]]] = {}
     for row in cursor.fetchall():
         months.setdefault(row["partner_id"], []).append(row)
-    cursor.execute(
-        "SELECT partner_id, period, sum(amount) AS remitted FROM commission_remittances WHERE " + _KEYS
-        + _known(as_known_at) + " GROUP BY partner_id, period",
-        params,
-    )
-    remitted = {(row["partner_id"], row["period"]): row["remitted"] for row in cursor.fetchall()}
+    # Money paid out (payout and subsidy steps) and received (remittances), in log order.
     cursor.execute(
         "SELECT 'payout' AS paid_out, partner_id, period, position, step, amount FROM commission_payouts"
         " WHERE " + _KEYS + _known(as_known_at)
         + " UNION ALL SELECT 'subsidy', partner_id, period, position, step, amount FROM commission_housing_subsidies"
+        " WHERE " + _KEYS + _known(as_known_at)
+        + " UNION ALL SELECT 'remittance', partner_id, period, position, NULL, amount FROM commission_remittances"
         " WHERE " + _KEYS + _known(as_known_at) + " ORDER BY position",
         params,
     )
     paid_out: dict[tuple[UUID, str], list[dict[str, Any]]] = {}
+    remitted: dict[tuple[UUID, str], Decimal] = {}
     for row in cursor.fetchall():
-        paid_out.setdefault((row["partner_id"], row["period"]), []).append(row)
-    cursor.execute("SELECT max(period) AS period FROM commission_periods WHERE true" + _known(as_known_at, "closed_at"),
-                   params)
-    closed_through = cursor.fetchone()["period"]
+        key = (row["partner_id"], row["period"])
+        if row["paid_out"] == "remittance":
+            remitted[key] = remitted.get(key, ZERO) + row["amount"]
+        else:
+            paid_out.setdefault(key, []).append(row)
     cursor.execute(
         "SELECT * FROM commission_disputes WHERE " + _KEYS + _known(as_known_at, "raised_at") + " ORDER BY position",
         params,

@@ -174,3 +174,21 @@ def test_disputes_on_a_partner_of_another_kind(api):
     resolve(api, broker, "2026-03", dispute["dispute_id"], {"outcome": "upheld", "note": "yes", "amount": "250.00"})
     booked_in = recorded_month(datetime.now(UTC))
     assert statement(api, broker, booked_in)["total_due"] == "250.00"  # 50 000 × 0.5 %
+
+
+def test_a_dispute_resolved_by_whoever_raised_it_is_a_finding(api):
+    """Impossible through the domain (403 above); written behind its back, the audit finds it."""
+    partner, _, march = disputed_march(api)
+    app = api.department
+    dispute = raise_dispute(api, partner, "2026-03", {"line_position": march["lines"][0]["position"],
+                                                      "reason": "rate"}, FINANCE).json()["dispute_id"]
+    with as_("fin-1", "finance"):
+        record = app.get(CommissionDispute, UUID(dispute))
+        record._resolved(outcome="rejected", note="mine", amount=None, resolved_by="fin-1", resolved_by_employee=None)
+        app.save(record)
+    history = api.get(f"/v1/commissions/disputes/{dispute}/history").json()["items"]
+    api.catch_up()
+    found = api.get("/v1/audit/findings", kind="approved_by_requester").json()["items"]
+    assert [(f["subject_id"], f["positions"]) for f in found] == [
+        (dispute, [history[0]["position"], history[1]["position"]])]
+    assert "CommissionDispute.Resolved by fin-1" in found[0]["detail"]

@@ -100,6 +100,7 @@ def test_a_month_closes_in_order_once_it_has_ended_and_its_payouts_are_prepared(
     assert period_state(api, "2026-02")["status"] == "open"  # a refusal writes nothing
 
     prepare(api, a, "2026-02", "100.00")
+    before_close = now()
     closed = close(api, "2026-02")
     assert closed.headers["location"] == "/v1/commissions/periods/2026-02"
     assert {k: closed.json()[k] for k in ("period", "status", "closed_by", "closed_with", "closes_after", "version")} == {
@@ -120,6 +121,7 @@ def test_a_month_closes_in_order_once_it_has_ended_and_its_payouts_are_prepared(
     assert figures(january, "status", "closed_with", "version") == ("closed", "2026-02", 0)
     assert figures(february, "status", "closed_with", "version", "closed_by") == ("closed", "2026-02", 1, "fin-1")
     assert figures(april, "status", "closed_at", "closed_by") == ("open", None, None)
+    assert period_state(api, "2026-02", as_of=before_close)["status"] == "open"
     assert statement(api, a, "2026-03")["period_status"] == "closed"
     assert statement(api, a, "2026-04")["period_status"] == "open"
 
