@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
 
+from api.deps import projection_runner
 from channel_domain.company_time import recorded_month
 from channel_domain.commission_period import next_month
 from channel_domain.store.period_books import ClosingPeriod
@@ -35,7 +37,6 @@ from tests.api.flows import (
     signed_contract,
 )
 from tests.api.conftest import _AppRequest
-from api.deps import projection_runner
 from tests.api.test_commissions import TIERED, give_back, sale, statement, with_account
 from tests.channel_domain.helpers import as_
 
@@ -232,6 +233,11 @@ def test_a_consignees_late_sale_and_return_carry_their_proceeds_and_fees_to_the_
     # fees 2 % × 6 000 = 120; remitted: 6 000 − 600 − 120 = 5 280.
     assert figures(april, "net_sales", "adjusted_sales", "commission", "adjustments", "fees", "remittance_due",
                    "total_due") == ("5000.00", "1000.00", "500.00", "100.00", "120.00", "5280.00", "0.00")
+    with psycopg.connect(api.database_url) as conn:  # what a BI tool reads says the same
+        rows = conn.execute("SELECT period, adjusted_sales, fees, remittance_due, total_due, period_status"
+                            " FROM commission_statements WHERE partner_id = %s ORDER BY period", (partner,)).fetchall()
+    assert rows == [("2026-03", Decimal("0"), Decimal("200"), Decimal("8800"), Decimal("0"), "closed"),
+                    ("2026-04", Decimal("1000"), Decimal("120"), Decimal("5280"), Decimal("0"), "open")]
 
     # March's remittance arrives after the close: received money moves, the booked figures do not.
     post(api, f"/v1/partners/{partner}/remittances",
