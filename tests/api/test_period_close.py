@@ -10,6 +10,7 @@ recorded in (open: a month closes only once it has ended).
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -377,3 +378,62 @@ def test_a_late_sale_committed_while_the_close_reads_the_ledger_is_not_missed(ap
     assert [line["order_id"] for line in statement(api, b, "2026-03")["lines"]] == ["LATE"]
     prepare(api, b, "2026-03", "200.00")
     close(api, "2026-03")
+
+
+def test_a_payout_racing_a_close_is_prepared_before_it_or_refused_after_it(api, monkeypatch):
+    """Closes take the books' lock exclusively and preparations take it shared, both before they
+    write: a payout for the month either commits first (and the close's reading sees it) or is
+    refused `period_closed` — never prepared after the close in log order. The close lingers
+    between its append and its commit, and the payouts start at staggered moments, so some of
+    them arrive then (without the lock, those are prepared after the close)."""
+    original = ClosingPeriod.after
+
+    def lingering(self, cursor, positions):  # noqa: ANN001, ANN202
+        original(self, cursor, positions)
+        time.sleep(0.15)
+
+    monkeypatch.setattr(ClosingPeriod, "after", lingering)
+    a, a_contract = retailer(api)
+    b, _ = retailer(api)  # owed nothing: its payout is not needed for the close
+    months = ["2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06"]
+    for month in months:
+        sale(api, a_contract, f"A-{month}", "1000.00", f"{month}-10")
+        prepare(api, a, month, "50.00")
+    stop = threading.Event()
+    worker = threading.Thread(target=projection_runner(_AppRequest(api.client.app)).run, args=(stop,),
+                              kwargs={"idle_wait": 0.01})
+    worker.start()
+    outcomes = []
+    try:
+        for delay, month in enumerate(months):
+            start = threading.Barrier(2)
+            answers: dict[str, int] = {}
+
+            def run(name: str, path: str, body, who) -> None:  # noqa: ANN001
+                start.wait()
+                if name == "payout":
+                    time.sleep(0.03 * delay)
+                answers[name] = api.post(path, body, actor=who[0], roles=who[1]).status_code
+
+            racers = [threading.Thread(target=run, args=("close", f"/v1/commissions/periods/{month}/close", None,
+                                                         FINANCE)),
+                      threading.Thread(target=run, args=("payout", f"/v1/partners/{b}/payouts",
+                                                         {"period": month, "amount": "10.00"}, SPECIALIST))]
+            for racer in racers:
+                racer.start()
+            for racer in racers:
+                racer.join()
+            outcomes.append((answers["close"], answers["payout"]))
+    finally:
+        stop.set()
+        worker.join()
+    assert {close_ for close_, _ in outcomes} == {201}
+    assert {payout for _, payout in outcomes} <= {200, 422}
+    api.catch_up()
+    events = api.get("/v1/audit/events", stream_id=b, type="Partner.PayoutPrepared").json()["items"]
+    closes = {e["data"]["period"]: e["position"] for e in
+              api.get("/v1/audit/events", type="CommissionPeriod.Closed").json()["items"]}
+    assert all(event["position"] < closes[event["data"]["period"]] for event in events)
+    assert len(events) == sum(1 for _, payout in outcomes if payout == 200)
+    for event in events:  # each one the close saw is on its closed statement
+        assert statement(api, b, event["data"]["period"])["payout_status"] == "prepared"
