@@ -22,6 +22,8 @@ from api.routes import (
     activity,
     attainment,
     audit,
+    commission_disputes,
+    commission_periods,
     commissions,
     contract_requests,
     contracts,
@@ -195,9 +197,10 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(RequestLog)
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
-                   sales_import, targets, activity, attainment, commissions, audit, projection_status,
-                   events, event_schemas, webhooks, record_lists):
+                   sales_import, targets, activity, attainment, commissions, commission_periods, commission_disputes,
+                   audit, projection_status, events, event_schemas, webhooks, record_lists):
         app.include_router(module.router)
+    app.include_router(commission_disputes.records)
 
     @app.get(
         "/health",

@@ -53,8 +53,11 @@ def run(
     body: BaseModel | None = None,
     *,
     created: bool = False,
+    location: Callable[[CommandOutcome], str] | None = None,
 ) -> JSONResponse:
-    """Execute `command` as the caller and answer with the record's new state."""
+    """Execute `command` as the caller and answer with the record's new state. A creation
+    answers 201 with `Location`: the request's path and the new id, or `location(outcome)`
+    for a record read elsewhere."""
     started = time.perf_counter()
     with observability.observing_command() as observed:
         try:
@@ -76,7 +79,7 @@ def run(
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
     if created:
-        headers["Location"] = f"{request.url.path.rstrip('/')}/{outcome.id}"
+        headers["Location"] = location(outcome) if location else f"{request.url.path.rstrip('/')}/{outcome.id}"
     return JSONResponse(answer, status_code=201 if created else 200, headers=headers)
 
 

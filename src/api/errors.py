@@ -19,6 +19,7 @@ from channel_domain.errors import (
     ConcurrentModification,
     DomainError,
     IdempotencyKeyReused,
+    LedgerLagging,
     NotFound,
     RoleRequired,
     SegregationOfDuties,
@@ -38,6 +39,7 @@ _STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (ConcurrentModification, 409),
     (CommandInFlight, 409),
     (IdempotencyKeyReused, 422),
+    (LedgerLagging, 503),
 ]
 
 
@@ -106,7 +108,9 @@ def install(app: FastAPI) -> None:
         # What the refusal names (a fresh preview digest, what is left of an order…), as
         # extension members — never over the problem's own members.
         facts = {name: value for name, value in plain_json(error.details).items() if name not in _PROBLEM_MEMBERS}
-        return problem(status_for(error), error.code, error.message, **{**facts, **extra})
+        status = status_for(error)
+        headers = {"Retry-After": "1"} if status == 503 else None  # retryable: nothing was written
+        return problem(status, error.code, error.message, headers, **{**facts, **extra})
 
     @app.exception_handler(ApiProblem)
     async def api_problem(_: Request, error: ApiProblem) -> JSONResponse:

@@ -9,6 +9,8 @@ from api.tokens import Principal
 from channel_domain import company_time
 from channel_domain.aggregate import ChannelAggregate
 from channel_domain.application import ChannelDepartment, HistoryEntry
+from channel_domain.commission_dispute import CommissionDispute
+from channel_domain.commission_period import CommissionPeriod
 from channel_domain.contract import Contract
 from channel_domain.employee import PERSONAL_FIELDS, Employee
 from channel_domain.partner import Partner
@@ -131,7 +133,42 @@ def target_view(_app: ChannelDepartment, target: SalesTarget, _: Principal) -> d
     }
 
 
-VIEWS = {Employee: employee_view, Partner: partner_view, Contract: contract_view, SalesTarget: target_view}
+def commission_period_view(_app: ChannelDepartment, period: CommissionPeriod, _: Principal) -> dict[str, Any]:
+    return {
+        "status": period.status,
+        "period": period.period,
+        "closed_at": period.created_on,
+        "closed_by": period.closed_by,
+        "closed_with": period.period,
+        "closes_after": period.closes_after,
+    }
+
+
+def commission_dispute_view(_app: ChannelDepartment, dispute: CommissionDispute, _: Principal) -> dict[str, Any]:
+    return {
+        "status": dispute.status,
+        "dispute_id": dispute.id,
+        "partner_id": dispute.partner_id,
+        "period": dispute.period,
+        "line_position": dispute.line_position,
+        "line_no": dispute.line_no,
+        "line_event_id": dispute.line_event_id,
+        "line_kind": dispute.line_kind,
+        "line_commission": dispute.line_commission,
+        "contract_id": dispute.contract_id,
+        "reason": dispute.reason,
+        "raised_by": dispute.raised_by,
+        "raised_at": dispute.created_on,
+        "outcome": dispute.outcome,
+        "note": dispute.note,
+        "amount": dispute.amount,
+        "resolved_by": dispute.resolved_by,
+        "resolved_at": dispute.modified_on if dispute.outcome is not None else None,
+    }
+
+
+VIEWS = {Employee: employee_view, Partner: partner_view, Contract: contract_view, SalesTarget: target_view,
+         CommissionPeriod: commission_period_view, CommissionDispute: commission_dispute_view}
 
 
 def record_view(app: ChannelDepartment, record: ChannelAggregate, viewer: Principal) -> dict[str, Any]:

@@ -32,6 +32,8 @@ from eventsourcing.system import Leader
 from channel_domain import observability
 from channel_domain.aggregate import ChannelAggregate, effective_on, event_data
 from channel_domain.amendment_preview import AmendmentPreview, price_amendment
+from channel_domain.commission_dispute import CommissionDispute, DisputedLine
+from channel_domain.commission_period import CommissionPeriod, month
 from channel_domain.context import acting_as, current_command
 from channel_domain.contract import Contract, PartnerTerms
 from channel_domain.employee import PERSONAL_FIELDS, Employee
@@ -50,7 +52,7 @@ from channel_domain.errors import (
 from channel_domain.partner import Partner
 from channel_domain.record_cache import RecordCache
 from channel_domain.sales_target import SalesTarget
-from channel_domain.store import projecting
+from channel_domain.store import period_books, projecting
 from channel_domain.store.database import library_environment
 from channel_domain.store.personal_data import PersonalDataVault, new_key, seal, unseal
 from channel_domain.store.recorder import (
@@ -59,6 +61,7 @@ from channel_domain.store.recorder import (
     EventFacts,
     EventRecorder,
     ImportLines,
+    InTransaction,
     PendingOutcome,
     SellingDaysClosed,
     TermsInForce,
@@ -605,7 +608,9 @@ class ChannelDepartment(Application):
 
     @command
     def prepare_housing_subsidy(self, partner_id: UUID, period: str, amount: Any) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.prepare_housing_subsidy(period, amount))
+        # A closed month's money stays as it was closed: no new subsidy for it (period_closed).
+        return self._change(Partner, partner_id, lambda p: p.prepare_housing_subsidy(period, amount),
+                            in_transaction=period_books.MonthOpen(str(period), "housing subsidy"))
 
     @command
     def verify_housing_subsidy(self, partner_id: UUID, period: str) -> CommandOutcome:
@@ -625,7 +630,10 @@ class ChannelDepartment(Application):
 
     @command
     def prepare_payout(self, partner_id: UUID, period: str, amount: Any) -> CommandOutcome:
-        return self._change(Partner, partner_id, lambda p: p.prepare_payout(period, amount))
+        # A closed month's money stays as it was closed: no new payout for it (period_closed);
+        # one prepared before the close is verified, approved and paid as usual.
+        return self._change(Partner, partner_id, lambda p: p.prepare_payout(period, amount),
+                            in_transaction=period_books.MonthOpen(str(period), "payout"))
 
     @command
     def verify_payout(self, partner_id: UUID, period: str) -> CommandOutcome:
@@ -954,6 +962,69 @@ class ChannelDepartment(Application):
         confirmer_id = self.acting_employee_id()
         return self._change(SalesTarget, target_id, lambda t: t.confirm_closing(confirmer_id))
 
+    # Commission periods and disputes ------------------------------------------------------
+    # The ledger itself is a read model: the HTTP layer hands these commands its reading of it
+    # (projections.commissions), which the domain may not import.
+
+    @command
+    def close_commission_period(self, period: str, ledger: period_books.LedgerReading) -> CommandOutcome:
+        """Close a month's commissions (domain.md §6). The ledger is read, caught up to the log,
+        in the transaction that records the close (`period_books.ClosingPeriod`)."""
+        record = CommissionPeriod.close(period, period_books.latest_closed(self.event_recorder))
+        return self._commit(record, in_transaction=period_books.ClosingPeriod(self.event_recorder, record, ledger))
+
+    def commission_period(self, period: str, as_of: datetime | None = None) -> dict[str, Any]:
+        """A month's state: closed by its own close, or by a later one (months close in order,
+        and a close closes the months before it that had nothing to close), or open."""
+        parsed = month(period).text
+        covering = next((close for close in period_books.closes(self.event_recorder, as_of)
+                         if close.period >= parsed), None)
+        own = covering is not None and covering.period == parsed
+        return {
+            "id": CommissionPeriod.create_id(parsed),
+            "version": 1 if own else 0,
+            "period": parsed,
+            "status": "open" if covering is None else "closed",
+            "closed_at": None if covering is None else covering.closed_at,
+            "closed_by": None if covering is None else covering.closed_by,
+            "closed_with": None if covering is None else covering.period,
+            "closes_after": covering.closes_after if own else None,
+        }
+
+    @command
+    def raise_commission_dispute(
+        self,
+        partner_id: UUID,
+        period: str,
+        line_position: int,
+        reason: str,
+        lines: Callable[[Any, UUID, str, int, int | None], DisputedLine | None],
+        line_no: int | None = None,
+    ) -> CommandOutcome:
+        """`lines`: the ledger's reading of a statement line (partner, month, position, line
+        number or None for all its lines at that position)."""
+        self._load(Partner, partner_id)  # 404 for an unknown partner
+        parsed = month(period).text
+        with self.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+            line = lines(curs, partner_id, parsed, line_position, line_no)
+        if line is None:
+            at = f"{line_position}" if line_no is None else f"{line_position}/{line_no}"
+            raise refusal("unknown_line", f"no line {at} on the statement of {partner_id} for {parsed}",
+                          line_position=line_position)
+        dispute = CommissionDispute.raise_(partner_id=partner_id, period=parsed, line=line, reason=reason,
+                                           raised_by_employee=self.acting_employee_id())
+        return self._commit(dispute, extra={"dispute_id": str(dispute.id)})
+
+    @command
+    def resolve_commission_dispute(self, partner_id: UUID, period: str, dispute_id: UUID, outcome: str, note: str,
+                                   amount: Any = None) -> CommandOutcome:
+        resolver_id = self.acting_employee_id()
+        dispute = self._load(CommissionDispute, dispute_id, commanded=True)
+        if dispute.partner_id != partner_id or dispute.period != period:
+            raise NotFound(f"no commission dispute {dispute_id} on the statement of {partner_id} for {period}")
+        dispute.resolve(outcome, note, amount, resolver_id)
+        return self._commit(dispute)
+
     # Reading records ---------------------------------------------------------------------
 
     def get(
@@ -1091,7 +1162,8 @@ class ChannelDepartment(Application):
         return record
 
     def _change(self, record_type: type[A], record_id: UUID, change: Callable[[A], Any],
-                sellers_checked: dict[UUID, int] | None = None) -> CommandOutcome:
+                sellers_checked: dict[UUID, int] | None = None,
+                in_transaction: InTransaction | None = None) -> CommandOutcome:
         """Load (from the record cache when it holds the record), change, commit — in turn
         with this process's other commands on the record. `sellers_checked`: filled by
         `change`, see SellerCheck."""
@@ -1101,14 +1173,14 @@ class ChannelDepartment(Application):
                 try:
                     self._check_expected_version(record)
                     change(record)
-                    return self._commit(record, sellers_checked=sellers_checked)
+                    return self._commit(record, sellers_checked=sellers_checked, in_transaction=in_transaction)
                 except (DomainError, ConcurrentModification) as refused:
                     if isinstance(refused, ConcurrentModification) and current_command().expected_version is None:
                         raise  # retried by @command, on a fresh load: the cache no longer holds it
                     # The cached record may be stale (another process wrote it): decide on a fresh load.
             record = self._load(record_type, record_id, commanded=True)
             change(record)
-            return self._commit(record, sellers_checked=sellers_checked)
+            return self._commit(record, sellers_checked=sellers_checked, in_transaction=in_transaction)
 
     def _check_expected_version(self, record: ChannelAggregate) -> None:
         expected = current_command().expected_version
@@ -1130,10 +1202,12 @@ class ChannelDepartment(Application):
         sellers_checked: dict[UUID, int] | None = None,
         contracts_seen: dict[UUID, int] | None = None,
         import_lines: ImportLines | None = None,
+        in_transaction: InTransaction | None = None,
     ) -> CommandOutcome:
         """`sellers_checked`: the partner and employee a sale was checked on, at the versions
         read; `contracts_seen`: a partner's contracts at the versions its suspension or
-        termination was decided on. Both go to the selling gates (migrations/0018)."""
+        termination was decided on. Both go to the selling gates (migrations/0018).
+        `in_transaction`: work done in the transaction of the events, around the append."""
         context = current_command()
         pending = None
         if context.idempotency_key:
@@ -1162,6 +1236,7 @@ class ChannelDepartment(Application):
                 sellers_checked=sellers_checked,
                 selling_days_closed=_selling_days_closed(primary, *others, contracts_seen=contracts_seen),
                 import_lines=import_lines,
+                in_transaction=in_transaction,
             )
         except ConstraintViolation as violation:
             if violation.constraint == "selling_gate":

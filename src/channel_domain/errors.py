@@ -72,6 +72,14 @@ class SellerMoved(ConcurrentModification):
     own record did not move, so an If-Match on it still holds and the command runs again."""
 
 
+class LedgerLagging(DomainError):
+    """A command that reads a read model caught up to the log (a period close reads the
+    commissions ledger) found it behind, or the log's head unsettled, for longer than it
+    waits: nothing was written, and the command may be sent again shortly (503)."""
+
+    code = "projection_lagging"
+
+
 class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
 

@@ -5,6 +5,15 @@ rate; payouts and housing subsidies are kept step by step, consignees' remittanc
 A line is never updated, so a statement as known at a past time is simply the lines recorded by
 then — `statement(..., as_known_at=...)`.
 
+Closed months (`CommissionPeriod.Closed`) take no new lines. Every month up to the latest one
+closed is closed, and each line is routed as its event comes, in position order: one that
+would land in a closed month lands in the first open month after the latest closed one — a
+sale, return or deal as an adjustment carrying it (`moved_kind`, with its order, date, amount,
+rate, commission and fee rate), an adjustment as itself — naming in `corrects_period` the month
+it corrects. An upheld dispute (`CommissionDispute.Resolved`) books its amount the same way,
+from the month its resolution was recorded in. A rebuild meets the events in the same order
+and books the same ledger.
+
 Each contract's pricing state is rebuilt from its own lines when first needed and then kept
 in memory between batches (`reset()` drops it whenever the runner cannot vouch that the
 tables still hold exactly what this object wrote).
@@ -23,6 +32,9 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from channel_domain.commission import ZERO, ContractCommissions, Entry, Line, book_contract_event, cents
+from channel_domain.commission_dispute import CommissionDispute, DisputedLine
+from channel_domain.commission_period import CommissionPeriod, LedgerFacts, next_month
+from channel_domain.company_time import recorded_month
 from channel_domain.contract import Contract
 from channel_domain.partner import Partner
 from channel_domain.values import CommissionTerms, month_of
@@ -45,6 +57,7 @@ BOOKED_EVENTS = (Contract.SaleRecorded, Contract.ReturnRecorded, Contract.Amende
 LINE_COLUMNS = (
     "position", "line_no", "event_id", "partner_id", "contract_id", "period", "kind", "order_id",
     "business_date", "amount", "rate", "commission", "fee_rate", "corrects_period", "recorded_at",
+    "moved_kind", "dispute_id",
 )
 
 
@@ -52,18 +65,32 @@ class Commissions:
     name = "commissions"
     weight = 3.0  # its cost per event against the others, measured (rebuilds share read models out by it)
     tables = ("commission_partners", "commission_contracts", "commission_terms", "commission_lines",
-              "commission_payouts", "commission_remittances", "commission_housing_subsidies")
+              "commission_payouts", "commission_remittances", "commission_housing_subsidies",
+              "commission_periods", "commission_disputes")
     cached_contracts = 256
 
     def __init__(self) -> None:
         self._books: OrderedDict[UUID, ContractCommissions] = OrderedDict()
         self._contracts: dict[UUID, tuple[UUID, Decimal | None]] = {}  # contract -> (partner, fee rate)
         self._broker_rates: dict[UUID, Decimal | None] = {}
+        self._closed: tuple[str | None] | None = None  # (the latest month closed,), once read
 
     def reset(self) -> None:
         self._books.clear()
         self._contracts.clear()
         self._broker_rates.clear()
+        self._closed = None
+
+    def _closed_through(self, cursor: Any) -> str | None:
+        if self._closed is None:
+            cursor.execute("SELECT max(period) AS period FROM commission_periods")
+            self._closed = (cursor.fetchone()["period"],)
+        return self._closed[0]
+
+    def _open_month(self, cursor: Any, period: str) -> str:
+        """Where a line of `period` lands: itself when open, else the first open month."""
+        through = self._closed_through(cursor)
+        return period if through is None or period > through else next_month(through)
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         lines: list[tuple] = []
@@ -88,9 +115,39 @@ class Commissions:
             elif isinstance(event, Partner.DealClosed):  # type: ignore[attr-defined]
                 rate = self._broker_rate(cursor, event.originator_id)
                 position, line_event = source
-                lines.append((position, 1, line_event, event.originator_id, None, month_of(event.closed_on),
-                              "deal", event.deal_id, event.closed_on, event.amount, rate,
-                              cents(event.amount * rate), None, None, recorded_at))
+                deal = Line("deal", month_of(event.closed_on), event.deal_id, event.closed_on, event.amount, rate,
+                            cents(event.amount * rate))
+                lines.append(self._row(cursor, source, 1, event.originator_id, None, deal, None, recorded_at))
+            elif isinstance(event, CommissionPeriod.Closed):  # type: ignore[attr-defined]
+                cursor.execute(
+                    "INSERT INTO commission_periods (period, closes_after, position, event_id, closed_by, closed_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    (event.period, event.closes_after, source[0], source[1], event.closed_by, recorded_at),
+                )
+                self._closed = (max(event.period, self._closed_through(cursor) or event.period),)
+            elif isinstance(event, CommissionDispute.Raised):  # type: ignore[attr-defined]
+                cursor.execute(
+                    "INSERT INTO commission_disputes (dispute_id, partner_id, period, line_position, line_no,"
+                    " line_event_id, contract_id, reason, raised_by, raised_at, position, event_id, status)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'open')",
+                    (event.originator_id, event.partner_id, event.period, event.line_position, event.line_no,
+                     event.line_event_id, event.contract_id, event.reason, event.raised_by, recorded_at, *source),
+                )
+            elif isinstance(event, CommissionDispute.Resolved):  # type: ignore[attr-defined]
+                booked_in = self._open_month(cursor, recorded_month(recorded_at)) if event.amount is not None else None
+                cursor.execute(
+                    "UPDATE commission_disputes SET status = %s, resolved_by = %s, resolved_at = %s, note = %s,"
+                    " amount = %s, resolved_position = %s, resolved_event_id = %s, adjustment_period = %s"
+                    " WHERE dispute_id = %s RETURNING partner_id, period, contract_id",
+                    (event.outcome, event.resolved_by, recorded_at, event.note, event.amount, *source, booked_in,
+                     event.originator_id),
+                )
+                disputed = cursor.fetchone()
+                if booked_in is not None:
+                    adjustment = Line("adjustment", booked_in, None, None, ZERO, None, event.amount,
+                                      disputed["period"])
+                    lines.append(self._row(cursor, source, 1, disputed["partner_id"], disputed["contract_id"],
+                                           adjustment, None, recorded_at, dispute_id=event.originator_id))
             elif isinstance(event, Partner.Applied):  # type: ignore[attr-defined]
                 self._broker_rates[event.originator_id] = event.commission_rate
                 cursor.execute(
@@ -130,14 +187,25 @@ class Commissions:
             if booked and contract_id is not None:
                 partner_id, fee_rate = self._contract(cursor, contract_id)
                 for line_no, line in enumerate(booked, start=1):
-                    lines.append((
-                        source[0], line_no, source[1], partner_id, contract_id, line.period, line.kind,
-                        line.order_id, line.business_date, line.amount, line.rate, line.commission,
-                        fee_rate if line.kind != "adjustment" else None, line.corrects_period, recorded_at,
-                    ))
+                    lines.append(self._row(cursor, source, line_no, partner_id, contract_id, line,
+                                           fee_rate if line.kind != "adjustment" else None, recorded_at))
         _copy_lines(cursor, lines)
         while len(self._books) > self.cached_contracts:
             self._books.popitem(last=False)
+
+    def _row(self, cursor: Any, source: tuple, line_no: int, partner_id: UUID, contract_id: UUID | None, line: Line,
+             fee_rate: Decimal | None, recorded_at: datetime, dispute_id: UUID | None = None) -> tuple:
+        """A line as written, routed: one that would land in a closed month lands in the first
+        open month — a sale, return or deal as an adjustment that carries it."""
+        period, kind, corrects, moved = line.period, line.kind, line.corrects_period, None
+        lands_in = self._open_month(cursor, period)
+        if lands_in != period:
+            if kind != "adjustment":
+                kind, corrects, moved = "adjustment", period, line.kind
+            period = lands_in
+        return (source[0], line_no, source[1], partner_id, contract_id, period, kind, line.order_id,
+                line.business_date, line.amount, line.rate, line.commission, fee_rate, corrects, recorded_at,
+                moved, dispute_id)
 
     # State, loaded from the read model's own tables when first needed -------------------
 
@@ -180,17 +248,20 @@ class Commissions:
                        (contract_id,))
         terms = [(row["effective_on"], CommissionTerms.parse(row["terms"])) for row in cursor.fetchall()]
         book = ContractCommissions(terms[0][1])
+        # A sale or return of a closed month is an adjustment carrying it (moved_kind); an
+        # upheld dispute's adjustment is no pricing of the contract's (dispute_id).
         cursor.execute(
-            "SELECT position, kind, order_id, business_date, abs(sum(amount)) AS amount FROM commission_lines"
-            " WHERE contract_id = %s AND kind IN ('sale', 'return')"
-            " GROUP BY position, kind, order_id, business_date",
+            "SELECT position, coalesce(moved_kind, kind) AS kind, order_id, business_date,"
+            " abs(sum(amount)) AS amount FROM commission_lines"
+            " WHERE contract_id = %s AND (kind IN ('sale', 'return') OR moved_kind IN ('sale', 'return'))"
+            " GROUP BY position, 2, order_id, business_date",
             (contract_id,),
         )
         entries = [Entry(row["kind"], row["order_id"], row["business_date"], row["position"], row["amount"])
                    for row in cursor.fetchall()]
         cursor.execute(
             "SELECT coalesce(corrects_period, period) AS month, sum(commission) AS booked FROM commission_lines"
-            " WHERE contract_id = %s GROUP BY 1",
+            " WHERE contract_id = %s AND dispute_id IS NULL GROUP BY 1",
             (contract_id,),
         )
         booked = {row["month"]: row["booked"] for row in cursor.fetchall()}
@@ -208,41 +279,119 @@ def _copy_lines(cursor: Any, lines: list[tuple]) -> None:
 
 # Reading statements -----------------------------------------------------------------------
 
-def _known(as_known_at: datetime | None) -> str:
-    return "" if as_known_at is None else " AND recorded_at <= %(known_at)s"
+def _known(as_known_at: datetime | None, column: str = "recorded_at") -> str:
+    return "" if as_known_at is None else f" AND {column} <= %(known_at)s"
 
 
-def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
-                     kind: str | None = None) -> dict:
-    """The month's figures. A consignee's month settles once and carries nothing (domain.md §6):
-    S = proceeds − commission − fees − adjustments is remitted by the consignee when S ≥ 0 and
-    paid by the company (`total_due`) when below. Other partners carry a negative balance into
-    the months after it."""
-    params = {"partner": partner_id, "period": period, "known_at": as_known_at}
-    if kind is None:
-        cursor.execute("SELECT kind FROM commission_partners WHERE partner_id = %(partner)s", params)
-        found = cursor.fetchone()
-        kind = found["kind"] if found else None
-    consignee = kind == "consignee"
+_EMPTY_MONTH = {"gross_sales": ZERO, "returns": ZERO, "commission": ZERO, "adjustments": ZERO, "fees": ZERO,
+                "adjusted_sales": ZERO}
+_KEYS = "(partner_id, period) IN (SELECT * FROM unnest(%(key_partners)s::uuid[], %(key_periods)s::text[]))"
+
+
+def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
+               as_known_at: datetime | None = None) -> dict[tuple[UUID, str], dict[str, Any]]:
+    """The statements of many (partner, month) keys, without their lines, in four queries
+    whatever their number (a page of 1 000 costs what a page of 1 does in round trips); a
+    partner the read model does not know has none.
+
+    A consignee's month settles once and carries nothing (domain.md §6): S = proceeds +
+    adjusted_sales − commission − fees − adjustments is remitted by the consignee when S ≥ 0
+    and paid by the company (`total_due`) when below; `adjusted_sales` is the proceeds of
+    sales and returns of closed months carried into this one. Other partners carry a negative
+    balance into the months after it."""
+    if not keys:
+        return {}
+    partners = sorted({partner for partner, _ in keys})
+    params = {
+        "partners": partners, "until": max(period for _, period in keys), "known_at": as_known_at,
+        "key_partners": [partner for partner, _ in keys], "key_periods": [period for _, period in keys],
+    }
     cursor.execute(
-        "SELECT period,"
+        "SELECT partner_id, kind, (SELECT max(period) FROM commission_periods WHERE true"
+        + _known(as_known_at, "closed_at") + ") AS closed_through"
+        " FROM commission_partners WHERE partner_id = ANY(%(partners)s)",
+        params,
+    )
+    found_partners = cursor.fetchall()
+    kinds = {row["partner_id"]: row["kind"] for row in found_partners}
+    if not kinds:
+        return {}
+    closed_through = found_partners[0]["closed_through"]
+    cursor.execute(
+        "SELECT partner_id, period,"
         " coalesce(sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), 0) AS gross_sales,"
         " coalesce(-sum(amount) FILTER (WHERE kind = 'return'), 0) AS returns,"
         " coalesce(sum(commission) FILTER (WHERE kind <> 'adjustment'), 0) AS commission,"
         " coalesce(sum(commission) FILTER (WHERE kind = 'adjustment'), 0) AS adjustments,"
+        " coalesce(sum(amount) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted_sales,"
         " coalesce(sum(amount * fee_rate), 0) AS fees"
-        " FROM commission_lines WHERE partner_id = %(partner)s"
-        + (" AND period = %(period)s" if consignee else " AND period <= %(period)s")
-        + _known(as_known_at) + " GROUP BY period ORDER BY period",
+        " FROM commission_lines WHERE partner_id = ANY(%(partners)s) AND period <= %(until)s" + _known(as_known_at)
+        + " GROUP BY partner_id, period ORDER BY partner_id, period",
         params,
     )
-    carried = ZERO
-    month = {"gross_sales": ZERO, "returns": ZERO, "commission": ZERO, "adjustments": ZERO, "fees": ZERO}
+    months: dict[UUID, list[dict[str, Any]]] = {}
     for row in cursor.fetchall():
+        months.setdefault(row["partner_id"], []).append(row)
+    # Money paid out (payout and subsidy steps) and received (remittances), in log order.
+    cursor.execute(
+        "SELECT 'payout' AS paid_out, partner_id, period, position, step, amount FROM commission_payouts"
+        " WHERE " + _KEYS + _known(as_known_at)
+        + " UNION ALL SELECT 'subsidy', partner_id, period, position, step, amount FROM commission_housing_subsidies"
+        " WHERE " + _KEYS + _known(as_known_at)
+        + " UNION ALL SELECT 'remittance', partner_id, period, position, NULL, amount FROM commission_remittances"
+        " WHERE " + _KEYS + _known(as_known_at) + " ORDER BY position",
+        params,
+    )
+    paid_out: dict[tuple[UUID, str], list[dict[str, Any]]] = {}
+    remitted: dict[tuple[UUID, str], Decimal] = {}
+    for row in cursor.fetchall():
+        key = (row["partner_id"], row["period"])
+        if row["paid_out"] == "remittance":
+            remitted[key] = remitted.get(key, ZERO) + row["amount"]
+        else:
+            paid_out.setdefault(key, []).append(row)
+    cursor.execute(
+        "SELECT * FROM commission_disputes WHERE " + _KEYS + _known(as_known_at, "raised_at") + " ORDER BY position",
+        params,
+    )
+    disputes: dict[tuple[UUID, str], list[dict[str, Any]]] = {}
+    for row in cursor.fetchall():
+        disputes.setdefault((row["partner_id"], row["period"]), []).append(_dispute(row, as_known_at))
+
+    found = {}
+    for partner_id, period in keys:
+        kind = kinds.get(partner_id)
+        if kind is None:
+            continue
+        figures = _figures(months.get(partner_id, []), period, kind == "consignee", remitted.get((partner_id, period)))
+        steps = [row for row in paid_out.get((partner_id, period), []) if row["paid_out"] == "payout"]
+        subsidy = [row for row in paid_out.get((partner_id, period), []) if row["paid_out"] == "subsidy"]
+        found[(partner_id, period)] = {
+            "partner_id": partner_id,
+            "period": period,
+            **{name: _money(value) for name, value in figures.items()},
+            "payout_status": steps[-1]["step"] if steps else "none",
+            "payout_amount": _money(steps[0]["amount"]) if steps else None,
+            "housing_subsidy": {"amount": _money(subsidy[0]["amount"]), "status": subsidy[-1]["step"]} if subsidy else None,
+            "period_status": "closed" if closed_through is not None and period <= closed_through else "open",
+            "disputes": disputes.get((partner_id, period), []),
+        }
+    return found
+
+
+def _figures(rows: list[dict[str, Any]], period: str, consignee: bool, remitted: Decimal | None) -> dict[str, Any]:
+    """One month's figures from the partner's months up to it (in order)."""
+    carried = ZERO
+    month = _EMPTY_MONTH
+    for row in rows:
         if row["period"] == period:
             month = row
             break
+        if row["period"] > period:
+            break
         carried = min(ZERO, carried + row["commission"] + row["adjustments"])
+    if consignee:
+        carried = ZERO  # each month settles on its own
     balance = month["commission"] + month["adjustments"] + carried
     net_sales = month["gross_sales"] - month["returns"]
     figures = {
@@ -251,6 +400,7 @@ def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: da
         "net_sales": net_sales,
         "commission": month["commission"],
         "adjustments": month["adjustments"],
+        "adjusted_sales": month["adjusted_sales"],
         "carried_in": carried,
         "total_due": max(ZERO, balance),
         "carried_out": min(ZERO, balance),
@@ -261,66 +411,109 @@ def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: da
     }
     if consignee:
         fees = cents(month["fees"])
-        settlement = net_sales - month["commission"] - fees - month["adjustments"]
-        cursor.execute(
-            "SELECT coalesce(sum(amount), 0) AS remitted FROM commission_remittances"
-            " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
-            params,
-        )
-        remitted = cursor.fetchone()["remitted"]
+        settlement = net_sales + month["adjusted_sales"] - month["commission"] - fees - month["adjustments"]
+        received = remitted or ZERO
         figures.update(
             total_due=max(ZERO, -settlement), carried_out=ZERO, fees=fees, remittance_due=max(ZERO, settlement),
-            remitted=remitted, remittance_outstanding=max(ZERO, settlement) - remitted,
+            remitted=received, remittance_outstanding=max(ZERO, settlement) - received,
         )
     return figures
+
+
+def _dispute(row: dict[str, Any], as_known_at: datetime | None) -> dict[str, Any]:
+    """A dispute as a statement lists it; as known at a time before its resolution, open."""
+    resolved = row["resolved_at"] is not None and (as_known_at is None or row["resolved_at"] <= as_known_at)
+    return {
+        "dispute_id": row["dispute_id"],
+        "line_position": row["line_position"],
+        "line_no": row["line_no"],
+        "reason": row["reason"],
+        "raised_by": row["raised_by"],
+        "raised_at": row["raised_at"],
+        "status": row["status"] if resolved else "open",
+        "resolved_by": row["resolved_by"] if resolved else None,
+        "resolved_at": row["resolved_at"] if resolved else None,
+        "note": row["note"] if resolved else None,
+        "amount": _money(row["amount"]) if resolved else None,
+        "adjustment": {"period": row["adjustment_period"], "position": row["resolved_position"], "line_no": 1}
+        if resolved and row["adjustment_period"] is not None else None,
+    }
+
+
+def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
+                     kind: str | None = None) -> dict:
+    """The month's figures (see `statements`); zeros for a partner the read model does not know."""
+    found = statements(cursor, [(partner_id, period)], as_known_at).get((partner_id, period))
+    if found is None:
+        return _figures([], period, kind == "consignee", None)
+    return {name: found[name] for name in _figures([], period, False, None)}
 
 
 def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
               with_lines: bool = True) -> dict[str, Any] | None:
     """A partner's statement for a month, as it stands or as known at a past time; None if the
     read model does not know the partner."""
-    cursor.execute("SELECT kind FROM commission_partners WHERE partner_id = %s", (partner_id,))
-    partner = cursor.fetchone()
-    if partner is None:
-        return None
-    figures = statement_totals(cursor, partner_id, period, as_known_at, partner["kind"])
-    params = {"partner": partner_id, "period": period, "known_at": as_known_at}
-    known = _known(as_known_at)
+    result = statements(cursor, [(partner_id, period)], as_known_at).get((partner_id, period))
+    if result is None or not with_lines:
+        return result
+    # The lines come as one JSON array built by PostgreSQL, each value as `plain_json`
+    # writes it: converting a busy month's hundreds of rows in Python cost three times
+    # the rest of the statement.
     cursor.execute(
-        "SELECT 'payout' AS paid_out, position, step, amount FROM commission_payouts"
-        " WHERE partner_id = %(partner)s AND period = %(period)s" + known
-        + " UNION ALL SELECT 'subsidy', position, step, amount FROM commission_housing_subsidies"
-        " WHERE partner_id = %(partner)s AND period = %(period)s" + known + " ORDER BY position",
-        params,
+        "SELECT coalesce(json_agg(json_build_object("
+        " 'position', position, 'line_no', line_no, 'event_id', event_id::text,"
+        " 'contract_id', contract_id::text, 'order_id', order_id, 'kind', kind,"
+        " 'business_date', business_date::text, 'amount', amount::text, 'rate', rate::text,"
+        " 'commission', commission::text, 'corrects_period', corrects_period,"
+        " 'moved_kind', moved_kind, 'dispute_id', dispute_id::text,"
+        " 'recorded_at', " + _RFC3339_UTC.format("recorded_at") + ") ORDER BY position, line_no), '[]')::text"
+        " AS lines FROM commission_lines"
+        " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
+        {"partner": partner_id, "period": period, "known_at": as_known_at},
     )
-    paid_out = cursor.fetchall()
-    steps = [row for row in paid_out if row["paid_out"] == "payout"]
-    subsidy = [row for row in paid_out if row["paid_out"] == "subsidy"]
-    result: dict[str, Any] = {
-        "partner_id": partner_id,
-        "period": period,
-        **{name: _money(value) for name, value in figures.items()},
-        "payout_status": steps[-1]["step"] if steps else "none",
-        "payout_amount": _money(steps[0]["amount"]) if steps else None,
-        "housing_subsidy": {"amount": _money(subsidy[0]["amount"]), "status": subsidy[-1]["step"]} if subsidy else None,
-    }
-    if with_lines:
-        # The lines come as one JSON array built by PostgreSQL, each value as `plain_json`
-        # writes it: converting a busy month's hundreds of rows in Python cost three times
-        # the rest of the statement.
-        cursor.execute(
-            "SELECT coalesce(json_agg(json_build_object("
-            " 'position', position, 'line_no', line_no, 'event_id', event_id::text,"
-            " 'contract_id', contract_id::text, 'order_id', order_id, 'kind', kind,"
-            " 'business_date', business_date::text, 'amount', amount::text, 'rate', rate::text,"
-            " 'commission', commission::text, 'corrects_period', corrects_period,"
-            " 'recorded_at', " + _RFC3339_UTC.format("recorded_at") + ") ORDER BY position, line_no), '[]')::text"
-            " AS lines FROM commission_lines"
-            " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
-            params,
-        )
-        result["lines_json"] = cursor.fetchone()["lines"]
+    result["lines_json"] = cursor.fetchone()["lines"]
     return result
+
+
+# For the command side (handed to it by the HTTP layer) ------------------------------------
+
+def close_facts(cursor: Any, period: str, closed_through: str | None) -> LedgerFacts:
+    """What a close of `period` must know: the earlier months still open that have a statement
+    (a line, a payout or subsidy step, a remittance), and the partners whose statement of the
+    month has `total_due` > 0 without any payout prepared. Only a partner with lines in the
+    month can be owed anything in it (a balance carried in is never positive)."""
+    cursor.execute(
+        "SELECT DISTINCT period FROM ("
+        " SELECT period FROM commission_lines WHERE period < %(period)s"
+        " UNION SELECT period FROM commission_payouts WHERE period < %(period)s"
+        " UNION SELECT period FROM commission_housing_subsidies WHERE period < %(period)s"
+        " UNION SELECT period FROM commission_remittances WHERE period < %(period)s) AS known"
+        " WHERE %(through)s::text IS NULL OR period > %(through)s ORDER BY period",
+        {"period": period, "through": closed_through},
+    )
+    open_before = [row["period"] for row in cursor.fetchall()]
+    cursor.execute("SELECT DISTINCT partner_id FROM commission_lines WHERE period = %s", (period,))
+    owed = statements(cursor, [(row["partner_id"], period) for row in cursor.fetchall()])
+    unprepared = [partner_id for (partner_id, _), found in owed.items()
+                  if found["total_due"] > 0 and found["payout_status"] == "none"]
+    return LedgerFacts(open_before=open_before, unprepared=unprepared)
+
+
+def statement_line(cursor: Any, partner_id: UUID, period: str, position: int,
+                   line_no: int | None) -> DisputedLine | None:
+    """The line(s) at `position` (numbered `line_no`, or all of them) on a partner's statement
+    of a month, as a dispute names them; None when the statement has no such line."""
+    cursor.execute(
+        "SELECT min(event_id::text)::uuid AS event_id, min(kind) AS kind, sum(commission) AS commission,"
+        " min(contract_id::text)::uuid AS contract_id, count(*) AS lines FROM commission_lines"
+        " WHERE partner_id = %(partner)s AND period = %(period)s AND position = %(position)s"
+        " AND (%(line_no)s::int IS NULL OR line_no = %(line_no)s)",
+        {"partner": partner_id, "period": period, "position": position, "line_no": line_no},
+    )
+    row = cursor.fetchone()
+    if row is None or not row["lines"]:
+        return None
+    return DisputedLine(position, line_no, row["event_id"], row["kind"], cents(row["commission"]), row["contract_id"])
 
 
 # What `plain_json` makes of a timestamp: ISO 8601 in UTC with a Z, microseconds only if any.

@@ -74,6 +74,9 @@ TABLE = [
     (f"/v1/targets/{X}/revisions/{X}/approve", {"general_manager", "channel_manager"}),
     (f"/v1/targets/{X}/close", {"channel_manager"}),
     (f"/v1/targets/{X}/close/confirm", {"general_manager", "channel_manager"}),
+    ("/v1/commissions/periods/2026-03/close", {"finance"}),
+    (f"/v1/commissions/statements/{X}/2026-03/disputes", {"channel_specialist", "channel_manager", "finance"}),
+    (f"/v1/commissions/statements/{X}/2026-03/disputes/{X}/resolve", {"finance"}),
     ("/v1/webhooks", {"integration"}),
     (f"/v1/webhooks/{X}/pause", {"integration"}),
     (f"/v1/webhooks/{X}/resume", {"integration"}),
@@ -98,7 +101,7 @@ def test_every_command_endpoint_is_in_the_table(api):
     normalised = {p.replace("{employee_id}", "{id}").replace("{partner_id}", "{id}").replace("{contract_id}", "{id}")
                   .replace("{target_id}", "{id}").replace("{complaint_id}", "{id}").replace("{change_id}", "{id}")
                   .replace("{revision_id}", "{id}").replace("{proposal_id}", "{id}").replace("{plan_id}", "{id}")
-                  .replace("{amendment_id}", "{id}").replace("{renewal_id}", "{id}").replace("{webhook_id}", "{id}").replace("{period}", "2026-03")
+                  .replace("{amendment_id}", "{id}").replace("{renewal_id}", "{id}").replace("{webhook_id}", "{id}").replace("{dispute_id}", "{id}").replace("{period}", "2026-03")
                   for p in posts}
     assert normalised == table
 
@@ -113,6 +116,7 @@ def test_reads_are_open_to_every_role(api):
 READ_TABLE = [
     (f"/v1/commissions/statements/{X}/2026-03", {"reporting", "finance", "auditor", "channel_manager"}),
     ("/v1/commissions/statements", {"reporting", "finance", "auditor", "channel_manager"}),
+    ("/v1/commissions/periods/2026-03", {"reporting", "finance", "auditor", "channel_manager"}),
     (f"/v1/targets/{X}/attainment", {"reporting", "channel_manager", "auditor"}),
     (f"/v1/partners/{X}/activity?period=2026-03", {"reporting", "channel_manager", "auditor"}),
     ("/v1/audit/events", {"auditor"}),

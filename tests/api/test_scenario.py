@@ -6,11 +6,17 @@ legal representative's identity are on file; drafts its contract, which the gene
 approves, and signs it. The agent sells inside its territory (an order from Jiangsu is
 refused), a customer returns part of an order, and when a second sales agent is proposed
 while one is already in force, the signature is refused — until the first, after a poor
-evaluation and a failed corrective plan, is terminated, which ends its contract.
+evaluation and a failed corrective plan, is terminated, which ends its contract. Finance closes
+March once the agent's payout is prepared; an order reported late for March then lands in the
+first open month, and a dispute of one March line, raised by the channel manager and upheld by
+finance, is booked as an adjustment in the month it is resolved — March itself never changes.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from channel_domain.company_time import recorded_month
 from tests.api.flows import (
     CONTENTS, ERP, FINANCE, FINANCE_2, GM, HR, MANAGER, REPORTING, SPECIALIST, file_archive, post, problem,
 )
@@ -96,6 +102,46 @@ def test_the_channel_department_story(api):
         ("Contract.Signed", "mgr-1"),
     ]
     assert history[4]["effective_on"] == "2026-03-02" and history[4]["data"]["employee_id"] == rep["id"]
+
+    # March's statement: 60 000 × 3 % = 1 800; HZ-0002's 70 000 fills the tier, 40 000 × 3 % = 1 200, and
+    # 30 000 × 4.5 % = 1 350 above it; the return of 5 000 claws back HZ-0001's top slice, 5 000 × 3 % = 150.
+    march = statement(api, agent["id"], "2026-03", REPORTING)
+    assert (march["net_sales"], march["commission"], march["total_due"]) == ("125000.00", "4200.00", "4200.00")
+    # Finance closes March only once the agent's payout is prepared.
+    problem(post(api, "/v1/commissions/periods/2026-03/close", None, FINANCE, None), 422, "payouts_not_prepared")
+    with_account(api, agent["id"])
+    post(api, f"/v1/partners/{agent['id']}/payouts", {"period": "2026-03", "amount": "4200.00"}, SPECIALIST)
+    api.catch_up()
+    assert post(api, "/v1/commissions/periods/2026-03/close", None, FINANCE, 201).json()["status"] == "closed"
+    closed = statement(api, agent["id"], "2026-03", REPORTING)
+    assert closed["period_status"] == "closed"
+
+    # An order of 28 March reported late: March's sales already stand at 130 000, so its 10 000 earns
+    # 4.5 % = 450 — booked in April, the first open month, as an adjustment correcting March.
+    post(api, f"/v1/contracts/{contract}/sales", {**sale, "order_id": "HZ-0003", "amount": "10000.00",
+                                                  "sold_on": "2026-03-28"}, ERP)
+    april = statement(api, agent["id"], "2026-04", REPORTING)
+    assert [(line["kind"], line["moved_kind"], line["corrects_period"], line["commission"]) for line in april["lines"]] == [
+        ("adjustment", "sale", "2026-03", "450.00")]
+    assert (april["adjusted_sales"], april["total_due"]) == ("10000.00", "450.00")
+
+    # The agent says HZ-0002 was a launch order with 5 % agreed above the tier: the channel manager
+    # disputes its lines; finance upholds 30 000 × (5 % − 4.5 %) = 150.
+    hz2 = {line["position"] for line in closed["lines"] if line["order_id"] == "HZ-0002"}.pop()
+    dispute = post(api, f"/v1/commissions/statements/{agent['id']}/2026-03/disputes",
+                   {"line_position": hz2, "reason": "launch order: 5 % agreed above 100 000"}, MANAGER, 201).json()
+    post(api, f"/v1/commissions/statements/{agent['id']}/2026-03/disputes/{dispute['dispute_id']}/resolve",
+         {"outcome": "upheld", "note": "launch terms confirmed by the GM's letter", "amount": "150.00"}, FINANCE)
+    resolution = api.get(f"/v1/commissions/disputes/{dispute['dispute_id']}/history").json()["items"][-1]
+    booked_in = recorded_month(datetime.fromisoformat(resolution["recorded_at"]))
+    booked = statement(api, agent["id"], booked_in, REPORTING)
+    assert [(line["kind"], line["corrects_period"], line["commission"], line["dispute_id"])
+            for line in booked["lines"]] == [("adjustment", "2026-03", "150.00", dispute["dispute_id"])]
+    assert booked["total_due"] == "150.00"
+    march = statement(api, agent["id"], "2026-03", REPORTING)
+    assert [(d["status"], d["amount"], d["adjustment"]["period"]) for d in march["disputes"]] == [
+        ("upheld", "150.00", booked_in)]
+    assert {**march, "disputes": []} == {**closed, "disputes": []}  # March reads as it was closed
 
 
 def test_a_consignees_month_and_an_agents_housing_subsidy(api):

@@ -28,7 +28,8 @@ from tests.api.test_role_table import ALL_ROLES, READ_TABLE, TABLE, X
 # What the role table's transcription leaves to the conventions of api.md: every role reads
 # records; the auditor alone verifies, exports and traces causation; anyone may ask for progress.
 RECORD_READS = [(f"/v1/{noun}/{X}{tail}", ALL_ROLES)
-                for noun in ("employees", "partners", "contracts", "targets") for tail in ("", "/history")]
+                for noun in ("employees", "partners", "contracts", "targets", "commissions/disputes")
+                for tail in ("", "/history")]
 AUDIT_READS = [("/v1/audit/verify", {"auditor"}), ("/v1/audit/export", {"auditor"}),
                (f"/v1/audit/causation/{X}", {"auditor"})]
 STREAMS = [("/v1/events/stream", {"integration", "auditor"})]  # endless: judged by status, then closed

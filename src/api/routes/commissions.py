@@ -17,7 +17,7 @@ from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.errors import NotFound
 from channel_domain.values import YEAR, plain_json
-from projections.commissions import statement
+from projections.commissions import statement, statements
 
 router = APIRouter(prefix="/v1/commissions", tags=["read models"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "finance", "auditor", "channel_manager"))]
@@ -38,12 +38,36 @@ class StatementLine(BaseModel):
     rate: str | None
     commission: str
     corrects_period: str | None
+    moved_kind: str | None = Field(
+        description="An adjustment carrying a sale, return or deal of a closed month into this one: its kind")
+    dispute_id: str | None = Field(description="An adjustment booking an upheld dispute: the dispute")
     recorded_at: str
 
 
 class HousingSubsidy(BaseModel):
     amount: str
     status: str = Field(description="prepared, verified, approved or paid")
+
+
+class DisputeAdjustment(BaseModel):
+    period: str = Field(description="The statement month the adjustment line was booked in (the first open month)")
+    position: int = Field(description="The line's position: the resolution's event")
+    line_no: int
+
+
+class StatementDispute(BaseModel):
+    dispute_id: str
+    line_position: int
+    line_no: int | None = Field(description="The line disputed at that position; null: all its lines there")
+    reason: str
+    raised_by: str
+    raised_at: str
+    status: str = Field(description="open, upheld or rejected")
+    resolved_by: str | None
+    resolved_at: str | None
+    note: str | None
+    amount: str | None = Field(description="An upheld dispute's signed correction")
+    adjustment: DisputeAdjustment | None
 
 
 class StatementSummary(BaseModel):
@@ -54,6 +78,9 @@ class StatementSummary(BaseModel):
     net_sales: str
     commission: str
     adjustments: str
+    adjusted_sales: str = Field(
+        description="Net sales of closed months carried into this month by adjustments (late sales, returns, deals); "
+                    "a consignee's settlement counts them as proceeds")
     carried_in: str
     total_due: str
     carried_out: str
@@ -66,6 +93,8 @@ class StatementSummary(BaseModel):
     payout_status: str
     payout_amount: str | None
     housing_subsidy: HousingSubsidy | None = Field(description="The month's housing subsidy, never part of total_due")
+    period_status: str = Field(description="open, or closed: a closed month takes no new lines")
+    disputes: list[StatementDispute] = Field(description="Disputes raised against this statement's lines")
 
 
 class Statement(StatementSummary):
@@ -110,7 +139,7 @@ def list_statements(
     partner_id: UUID | None = None,
     as_known_at: KnownAt = None,
     cursor: Annotated[str | None, Query(max_length=60, pattern=r"^[0-9]{4}-[0-9]{2}/[0-9a-f-]{36}$")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     after_period, _, after_partner = (cursor or "/").partition("/")
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -131,11 +160,12 @@ def list_statements(
              "after_partner": after_partner, "limit": limit + 1},
         )
         keys = curs.fetchall()
-        items = [statement(curs, key["partner_id"], key["period"], as_known_at, with_lines=False)
-                 for key in keys[:limit]]
+        # The page in a fixed number of queries, however long (never one query per statement).
+        page = [(key["partner_id"], key["period"]) for key in keys[:limit]]
+        found = statements(curs, page, as_known_at)
     last = keys[limit - 1] if len(keys) > limit else None
     return {
-        "items": [plain_json(item) for item in items],
+        "items": [plain_json(found[key]) for key in page if key in found],
         "next_cursor": f"{last['period']}/{last['partner_id']}" if last else None,
     }
 

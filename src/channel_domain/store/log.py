@@ -177,10 +177,11 @@ class WritersStillOpen(Exception):
     """Transactions that could still fill a position were open when the wait ran out."""
 
 
-def wait_for_writers(conn: Any, snapshot: Snapshot, wait_s: float) -> None:
+def wait_for_writers(conn: Any, snapshot: Snapshot, wait_s: float, ignore: frozenset[int] = frozenset()) -> None:
     """Return once every transaction of this database that was running when `snapshot` was
     taken has ended — then every position up to the highest one visible in that snapshot is
-    final: visible now, or never. Raises `WritersStillOpen` after `wait_s`.
+    final: visible now, or never. Raises `WritersStillOpen` after `wait_s`. `ignore`: the
+    waiter's own transaction, when it is one of them (it ends after this returns).
 
     The writers are the snapshot's in-progress ids and those in [xmax, an id drawn now) (the
     module's docstring says why), less those seen to belong to another database: transaction
@@ -195,7 +196,7 @@ def wait_for_writers(conn: Any, snapshot: Snapshot, wait_s: float) -> None:
         # 32-bit ids here: no two transactions open at once share their low 32 bits.
         elsewhere = {row["xid"] for row in curs.fetchall()}
     writers = frozenset(xid for xid in snapshot.in_progress | frozenset(range(snapshot.xmax, drawn))
-                        if xid & 0xFFFFFFFF not in elsewhere)
+                        if xid & 0xFFFFFFFF not in elsewhere and xid not in ignore)
     deadline = time.monotonic() + wait_s
     while writers:
         with conn.transaction(), conn.cursor() as curs:

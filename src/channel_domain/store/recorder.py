@@ -15,7 +15,9 @@ In the same transaction as the events it writes, when the command carries them:
 - a new employee's login (`employee_logins`), whose primary key keeps logins unique;
 - the selling gates (`selling_gates`, migrations/0018): a sale checks, a suspension or a
   separation closes, the gate of the partner and employee the sale is credited to;
-- the lines of a keyed import that the transaction books (`keyed_import_lines`).
+- the lines of a keyed import that the transaction books (`keyed_import_lines`);
+- whatever an `InTransaction` step of the command does before and after the append (a
+  period close: its lock, its reading of the ledger, its registry row).
 
 It does not NOTIFY inside the write transaction, as the stock recorder does: PostgreSQL
 serialises the commits of every transaction that notifies (a database-wide lock held until
@@ -50,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import wraps
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -215,6 +217,16 @@ class ImportLines:
     digests: list[int]
 
 
+class InTransaction(Protocol):
+    """Work a command does in the transaction of its events: `before` the append (it has no
+    transaction id yet, so no reader of the log waits for it), `after` it with the positions
+    drawn. Either may raise to write nothing (a DomainError passes through as it is)."""
+
+    def before(self, cursor: Any) -> None: ...
+
+    def after(self, cursor: Any, positions: list[int]) -> None: ...
+
+
 class ConstraintViolation(IntegrityError):
     """A database constraint refused the write; `constraint` names it."""
 
@@ -257,6 +269,7 @@ class EventRecorder(PostgresApplicationRecorder):
         sellers_checked: dict[UUID, int] | None = None,
         selling_days_closed: SellingDaysClosed | None = None,
         import_lines: ImportLines | None = None,
+        in_transaction: InTransaction | None = None,
         **_: Any,
     ) -> Sequence[int]:
         """Append in one round trip (`append_events`, migrations/0002, hashing since 0011). Not retried here:
@@ -279,10 +292,13 @@ class EventRecorder(PostgresApplicationRecorder):
         seen = None if closed is None or closed.contracts_seen is None else closed.contracts_seen
         try:
             with self.datastore.get_connection() as conn, (
-                # A hire with a login writes one more statement, in the transaction of its events;
-                # every other append stays one autocommitted round trip.
-                conn.transaction() if new_logins else nullcontext()
+                # A hire with a login writes one more statement, in the transaction of its events,
+                # and a step in the transaction works around the append; every other append
+                # stays one autocommitted round trip.
+                conn.transaction() if new_logins or in_transaction else nullcontext()
             ), conn.cursor() as curs:
+                if in_transaction is not None:
+                    in_transaction.before(curs)
                 if new_logins:
                     curs.executemany("INSERT INTO employee_logins (login, employee_id) VALUES (%s, %s)",
                                      list(new_logins.items()))
@@ -318,6 +334,8 @@ class EventRecorder(PostgresApplicationRecorder):
                     prepare=True,
                 )
                 positions = [row["position"] for row in curs.fetchall()]
+                if in_transaction is not None:
+                    in_transaction.after(curs, positions)
         except IntegrityError as error:
             diagnostics = getattr(error.__cause__, "diag", None)
             raise ConstraintViolation(str(error), getattr(diagnostics, "constraint_name", None)) from error
