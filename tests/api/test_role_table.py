@@ -126,6 +126,13 @@ READ_TABLE = [
     (f"/v1/webhooks/{X}", {"integration", "auditor"}),
     (f"/v1/webhooks/{X}/changes", {"integration", "auditor"}),
 ]
+# Reports (api.md "Lists and reports"): reporting, channel_manager, finance, auditor.
+REPORT_READERS = {"reporting", "channel_manager", "finance", "auditor"}
+READ_TABLE += [
+    ("/v1/reports/sales?period=2026-03&group_by=partner", REPORT_READERS),
+    ("/v1/reports/key-terminals?period=2026-03", REPORT_READERS),
+    ("/v1/reports/commission-efficiency?period=2026-03", REPORT_READERS),
+]
 
 
 @pytest.mark.parametrize(("path", "allowed"), READ_TABLE, ids=[path.replace(X, "{id}") for path, _ in READ_TABLE])
