@@ -1,14 +1,14 @@
 """GET /v1/reports/sales, /key-terminals and /commission-efficiency over HTTP, with figures worked
 by hand from the sales below (docs/reports.md).
 
-The book, all in 2026 (amounts in CNY):
+The book, all in 2026 (CNY; employees li.na and wang.wei):
 
-| partner (kind, rate)           | sales (date, order, amount, product, region, employee)     | returns (date, of, amount) |
-|--------------------------------|-------------------------------------------------------------|----------------------------|
-| East (enterprise_agent, 5 %)   | 01-10 A-1 10 000 router 华东 li.na; 02-03 A-2 5 000 switch 华东 wang.wei; 04-01 A-3 1 500 router 华东 li.na | 02-05 A-1 1 000; 04-30 A-3 1 500 |
-| Corner (retailer, 3 %)         | 01-15 B-1 2 000 switch 华北 wang.wei; 02-20 B-2 3 000 router (no region) li.na | 03-02 B-1 500 |
-| Broker (broker, 1 %)           | deal 03-01 D-1 4 000                                        |                            |
-| Big (distributor, 2 %)         | 03-10 X-1 20 000 router 华南 (no employee)                  |                            |
+- East, enterprise agent in 华东 at 5 %: A-1 10 000 router li.na on 01-10 (1 000 returned on 02-05);
+  A-2 5 000 switch wang.wei on 02-03; A-3 1 500 router li.na on 04-01 (all returned on 04-30).
+- Corner, retailer at 3 %: B-1 2 000 switch 华北 wang.wei on 01-15 (500 returned on 03-02);
+  B-2 3 000 router li.na on 02-20, naming no region.
+- Broker, broker at 1 %: deal D-1 4 000 on 03-01.
+- Big, distributor at 2 %: X-1 20 000 router 华南 on 03-10, crediting no employee.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from tests.api.flows import (
     HR,
     MANAGER,
     REPORTING,
-    SPECIALIST,
     amend,
     approved_partner,
     post,

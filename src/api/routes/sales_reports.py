@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Department, allowed
 from api.errors import ApiProblem, Problem
@@ -29,7 +29,8 @@ PeriodQuery = Annotated[Period, Query(description="A month `YYYY-MM`, a quarter 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **{status: answer for status, answer in ERRORS.items() if status != 404},
     **REPORT_CONTENT,
-    422: {"model": Problem, "description": "A bad period, group_by, cursor, limit or min_position (`validation_error`)"},
+    422: {"model": Problem,
+          "description": "A bad period, group_by, cursor, limit or min_position (`validation_error`)"},
 }
 GroupBy = Literal["partner", "region", "product", "employee", "month", "order"]
 GROUP_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -81,6 +82,12 @@ class SalesReportTotals(BaseModel):
 
 
 class SalesReport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [{"key": "华东", "gross": "15000.00", "returns": "1000.00", "net": "14000.00", "orders": 2},
+                  {"key": None, "gross": "7000.00", "returns": "0.00", "net": "7000.00", "orders": 2}],
+        "period": "2026-Q1", "group_by": "region",
+        "total": {"gross": "22000.00", "returns": "1000.00", "net": "21000.00", "orders": 4}}]})
+
     items: list[SalesReportRow | SalesReportLine]
     period: str
     group_by: str
@@ -97,9 +104,11 @@ def sales_report(
     position: Annotated[int, fresh("sales_reports")],
     period: PeriodQuery,
     group_by: Annotated[GroupBy, Query(description="`order`: one row per sale, return or deal (paged in JSON)")],
-    cursor: Annotated[str | None, Query(max_length=40, description="group_by=order: `next_cursor` of the page before")] = None,
-    limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT, description="group_by=order: rows per page (default 100); "
-                                                                       "a CSV without cursor and limit has every row")] = None,
+    cursor: Annotated[str | None, Query(
+        max_length=40, description="group_by=order: `next_cursor` of the page before")] = None,
+    limit: Annotated[int | None, Query(
+        ge=1, le=MAX_LIMIT,
+        description="group_by=order: rows per page (default 100); a CSV without cursor and limit has every row")] = None,
     report_format: ReportFormat = None,
 ) -> StreamingResponse:
     """Sales by `sold_on`, broker deals by `closed_on` and returns by `returned_on` in the
@@ -159,6 +168,14 @@ class KeyTerminal(BaseModel):
 
 
 class KeyTerminalsReport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [{"rank": 1, "partner_id": "5b0e7c1e-2f7d-4a51-9b8e-0c3f5d7a9e21", "name": "Big", "kind": "distributor",
+                   "net": "20000.00", "share": "0.7143", "cumulative_share": "0.7143", "key": True},
+                  {"rank": 2, "partner_id": "91c2d0a4-6b3e-4f8a-8d1c-2e4b6a8c0d13", "name": "East",
+                   "kind": "enterprise_agent", "net": "8000.00", "share": "0.2857", "cumulative_share": "1.0000",
+                   "key": True}],
+        "period": "2026-Q1", "total_net": "28000.00", "partners": 2, "key_partners": 2}]})
+
     items: list[KeyTerminal]
     period: str
     total_net: str
@@ -210,6 +227,15 @@ class EfficiencyTotal(BaseModel):
 
 
 class CommissionEfficiencyReport(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "items": [{"kind": "enterprise_agent", "partners": 1, "net_sales": "14000.00", "sales_commission": "700.00",
+                   "adjustments": "0.00", "commission": "700.00", "efficiency": "0.0500"},
+                  {"kind": "sales_agent", "partners": 0, "net_sales": "0.00", "sales_commission": "0.00",
+                   "adjustments": "0.00", "commission": "0.00", "efficiency": None}],
+        "period": "2026-Q1",
+        "total": {"partners": 1, "net_sales": "14000.00", "sales_commission": "700.00", "adjustments": "0.00",
+                  "commission": "700.00", "efficiency": "0.0500"}}]})
+
     items: list[KindEfficiency]
     period: str
     total: EfficiencyTotal
