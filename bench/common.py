@@ -48,8 +48,9 @@ def signed_contract(app: ChannelDepartment, kind: str, name: str, commission: di
 
 
 def signed_contract_of(app: ChannelDepartment, kind: str, name: str,
-                       commission: dict | None = None) -> tuple[UUID, UUID]:
-    """(partner, contract): a partner approved and its contract for 2026 signed."""
+                       commission: dict | None = None, products: list[str] | None = None) -> tuple[UUID, UUID]:
+    """(partner, contract): a partner approved and its contract for 2026 signed (for
+    `products`, when given, else for the one product "p")."""
     with acting_as("spec", ["channel_specialist"]):
         partner = app.register_partner(kind=kind, name=name).id
         for document in ("business_licence", "legal_representative_id"):
@@ -57,7 +58,8 @@ def signed_contract_of(app: ChannelDepartment, kind: str, name: str,
     with acting_as("mgr", ["channel_manager"]):
         app.review_partner(partner, "approve")
         contract = app.draft_contract(partner_id=partner, starts_on="2026-01-01", ends_on="2026-12-31",
-                                      commission=commission or FLAT, **CONTENTS).id
+                                      commission=commission or FLAT,
+                                      **{**CONTENTS, **({"products": products} if products else {})}).id
         app.submit_contract(contract)
     with acting_as("gm", ["general_manager"]):
         app.approve_contract(contract)

@@ -22,14 +22,27 @@ LINES_PER_CALL = 5000
 RETURN_EVERY = 40  # one sale in 40 is partly returned
 
 
-def fill_log(url: str, events: int, contracts: int = 200) -> int:
+PRODUCTS = [f"product-{n}" for n in range(5)]
+REGIONS = [f"region-{n}" for n in range(8)]
+EMPLOYEES = 20
+
+
+def fill_log(url: str, events: int, contracts: int = 200, details: bool = False) -> int:
     """A log of about `events` events written through the application: partners and their
     signed contracts (every fifth tiered), then sales with some returns, months in order.
-    Returns the head position."""
+    With `details`, each sale also names a product (of 5), a region (of 8) and the employee
+    credited (of 20 hired for it), as the sales reports group them. Returns the head position."""
     app = ChannelDepartment(url)
     try:
         signed = [signed_contract_of(app, "distributor" if n % 2 else "retailer", f"Partner {n}",
-                                     TIERS if n % 5 == 0 else None)[1] for n in range(contracts)]
+                                     TIERS if n % 5 == 0 else None, PRODUCTS if details else None)[1]
+                  for n in range(contracts)]
+        employees = []
+        if details:
+            with acting_as("hr", ["hr"]):
+                employees = [str(app.hire_employee(name=f"Seller {n}", role="sales_rep", hired_on="2025-01-01",
+                                                   login=f"seller.{n}", contract_months=36).id)
+                             for n in range(EMPLOYEES)]
         head = app.event_recorder.max_notification_id() or 0
         number = 0
         with acting_as("erp", ["integration"]):
@@ -45,9 +58,12 @@ def fill_log(url: str, events: int, contracts: int = 200) -> int:
                             "order_id": f"L-{returned}", "amount": "10.00",
                             "returned_on": f"2026-{month:02d}-28"}))
                     else:
-                        lines.append(SalesLine(contract, "sale", {
-                            "order_id": f"L-{number}", "amount": f"{100 + number % 5000}.00",
-                            "sold_on": f"2026-{month:02d}-{1 + number % 27:02d}"}))
+                        sale = {"order_id": f"L-{number}", "amount": f"{100 + number % 5000}.00",
+                                "sold_on": f"2026-{month:02d}-{1 + number % 27:02d}"}
+                        if details:
+                            sale.update(product=PRODUCTS[number % 5 if number % 3 else number % 4],
+                                        region=REGIONS[number // 7 % 8], employee_id=employees[number // 3 % 20])
+                        lines.append(SalesLine(contract, "sale", sale))
                     number += 1
                 refused = [r for r in app.import_sales(lines) if r is not None]
                 if refused:

@@ -2,7 +2,7 @@
 
     make bench          # the full run (about 15 minutes on 2 cores), BENCHMARKS.md-ready
     make bench-quick    # a smoke run of every benchmark at a small size (under a minute)
-    .venv/bin/python bench/run.py [--quick] [--url postgresql://...] [--markdown FILE]
+    .venv/bin/python bench/run.py [--quick] [--url postgresql://...] [--markdown FILE] [--stages reports,...]
 
 Without --url it uses CHANNEL_DOMAIN_DATABASE_URL, else CHANNEL_DOMAIN_TEST_DATABASE_URL, else
 the embedded server. Every stage runs in a database of its own, dropped afterwards. The
@@ -28,6 +28,7 @@ import load_contract
 import psycopg
 import read_models
 import relay_nats
+import reports
 from common import TIERS, bench_database, peak_rss_mb, relayed, served, server_url, signed_contract_of, token
 from rich.console import Console
 from rich.table import Table
@@ -54,14 +55,20 @@ class Sizes:
     relay_events: int
     event_rate: float  # P8: sales a second while a consumer follows them
     event_sales: int  # P8: sales per consumer
+    report_events: int  # P10: the log the reports are read over
+    report_rate: float  # P10: reads a second of each report, on a steady schedule
+    report_reads: int  # P10: reads of each report
+    report_write_rate: float  # P10: sales recorded a second meanwhile
 
 
 FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_lines=100_000, import_contracts=20,
              statement_rate=50, statement_reads=1500, statement_write_rate=200, contract_sales=10_000, log_events=1_000_000,
-             relay_events=50_000, event_rate=200, event_sales=3000)
+             relay_events=50_000, event_rate=200, event_sales=3000, report_events=1_000_000, report_rate=20,
+             report_reads=200, report_write_rate=200)
 QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
               statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000,
-              relay_events=10_000, event_rate=200, event_sales=200)
+              relay_events=10_000, event_rate=200, event_sales=200, report_events=5_000, report_rate=20,
+              report_reads=20, report_write_rate=200)
 
 
 @dataclass
@@ -91,6 +98,8 @@ class Run:
 
 
 def _number(value: float) -> str:
+    if value != value:  # NaN: nothing measured (the figure's note says why)
+        return "—"
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
@@ -233,6 +242,52 @@ def relay(run: Run, server: str) -> None:
                    rates["relay"], "events/s", "raw", ratio, "≥ 0.5x raw", ratio >= 0.5))
 
 
+def report_reads(run: Run, server: str) -> None:
+    sizes = run.sizes
+    console.rule(f"P10: reports over a year of {sizes.report_events:,} events while sales come")
+    with bench_database(server) as url:
+        began = time.perf_counter()
+        head = read_models.fill_log(url, sizes.report_events, details=True)
+        console.print(f"  wrote {head:,} events (200 partners, a year, sales naming product, region and employee)"
+                      f" in {time.perf_counter() - began:.0f} s")
+        processes = os.cpu_count() or 1
+        events, seconds = read_models.catch_up(url, processes)
+        console.print(f"  every read model caught up over {events:,} events in {seconds:.0f} s")
+        read_models.analyze(url)
+        setup = ChannelDepartment(url)
+        contracts = [str(signed_contract_of(setup, "retailer", f"Live {n}")[1]) for n in range(16)]
+        setup.close()
+        reader = token(url, "bi", ["reporting"])
+        erp = token(url, "erp", ["integration"])
+        # As deployed by default: the read models kept in the background, so the reports are read
+        # while the sales arriving are projected into them.
+        with served(url, projections=True) as api:
+            # A second of the load, unmeasured: every server worker's pool filled, the background
+            # read models settled, before the first report is timed.
+            reports.read_under_load(api.base, reader, reports.REPORTS[0][1], sizes.report_rate, int(sizes.report_rate),
+                                    erp, contracts, sizes.report_write_rate, "P10-warm-up")
+            for number, (label, path) in enumerate(reports.REPORTS):
+                status = reports.probe(api.base, reader, path)
+                if status != 200:
+                    run.add(Figure("P10", f"GET {label}", float("nan"), "ms", goal="≤ 50 ms", met=False,
+                                   note=f"{path} answered {status}: not measured"))
+                    continue
+                reads, writes = reports.read_under_load(
+                    api.base, reader, path, sizes.report_rate, sizes.report_reads, erp, contracts,
+                    sizes.report_write_rate, f"P10-{number}")
+                run.add(Figure("P10", f"GET {label}, p99 at {sizes.report_rate:.0f}/s while sales come at"
+                               f" {sizes.report_write_rate:.0f}/s", reads.p99_ms, "ms", goal="≤ 50 ms",
+                               met=reads.p99_ms <= 50 and not reads.unexpected,
+                               note=f"{path}; p50 {reads.p50_ms:.1f} ms; sales p99 {writes.p99_ms:.1f} ms"
+                               + (f", {_statuses(reads.unexpected)}" if reads.unexpected else "")
+                               + (f", sales {_statuses(writes.unexpected)}" if writes.unexpected else "")))
+            streamed = reports.stream_csv(api.base, reader)
+            run.add(Figure("P10", f"GET the year's sales lines as CSV, {streamed.rows:,} rows streamed",
+                           streamed.per_second, "rows/s", goal="≥ 50,000/s", met=streamed.per_second >= 50_000,
+                           note=f"{streamed.megabytes:.0f} MB in {streamed.seconds:.1f} s, first byte after"
+                           f" {streamed.first_byte_ms:.0f} ms"))
+
+
 def machine(server: str) -> list[str]:
     with psycopg.connect(server) as conn:
         postgres = conn.execute("SHOW server_version").fetchone()[0]
@@ -270,20 +325,37 @@ def table(run: Run) -> Table:
     return shown
 
 
+STAGES = ("append", "served", "integration", "log", "relay", "reports")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="every benchmark at a small size: proves the suite runs")
     parser.add_argument("--url", help="PostgreSQL server to use")
     parser.add_argument("--markdown", type=Path, default=Path("var/bench.md"),
                         help="where to write the results as markdown (default var/bench.md)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help=f"the stages to run, comma-separated (default every one: {','.join(STAGES)})")
     args = parser.parse_args()
+    chosen = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
+    unknown = set(chosen) - set(STAGES)
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(sorted(unknown))}; stages are {', '.join(STAGES)}")
     server = server_url(args.url)
     run = Run(QUICK if args.quick else FULL)
-    p1 = appends(run, server)
-    served_load(run, server, p1)
-    integration_clients(run, server)
-    large_log(run, server)
-    relay(run, server)
+    p1 = appends(run, server) if "append" in chosen else None
+    if "served" in chosen:
+        if p1 is None:
+            parser.error("the served stage compares P2 with P1: run it with the append stage")
+        served_load(run, server, p1)
+    if "integration" in chosen:
+        integration_clients(run, server)
+    if "log" in chosen:
+        large_log(run, server)
+    if "relay" in chosen:
+        relay(run, server)
+    if "reports" in chosen:
+        report_reads(run, server)
     console.print(table(run))
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(run, server, args.quick))

@@ -1,4 +1,4 @@
-"""Read models built from the event log (commissions, attainment, activity, audit, record lists).
+"""Read models built from the event log (commissions, attainment, activity, audit, record lists, reports).
 
 Each projection is a plain object with a `name` and `apply(cursor, events)`; the runner in
 `channel_domain.store.projecting` commits its writes with its checkpoint.
@@ -10,9 +10,10 @@ from projections.audit import AuditTrail
 from projections.commissions import Commissions
 from projections.employees import EmployeeContracts
 from projections.records import RecordLists
+from projections.sales_reports import SalesReports
 from projections.seals import AuditSeals
 
 
 def all_projections() -> list:
     return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions(), RecordLists(),
-            AuditSeals()]
+            SalesReports(), AuditSeals()]

@@ -135,6 +135,13 @@ READ_TABLE = [
     ("/v1/employees", ALL_ROLES),
     ("/v1/targets", ALL_ROLES),
 ]
+# Reports (api.md "Lists and reports"): reporting, channel_manager, finance, auditor.
+REPORT_READERS = {"reporting", "channel_manager", "finance", "auditor"}
+READ_TABLE += [
+    ("/v1/reports/sales?period=2026-03&group_by=partner", REPORT_READERS),
+    ("/v1/reports/key-terminals?period=2026-03", REPORT_READERS),
+    ("/v1/reports/commission-efficiency?period=2026-03", REPORT_READERS),
+]
 
 
 @pytest.mark.parametrize(("path", "allowed"), READ_TABLE, ids=[path.replace(X, "{id}") for path, _ in READ_TABLE])
