@@ -30,6 +30,7 @@ from api.routes import (
     events,
     partner_money,
     partner_records,
+    partner_reports,
     partners,
     projection_status,
     sales_import,
@@ -195,7 +196,7 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, audit, projection_status,
-                   events, event_schemas, webhooks):
+                   events, event_schemas, webhooks, partner_reports):
         app.include_router(module.router)
 
     @app.get(

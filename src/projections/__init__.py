@@ -1,4 +1,4 @@
-"""Read models built from the event log (commissions, attainment, activity, audit).
+"""Read models built from the event log (commissions, attainment, activity, audit, partner reports).
 
 Each projection is a plain object with a `name` and `apply(cursor, events)`; the runner in
 `channel_domain.store.projecting` commits its writes with its checkpoint.
@@ -9,8 +9,10 @@ from projections.attainment import TargetAttainment
 from projections.audit import AuditTrail
 from projections.commissions import Commissions
 from projections.employees import EmployeeContracts
+from projections.partner_reports import PartnerReports
 from projections.seals import AuditSeals
 
 
 def all_projections() -> list:
-    return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions(), AuditSeals()]
+    return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions(), PartnerReports(),
+            AuditSeals()]
