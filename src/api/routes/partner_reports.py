@@ -31,8 +31,7 @@ from channel_domain.values import month_of
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ERRORS, **REPORT_CONTENT, 422: {"description": "A malformed parameter (`validation_error`)"}}
+RESPONSES: dict[int | str, dict[str, Any]] = {**ERRORS, **REPORT_CONTENT}
 ROWS_PER_FETCH = 500
 
 
@@ -83,8 +82,10 @@ class RecruiterRow(BaseModel):
 
 
 class PartnersReport(BaseModel):
-    items: list[PartnerKindRow]
-    recruiters: list[RecruiterRow] = Field(description="JSON only; `?view=recruiters` answers these rows as items")
+    items: list[PartnerKindRow | RecruiterRow] = Field(
+        description="One row per partner kind; with `view=recruiters`, one row per recruiter")
+    recruiters: list[RecruiterRow] | None = Field(
+        None, description="New partners per recruiter (JSON, view `kinds` only)")
 
 
 KIND_COLUMNS = list(PartnerKindRow.model_fields)
