@@ -32,6 +32,7 @@ from api.routes import (
     events,
     partner_money,
     partner_records,
+    partner_reports,
     partners,
     projection_status,
     record_lists,
@@ -199,7 +200,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, commission_periods, commission_disputes,
-                   audit, projection_status, events, event_schemas, webhooks, record_lists, sales_reports):
+                   audit, projection_status, events, event_schemas, webhooks, record_lists, sales_reports,
+                   partner_reports):
         app.include_router(module.router)
     app.include_router(commission_disputes.records)
 

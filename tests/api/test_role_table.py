@@ -119,6 +119,12 @@ READ_TABLE = [
     ("/v1/commissions/periods/2026-03", {"reporting", "finance", "auditor", "channel_manager"}),
     (f"/v1/targets/{X}/attainment", {"reporting", "channel_manager", "auditor"}),
     (f"/v1/partners/{X}/activity?period=2026-03", {"reporting", "channel_manager", "auditor"}),
+    # Reports (api.md "Lists and reports"): reporting, channel_manager, finance, auditor.
+    ("/v1/reports/partners?period=2026-03", {"reporting", "channel_manager", "finance", "auditor"}),
+    ("/v1/reports/inventory", {"reporting", "channel_manager", "finance", "auditor"}),
+    ("/v1/reports/receivables", {"reporting", "channel_manager", "finance", "auditor"}),
+    ("/v1/reports/payouts?period=2026-03", {"reporting", "channel_manager", "finance", "auditor"}),
+    ("/v1/reports/evaluations?period=2026-03", {"reporting", "channel_manager", "finance", "auditor"}),
     ("/v1/audit/events", {"auditor"}),
     ("/v1/audit/findings", {"auditor"}),
     ("/v1/projections", ALL_ROLES),
