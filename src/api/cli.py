@@ -170,8 +170,8 @@ def reporting_role(
     """Create or update a PostgreSQL login role that reads the views of the `reporting` schema of
     this database and nothing else (docs/read-models.md, "Reporting schema for BI tools"). Safe to
     run again: it keeps the password unless given one, and grants views added since. Needs a
-    database URL of a role with CREATEROLE (or a superuser). Exit code 2 when refused, with
-    nothing changed."""
+    database URL of a role with CREATEROLE that owns the schema, or of a superuser; never
+    migrates. Exit code 2 when refused (or the schema is behind), with nothing changed."""
     if password_stdin and password_env:
         typer.secho("give the password one way: --password-stdin or --password-env, not both", err=True, fg="red")
         raise typer.Exit(2)
@@ -184,8 +184,15 @@ def reporting_role(
             typer.secho(f"--password-env: the environment variable {password_env} is not set", err=True, fg="red")
             raise typer.Exit(2)
     try:
-        reporting.check_name(name)  # before migrating: a refusal touches nothing
-        with _connection() as conn:
+        reporting.check_name(name)  # before connecting: a refusal touches nothing
+    except reporting.ReportingRoleRefused as refused:
+        typer.secho(str(refused), err=True, fg="red")
+        raise typer.Exit(2) from None
+    url = database_url()
+    # Never migrates: a DBA runs this, often as a superuser, and what migrate creates must belong
+    # to the service's own role. A schema before migration 0029 is refused inside.
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
             made = reporting.make_reporting_role(conn, name, password)
     except reporting.ReportingRoleRefused as refused:
         typer.secho(str(refused), err=True, fg="red")  # unwrapped: scripts grep for it

@@ -379,6 +379,48 @@ def test_a_role_that_could_do_more_is_refused_and_nothing_changes(database_url, 
         assert role_state(database_url, reader)[2:] == (None, [])
 
 
+def test_a_database_user_that_may_not_create_roles_is_told_so(database_url, monkeypatch, cleanup):
+    cleanup.database(database_url)
+    operator, name = cleanup.role("ops"), cleanup.role()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(operator)))
+    params = conninfo_to_dict(database_url)
+    params.update(user=operator, password=PASSWORD)
+
+    output = reporting_role(make_conninfo(**params), monkeypatch, name, expect=2)
+
+    assert f"the database user {operator} cannot create roles" in output
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)).fetchone()[0] == 0
+
+
+def test_the_owner_of_the_database_with_createrole_makes_a_role_without_being_a_superuser(
+        server_url, monkeypatch, cleanup):
+    """As docs/deploy.md runs the service: one role owns the database (here also with CREATEROLE)."""
+    owner, name = cleanup.role("owner"), cleanup.role()
+    with psycopg.connect(with_dbname(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+            sql.Identifier(owner), sql.Literal(PASSWORD)))
+    with scratch_database(server_url, prefix="cd_test") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(conninfo_to_dict(url)["dbname"]), sql.Identifier(owner)))
+        as_owner = conninfo_to_dict(url)
+        as_owner.update(user=owner, password=PASSWORD)
+        as_owner = make_conninfo(**as_owner)
+        assert "no reporting schema yet" in reporting_role(as_owner, monkeypatch, name, expect=2)
+        migrate(as_owner)
+        cleanup.database(url)
+
+        output = reporting_role(as_owner, monkeypatch, name)
+
+        assert f"role {name}: created" in output
+        with as_role(url, name) as bi:
+            for view in reporting_views(url):
+                read_all(bi, view)  # raises InsufficientPrivilege if it cannot
+            refused(bi, "SELECT 1 FROM public.events")
+
+
 def test_the_password_is_given_one_way_and_never_empty(database_url, monkeypatch, cleanup):
     name = cleanup.role()
     cleanup.database(database_url)

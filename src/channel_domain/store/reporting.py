@@ -69,6 +69,17 @@ def make_reporting_role(conn: psycopg.Connection, name: str, password: str | Non
     check_name(name)
     if password is not None and not password:
         raise ReportingRoleRefused("the password is empty")
+    if conn.execute("SELECT to_regprocedure('public.reporting_grant_access()')").fetchone()[0] is None:
+        raise ReportingRoleRefused("this database has no reporting schema yet: run channel-domain migrate first")
+    try:
+        return _make(conn, name, password)
+    except psycopg.errors.InsufficientPrivilege as denied:
+        raise ReportingRoleRefused(
+            f"the database user {conn.info.user} may not do this ({denied.diag.message_primary}): run it as a role"
+            " with CREATEROLE that owns the reporting schema, or a superuser; nothing was changed") from None
+
+
+def _make(conn: psycopg.Connection, name: str, password: str | None) -> ReportingRole:
     with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
         # Serialised with `migrate` (which grants too): concurrent GRANTs on one object fail.
         curs.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (MIGRATION_LOCK,))
@@ -106,8 +117,11 @@ def make_reporting_role(conn: psycopg.Connection, name: str, password: str | Non
                      " ORDER BY c.relname", (name, SCHEMA))
         views = curs.fetchall()
         unreadable = [row["view"] for row in views if not row["readable"]]
-        if unreadable:  # the group is ours and just granted: only a broken schema gets here
-            raise ReportingRoleRefused(f"{name} cannot read {', '.join(unreadable)}; nothing was changed")
+        if unreadable:  # granted by a role that may not grant them (it neither owns them nor is a superuser)
+            raise ReportingRoleRefused(
+                f"{name} could not be given {', '.join(unreadable)}: the database user {here['me']} may not grant"
+                " them; run this as the role that owns the schema (the one that runs migrate) or a superuser;"
+                " nothing was changed")
     info = conn.info
     return ReportingRole(
         name=name, created=created, password="set" if password is not None else ("none" if created else "unchanged"),
