@@ -161,7 +161,8 @@ def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id f
 
 @app.command("reporting-role")
 def reporting_role(
-    name: str = typer.Argument(..., help="The login role to create or update: lower-case letters, digits and _."),
+    name: str = typer.Argument(..., metavar="NAME",
+                               help="The login role to create or update: lower-case letters, digits and _."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read its password from standard input"
                                                                           " (the first line)."),
     password_env: str | None = typer.Option(None, "--password-env", metavar="VAR",
@@ -171,7 +172,7 @@ def reporting_role(
     this database and nothing else (docs/read-models.md, "Reporting schema for BI tools"). Safe to
     run again: it keeps the password unless given one, and grants views added since. Needs a
     database URL of a role with CREATEROLE that owns the schema, or of a superuser; never
-    migrates. Exit code 2 when refused (or the schema is behind), with nothing changed."""
+    migrates. Exit code 2 when refused (or the schema has no `reporting` yet), with nothing changed."""
     if password_stdin and password_env:
         typer.secho("give the password one way: --password-stdin or --password-env, not both", err=True, fg="red")
         raise typer.Exit(2)
