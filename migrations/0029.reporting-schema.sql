@@ -18,8 +18,8 @@
 -- (below) grants SELECT on every view here to this database's reporting group; `channel-domain
 -- migrate` calls it after every run, so a view a later migration adds is readable at once.
 --
--- Adding a view: CREATE VIEW reporting.x …, COMMENT ON VIEW and on every column, in a migration;
--- nothing else (docs/read-models.md, "Adding a view").
+-- Adding a view: CREATE VIEW reporting.x …, COMMENT ON VIEW and on every column, in a migration
+-- (docs/read-models.md, "Adding a view", says the rest).
 
 CREATE SCHEMA reporting;
 COMMENT ON SCHEMA reporting IS 'channel-domain read models for BI tools: documented, stable views (docs/read-models.md, "Reporting schema for BI tools"). Read with a role made by `channel-domain reporting-role NAME`.';
