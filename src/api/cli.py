@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import uuid
 
@@ -19,7 +20,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
 from channel_domain.errors import ValidationFailed
 from channel_domain.operations import OPERATOR_ROLE
-from channel_domain.store import integrity, projecting, retention
+from channel_domain.store import integrity, projecting, reporting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, require_current
 from channel_domain.store.migrations import migrate as apply_migrations
@@ -156,6 +157,66 @@ def tokens_revoke(token_id: uuid.UUID = typer.Argument(..., help="The token id f
             console.print(f"[red]no active token {token_id}[/red]")
             raise typer.Exit(1)
     console.print(f"revoked {token_id}")
+
+
+@app.command("reporting-role")
+def reporting_role(
+    name: str = typer.Argument(..., metavar="NAME",
+                               help="The login role to create or update: lower-case letters, digits and _."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read its password from standard input"
+                                                                          " (the first line)."),
+    password_env: str | None = typer.Option(None, "--password-env", metavar="VAR",
+                                            help="Take its password from the environment variable VAR."),
+) -> None:
+    """Create or update a PostgreSQL login role that reads the views of the `reporting` schema of
+    this database and nothing else (docs/read-models.md, "Reporting schema for BI tools"). Safe to
+    run again: it keeps the password unless given one, and grants views added since. Needs a
+    database URL of a role with CREATEROLE that owns the schema, or of a superuser; never
+    migrates. Exit code 2 when refused (or the schema has no `reporting` yet), with nothing changed."""
+    if password_stdin and password_env:
+        typer.secho("give the password one way: --password-stdin or --password-env, not both", err=True, fg="red")
+        raise typer.Exit(2)
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif password_env:
+        password = os.environ.get(password_env)
+        if password is None:
+            typer.secho(f"--password-env: the environment variable {password_env} is not set", err=True, fg="red")
+            raise typer.Exit(2)
+    try:
+        reporting.check_name(name)  # before connecting: a refusal touches nothing
+    except reporting.ReportingRoleRefused as refused:
+        typer.secho(str(refused), err=True, fg="red")
+        raise typer.Exit(2) from None
+    url = database_url()
+    # Never migrates: a DBA runs this, often as a superuser, and what migrate creates must belong
+    # to the service's own role. A schema before migration 0029 is refused inside.
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            made = reporting.make_reporting_role(conn, name, password)
+    except reporting.ReportingRoleRefused as refused:
+        typer.secho(str(refused), err=True, fg="red")  # unwrapped: scripts grep for it
+        raise typer.Exit(2) from None
+    host = "localhost" if not made.host or made.host.startswith("/") else made.host
+    say = typer.echo  # plain lines: the output is copied into BI tools' forms
+    say(f"role {made.name}: {'created' if made.created else 'updated'}; LOGIN, member of {made.group}")
+    say(f"{made.group} may: CONNECT to database {made.database}, USAGE on schema {reporting.SCHEMA}, SELECT on its"
+        f" {len(made.views)} views ({made.granted_now} granted now):")
+    say("  " + ", ".join(made.views))
+    say(f"{made.name} may do nothing else in {made.database} (checked: tables, columns, sequences, schemas,"
+        " functions); its sessions there are read-only and start with search_path reporting, public")
+    if made.password == "set":
+        say("password: set (stored as a SCRAM verifier)")
+    elif made.password == "unchanged":
+        say("password: unchanged")
+    else:
+        say(f"password: none yet; set one with: channel-domain reporting-role {made.name} --password-stdin"
+            f" (or, in psql as an administrator, \\password {made.name})")
+    say(f"connect: postgresql://{made.name}@{host}:{made.port}/{made.database}")
+    say(f"  Superset SQLAlchemy URI: postgresql+psycopg2://{made.name}:PASSWORD@{host}:{made.port}/{made.database}")
+    say(f"  Metabase (PostgreSQL): host {host}, port {made.port}, database {made.database}, username {made.name},"
+        f" schemas: only {reporting.SCHEMA}")
 
 
 @app.command()

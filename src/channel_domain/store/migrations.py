@@ -98,9 +98,28 @@ def migrate(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:
             backend.init_database()
             pending = backend.to_apply(migrations)
             backend.apply_migrations(pending)
+            _grant_reporting(backend.connection)
         return [migration.id for migration in pending]
     finally:
         backend.connection.close()
+
+
+def _grant_reporting(conn: psycopg.Connection) -> None:
+    """Give this database's reporting group (`channel-domain reporting-role`) SELECT on every view
+    of the `reporting` schema, the ones a migration just added included, and take another
+    database's group off them (this one was copied from it). A no-op until a reporting role was
+    made here, and before migration 0029. Never fails a migrate: a migrating user that may not
+    grant leaves the grants to the next `reporting-role`, and says so."""
+    try:
+        if conn.execute("SELECT to_regprocedure('public.reporting_grant_access()')").fetchone()[0] is None:
+            return
+        granted = conn.execute("SELECT public.reporting_grant_access()").fetchone()[0]
+    except psycopg.Error as error:
+        logger.warning("could not grant the reporting views to this database's reporting group (%s);"
+                       " run channel-domain reporting-role as a role that may", error)
+        return
+    if granted:
+        logger.info("granted SELECT on %d new reporting view(s) to this database's reporting group", granted)
 
 
 def not_applied(url: str, *, directory: Path = MIGRATIONS_DIR) -> list[str]:

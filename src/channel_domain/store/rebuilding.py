@@ -11,7 +11,8 @@ What a DBA set on the live tables stays with them through the switch (`carry_set
 owner, privileges (table and column), comments, index and constraint names, storage
 parameters, row security and its policies, triggers, replica identity, publications,
 statistics targets and foreign keys. Views over the tables (`audit_findings`,
-`commission_statements`) follow them by object id, not by name: they are replaced in place
+`commission_statements`, the `reporting` schema's views over those) follow them by object id, not
+by name: each is replaced in place, in its own schema
 (`CREATE OR REPLACE VIEW`) over the new tables, so they keep their own identity, grants and
 comments. The switch then compares every one of those settings on the old and new tables and
 drops the old ones without CASCADE: a setting it could not carry, or anything else that
@@ -279,8 +280,8 @@ class Rebuilder:
         for view in views:
             options = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(
                 _option(option) for option in view.options)) if view.options else sql.SQL("")
-            curs.execute(sql.SQL("CREATE OR REPLACE VIEW public.{}{} AS ").format(
-                sql.Identifier(view.name), options) + sql.SQL(view.definition))
+            curs.execute(sql.SQL("CREATE OR REPLACE VIEW {}{} AS ").format(
+                sql.Identifier(view.schema, view.name), options) + sql.SQL(view.definition))
         for table in tables:
             carry_settings(curs, table)
         for chosen in self.projections:
@@ -329,14 +330,16 @@ def _build_share(app_type: type, url: str, projection_types: list[type], batch_s
 
 @dataclass(frozen=True)
 class View:
+    schema: str  # `public`, or `reporting` for the views BI tools read (migration 0029)
     name: str
     definition: str
     options: list[str]
 
 
 def _dependent_views(curs: Any, tables: tuple[str, ...]) -> list[View]:
-    """Views reading the tables, directly or through other views, each after those it reads;
-    definitions are taken with `public` alone on the search path, so they name tables bare."""
+    """Views reading the tables, directly or through other views, in whatever schema, each after
+    those it reads; definitions are taken with `public` alone on the search path, so they name
+    tables bare (and views of other schemas qualified)."""
     curs.execute("SET LOCAL search_path = public")
     curs.execute(
         "WITH RECURSIVE reads (view, depth) AS ("
@@ -345,13 +348,14 @@ def _dependent_views(curs: Any, tables: tuple[str, ...]) -> list[View]:
         "  UNION"
         "  SELECT r.ev_class, reads.depth + 1 FROM reads JOIN pg_depend d ON d.refobjid = reads.view"
         "  JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class <> reads.view)"
-        " SELECT c.relname AS name, pg_get_viewdef(c.oid) AS definition,"
+        " SELECT n.nspname AS schema, c.relname AS name, pg_get_viewdef(c.oid) AS definition,"
         " coalesce(c.reloptions, '{}') AS options, max(reads.depth) AS depth"
         " FROM reads JOIN pg_class c ON c.oid = reads.view AND c.relkind = 'v'"
-        " GROUP BY c.oid, c.relname, c.reloptions ORDER BY depth, c.relname",
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " GROUP BY c.oid, n.nspname, c.relname, c.reloptions ORDER BY depth, n.nspname, c.relname",
         ([f"public.{table}" for table in tables],),
     )
-    return [View(row["name"], row["definition"], row["options"]) for row in curs.fetchall()]
+    return [View(row["schema"], row["name"], row["definition"], row["options"]) for row in curs.fetchall()]
 
 
 def _option(option: str) -> sql.Composable:

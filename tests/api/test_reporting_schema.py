@@ -1,0 +1,538 @@
+"""The `reporting` schema for BI tools and `channel-domain reporting-role NAME` (api.md, "For BI
+tools that read PostgreSQL directly"): every view documented by COMMENTs; a role made by the
+command, connected to as a BI tool would, reads every view — with data recorded over HTTP, figures
+worked by hand — and nothing else: not the events, tokens, keys or webhooks, no write, no CREATE,
+and not another database's views on the same cluster. Views added later, a database copied from
+another, and rebuilds keep it so.
+
+Every test iterates over whatever views exist in `reporting`, so a view added later is held to
+the same rules without touching this file. Roles are cluster-wide: each test names its own and
+drops them, with the groups of its databases, at the end."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import dict_row
+from typer.testing import CliRunner
+
+from api.cli import app as cli
+from channel_domain.store.database import scratch_database
+from channel_domain.store.migrations import MIGRATIONS_DIR, migrate
+from tests.api.flows import (
+    ERP, FINANCE, HR, MANAGER, SPECIALIST, approved_partner, post, signed_contract,
+)
+from tests.api.test_commissions import with_account
+from tests.channel_domain.store.test_rebuild_keeps_settings import record_and_project
+
+PASSWORD = "Reads-only-1"
+# Never to be read by a reporting role (docs/read-models.md: what the schema leaves out, and why).
+SECRET_TABLES = ("events", "audit_events", "api_tokens", "personal_data_keys", "webhook_subscriptions",
+                 "webhook_lines", "webhook_changes", "command_outcomes", "keyed_import_lines", "snapshots",
+                 "nats_relay_checkpoints", "event_seals", "projection_failures", "selling_gates")
+# Views that read one of those anyway, and the one thing they take from it.
+READS_A_SECRET_TABLE = {
+    ("read_model_freshness", "events"): "the log's head: max(position)",
+    ("read_model_freshness", "projection_failures"): "whether a read model is stopped, since when and where",
+    ("partner_inactive_spans", "audit_events"): "partners' suspension and termination days",
+}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+class Cleanup:
+    """Roles made by a test and the databases they hold privileges in, undone at its end."""
+
+    def __init__(self) -> None:
+        self.roles: list[str] = []
+        self.databases: list[str] = []
+
+    def role(self, prefix: str = "bi") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        self.roles.append(name)
+        return name
+
+    def database(self, url: str) -> str:
+        """Note a database whose reporting group the test may make; returns the group's name."""
+        self.databases.append(url)
+        with psycopg.connect(url) as conn:
+            group = conn.execute("SELECT reporting_group_name()").fetchone()[0]
+        self.roles.append(group)
+        return group
+
+
+@pytest.fixture
+def cleanup(server_url: str) -> Iterator[Cleanup]:
+    made = Cleanup()
+    yield made
+    admin = with_dbname(server_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        existing = [row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY (%s)",
+                                                   (made.roles,))]
+    if not existing:
+        return
+    everyone = sql.SQL(", ").join(map(sql.Identifier, existing))
+    for url in made.databases:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(everyone))
+        except psycopg.OperationalError:
+            pass  # dropped already, and its grants with it
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE {}").format(everyone))
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def as_role(url: str, role: str, password: str = PASSWORD) -> psycopg.Connection:
+    """Connected as a BI tool would be: the role's name and password, nothing else."""
+    params = conninfo_to_dict(url)
+    params.update(user=role, password=password)
+    return psycopg.connect(make_conninfo(**params), autocommit=True)
+
+
+def reporting_role(url: str, monkeypatch, name: str, *extra: str, password: str | None = PASSWORD, expect: int = 0):
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", url)
+    monkeypatch.setenv("BI_PASSWORD", password or "")
+    args = ["reporting-role", name, *extra, *(("--password-env", "BI_PASSWORD") if password else ())]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+def reporting_views(url: str) -> list[str]:
+    """Every view of the schema, as the database's owner sees it."""
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = 'reporting' ORDER BY 1")]
+
+
+def read_all(conn: psycopg.Connection, view: str) -> list[dict]:
+    with conn.cursor(row_factory=dict_row) as curs:
+        return curs.execute(sql.SQL("SELECT * FROM reporting.{}").format(sql.Identifier(view))).fetchall()
+
+
+def refused(conn: psycopg.Connection, statement: str, error: type = psycopg.errors.InsufficientPrivilege) -> None:
+    with pytest.raises(error):
+        conn.execute(statement)
+
+
+def scram_matches(verifier: str, password: str) -> bool:
+    """RFC 5802 / 7677: the stored key of a SCRAM-SHA-256 verifier is H(HMAC(salted, "Client Key"))."""
+    method, rest = verifier.split("$", 1)
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key = keys.split(":")[0]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return method == "SCRAM-SHA-256" and base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+
+
+def role_state(url: str, name: str) -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT r.rolcanlogin, r.rolsuper, a.rolpassword,"
+            " ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid"
+            "       WHERE m.member = r.oid ORDER BY 1)"
+            " FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid WHERE r.rolname = %s", (name,)).fetchone()
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+def test_every_view_and_every_column_of_the_reporting_schema_has_a_comment(database_url):
+    with psycopg.connect(database_url) as conn:
+        kinds = conn.execute("SELECT c.relname, c.relkind FROM pg_class c"
+                             " WHERE c.relnamespace = 'reporting'::regnamespace ORDER BY 1").fetchall()
+        missing = [row[0] for row in conn.execute(
+            "SELECT format('%s.%s', c.relname, a.attname) FROM pg_class c"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+            " WHERE c.relnamespace = 'reporting'::regnamespace"
+            "   AND coalesce(trim(col_description(c.oid, a.attnum)), '') = ''"
+            " UNION ALL SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'reporting'::regnamespace"
+            "   AND coalesce(trim(obj_description(c.oid, 'pg_class')), '') = '' ORDER BY 1")]
+        functions = conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'reporting'::regnamespace"
+                                 ).fetchone()[0]
+    assert len(kinds) >= 20  # today's read models (docs/read-models.md); others are added later
+    assert {kind for _, kind in kinds} == {"v"}, "the reporting schema holds views only"
+    assert functions == 0
+    assert missing == [], f"views and columns without a COMMENT: {missing}"
+
+
+def test_no_reporting_view_reads_tokens_keys_webhooks_or_the_log_beyond_what_it_must(database_url):
+    """Through views over views, down to the tables: the secrets stay out, except the named few."""
+    with psycopg.connect(database_url) as conn:
+        reads = conn.execute(
+            "WITH RECURSIVE reads (view, relation) AS ("
+            "  SELECT v.oid, d.refobjid FROM pg_class v JOIN pg_rewrite r ON r.ev_class = v.oid"
+            "  JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass"
+            "   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid"
+            "  WHERE v.relnamespace = 'reporting'::regnamespace AND v.relkind = 'v'"
+            "  UNION"
+            "  SELECT reads.view, d.refobjid FROM reads JOIN pg_rewrite r ON r.ev_class = reads.relation"
+            "  JOIN pg_depend d ON d.objid = r.oid AND d.classid = 'pg_rewrite'::regclass"
+            "   AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> reads.relation)"
+            " SELECT DISTINCT v.relname, t.relname FROM reads JOIN pg_class v ON v.oid = reads.view"
+            " JOIN pg_class t ON t.oid = reads.relation AND t.relkind IN ('r', 'p')").fetchall()
+    assert ("commission_statements", "commission_lines") in reads  # the walk goes through public's view
+    assert {pair for pair in reads if pair[1] in SECRET_TABLES} == set(READS_A_SECRET_TABLE)
+
+
+# --- the role, as a BI tool uses it -------------------------------------------------------------
+
+def record_a_month(api) -> dict[str, str]:
+    """One of everything the views show, March 2026."""
+    rep = post(api, "/v1/employees", {"name": "Li Na", "role": "sales_rep", "hired_on": "2026-01-05",
+                                      "login": "li.na"}, HR, 201).json()["id"]
+    retailer = post(api, "/v1/partners", {"kind": "retailer", "name": "Corner Shop", "recruited_by": rep},
+                    SPECIALIST, 201).json()["id"]
+    post(api, f"/v1/partners/{retailer}/review", {"decision": "approve"}, MANAGER)
+    contract = signed_contract(api, retailer)  # flat 3 %, 2026-01-01 to 2026-12-31
+    post(api, f"/v1/contracts/{contract}/sales", {"order_id": "R-1", "amount": "10000.00", "sold_on": "2026-03-05",
+                                                  "employee_id": rep}, ERP)
+    post(api, f"/v1/contracts/{contract}/returns", {"order_id": "R-1", "amount": "2000.00",
+                                                    "returned_on": "2026-03-20"}, ERP)
+    with_account(api, retailer)  # "6222 0001"
+    post(api, f"/v1/partners/{retailer}/payouts", {"period": "2026-03", "amount": "240.00"}, SPECIALIST)
+    post(api, f"/v1/partners/{retailer}/housing-subsidies", {"period": "2026-03", "amount": "800.00"}, SPECIALIST)
+    post(api, f"/v1/partners/{retailer}/visits", {"visited_on": "2026-03-03", "employee_id": rep}, SPECIALIST)
+    post(api, f"/v1/partners/{retailer}/trainings", {"held_on": "2026-03-10", "topic": "Pricing", "trainer_id": rep,
+                                                     "attendees": 10, "passed": 8}, SPECIALIST)
+    target = post(api, "/v1/targets", {"assignee_type": "employee", "assignee_id": rep, "period": "2026-03",
+                                       "amount": "10000.00", "kpis": {"sales_revenue": "0.6", "new_partners": {
+                                           "weight": "0.4", "goal": "2"}}}, MANAGER, 201).json()["id"]
+    consignee = approved_partner(api, "consignee")
+    consigned = signed_contract(api, consignee, commission={"type": "flat", "rate": "0.10"}, fee_rate="0.02")
+    post(api, f"/v1/contracts/{consigned}/sales", {"order_id": "C-1", "amount": "10000.00", "sold_on": "2026-03-05"},
+         ERP)
+    post(api, f"/v1/partners/{consignee}/remittances", {"period": "2026-03", "amount": "5000.00",
+                                                        "received_on": "2026-04-08"}, FINANCE)
+    post(api, f"/v1/partners/{consignee}/suspend", {"reason": "late remittance", "on": "2026-04-16"}, MANAGER)
+    api.catch_up()
+    return {"rep": rep, "retailer": retailer, "contract": contract, "target": target, "consignee": consignee}
+
+
+def test_a_reporting_role_reads_every_view_with_data_and_nothing_else(api, database_url, monkeypatch, cleanup):
+    ids = record_a_month(api)
+    name = cleanup.role()
+    group = cleanup.database(database_url)
+
+    output = reporting_role(database_url, monkeypatch, name)
+
+    views = reporting_views(database_url)
+    params = conninfo_to_dict(database_url)
+    host = params.get("host") or "localhost"
+    host = "localhost" if host.startswith("/") else host
+    assert f"role {name}: created; LOGIN, member of {group}" in output
+    assert f"SELECT on its {len(views)} views ({len(views)} granted now)" in output
+    assert "password: set" in output
+    assert f"postgresql://{name}@{host}:{params.get('port', '5432')}/{params['dbname']}" in output
+    assert f"postgresql+psycopg2://{name}:PASSWORD@{host}" in output
+    login, superuser, verifier, groups = role_state(database_url, name)
+    assert (login, superuser, groups) == (True, False, [group])
+    assert scram_matches(verifier, PASSWORD) and not scram_matches(verifier, "guess")
+
+    with as_role(database_url, name) as bi:
+        # The role sees the same list of views as the owner, and every one of them has rows.
+        assert [row[0] for row in bi.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = 'reporting' ORDER BY 1")] == views
+        read = {view: read_all(bi, view) for view in views}
+        assert [view for view, rows in read.items() if not rows] == []
+
+        # Figures worked by hand: 10 000 at 3 % = 300, less 2 000 returned at 3 % = 60 → 240 due.
+        march = {row["partner_id"]: row for row in read["commission_statements"]}
+        retail = march[uuid.UUID(ids["retailer"])]
+        assert (retail["period"], retail["period_month"], retail["gross_sales"], retail["returns"],
+                retail["net_sales"], retail["commission"], retail["total_due"], retail["fees"],
+                retail["remittance_due_on"]) == (
+            "2026-03", date(2026, 3, 1), Decimal("10000.00"), Decimal("2000.00"), Decimal("8000.00"),
+            Decimal("240.00"), Decimal("240.00"), None, None)
+        # Consignee: 10 000 − 10 % commission 1 000 − 2 % fees 200 = 8 800 owed, 5 000 remitted by 15 April.
+        consigned = march[uuid.UUID(ids["consignee"])]
+        assert (consigned["fees"], consigned["remittance_due"], consigned["remitted"],
+                consigned["remittance_outstanding"], consigned["total_due"], consigned["remittance_due_on"]) == (
+            Decimal("200.00"), Decimal("8800.00"), Decimal("5000.00"), Decimal("3800.00"), Decimal("0.00"),
+            date(2026, 4, 15))
+        assert sorted((row["kind"], row["amount"], row["rate"], row["commission"]) for row in read["commission_lines"]
+                      if row["partner_id"] == uuid.UUID(ids["retailer"])) == [
+            ("return", Decimal("-2000.00"), Decimal("0.03"), Decimal("-60.00")),
+            ("sale", Decimal("10000.00"), Decimal("0.03"), Decimal("300.00"))]
+        assert [(row["step"], row["amount"], row["total_due"]) for row in read["commission_payouts"]] == [
+            ("prepared", Decimal("240.00"), Decimal("240.00"))]
+        assert [(row["step"], row["amount"], row["account_last4"]) for row in read["commission_housing_subsidies"]
+                ] == [("prepared", Decimal("800.00"), "0001")]
+        assert [(row["amount"], row["received_on"], row["due_on"]) for row in read["commission_remittances"]] == [
+            (Decimal("5000.00"), date(2026, 4, 8), date(2026, 4, 15))]
+        assert {(row["contract_id"], row["starts_on"], row["ends_on"]) for row in read["contracts_in_force"]} >= {
+            (uuid.UUID(ids["contract"]), date(2026, 1, 1), date(2026, 12, 31))}
+        assert [(row["partner_id"], row["from_on"], row["until_on"]) for row in read["partner_inactive_spans"]] == [
+            (uuid.UUID(ids["consignee"]), date(2026, 4, 16), None)]
+        assert sorted((row["kpi"], row["weight"], row["computed"], row["goal"]) for row in read["target_kpis"]) == [
+            ("new_partners", Decimal("0.4"), True, Decimal("2")), ("sales_revenue", Decimal("0.6"), True, None)]
+        assert [(row["login"], row["employee_id"]) for row in read["employee_logins"]] == [
+            ("li.na", uuid.UUID(ids["rep"]))]
+        assert [(row["attendees"], row["passed"]) for row in read["target_trainings"]] == [(10, 8)]
+        assert {row["lag_events"] for row in read["read_model_freshness"]} == {0}
+        assert bi.execute("SELECT data_type, numeric_precision, numeric_scale FROM information_schema.columns"
+                          " WHERE table_schema = 'reporting' AND table_name = 'commission_statements'"
+                          " AND column_name = 'total_due'").fetchone() == ("numeric", 18, 2)
+
+        # Nothing else: not the tables under the views, nor the secrets.
+        for table in (*SECRET_TABLES, "commission_lines", "partner_orders", "targets", "audit_findings"):
+            refused(bi, f"SELECT 1 FROM public.{table} LIMIT 1")
+        # Sessions are read-only by default (even a temporary table, which PUBLIC may make, is refused);
+        # with that turned off, the privileges still refuse every write.
+        refused(bi, "CREATE TEMPORARY TABLE bi_scratch (n int)", psycopg.errors.ReadOnlySqlTransaction)
+        bi.execute("SET default_transaction_read_only = off")
+        refused(bi, "INSERT INTO reporting.employee_logins VALUES ('x', gen_random_uuid())")
+        refused(bi, "DELETE FROM reporting.partner_orders")
+        refused(bi, "UPDATE reporting.targets SET status = 'closed'")
+        refused(bi, "TRUNCATE public.commission_lines")
+        refused(bi, "CREATE TABLE public.bi_scratch (n int)")
+        refused(bi, "CREATE VIEW reporting.bi_scratch AS SELECT 1 AS n")
+        refused(bi, "CREATE SCHEMA bi_scratch")
+        bi.execute("SET search_path = public")  # else its bare table names find the reporting views first
+        refused(bi, "SELECT rebuild_contract_terms_in_force()")  # runs as the caller: no write either
+        refused(bi, "SELECT public.reporting_grant_access()")
+
+
+def test_running_it_again_updates_the_role_and_keeps_its_password(database_url, monkeypatch, cleanup):
+    name = cleanup.role()
+    group = cleanup.database(database_url)
+    reporting_role(database_url, monkeypatch, name)
+    first = role_state(database_url, name)
+
+    output = reporting_role(database_url, monkeypatch, name, password=None)
+
+    assert f"role {name}: updated" in output and "(0 granted now)" in output and "password: unchanged" in output
+    assert role_state(database_url, name) == first
+    output = reporting_role(database_url, monkeypatch, name, password="Changed-2")
+    assert "password: set" in output
+    assert scram_matches(role_state(database_url, name)[2], "Changed-2")
+    assert role_state(database_url, name)[3] == [group]
+
+
+def test_without_a_password_the_role_is_made_and_the_output_says_how_to_set_one(database_url, monkeypatch, cleanup):
+    name = cleanup.role()
+    cleanup.database(database_url)
+
+    output = reporting_role(database_url, monkeypatch, name, password=None)
+
+    assert "password: none yet; set one with: channel-domain reporting-role" in output
+    assert role_state(database_url, name)[2] is None
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(name)))  # what it may do, without logging in
+        assert conn.execute("SELECT count(*) FROM reporting.partner_directory").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT 1 FROM public.api_tokens")
+
+
+@pytest.mark.parametrize("name", [
+    "Analyst", "bi-team", "bi team", "x'; DROP TABLE events; --", "1bi", "pg_bi", "public", "current_user", "",
+    "b" * 64, "\u5206\u6790",
+])
+def test_a_bad_name_is_refused_before_anything_is_touched(database_url, monkeypatch, name):
+    with psycopg.connect(database_url) as conn:
+        roles_before = conn.execute("SELECT count(*) FROM pg_roles").fetchone()[0]
+
+    output = reporting_role(database_url, monkeypatch, name, expect=2)
+
+    assert "role name" in output
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles").fetchone()[0] == roles_before
+
+
+def test_a_role_that_could_do_more_is_refused_and_nothing_changes(database_url, monkeypatch, cleanup):
+    group = cleanup.database(database_url)
+    powerful, member, reader = cleanup.role("dba"), cleanup.role("app"), cleanup.role("peek")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB").format(sql.Identifier(powerful)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE pg_read_all_data").format(sql.Identifier(member)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(reader)))
+        conn.execute(sql.SQL("GRANT SELECT ON events TO {}").format(sql.Identifier(reader)))
+
+    assert "has CREATEDB" in reporting_role(database_url, monkeypatch, powerful, expect=2)
+    assert "member of pg_read_all_data" in reporting_role(database_url, monkeypatch, member, expect=2)
+    refusal = reporting_role(database_url, monkeypatch, reader, expect=2)
+    assert "SELECT on events" in refusal and "nothing was changed" in refusal
+    assert "reporting group, not a login role" in reporting_role(database_url, monkeypatch, group, expect=2)
+    assert "connected as" in reporting_role(database_url, monkeypatch, conninfo_to_dict(database_url).get(
+        "user", "postgres"), expect=2)
+
+    with psycopg.connect(database_url) as conn:  # rolled back whole: no group, no membership, no password
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (group,)).fetchone()[0] == 0
+        assert role_state(database_url, reader)[2:] == (None, [])
+
+
+def test_a_database_user_that_may_not_create_roles_is_told_so(database_url, monkeypatch, cleanup):
+    cleanup.database(database_url)
+    operator, name = cleanup.role("ops"), cleanup.role()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(operator)))
+    params = conninfo_to_dict(database_url)
+    params.update(user=operator, password=PASSWORD)
+
+    output = reporting_role(make_conninfo(**params), monkeypatch, name, expect=2)
+
+    assert f"the database user {operator} cannot create roles" in output
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (name,)).fetchone()[0] == 0
+
+
+def test_the_owner_of_the_database_with_createrole_makes_a_role_without_being_a_superuser(
+        server_url, monkeypatch, cleanup):
+    """As docs/deploy.md runs the service: one role owns the database (here also with CREATEROLE)."""
+    owner, name = cleanup.role("owner"), cleanup.role()
+    with psycopg.connect(with_dbname(server_url, "postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+            sql.Identifier(owner), sql.Literal(PASSWORD)))
+    with scratch_database(server_url, prefix="cd_test") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(conninfo_to_dict(url)["dbname"]), sql.Identifier(owner)))
+        as_owner = conninfo_to_dict(url)
+        as_owner.update(user=owner, password=PASSWORD)
+        as_owner = make_conninfo(**as_owner)
+        assert "no reporting schema yet" in reporting_role(as_owner, monkeypatch, name, expect=2)
+        migrate(as_owner)
+        cleanup.database(url)
+
+        output = reporting_role(as_owner, monkeypatch, name)
+
+        assert f"role {name}: created" in output
+        with as_role(url, name) as bi:
+            for view in reporting_views(url):
+                read_all(bi, view)  # raises InsufficientPrivilege if it cannot
+            refused(bi, "SELECT 1 FROM public.events")
+
+
+def test_the_password_is_given_one_way_and_never_empty(database_url, monkeypatch, cleanup):
+    name = cleanup.role()
+    cleanup.database(database_url)
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
+    runner = CliRunner()
+    both = runner.invoke(cli, ["reporting-role", name, "--password-stdin", "--password-env", "X"], input="a\n")
+    unset = runner.invoke(cli, ["reporting-role", name, "--password-env", "NO_SUCH_VARIABLE_SET"])
+    empty = runner.invoke(cli, ["reporting-role", name, "--password-stdin"], input="\n")
+    assert [both.exit_code, unset.exit_code, empty.exit_code] == [2, 2, 2], both.output + unset.output + empty.output
+    assert "password is empty" in empty.output
+
+    made = runner.invoke(cli, ["reporting-role", name, "--password-stdin"], input=f"{PASSWORD}\n")
+
+    assert made.exit_code == 0, made.output
+    assert scram_matches(role_state(database_url, name)[2], PASSWORD)
+
+
+# --- other databases on the cluster ---------------------------------------------------------------
+
+def test_a_reporting_role_reads_no_other_database(database_url, server_url, template_database, monkeypatch,
+                                                  cleanup):
+    ours, theirs = cleanup.role(), cleanup.role()
+    cleanup.database(database_url)
+    reporting_role(database_url, monkeypatch, ours)
+    with scratch_database(server_url, prefix="cd_test", template=template_database) as other:
+        other_group = cleanup.database(other)
+        with as_role(other, ours) as bi:  # PUBLIC may connect; the views are another group's
+            refused(bi, "SELECT 1 FROM reporting.partner_directory")
+        reporting_role(other, monkeypatch, theirs)
+        with as_role(other, ours) as bi:
+            refused(bi, "SELECT 1 FROM reporting.partner_directory")
+        with as_role(other, theirs) as bi:
+            assert bi.execute("SELECT count(*) FROM reporting.partner_directory").fetchone()[0] == 0
+        with as_role(database_url, theirs) as bi:
+            refused(bi, "SELECT 1 FROM reporting.partner_directory")
+        assert role_state(database_url, theirs)[3] == [other_group]
+
+
+def test_a_database_copied_from_another_drops_the_other_ones_group_at_its_next_migrate(
+        database_url, server_url, monkeypatch, cleanup):
+    name = cleanup.role()
+    cleanup.database(database_url)
+    reporting_role(database_url, monkeypatch, name)
+    source = conninfo_to_dict(database_url)["dbname"]
+    with scratch_database(server_url, prefix="cd_test", template=source) as copy:
+        with as_role(copy, name) as bi:  # CREATE DATABASE … TEMPLATE copies the views' grants
+            assert bi.execute("SELECT count(*) FROM reporting.partner_directory").fetchone()[0] == 0
+
+        assert migrate(copy) == []  # nothing to apply; the grants are put right all the same
+
+        with as_role(copy, name) as bi:
+            refused(bi, "SELECT 1 FROM reporting.partner_directory")
+            refused(bi, "SELECT 1 FROM reporting.read_model_freshness")
+    with as_role(database_url, name) as bi:  # the source keeps its own
+        assert bi.execute("SELECT count(*) FROM reporting.partner_directory").fetchone()[0] == 0
+
+
+# --- views added later, and rebuilds -------------------------------------------------------------
+
+def test_a_view_a_later_migration_adds_is_readable_without_running_the_command_again(
+        database_url, monkeypatch, cleanup, tmp_path):
+    name = cleanup.role()
+    cleanup.database(database_url)
+    reporting_role(database_url, monkeypatch, name)
+    later = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, later)
+    last = sorted(path.name for path in Path(MIGRATIONS_DIR).iterdir() if path.name[:4].isdigit())[-1]
+    (later / "9999.later-view.sql").write_text(
+        f"-- depends: {last.rsplit('.', 1)[0]}\n"
+        "CREATE VIEW reporting.partner_kinds AS SELECT kind, count(*) AS partners FROM public.partner_directory"
+        " GROUP BY kind;\n"
+        "COMMENT ON VIEW reporting.partner_kinds IS 'Partners per kind.';\n"
+        "COMMENT ON COLUMN reporting.partner_kinds.kind IS 'The kind.';\n"
+        "COMMENT ON COLUMN reporting.partner_kinds.partners IS 'How many.';\n")
+
+    assert migrate(database_url, directory=later) == ["9999.later-view"]
+
+    with as_role(database_url, name) as bi:
+        assert bi.execute("SELECT count(*) FROM reporting.partner_kinds").fetchone()[0] == 0
+        refused(bi, "SELECT 1 FROM public.partner_directory")
+
+
+def catalog_of_the_schema(url: str) -> dict[str, object]:
+    with psycopg.connect(url) as conn:
+        return {
+            "views": conn.execute("SELECT c.oid, c.relname, c.relacl::text, pg_get_userbyid(c.relowner) FROM pg_class c"
+                                  " WHERE c.relnamespace = 'reporting'::regnamespace ORDER BY 2").fetchall(),
+            "comments": conn.execute("SELECT c.relname, d.objsubid, d.description FROM pg_description d"
+                                     " JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass"
+                                     " WHERE c.relnamespace = 'reporting'::regnamespace ORDER BY 1, 2").fetchall(),
+            "public views": conn.execute("SELECT relname FROM pg_class WHERE relkind = 'v'"
+                                         " AND relnamespace = 'public'::regnamespace ORDER BY 1").fetchall(),
+        }
+
+
+def what_the_role_reads(url: str, name: str) -> dict[str, list[str]]:
+    with as_role(url, name) as bi:
+        return {view: sorted(map(repr, read_all(bi, view))) for view in reporting_views(url)
+                if view != "read_model_freshness"}  # its updated_at moves with every switch
+
+
+def test_rebuilds_keep_the_views_their_comments_and_the_roles_grants(app, database_url, monkeypatch, cleanup):
+    record_and_project(app)
+    name = cleanup.role()
+    cleanup.database(database_url)
+    reporting_role(database_url, monkeypatch, name)
+    catalog, read = catalog_of_the_schema(database_url), what_the_role_reads(database_url, name)
+    assert read["partner_orders"] and read["commission_statements"] and read["commission_lines"]
+
+    for models in (["all"], ["commissions"]):
+        rebuilt = CliRunner().invoke(cli, ["rebuild", *models, "--processes", "1"])
+        assert rebuilt.exit_code == 0, rebuilt.output
+
+        assert catalog_of_the_schema(database_url) == catalog
+        assert what_the_role_reads(database_url, name) == read
