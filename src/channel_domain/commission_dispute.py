@@ -27,7 +27,7 @@ from channel_domain.aggregate import ChannelAggregate
 from channel_domain.commission_period import month
 from channel_domain.context import current_command
 from channel_domain.errors import SegregationOfDuties, ValidationFailed
-from channel_domain.values import decimal_value, require_text
+from channel_domain.values import money, require_text
 
 OUTCOMES = ("upheld", "rejected")
 
@@ -49,12 +49,10 @@ class DisputedLine:
 def signed_money(value: Any, field: str = "amount") -> Decimal:
     """A signed CNY amount, not zero: what an upheld dispute adds to (or, negative, takes from)
     what is due."""
-    amount = decimal_value(value, field)
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise ValidationFailed(field, "money has at most 2 decimal places")
+    amount = money(value, field, allow_zero=True, signed=True)
     if amount == 0:
         raise ValidationFailed(field, "an upheld dispute corrects by a non-zero amount")
-    return amount.quantize(Decimal("0.01"))
+    return amount
 
 
 class CommissionDispute(ChannelAggregate):

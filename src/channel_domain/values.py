@@ -15,15 +15,16 @@ from channel_domain.errors import ValidationFailed
 CENT = Decimal("0.01")
 
 
-def money(value: Any, field: str = "amount", *, allow_zero: bool = False) -> Decimal:
-    """A CNY amount: a Decimal (or decimal string) with at most 2 places, never a float.
+def money(value: Any, field: str = "amount", *, allow_zero: bool = False, signed: bool = False) -> Decimal:
+    """A CNY amount: a Decimal (or decimal string) with at most 2 places, never a float;
+    `signed`: a correction, which may be negative.
 
     Floats are refused rather than rounded: 0.1 + 0.2 is not a price anyone agreed to.
     """
     amount = decimal_value(value, field)
     if amount.as_tuple().exponent < -2:  # type: ignore[operator]
         raise ValidationFailed(field, "money has at most 2 decimal places")
-    if amount < 0 or (amount == 0 and not allow_zero):
+    if (amount < 0 and not signed) or (amount == 0 and not allow_zero):
         raise ValidationFailed(field, "must be greater than zero")
     return amount.quantize(CENT)
 
