@@ -440,13 +440,11 @@ def _dispute(row: dict[str, Any], as_known_at: datetime | None) -> dict[str, Any
     }
 
 
-def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
-                     kind: str | None = None) -> dict:
+def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None) -> dict:
     """The month's figures (see `statements`); zeros for a partner the read model does not know."""
     found = statements(cursor, [(partner_id, period)], as_known_at).get((partner_id, period))
-    if found is None:
-        return _figures([], period, kind == "consignee", None)
-    return {name: found[name] for name in _figures([], period, False, None)}
+    empty = _figures([], period, False, None)
+    return empty if found is None else {name: found[name] for name in empty}
 
 
 def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
