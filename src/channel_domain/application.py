@@ -977,8 +977,7 @@ class ChannelDepartment(Application):
         """A month's state: closed by its own close, or by a later one (months close in order,
         and a close closes the months before it that had nothing to close), or open."""
         parsed = month(period).text
-        covering = next((close for close in period_books.closes(self.event_recorder, as_of)
-                         if close.period >= parsed), None)
+        covering = period_books.covering_close(self.event_recorder, parsed, as_of)
         own = covering is not None and covering.period == parsed
         return {
             "id": CommissionPeriod.create_id(parsed),

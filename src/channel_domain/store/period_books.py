@@ -82,15 +82,18 @@ class Close:
     closed_by: str
 
 
-def closes(recorder: EventRecorder, as_of: datetime | None = None) -> list[Close]:
-    """Every close recorded (by `as_of`, if given), in month order."""
+def covering_close(recorder: EventRecorder, period: str, as_of: datetime | None = None) -> Close | None:
+    """The close that closed `period` (by `as_of`, if given): its own, or the first later one
+    (a close closes the months before it that had nothing to close); None while it is open."""
     with recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(
             "SELECT period, closes_after, position, closed_at, closed_by FROM commission_closed_periods"
-            " WHERE %(as_of)s::timestamptz IS NULL OR closed_at <= %(as_of)s ORDER BY period",
-            {"as_of": as_of},
+            " WHERE period >= %(period)s AND (%(as_of)s::timestamptz IS NULL OR closed_at <= %(as_of)s)"
+            " ORDER BY period LIMIT 1",
+            {"period": period, "as_of": as_of},
         )
-        return [Close(**row) for row in curs.fetchall()]
+        row = curs.fetchone()
+        return None if row is None else Close(**row)
 
 
 def latest_closed(recorder: EventRecorder) -> str | None:
