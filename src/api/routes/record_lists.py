@@ -12,7 +12,7 @@ so a misspelt filter never answers the unfiltered list.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -280,6 +280,10 @@ def list_partners(
 _CONTRACT_FIELDS = ("partner_id", "partner_kind", "starts_on", "ends_on", "signed_on", "last_day_in_force",
                     "terminated_on", "territory", "commission", "amendments", "fee_rate", "exclusive", "products",
                     "renewals")
+# As `Contract.last_day_in_force`: ends_on, or the day before a termination's effective date. The
+# `in_force_on` filter and the items' `last_day_in_force` (null until signed) both read it from here.
+_LAST_DAY_IN_FORCE = "coalesce(terminated_on - 1, ends_on)"
+_CONTRACT_COLUMNS = f"*, CASE WHEN signed_on IS NOT NULL THEN {_LAST_DAY_IN_FORCE} END AS last_day_in_force"
 
 
 @router.get("/v1/contracts", response_model=ContractPage, responses=LIST_ERRORS,
@@ -310,16 +314,10 @@ def list_contracts(
     where.any_of("partner_kind", partner_kind)
     where.equal("territory", territory)
     if in_force_on is not None:
-        where.clauses.append("status IN ('signed', 'terminated') AND starts_on <= %s"
-                             " AND %s <= coalesce(terminated_on - 1, ends_on)")
+        where.clauses.append(f"status IN ('signed', 'terminated') AND starts_on <= %s AND %s <= {_LAST_DAY_IN_FORCE}")
         where.params.extend([in_force_on, in_force_on])
-    rows, next_cursor = _page(app, "contract_list", "*", where, page)
-    items = []
-    for row in rows:
-        last_day = row["terminated_on"] - timedelta(days=1) if row["terminated_on"] else row["ends_on"]
-        row = {**row, "status": _contract_status(row, today), "last_day_in_force": last_day if row["signed_on"]
-               else None}
-        items.append(_item(row, "contract_id", _CONTRACT_FIELDS))
+    rows, next_cursor = _page(app, "contract_list", _CONTRACT_COLUMNS, where, page)
+    items = [_item({**row, "status": _contract_status(row, today)}, "contract_id", _CONTRACT_FIELDS) for row in rows]
     return _answer(items, next_cursor, page.position)
 
 
