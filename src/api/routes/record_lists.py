@@ -12,7 +12,7 @@ so a misspelt filter never answers the unfiltered list.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -79,6 +79,21 @@ def only_known_parameters(request: Request) -> None:
 
 
 Known = Annotated[None, Depends(only_known_parameters)]
+
+
+class ListPage:
+    """What every list takes besides its own filters: `min_position`/`wait_s` (the read model's
+    position reached), `updated_since`, `cursor` and `limit`."""
+
+    def __init__(self, position: Fresh, updated_since: UpdatedSince = None, cursor: NumberCursor = None,
+                 limit: Limit = 100) -> None:
+        self.position = position
+        self.updated_since = updated_since
+        self.cursor = cursor
+        self.limit = limit
+
+
+Page = Annotated[ListPage, Depends()]
 
 
 # --- answers -----------------------------------------------------------------------------
@@ -198,21 +213,19 @@ class _Query:
             self.clauses.append(f"{column} = ANY(%s)")
             self.params.append(list(values))
 
-    def since(self, updated_since: datetime | None) -> None:
-        if updated_since is not None:
-            self.clauses.append("updated_at >= %s")
-            self.params.append(updated_since)
 
-
-def _page(app: ChannelDepartment, table: str, columns: str, where: _Query, cursor: str | None,
-          limit: int) -> tuple[list[dict[str, Any]], str | None]:
-    clauses = ["created_position > %s", *where.clauses]
+def _page(app: ChannelDepartment, table: str, columns: str, where: _Query,
+          page: ListPage) -> tuple[list[dict[str, Any]], str | None]:
+    clauses, params = ["created_position > %s", *where.clauses], [cursor_number(page.cursor), *where.params]
+    if page.updated_since is not None:
+        clauses.append("updated_at >= %s")
+        params.append(page.updated_since)
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         curs.execute(f"SELECT {columns} FROM {table} WHERE {' AND '.join(clauses)}"  # noqa: S608
-                     " ORDER BY created_position LIMIT %s", [cursor_number(cursor), *where.params, limit + 1])
+                     " ORDER BY created_position LIMIT %s", [*params, page.limit + 1])
         rows = curs.fetchall()
-    page = rows[:limit]
-    return page, str(page[-1]["created_position"]) if len(rows) > limit else None
+    listed = rows[:page.limit]
+    return listed, str(listed[-1]["created_position"]) if len(rows) > page.limit else None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -245,16 +258,13 @@ def list_partners(
     app: Department,
     _: Reader,
     __: Known,
-    position: Fresh,
+    page: Page,
     status: Annotated[list[PartnerStatus] | None, _any_of("The partner's status")] = None,
     kind: Annotated[list[PartnerKind] | None, _any_of("The partner's kind")] = None,
     region: Annotated[str | None, Query(min_length=1, max_length=200, description="The region, exactly")] = None,
     grade: Annotated[list[Literal["A", "B", "C", "D"]] | None, _any_of("A direct store's grade")] = None,
     parent_partner_id: Annotated[UUID | None, Query(description="Second-tier agents of this partner")] = None,
     recruited_by: Annotated[UUID | None, Query(description="Partners recruited by this employee")] = None,
-    updated_since: UpdatedSince = None,
-    cursor: NumberCursor = None,
-    limit: Limit = 100,
 ) -> JSONResponse:
     where = _Query()
     where.any_of("status", status)
@@ -263,14 +273,17 @@ def list_partners(
     where.any_of("grade", grade)
     where.equal("parent_partner_id", parent_partner_id)
     where.equal("recruited_by", recruited_by)
-    where.since(updated_since)
-    rows, next_cursor = _page(app, "partner_list", "*", where, cursor, limit)
-    return _answer([_item(row, "partner_id", _PARTNER_FIELDS) for row in rows], next_cursor, position)
+    rows, next_cursor = _page(app, "partner_list", "*", where, page)
+    return _answer([_item(row, "partner_id", _PARTNER_FIELDS) for row in rows], next_cursor, page.position)
 
 
 _CONTRACT_FIELDS = ("partner_id", "partner_kind", "starts_on", "ends_on", "signed_on", "last_day_in_force",
                     "terminated_on", "territory", "commission", "amendments", "fee_rate", "exclusive", "products",
                     "renewals")
+# As `Contract.last_day_in_force`: ends_on, or the day before a termination's effective date. The
+# `in_force_on` filter and the items' `last_day_in_force` (null until signed) both read it from here.
+_LAST_DAY_IN_FORCE = "coalesce(terminated_on - 1, ends_on)"
+_CONTRACT_COLUMNS = f"*, CASE WHEN signed_on IS NOT NULL THEN {_LAST_DAY_IN_FORCE} END AS last_day_in_force"
 
 
 @router.get("/v1/contracts", response_model=ContractPage, responses=LIST_ERRORS,
@@ -283,16 +296,13 @@ def list_contracts(
     app: Department,
     _: Reader,
     __: Known,
-    position: Fresh,
+    page: Page,
     status: Annotated[list[ContractStatus] | None, _any_of("The contract's status")] = None,
     partner_id: Annotated[UUID | None, Query(description="The contracts of this partner")] = None,
     partner_kind: Annotated[list[PartnerKind] | None, _any_of("Its partner's kind")] = None,
     territory: Annotated[str | None, Query(min_length=1, max_length=200,
                                            description="An enterprise agent's region, exactly")] = None,
     in_force_on: Annotated[Day | None, Query(description="In force on this day")] = None,
-    updated_since: UpdatedSince = None,
-    cursor: NumberCursor = None,
-    limit: Limit = 100,
 ) -> JSONResponse:
     today = company_time.today()
     shown = "CASE WHEN status = 'signed' AND ends_on < %s THEN 'expired' ELSE status END"
@@ -304,18 +314,11 @@ def list_contracts(
     where.any_of("partner_kind", partner_kind)
     where.equal("territory", territory)
     if in_force_on is not None:
-        where.clauses.append("status IN ('signed', 'terminated') AND starts_on <= %s"
-                             " AND %s <= coalesce(terminated_on - 1, ends_on)")
+        where.clauses.append(f"status IN ('signed', 'terminated') AND starts_on <= %s AND %s <= {_LAST_DAY_IN_FORCE}")
         where.params.extend([in_force_on, in_force_on])
-    where.since(updated_since)
-    rows, next_cursor = _page(app, "contract_list", "*", where, cursor, limit)
-    items = []
-    for row in rows:
-        last_day = row["terminated_on"] - timedelta(days=1) if row["terminated_on"] else row["ends_on"]
-        row = {**row, "status": _contract_status(row, today), "last_day_in_force": last_day if row["signed_on"]
-               else None}
-        items.append(_item(row, "contract_id", _CONTRACT_FIELDS))
-    return _answer(items, next_cursor, position)
+    rows, next_cursor = _page(app, "contract_list", _CONTRACT_COLUMNS, where, page)
+    items = [_item({**row, "status": _contract_status(row, today)}, "contract_id", _CONTRACT_FIELDS) for row in rows]
+    return _answer(items, next_cursor, page.position)
 
 
 def _contract_status(row: dict[str, Any], today: date) -> str:
@@ -338,32 +341,28 @@ def list_employees(
     app: Department,
     reader: Reader,
     __: Known,
-    position: Fresh,
+    page: Page,
     status: Annotated[list[EmployeeStatus] | None, _any_of("The employee's status")] = None,
     role: Annotated[list[JobRole] | None, _any_of("The employee's job role")] = None,
     manager_id: Annotated[UUID | None, Query(description="Who reports to this employee directly")] = None,
     login: Annotated[str | None, Query(min_length=1, max_length=200,
                                        description="The actor name the employee's tokens carry")] = None,
-    updated_since: UpdatedSince = None,
-    cursor: NumberCursor = None,
-    limit: Limit = 100,
 ) -> JSONResponse:
     where = _Query()
     where.any_of("status", status)
     where.any_of("role", role)
     where.equal("manager_id", manager_id)
     where.equal("login", login)
-    where.since(updated_since)
     hr = "hr" in reader.roles
     # The sealed name is read for hr alone: no other reader's answer is built from it.
-    rows, next_cursor = _page(app, "employee_list", "*" if hr else _EMPLOYEE_COLUMNS, where, cursor, limit)
+    rows, next_cursor = _page(app, "employee_list", "*" if hr else _EMPLOYEE_COLUMNS, where, page)
     items = [_item(row, "employee_id", _EMPLOYEE_FIELDS) for row in rows]
     if hr:
         # The page's keys in one query; each name opened in memory (microseconds each).
         names = app.unsealed_values({row["employee_id"]: row["name_sealed"] for row in rows})
         for item, row in zip(items, rows, strict=True):
             item["name"] = names[row["employee_id"]]
-    return _answer(items, next_cursor, position)
+    return _answer(items, next_cursor, page.position)
 
 
 _TARGET_FIELDS = ("assignee_type", "assignee_id", "period", "amount", "kpis", "parent_id")
@@ -377,16 +376,13 @@ def list_targets(
     app: Department,
     _: Reader,
     __: Known,
-    position: Fresh,
+    page: Page,
     status: Annotated[list[TargetStatus] | None, _any_of("The target's status")] = None,
     assignee_type: Annotated[list[Literal["employee", "partner", "team"]] | None, _any_of("Whose target")] = None,
     assignee_id: Annotated[str | None, Query(min_length=1, max_length=200,
                                              description="The employee, partner or team leader")] = None,
     period: Annotated[Period | None, Query()] = None,
     parent_id: Annotated[UUID | None, Query(description="The targets decomposed from this one")] = None,
-    updated_since: UpdatedSince = None,
-    cursor: NumberCursor = None,
-    limit: Limit = 100,
 ) -> JSONResponse:
     where = _Query()
     where.any_of("status", status)
@@ -394,6 +390,5 @@ def list_targets(
     where.equal("assignee_id", assignee_id)
     where.equal("period", period)
     where.equal("parent_id", parent_id)
-    where.since(updated_since)
-    rows, next_cursor = _page(app, "target_list", "*", where, cursor, limit)
-    return _answer([_item(row, "target_id", _TARGET_FIELDS) for row in rows], next_cursor, position)
+    rows, next_cursor = _page(app, "target_list", "*", where, page)
+    return _answer([_item(row, "target_id", _TARGET_FIELDS) for row in rows], next_cursor, page.position)
