@@ -235,6 +235,7 @@ ORDER BY 1
 
 def what_else_it_may_do(curs: Any, role: str) -> list[str]:
     """Everything `role` may do in this database beyond SELECT on the reporting schema's
-    relations: tables, columns, sequences, CREATE in schemas or the database, definer functions."""
+    relations: tables, columns, sequences, CREATE in schemas or the database, definer functions.
+    `curs` gives rows as dicts (`dict_row`), as every cursor of this module does."""
     curs.execute(_MORE, {"schema": SCHEMA, "role": role})
-    return [row["what"] if isinstance(row, dict) else row[0] for row in curs.fetchall()]
+    return [row["what"] for row in curs.fetchall()]
