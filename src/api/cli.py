@@ -184,16 +184,11 @@ def reporting_role(
         if password is None:
             typer.secho(f"--password-env: the environment variable {password_env} is not set", err=True, fg="red")
             raise typer.Exit(2)
-    try:
-        reporting.check_name(name)  # before connecting: a refusal touches nothing
-    except reporting.ReportingRoleRefused as refused:
-        typer.secho(str(refused), err=True, fg="red")
-        raise typer.Exit(2) from None
-    url = database_url()
     # Never migrates: a DBA runs this, often as a superuser, and what migrate creates must belong
     # to the service's own role. A schema before migration 0029 is refused inside.
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
+        reporting.check_name(name)  # before connecting: a refusal touches nothing
+        with psycopg.connect(database_url(), autocommit=True) as conn:
             made = reporting.make_reporting_role(conn, name, password)
     except reporting.ReportingRoleRefused as refused:
         typer.secho(str(refused), err=True, fg="red")  # unwrapped: scripts grep for it

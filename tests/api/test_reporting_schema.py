@@ -29,7 +29,7 @@ from psycopg.rows import dict_row
 from typer.testing import CliRunner
 
 from api.cli import app as cli
-from channel_domain.store.database import scratch_database
+from channel_domain.store.database import scratch_database, with_database_name
 from channel_domain.store.migrations import MIGRATIONS_DIR, migrate
 from tests.api.flows import (
     ERP, FINANCE, HR, MANAGER, SPECIALIST, approved_partner, post, signed_contract,
@@ -77,7 +77,7 @@ class Cleanup:
 def cleanup(server_url: str) -> Iterator[Cleanup]:
     made = Cleanup()
     yield made
-    admin = with_dbname(server_url, "postgres")
+    admin = with_database_name(server_url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         existing = [row[0] for row in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY (%s)",
                                                    (made.roles,))]
@@ -94,17 +94,9 @@ def cleanup(server_url: str) -> Iterator[Cleanup]:
         conn.execute(sql.SQL("DROP ROLE {}").format(everyone))
 
 
-def with_dbname(url: str, dbname: str) -> str:
-    params = conninfo_to_dict(url)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
 def as_role(url: str, role: str, password: str = PASSWORD) -> psycopg.Connection:
     """Connected as a BI tool would be: the role's name and password, nothing else."""
-    params = conninfo_to_dict(url)
-    params.update(user=role, password=password)
-    return psycopg.connect(make_conninfo(**params), autocommit=True)
+    return psycopg.connect(make_conninfo(url, user=role, password=password), autocommit=True)
 
 
 def reporting_role(url: str, monkeypatch, name: str, *extra: str, password: str | None = PASSWORD, expect: int = 0):
@@ -384,10 +376,8 @@ def test_a_database_user_that_may_not_create_roles_is_told_so(database_url, monk
     operator, name = cleanup.role("ops"), cleanup.role()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(operator)))
-    params = conninfo_to_dict(database_url)
-    params.update(user=operator, password=PASSWORD)
 
-    output = reporting_role(make_conninfo(**params), monkeypatch, name, expect=2)
+    output = reporting_role(make_conninfo(database_url, user=operator, password=PASSWORD), monkeypatch, name, expect=2)
 
     assert f"the database user {operator} cannot create roles" in output
     with psycopg.connect(database_url) as conn:
@@ -398,16 +388,14 @@ def test_the_owner_of_the_database_with_createrole_makes_a_role_without_being_a_
         server_url, monkeypatch, cleanup):
     """As docs/deploy.md runs the service: one role owns the database (here also with CREATEROLE)."""
     owner, name = cleanup.role("owner"), cleanup.role()
-    with psycopg.connect(with_dbname(server_url, "postgres"), autocommit=True) as conn:
+    with psycopg.connect(with_database_name(server_url, "postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
             sql.Identifier(owner), sql.Literal(PASSWORD)))
     with scratch_database(server_url, prefix="cd_test") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
                 sql.Identifier(conninfo_to_dict(url)["dbname"]), sql.Identifier(owner)))
-        as_owner = conninfo_to_dict(url)
-        as_owner.update(user=owner, password=PASSWORD)
-        as_owner = make_conninfo(**as_owner)
+        as_owner = make_conninfo(url, user=owner, password=PASSWORD)
         assert "no reporting schema yet" in reporting_role(as_owner, monkeypatch, name, expect=2)
         migrate(as_owner)
         cleanup.database(url)

@@ -130,10 +130,14 @@ def _make(conn: psycopg.Connection, name: str, password: str | None) -> Reportin
 
 
 def _role(curs: Any, name: str) -> dict[str, Any] | None:
+    """The role `name`, with `powers`: the ATTRIBUTES it has; None when there is none."""
     curs.execute("SELECT oid, rolcanlogin, rolinherit, rolsuper, rolcreatedb, rolcreaterole, rolreplication,"
                  " rolbypassrls, shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = %s",
                  (name,))
-    return curs.fetchone()
+    found = curs.fetchone()
+    if found is not None:
+        found["powers"] = [flag for column, flag in ATTRIBUTES.items() if found[column]]
+    return found
 
 
 def _ensure_group(curs: Any, group: str, marker: str, database: str) -> None:
@@ -144,7 +148,7 @@ def _ensure_group(curs: Any, group: str, marker: str, database: str) -> None:
             f"{marker}{database}: SELECT on its reporting schema; its members are reporting roles"
             " (channel-domain reporting-role)")))
         return
-    powers = [flag for column, flag in ATTRIBUTES.items() if found[column]]
+    powers = found["powers"]
     if found["rolcanlogin"] or powers or not (found["comment"] or "").startswith(marker):
         raise ReportingRoleRefused(
             f"a role named {group} exists and is not this database's reporting group (its comment does not"
@@ -165,10 +169,9 @@ def _ensure_login(curs: Any, name: str, marker: str, connected_as: set[str]) -> 
         return True
     if (found["comment"] or "").startswith(marker):
         raise ReportingRoleRefused(f"{name} is a reporting group, not a login role: choose another name")
-    powers = [flag for column, flag in ATTRIBUTES.items() if found[column]]
-    if powers:
+    if found["powers"]:
         raise ReportingRoleRefused(
-            f"the existing role {name} has {', '.join(powers)}: it would read far more than the reporting"
+            f"the existing role {name} has {', '.join(found['powers'])}: it would read far more than the reporting"
             " views; choose another name")
     curs.execute("SELECT g.rolname AS name, shobj_description(g.oid, 'pg_authid') AS comment"
                  " FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = %s ORDER BY 1",
@@ -232,6 +235,7 @@ ORDER BY 1
 
 def what_else_it_may_do(curs: Any, role: str) -> list[str]:
     """Everything `role` may do in this database beyond SELECT on the reporting schema's
-    relations: tables, columns, sequences, CREATE in schemas or the database, definer functions."""
+    relations: tables, columns, sequences, CREATE in schemas or the database, definer functions.
+    `curs` gives rows as dicts (`dict_row`), as every cursor of this module does."""
     curs.execute(_MORE, {"schema": SCHEMA, "role": role})
-    return [row["what"] if isinstance(row, dict) else row[0] for row in curs.fetchall()]
+    return [row["what"] for row in curs.fetchall()]
