@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from channel_domain.values import Period, add_months, money, parse_date, term_end
+from channel_domain.values import Period, add_months, money, parse_date, plain_json, term_end
 from tests.channel_domain.helpers import refused
 
 
@@ -72,3 +72,8 @@ def test_dates_outside_the_departments_calendar_are_refused(day):
 def test_dates_at_the_ends_of_the_calendar_are_taken():
     assert parse_date("1900-01-01", "on") == date(1900, 1, 1)
     assert parse_date(date(2999, 12, 31), "on") == date(2999, 12, 31)
+
+
+def test_times_are_written_in_utc_whatever_zone_they_were_read_in() -> None:
+    beijing = datetime(2026, 4, 1, 7, 30, tzinfo=timezone(timedelta(hours=8)))
+    assert plain_json({"at": beijing}) == {"at": "2026-03-31T23:30:00Z"}

@@ -12,7 +12,7 @@ so a misspelt filter never answers the unfiltered list.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -228,14 +228,10 @@ def _page(app: ChannelDepartment, table: str, columns: str, where: _Query,
     return listed, str(listed[-1]["created_position"]) if len(rows) > page.limit else None
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
-
-
 def _item(row: dict[str, Any], key: str, fields: tuple[str, ...]) -> dict[str, Any]:
     return {"id": row[key], "version": row["version"], "status": row["status"],
             **{name: row[name] for name in fields},
-            "created_at": _utc(row["created_at"]), "updated_at": _utc(row["updated_at"]), "position": row["position"]}
+            "created_at": row["created_at"], "updated_at": row["updated_at"], "position": row["position"]}
 
 
 def _answer(items: list[dict[str, Any]], next_cursor: str | None, position: int) -> JSONResponse:
