@@ -19,7 +19,7 @@ and loaded from those tables when missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -251,14 +251,9 @@ def detail_page(cursor: Any, period: Period, after: tuple[date, int] | None, lim
     return cursor.fetchall()
 
 
-def detail_rows(datastore: Any, period: Period, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every line of the period, read through a server-side cursor while the caller sends them:
-    holds a pooled connection until exhausted or closed."""
-    with datastore.get_connection() as conn, conn.transaction(), conn.cursor(name="sales_detail") as curs:
-        curs.itersize = batch
-        curs.execute(_DETAIL_SELECT + " WHERE l.business_date BETWEEN %(starts)s AND %(ends)s"
-                     " ORDER BY l.business_date, l.position", {"starts": period.starts_on, "ends": period.ends_on})
-        yield from curs
+# Every line of the period (`starts`, `ends`), in the detail's order: streamed whole as CSV.
+DETAIL_OF_PERIOD = (_DETAIL_SELECT + " WHERE l.business_date BETWEEN %(starts)s AND %(ends)s"
+                    " ORDER BY l.business_date, l.position")
 
 
 def sales_total(cursor: Any, period: Period) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import Department, allowed
 from api.models import Day, Period
-from api.reports import REPORT_CONTENT, ReportFormat, report_answer, wants_csv
+from api.reports import REPORT_CONTENT, ReportFormat, report_answer, streamed_rows, wants_csv
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
@@ -32,18 +32,11 @@ from channel_domain.values import month_of
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
 RESPONSES: dict[int | str, dict[str, Any]] = {**ERRORS, **REPORT_CONTENT}
-ROWS_PER_FETCH = 500
 
 
 def _rows(app: Any, query: str, params: Mapping[str, Any],
           shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
-    """The query's rows, read through a server-side cursor while the answer is sent."""
-    with app.event_recorder.datastore.get_connection() as conn, conn.transaction(), \
-            conn.cursor(name="report") as curs:
-        curs.itersize = ROWS_PER_FETCH
-        curs.execute(query, params)
-        for row in curs:
-            yield shape(row) if shape else row
+    return streamed_rows(app.event_recorder.datastore, query, params, shape=shape)
 
 
 def _all(app: Any, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:

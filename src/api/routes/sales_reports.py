@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import Department, allowed
 from api.errors import ApiProblem, Problem
 from api.models import Period
-from api.reports import REPORT_CONTENT, ReportFormat, report_answer, wants_csv
+from api.reports import REPORT_CONTENT, ReportFormat, report_answer, streamed_rows, wants_csv
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
@@ -142,8 +142,9 @@ def _order_lines(request: Request, app: Any, report_format: str | None, span: Bu
     datastore = app.event_recorder.datastore
     if wants_csv(request, report_format) and cursor is None and limit is None:
         # Every line of the period, streamed from a server-side cursor as it is sent.
-        return report_answer(request, report_format, columns, sales_reports.detail_rows(datastore, span),
-                             name=name, position=position)
+        rows = streamed_rows(datastore, sales_reports.DETAIL_OF_PERIOD,
+                             {"starts": span.starts_on, "ends": span.ends_on}, batch=5000)
+        return report_answer(request, report_format, columns, rows, name=name, position=position)
     size = limit or 100
     with datastore.get_connection() as conn, conn.cursor() as curs:
         rows = sales_reports.detail_page(curs, span, after, size + 1)
