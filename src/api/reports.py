@@ -17,10 +17,18 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
+from api.deps import allowed
+from api.models import Period
+from api.tokens import Principal
 from channel_domain.values import json_default
+
+# api.md "Lists and reports": the roles that read every report.
+Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
+# The `period` of a report; `BusinessPeriod.parse` gives its first and last day.
+PeriodQuery = Annotated[Period, Query(description="A month `YYYY-MM`, a quarter `YYYY-Qn` or a year `YYYY`")]
 
 ReportFormat = Annotated[Literal["json", "csv"] | None, Query(
     alias="format", description="`csv` answers CSV whatever `Accept` says; default: JSON unless `Accept: text/csv`")]

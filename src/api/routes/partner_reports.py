@@ -13,16 +13,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.deps import Department, allowed
-from api.models import Day, Period
-from api.reports import REPORT_CONTENT, ReportFormat, report_answer, streamed_rows, wants_csv
+from api.deps import Department
+from api.models import Day
+from api.reports import REPORT_CONTENT, PeriodQuery, Reader, ReportFormat, report_answer, streamed_rows, wants_csv
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
-from api.tokens import Principal
 from channel_domain.company_time import today
 from channel_domain.errors import NotFound
 from channel_domain.partner import KINDS
@@ -30,7 +29,6 @@ from channel_domain.values import Period as BusinessPeriod
 from channel_domain.values import month_of
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
 RESPONSES: dict[int | str, dict[str, Any]] = {**ERRORS, **REPORT_CONTENT}
 
 
@@ -143,7 +141,7 @@ def partners_report(
     app: Department,
     _: Reader,
     position: Annotated[int, fresh("partner_reports")],
-    period: Annotated[Period, Query(description="YYYY-MM, YYYY-Qn or YYYY")],
+    period: PeriodQuery,
     view: Annotated[Literal["kinds", "recruiters"], Query(
         description="`kinds` (default): one row per partner kind; `recruiters`: one row per recruiter")] = "kinds",
     report_format: ReportFormat = None,
@@ -341,9 +339,10 @@ def payouts_report(
     app: Department,
     principal: Reader,
     position: Annotated[int, fresh("partner_reports")],
-    period: Annotated[Period, Query(description="The months of YYYY-MM, YYYY-Qn or YYYY")],
+    period: PeriodQuery,
     report_format: ReportFormat = None,
 ) -> StreamingResponse:
+    """The register of the period's months."""
     span = BusinessPeriod.parse(period)
     params = {"first": month_of(span.starts_on), "last": month_of(span.ends_on), "full": "finance" in principal.roles}
     return report_answer(request, report_format, PAYOUT_COLUMNS, _rows(app, PAYOUTS, params),
@@ -433,9 +432,10 @@ def evaluations_report(
     app: Department,
     _: Reader,
     position: Annotated[int, fresh("partner_reports")],
-    period: Annotated[Period, Query(description="Evaluations whose period lies within YYYY-MM, YYYY-Qn or YYYY")],
+    period: PeriodQuery,
     report_format: ReportFormat = None,
 ) -> StreamingResponse:
+    """The evaluations whose own period lies within `period`."""
     span = BusinessPeriod.parse(period)
     params = {"starts": span.starts_on, "ends": span.ends_on}
     if wants_csv(request, report_format):

@@ -9,23 +9,19 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Department, allowed
+from api.deps import Department
 from api.errors import ApiProblem, Problem
-from api.models import Period
-from api.reports import REPORT_CONTENT, ReportFormat, report_answer, streamed_rows, wants_csv
+from api.reports import REPORT_CONTENT, PeriodQuery, Reader, ReportFormat, report_answer, streamed_rows, wants_csv
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
-from api.tokens import Principal
 from channel_domain.values import Period as BusinessPeriod
 from projections import sales_reports
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
-PeriodQuery = Annotated[Period, Query(description="A month `YYYY-MM`, a quarter `YYYY-Qn` or a year `YYYY`")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **{status: answer for status, answer in ERRORS.items() if status != 404},
     **REPORT_CONTENT,
