@@ -151,9 +151,7 @@ def partners_report(
     if view == "recruiters":
         return report_answer(request, report_format, RECRUITER_COLUMNS, _rows(app, RECRUITERS, params),
                              name=f"partner-recruiters-{span.text}", position=position)
-    extra = {}
-    if not wants_csv(request, report_format):
-        extra = {"recruiters": _all(app, RECRUITERS, params)}
+    extra = None if wants_csv(request, report_format) else {"recruiters": _all(app, RECRUITERS, params)}
     return report_answer(request, report_format, KIND_COLUMNS, _rows(app, PARTNERS_BY_KIND, params),
                          name=f"partners-{span.text}", position=position, extra=extra)
 
@@ -438,10 +436,8 @@ def evaluations_report(
     """The evaluations whose own period lies within `period`."""
     span = BusinessPeriod.parse(period)
     params = {"starts": span.starts_on, "ends": span.ends_on}
-    if wants_csv(request, report_format):
-        return report_answer(request, report_format, EVALUATION_COLUMNS,
-                             _rows(app, EVALUATIONS, params, _as_csv_cells),
-                             name=f"evaluations-{span.text}", position=position)
-    totals = _all(app, EVALUATION_TOTALS, params)[0]
-    return report_answer(request, report_format, EVALUATION_COLUMNS, _rows(app, EVALUATIONS, params),
+    as_csv = wants_csv(request, report_format)
+    totals = None if as_csv else _all(app, EVALUATION_TOTALS, params)[0]  # a CSV is the rows alone
+    return report_answer(request, report_format, EVALUATION_COLUMNS,
+                         _rows(app, EVALUATIONS, params, _as_csv_cells if as_csv else None),
                          name=f"evaluations-{span.text}", position=position, extra=totals)
