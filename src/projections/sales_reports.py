@@ -29,7 +29,7 @@ from eventsourcing.persistence import Notification
 
 from channel_domain.contract import Contract
 from channel_domain.partner import KINDS, Partner
-from channel_domain.values import Period
+from channel_domain.values import Period, month_of
 from projections.audit import event_id
 
 LINE_COLUMNS = ("position", "event_id", "kind", "business_date", "partner_id", "partner_kind", "contract_id",
@@ -171,7 +171,7 @@ def ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
 
 def months_of(period: Period) -> tuple[str, str]:
     """The first and last month of a period, as `sales_report_months.month` holds them."""
-    return f"{period.starts_on:%Y-%m}", f"{period.ends_on:%Y-%m}"
+    return month_of(period.starts_on), month_of(period.ends_on)
 
 
 _SUMS = ("sum(m.gross) AS gross, sum(m.returns) AS returns, sum(m.gross) - sum(m.returns) AS net,"
