@@ -256,16 +256,12 @@ DETAIL_OF_PERIOD = (_DETAIL_SELECT + " WHERE l.business_date BETWEEN %(starts)s 
                     " ORDER BY l.business_date, l.position")
 
 
-def sales_total(cursor: Any, period: Period) -> dict[str, Any]:
-    """The period's gross, returns, net and orders: what every grouping of it adds up to."""
-    first, last = months_of(period)
-    cursor.execute(
-        "SELECT coalesce(sum(m.gross), 0.00) AS gross, coalesce(sum(m.returns), 0.00) AS returns,"
-        " coalesce(sum(m.gross) - sum(m.returns), 0.00) AS net, coalesce(sum(m.orders), 0)::bigint AS orders"
-        " FROM sales_report_months AS m WHERE m.dimension = 'partner' AND m.month BETWEEN %(first)s AND %(last)s",
-        {"first": first, "last": last},
-    )
-    return cursor.fetchone()
+def sales_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The period's gross, returns, net and orders, from the rows of any grouping of it: each
+    line is in exactly one row of every grouping, so each adds up to the same."""
+    zero = Decimal("0.00")
+    return {"gross": sum((row["gross"] for row in rows), zero), "returns": sum((row["returns"] for row in rows), zero),
+            "net": sum((row["net"] for row in rows), zero), "orders": sum(row["orders"] for row in rows)}
 
 
 def key_terminals(cursor: Any, period: Period) -> tuple[list[dict[str, Any]], Decimal]:

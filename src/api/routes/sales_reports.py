@@ -118,9 +118,8 @@ def sales_report(
         raise ApiProblem(422, "validation_error", "cursor and limit page group_by=order only")
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         rows = sales_reports.sales_by(curs, span, group_by)
-        total = sales_reports.sales_total(curs, span)
     return report_answer(request, report_format, GROUP_COLUMNS[group_by], rows, name=name, position=position,
-                         extra={"period": span.text, "group_by": group_by, "total": total})
+                         extra={"period": span.text, "group_by": group_by, "total": sales_reports.sales_total(rows)})
 
 
 def _order_lines(request: Request, app: Any, report_format: str | None, span: BusinessPeriod, cursor: str | None,
