@@ -15,8 +15,7 @@ import aiohttp
 import httpx
 from http_load import Load, _open_loop, _sales
 
-# (label, path and query): one period each, as a reporting tool asks. The partner reports
-# (`/v1/reports/partners` …) are another part of issue 16: measured here once they are served.
+# (label, path and query): one period each, as a reporting tool asks.
 REPORTS: list[tuple[str, str]] = [
     ("sales by partner, a month", "/v1/reports/sales?period=2026-06&group_by=partner"),
     ("sales by region, a month", "/v1/reports/sales?period=2026-06&group_by=region"),

@@ -11,21 +11,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
-from channel_domain.values import plain_json
+from api.deps import allowed
+from api.models import Period
+from api.tokens import Principal
+from channel_domain.values import json_default
+
+# api.md "Lists and reports": the roles that read every report.
+Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
+# The `period` of a report; `BusinessPeriod.parse` gives its first and last day.
+PeriodQuery = Annotated[Period, Query(description="A month `YYYY-MM`, a quarter `YYYY-Qn` or a year `YYYY`")]
 
 ReportFormat = Annotated[Literal["json", "csv"] | None, Query(
     alias="format", description="`csv` answers CSV whatever `Accept` says; default: JSON unless `Accept: text/csv`")]
 
 CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+# Rows fetched from a server-side cursor at a time.
+ROWS_PER_FETCH = 500
 # A few hundred rows per chunk: fewer, larger writes to the socket than one per row.
 ROWS_PER_CHUNK = 500
 
@@ -33,6 +43,18 @@ ROWS_PER_CHUNK = 500
 REPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
 }
+
+
+def streamed_rows(datastore: Any, query: str, params: Mapping[str, Any], *,
+                  shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                  batch: int = ROWS_PER_FETCH) -> Iterator[dict[str, Any]]:
+    """The query's rows, read through a server-side cursor while the answer is sent (`rows` of
+    `report_answer`): holds a pooled connection until exhausted or closed."""
+    with datastore.get_connection() as conn, conn.transaction(), conn.cursor(name="report") as curs:
+        curs.itersize = batch
+        curs.execute(query, params)
+        for row in curs:
+            yield shape(row) if shape else row
 
 
 def wants_csv(request: Request, report_format: str | None) -> bool:
@@ -49,8 +71,8 @@ def csv_value(value: Any) -> str:
         return ""
     if isinstance(value, Decimal):
         return format(value, "f")
-    if isinstance(value, (UUID, date, datetime)):
-        return str(plain_json(value))
+    if isinstance(value, (UUID, date)):  # date covers datetime
+        return json_default(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
@@ -73,16 +95,22 @@ def _csv_chunks(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> It
     yield buffer.getvalue()
 
 
+def _json(value: Any) -> str:
+    # The encoder walks the row in C and calls json_default only for what JSON lacks (Decimal,
+    # UUID, dates): no Python pass over every cell first.
+    return json.dumps(value, default=json_default, ensure_ascii=False)
+
+
 def _json_chunks(rows: Iterable[Mapping[str, Any]], extra: Mapping[str, Any]) -> Iterator[str]:
     parts: list[str] = ['{"items": [']
     first = True
     for row in rows:
-        parts.append(("" if first else ", ") + json.dumps(plain_json(dict(row)), ensure_ascii=False))
+        parts.append(("" if first else ", ") + _json(row))
         first = False
         if len(parts) >= ROWS_PER_CHUNK:
             yield "".join(parts)
             parts = []
-    tail = json.dumps(plain_json(dict(extra)), ensure_ascii=False)[1:]  # `}` alone when empty
+    tail = _json(dict(extra))[1:]  # `}` alone when empty
     parts.append("]" + (", " + tail if extra else "}"))
     yield "".join(parts)
 

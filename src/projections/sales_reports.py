@@ -19,7 +19,7 @@ and loaded from those tables when missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -29,7 +29,7 @@ from eventsourcing.persistence import Notification
 
 from channel_domain.contract import Contract
 from channel_domain.partner import KINDS, Partner
-from channel_domain.values import Period
+from channel_domain.values import Period, month_of
 from projections.audit import event_id
 
 LINE_COLUMNS = ("position", "event_id", "kind", "business_date", "partner_id", "partner_kind", "contract_id",
@@ -171,7 +171,7 @@ def ratio(numerator: Decimal, denominator: Decimal) -> Decimal | None:
 
 def months_of(period: Period) -> tuple[str, str]:
     """The first and last month of a period, as `sales_report_months.month` holds them."""
-    return f"{period.starts_on:%Y-%m}", f"{period.ends_on:%Y-%m}"
+    return month_of(period.starts_on), month_of(period.ends_on)
 
 
 _SUMS = ("sum(m.gross) AS gross, sum(m.returns) AS returns, sum(m.gross) - sum(m.returns) AS net,"
@@ -251,26 +251,17 @@ def detail_page(cursor: Any, period: Period, after: tuple[date, int] | None, lim
     return cursor.fetchall()
 
 
-def detail_rows(datastore: Any, period: Period, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every line of the period, read through a server-side cursor while the caller sends them:
-    holds a pooled connection until exhausted or closed."""
-    with datastore.get_connection() as conn, conn.transaction(), conn.cursor(name="sales_detail") as curs:
-        curs.itersize = batch
-        curs.execute(_DETAIL_SELECT + " WHERE l.business_date BETWEEN %(starts)s AND %(ends)s"
-                     " ORDER BY l.business_date, l.position", {"starts": period.starts_on, "ends": period.ends_on})
-        yield from curs
+# Every line of the period (`starts`, `ends`), in the detail's order: streamed whole as CSV.
+DETAIL_OF_PERIOD = (_DETAIL_SELECT + " WHERE l.business_date BETWEEN %(starts)s AND %(ends)s"
+                    " ORDER BY l.business_date, l.position")
 
 
-def sales_total(cursor: Any, period: Period) -> dict[str, Any]:
-    """The period's gross, returns, net and orders: what every grouping of it adds up to."""
-    first, last = months_of(period)
-    cursor.execute(
-        "SELECT coalesce(sum(m.gross), 0.00) AS gross, coalesce(sum(m.returns), 0.00) AS returns,"
-        " coalesce(sum(m.gross) - sum(m.returns), 0.00) AS net, coalesce(sum(m.orders), 0)::bigint AS orders"
-        " FROM sales_report_months AS m WHERE m.dimension = 'partner' AND m.month BETWEEN %(first)s AND %(last)s",
-        {"first": first, "last": last},
-    )
-    return cursor.fetchone()
+def sales_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The period's gross, returns, net and orders, from the rows of any grouping of it: each
+    line is in exactly one row of every grouping, so each adds up to the same."""
+    zero = Decimal("0.00")
+    return {"gross": sum((row["gross"] for row in rows), zero), "returns": sum((row["returns"] for row in rows), zero),
+            "net": sum((row["net"] for row in rows), zero), "orders": sum(row["orders"] for row in rows)}
 
 
 def key_terminals(cursor: Any, period: Period) -> tuple[list[dict[str, Any]], Decimal]:

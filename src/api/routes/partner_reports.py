@@ -13,16 +13,15 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from api.deps import Department, allowed
-from api.models import Day, Period
-from api.reports import REPORT_CONTENT, ReportFormat, report_answer, wants_csv
+from api.deps import Department
+from api.models import Day
+from api.reports import REPORT_CONTENT, PeriodQuery, Reader, ReportFormat, report_answer, streamed_rows, wants_csv
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
-from api.tokens import Principal
 from channel_domain.company_time import today
 from channel_domain.errors import NotFound
 from channel_domain.partner import KINDS
@@ -30,20 +29,12 @@ from channel_domain.values import Period as BusinessPeriod
 from channel_domain.values import month_of
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
 RESPONSES: dict[int | str, dict[str, Any]] = {**ERRORS, **REPORT_CONTENT}
-ROWS_PER_FETCH = 500
 
 
 def _rows(app: Any, query: str, params: Mapping[str, Any],
           shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
-    """The query's rows, read through a server-side cursor while the answer is sent."""
-    with app.event_recorder.datastore.get_connection() as conn, conn.transaction(), \
-            conn.cursor(name="report") as curs:
-        curs.itersize = ROWS_PER_FETCH
-        curs.execute(query, params)
-        for row in curs:
-            yield shape(row) if shape else row
+    return streamed_rows(app.event_recorder.datastore, query, params, shape=shape)
 
 
 def _all(app: Any, query: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -150,7 +141,7 @@ def partners_report(
     app: Department,
     _: Reader,
     position: Annotated[int, fresh("partner_reports")],
-    period: Annotated[Period, Query(description="YYYY-MM, YYYY-Qn or YYYY")],
+    period: PeriodQuery,
     view: Annotated[Literal["kinds", "recruiters"], Query(
         description="`kinds` (default): one row per partner kind; `recruiters`: one row per recruiter")] = "kinds",
     report_format: ReportFormat = None,
@@ -160,9 +151,7 @@ def partners_report(
     if view == "recruiters":
         return report_answer(request, report_format, RECRUITER_COLUMNS, _rows(app, RECRUITERS, params),
                              name=f"partner-recruiters-{span.text}", position=position)
-    extra = {}
-    if not wants_csv(request, report_format):
-        extra = {"recruiters": _all(app, RECRUITERS, params)}
+    extra = None if wants_csv(request, report_format) else {"recruiters": _all(app, RECRUITERS, params)}
     return report_answer(request, report_format, KIND_COLUMNS, _rows(app, PARTNERS_BY_KIND, params),
                          name=f"partners-{span.text}", position=position, extra=extra)
 
@@ -348,9 +337,10 @@ def payouts_report(
     app: Department,
     principal: Reader,
     position: Annotated[int, fresh("partner_reports")],
-    period: Annotated[Period, Query(description="The months of YYYY-MM, YYYY-Qn or YYYY")],
+    period: PeriodQuery,
     report_format: ReportFormat = None,
 ) -> StreamingResponse:
+    """The register of the period's months."""
     span = BusinessPeriod.parse(period)
     params = {"first": month_of(span.starts_on), "last": month_of(span.ends_on), "full": "finance" in principal.roles}
     return report_answer(request, report_format, PAYOUT_COLUMNS, _rows(app, PAYOUTS, params),
@@ -440,15 +430,14 @@ def evaluations_report(
     app: Department,
     _: Reader,
     position: Annotated[int, fresh("partner_reports")],
-    period: Annotated[Period, Query(description="Evaluations whose period lies within YYYY-MM, YYYY-Qn or YYYY")],
+    period: PeriodQuery,
     report_format: ReportFormat = None,
 ) -> StreamingResponse:
+    """The evaluations whose own period lies within `period`."""
     span = BusinessPeriod.parse(period)
     params = {"starts": span.starts_on, "ends": span.ends_on}
-    if wants_csv(request, report_format):
-        return report_answer(request, report_format, EVALUATION_COLUMNS,
-                             _rows(app, EVALUATIONS, params, _as_csv_cells),
-                             name=f"evaluations-{span.text}", position=position)
-    totals = _all(app, EVALUATION_TOTALS, params)[0]
-    return report_answer(request, report_format, EVALUATION_COLUMNS, _rows(app, EVALUATIONS, params),
+    as_csv = wants_csv(request, report_format)
+    totals = None if as_csv else _all(app, EVALUATION_TOTALS, params)[0]  # a CSV is the rows alone
+    return report_answer(request, report_format, EVALUATION_COLUMNS,
+                         _rows(app, EVALUATIONS, params, _as_csv_cells if as_csv else None),
                          name=f"evaluations-{span.text}", position=position, extra=totals)

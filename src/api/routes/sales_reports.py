@@ -9,23 +9,19 @@ import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Department, allowed
+from api.deps import Department
 from api.errors import ApiProblem, Problem
-from api.models import Period
-from api.reports import REPORT_CONTENT, ReportFormat, report_answer, wants_csv
+from api.reports import REPORT_CONTENT, PeriodQuery, Reader, ReportFormat, report_answer, streamed_rows, wants_csv
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
-from api.tokens import Principal
 from channel_domain.values import Period as BusinessPeriod
 from projections import sales_reports
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
-Reader = Annotated[Principal, Depends(allowed("reporting", "channel_manager", "finance", "auditor"))]
-PeriodQuery = Annotated[Period, Query(description="A month `YYYY-MM`, a quarter `YYYY-Qn` or a year `YYYY`")]
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **{status: answer for status, answer in ERRORS.items() if status != 404},
     **REPORT_CONTENT,
@@ -122,9 +118,8 @@ def sales_report(
         raise ApiProblem(422, "validation_error", "cursor and limit page group_by=order only")
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         rows = sales_reports.sales_by(curs, span, group_by)
-        total = sales_reports.sales_total(curs, span)
     return report_answer(request, report_format, GROUP_COLUMNS[group_by], rows, name=name, position=position,
-                         extra={"period": span.text, "group_by": group_by, "total": total})
+                         extra={"period": span.text, "group_by": group_by, "total": sales_reports.sales_total(rows)})
 
 
 def _order_lines(request: Request, app: Any, report_format: str | None, span: BusinessPeriod, cursor: str | None,
@@ -142,8 +137,9 @@ def _order_lines(request: Request, app: Any, report_format: str | None, span: Bu
     datastore = app.event_recorder.datastore
     if wants_csv(request, report_format) and cursor is None and limit is None:
         # Every line of the period, streamed from a server-side cursor as it is sent.
-        return report_answer(request, report_format, columns, sales_reports.detail_rows(datastore, span),
-                             name=name, position=position)
+        rows = streamed_rows(datastore, sales_reports.DETAIL_OF_PERIOD,
+                             {"starts": span.starts_on, "ends": span.ends_on}, batch=5000)
+        return report_answer(request, report_format, columns, rows, name=name, position=position)
     size = limit or 100
     with datastore.get_connection() as conn, conn.cursor() as curs:
         rows = sales_reports.detail_page(curs, span, after, size + 1)
