@@ -167,6 +167,11 @@ def test_contracts_are_listed_with_their_shown_status_and_filtered(api):
     assert ids(api, "contracts", partner_id=retailer) == [long_ago, draft, ended]
     assert ids(api, "contracts", partner_kind="enterprise_agent") == [running]
     assert ids(api, "contracts", territory="Zhejiang") == [running]
+    # api.md's names for the same two filters.
+    assert ids(api, "contracts", kind="enterprise_agent") == [running]
+    assert ids(api, "contracts", kind=["consignee", "enterprise_agent"]) == [running, consigned]
+    assert ids(api, "contracts", region="Zhejiang") == [running]
+    assert ids(api, "contracts", region="Zhejiang", partner_kind="consignee") == []
     # In force on 2026-02-28: the terminated one too (its last day is 2026-02-28), not on 2026-03-01.
     assert ids(api, "contracts", in_force_on="2026-02-28") == [running, consigned, ended]
     assert ids(api, "contracts", in_force_on="2026-03-01") == [running, consigned]
@@ -354,7 +359,7 @@ def test_malformed_cursors_limits_and_filters_are_422(api):
                      {"updated_since": "2026-03-01T00:00:00"},  # no offset: which time would it be?
                      {"region": ""}, {"kind_of": "retailer"}, {"partner_id": "00000000-0000-0000-0000-00000000000a"}],
         "contracts": [{"status": "renewed"}, {"partner_id": "x"}, {"partner_kind": "agent"}, {"in_force_on": "2026-13-01"},
-                      {"in_force_on": "20260301"}, {"kind": "consignee"}, {"region": "Zhejiang"}, {"wait_s": "11"}],
+                      {"in_force_on": "20260301"}, {"kind": "agent"}, {"region": ""}, {"grade": "A"}, {"wait_s": "11"}],
         "employees": [{"status": "fired"}, {"role": "ceo"}, {"manager_id": "boss"}, {"min_position": "-1"},
                       {"name": "Wang Fang"}],
         "targets": [{"period": "2026-13"}, {"period": "Q1"}, {"assignee_type": "region"}, {"status": "done"},
@@ -364,8 +369,8 @@ def test_malformed_cursors_limits_and_filters_are_422(api):
         for params in cases:
             response = api.client.get(f"/v1/{noun}", params=params, headers=api.headers(*AUDITOR[:1], *AUDITOR[1]))
             problem(response, 422, "validation_error")
-    unknown = problem(api.get("/v1/contracts", kind="consignee"), 422, "validation_error")
-    assert "kind" in unknown["detail"] and "partner_kind" in unknown["detail"]
+    unknown = problem(api.get("/v1/contracts", grade="A"), 422, "validation_error")
+    assert "grade" in unknown["detail"] and "partner_kind" in unknown["detail"]
 
 
 # --- rebuild -----------------------------------------------------------------------------

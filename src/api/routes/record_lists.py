@@ -70,7 +70,7 @@ def _query_names(dependant: Dependant) -> set[str]:
 
 def only_known_parameters(request: Request) -> None:
     """A parameter the list does not take is refused rather than ignored: ignored, a misspelt
-    or misplaced filter (`kind` on contracts, say) would answer the whole list."""
+    or misplaced filter (`grade` on contracts, say) would answer the whole list."""
     taken = _query_names(request.scope["route"].dependant)
     unknown = sorted(set(request.query_params) - taken)
     if unknown:
@@ -298,6 +298,9 @@ def list_contracts(
     partner_kind: Annotated[list[PartnerKind] | None, _any_of("Its partner's kind")] = None,
     territory: Annotated[str | None, Query(min_length=1, max_length=200,
                                            description="An enterprise agent's region, exactly")] = None,
+    kind: Annotated[list[PartnerKind] | None, _any_of("api.md's name for `partner_kind`")] = None,
+    region: Annotated[str | None, Query(min_length=1, max_length=200,
+                                        description="api.md's name for `territory`")] = None,
     in_force_on: Annotated[Day | None, Query(description="In force on this day")] = None,
 ) -> JSONResponse:
     today = company_time.today()
@@ -307,8 +310,12 @@ def list_contracts(
         where.clauses.append(f"({shown}) = ANY(%s)")
         where.params.extend([today, list(status)])
     where.equal("partner_id", partner_id)
+    # api.md names the filters of every list `kind` and `region`; a contract's own fields are
+    # `partner_kind` and `territory`. Both names are taken, and given together both must hold.
     where.any_of("partner_kind", partner_kind)
+    where.any_of("partner_kind", kind)
     where.equal("territory", territory)
+    where.equal("territory", region)
     if in_force_on is not None:
         where.clauses.append(f"status IN ('signed', 'terminated') AND starts_on <= %s AND %s <= {_LAST_DAY_IN_FORCE}")
         where.params.extend([in_force_on, in_force_on])
