@@ -17,7 +17,7 @@ import hmac
 import shutil
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,10 +29,11 @@ from psycopg.rows import dict_row
 from typer.testing import CliRunner
 
 from api.cli import app as cli
+from channel_domain.company_time import local_date, recorded_month, today as company_today
 from channel_domain.store.database import scratch_database, with_database_name
 from channel_domain.store.migrations import MIGRATIONS_DIR, migrate
 from tests.api.flows import (
-    ERP, FINANCE, HR, MANAGER, SPECIALIST, approved_partner, post, signed_contract,
+    ERP, FINANCE, FINANCE_2, GM, HR, MANAGER, SPECIALIST, approved_partner, post, signed_contract,
 )
 from tests.api.test_commissions import with_account
 from tests.channel_domain.store.test_rebuild_keeps_settings import record_and_project
@@ -196,11 +197,14 @@ def record_a_month(api) -> dict[str, str]:
     post(api, f"/v1/partners/{retailer}/review", {"decision": "approve"}, MANAGER)
     contract = signed_contract(api, retailer)  # flat 3 %, 2026-01-01 to 2026-12-31
     post(api, f"/v1/contracts/{contract}/sales", {"order_id": "R-1", "amount": "10000.00", "sold_on": "2026-03-05",
-                                                  "employee_id": rep}, ERP)
+                                                  "employee_id": rep, "product": "router", "region": "East"}, ERP)
     post(api, f"/v1/contracts/{contract}/returns", {"order_id": "R-1", "amount": "2000.00",
                                                     "returned_on": "2026-03-20"}, ERP)
     with_account(api, retailer)  # "6222 0001"
     post(api, f"/v1/partners/{retailer}/payouts", {"period": "2026-03", "amount": "240.00"}, SPECIALIST)
+    post(api, f"/v1/partners/{retailer}/payouts/2026-03/verify", None, FINANCE)
+    post(api, f"/v1/partners/{retailer}/payouts/2026-03/approve", None, GM)
+    post(api, f"/v1/partners/{retailer}/payouts/2026-03/pay", {"paid_on": "2026-04-10"}, FINANCE_2)
     post(api, f"/v1/partners/{retailer}/housing-subsidies", {"period": "2026-03", "amount": "800.00"}, SPECIALIST)
     post(api, f"/v1/partners/{retailer}/visits", {"visited_on": "2026-03-03", "employee_id": rep}, SPECIALIST)
     post(api, f"/v1/partners/{retailer}/trainings", {"held_on": "2026-03-10", "topic": "Pricing", "trainer_id": rep,
@@ -214,9 +218,144 @@ def record_a_month(api) -> dict[str, str]:
          ERP)
     post(api, f"/v1/partners/{consignee}/remittances", {"period": "2026-03", "amount": "5000.00",
                                                         "received_on": "2026-04-08"}, FINANCE)
+    post(api, f"/v1/partners/{consignee}/inventory-reports", {"as_of": "2026-03-31", "lines": [
+        {"product": "P1", "opening": 0, "received": 100, "sold": 40, "closing": 60}]}, SPECIALIST)
     post(api, f"/v1/partners/{consignee}/suspend", {"reason": "late remittance", "on": "2026-04-16"}, MANAGER)
+    post(api, f"/v1/partners/{retailer}/evaluations", {"period": "2026-Q1", "scores": {"sales": "40", "service": "70"}},
+         MANAGER)
+    plan = post(api, f"/v1/partners/{retailer}/corrective-plans", {"actions": ["weekly visits", "stock review"],
+                                                                   "due_on": "2026-06-30"}, MANAGER).json()["plan_id"]
+    # March closes; then a dispute of its sale line, upheld, books its correction in an open month.
     api.catch_up()
-    return {"rep": rep, "retailer": retailer, "contract": contract, "target": target, "consignee": consignee}
+    post(api, "/v1/commissions/periods/2026-03/close", None, FINANCE, 201)
+    sale_line = next(line for line in api.get(f"/v1/commissions/statements/{retailer}/2026-03").json()["lines"]
+                     if line["kind"] == "sale")
+    dispute = post(api, f"/v1/commissions/statements/{retailer}/2026-03/disputes",
+                   {"line_position": sale_line["position"], "line_no": 1, "reason": "rate should be 3.5 %"},
+                   SPECIALIST, 201).json()["dispute_id"]
+    post(api, f"/v1/commissions/statements/{retailer}/2026-03/disputes/{dispute}/resolve",
+         {"outcome": "upheld", "note": "agreed", "amount": "50.00"}, FINANCE)
+    api.catch_up()
+    return {"rep": rep, "retailer": retailer, "contract": contract, "target": target, "consignee": consignee,
+            "plan": plan, "dispute": dispute, "sale_position": str(sale_line["position"])}
+
+
+def by_position(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda row: row["event_position"])
+
+
+def assert_issue_16_views(read: dict[str, list[dict]], ids: dict[str, str]) -> None:
+    """Migration 0030's views (issue 16's read models), figures worked by hand from `record_a_month`."""
+    retailer, consignee, rep = uuid.UUID(ids["retailer"]), uuid.UUID(ids["consignee"]), uuid.UUID(ids["rep"])
+    (dispute,) = read["commission_disputes"]
+    booked_in = recorded_month(dispute["resolved_at"])  # an upheld dispute books in the month it is resolved in
+
+    # March closed by fin-1; the statements say so, and the retailer's correction of +50 is due where booked.
+    (closed,) = read["commission_periods"]
+    assert (closed["period"], closed["period_month"], closed["closes_after"], closed["closed_by"],
+            closed["closed_on"]) == ("2026-03", date(2026, 3, 1), None, "fin-1", local_date(closed["closed_at"]))
+    statements = {(row["partner_id"], row["period"]): row for row in read["commission_statements"]}
+    assert [(row["period_status"], row["closed_at"], row["adjusted_sales"]) for row in (
+        statements[retailer, "2026-03"], statements[consignee, "2026-03"])] == [
+        ("closed", closed["closed_at"], Decimal("0.00"))] * 2
+    later = statements[retailer, booked_in]
+    assert (later["period_status"], later["closed_at"], later["commission"], later["adjustments"],
+            later["total_due"]) == ("open", None, Decimal("0.00"), Decimal("50.00"), Decimal("50.00"))
+
+    # The dispute, followed from the line (10 000 at 3 % = 300) to the adjustment line the ledger booked.
+    adjustment = next(row for row in read["commission_lines"] if row["kind"] == "adjustment")
+    assert (dispute["dispute_id"], dispute["partner_id"], dispute["period"], dispute["line_event_position"],
+            dispute["line_no"], dispute["line_kind"], dispute["line_order_id"], dispute["line_amount"],
+            dispute["line_commission"], dispute["raised_by"], dispute["status"], dispute["resolved_by"],
+            dispute["note"], dispute["amount"], dispute["adjustment_period"], dispute["adjustment_line_no"],
+            dispute["adjustment_commission"], dispute["adjustment_corrects_period"]) == (
+        uuid.UUID(ids["dispute"]), retailer, "2026-03", int(ids["sale_position"]), 1, "sale", "R-1",
+        Decimal("10000.00"), Decimal("300.00"), "spec-1", "upheld", "fin-1", "agreed", Decimal("50.00"), booked_in,
+        1, Decimal("50.00"), "2026-03")
+    assert (dispute["resolution_event_position"], dispute["adjustment_period"]) == (
+        adjustment["event_position"], adjustment["period"])
+
+    # Sales lines: 10 000 sold and 2 000 returned by the retailer (credited to li.na, product and region
+    # carried to the return), 10 000 by the consignee: 18 000 net in March.
+    lines = by_position(read["sales_lines"])
+    assert [(row["kind"], row["partner_id"], row["partner_name"], row["partner_kind"], row["product"], row["region"],
+             row["employee_login"], row["period"], row["amount"], row["net_amount"]) for row in lines] == [
+        ("sale", retailer, "Corner Shop", "retailer", "router", "East", "li.na", "2026-03", Decimal("10000.00"),
+         Decimal("10000.00")),
+        ("return", retailer, "Corner Shop", "retailer", "router", "East", "li.na", "2026-03", Decimal("2000.00"),
+         Decimal("-2000.00")),
+        ("sale", consignee, lines[2]["partner_name"], "consignee", None, None, None, "2026-03", Decimal("10000.00"),
+         Decimal("10000.00"))]
+    assert sum(row["net_amount"] for row in lines) == Decimal("18000.00")
+    months = {(row["dimension"], row["key"]): row for row in read["sales_months"]}
+    assert {(row["period"], row["period_month"]) for row in read["sales_months"]} == {("2026-03", date(2026, 3, 1))}
+    assert [(row["gross_sales"], row["returns"], row["net_sales"], row["orders"], row["partner_id"]) for row in (
+        months["partner", str(retailer)], months["partner", str(consignee)])] == [
+        (Decimal("10000.00"), Decimal("2000.00"), Decimal("8000.00"), 1, retailer),
+        (Decimal("10000.00"), Decimal("0.00"), Decimal("10000.00"), 1, consignee)]
+    assert [(row["employee_id"], row["net_sales"]) for row in (months["employee", str(rep)],
+                                                             months["employee", None])] == [
+        (rep, Decimal("8000.00")), (None, Decimal("10000.00"))]
+    assert sum(row["net_sales"] for row in read["sales_months"] if row["dimension"] == "region") == Decimal("18000.00")
+
+    # The payout register: 240 prepared, verified, approved and paid by four people; the account masked.
+    register = {(row["partner_id"], row["kind"]): row for row in read["payout_register"]}
+    paid = register[retailer, "commission"]
+    assert (paid["partner_name"], paid["period"], paid["period_month"], paid["amount"], paid["account_last4"],
+            paid["status"], paid["prepared_by"], paid["verified_by"], paid["approved_by"], paid["paid_by"],
+            paid["paid_on"]) == ("Corner Shop", "2026-03", date(2026, 3, 1), Decimal("240.00"), "0001", "paid",
+                                 "spec-1", "fin-1", "gm-1", "fin-2", date(2026, 4, 10))
+    subsidy = register[retailer, "housing_subsidy"]
+    assert (subsidy["amount"], subsidy["account_last4"], subsidy["status"], subsidy["verified_by"]) == (
+        Decimal("800.00"), "0001", "prepared", None)
+    assert not any("6222" in str(value) for row in read["payout_register"] for value in row.values())
+
+    # The consignee's life: applied and approved today, activated by its contract signed on 1 January,
+    # suspended from 16 April; a status never holds from before the one it follows (recorded today).
+    life = [row for row in by_position(read["partner_transitions"]) if row["partner_id"] == consignee]
+    approved_on = life[1]["recorded_on"]
+    assert [(row["transition"], row["status"], row["partner_kind"], row["effective_on"]) for row in life] == [
+        ("applied", "applied", "consignee", life[0]["recorded_on"]),
+        ("approved", "approved", "consignee", approved_on),
+        ("activated", "active", "consignee", max(date(2026, 1, 1), approved_on)),
+        ("suspended", "suspended", "consignee", max(date(2026, 4, 16), approved_on))]
+    assert [row["recruited_by"] for row in read["partner_transitions"] if row["partner_id"] == retailer][:1] == [rep]
+    assert [(row["partner_id"], row["product"], row["report_date"], row["opening"], row["received"], row["sold"],
+             row["closing"], row["correction"]) for row in read["inventory_lines"]] == [
+        (consignee, "P1", date(2026, 3, 31), 0, 100, 40, 60, False)]
+
+    # Q1 evaluation: (40 + 70) / 2 = 55, poor, addressed by the plan recorded just after it.
+    (evaluation,) = read["partner_evaluations"]
+    assert (evaluation["partner_id"], evaluation["partner_name"], evaluation["period"], evaluation["starts_on"],
+            evaluation["ends_on"], evaluation["kpis"], evaluation["score_total"], evaluation["average"],
+            evaluation["poor"], evaluation["addressed"], evaluation["respond_by"]) == (
+        retailer, "Corner Shop", "2026-Q1", date(2026, 1, 1), date(2026, 3, 31), 2, Decimal("110"),
+        Decimal("55.00"), True, True, local_date(evaluation["recorded_at"] + timedelta(days=30)))
+    assert sorted((row["kpi"], row["score"]) for row in read["partner_evaluation_scores"]) == [
+        ("sales", Decimal("40")), ("service", Decimal("70"))]
+    assert [(row["plan_id"], row["partner_id"], row["actions"], row["action_count"], row["due_on"], row["status"],
+             row["closed_at"]) for row in read["corrective_plans"]] == [
+        (uuid.UUID(ids["plan"]), retailer, ["weekly visits", "stock review"], 2, date(2026, 6, 30), "open", None)]
+
+    # Record lists: records as they stand, and no employee's name in any form.
+    partners = {row["partner_id"]: row for row in read["partner_list"]}
+    assert [(partners[p]["status"], partners[p]["kind"], partners[p]["recruited_by"])
+            for p in (retailer, consignee)] == [("active", "retailer", rep), ("suspended", "consignee", None)]
+    assert partners[retailer]["name"] == "Corner Shop"
+    (contract,) = [row for row in read["contract_list"] if row["contract_id"] == uuid.UUID(ids["contract"])]
+    expired = company_today() > date(2026, 12, 31)  # the API's rule: signed and past its end, read today
+    assert (contract["status"], contract["partner_id"], contract["last_day_in_force"], contract["terms_type"],
+            contract["fee_rate"]) == ("expired" if expired else "signed", retailer, date(2026, 12, 31), "flat", None)
+    (employee,) = read["employee_list"]
+    assert (employee["employee_id"], employee["role"], employee["hired_on"], employee["login"],
+            employee["personal_data_erased"]) == (rep, "sales_rep", date(2026, 1, 5), "li.na", False)
+    assert not [column for column in employee if "name" in column]
+    assert not any("Li Na" in str(value) or str(value).startswith("pii:") for view in read.values() for row in view
+                   for value in row.values())
+    (target,) = read["target_list"]
+    assert (target["target_id"], target["status"], target["period"], target["amount"], target["kpis"]) == (
+        uuid.UUID(ids["target"]), "open", "2026-03", Decimal("10000.00"),
+        {"sales_revenue": "0.6", "new_partners": "0.4"})
 
 
 def test_a_reporting_role_reads_every_view_with_data_and_nothing_else(api, database_url, monkeypatch, cleanup):
@@ -247,7 +386,7 @@ def test_a_reporting_role_reads_every_view_with_data_and_nothing_else(api, datab
         assert [view for view, rows in read.items() if not rows] == []
 
         # Figures worked by hand: 10 000 at 3 % = 300, less 2 000 returned at 3 % = 60 → 240 due.
-        march = {row["partner_id"]: row for row in read["commission_statements"]}
+        march = {row["partner_id"]: row for row in read["commission_statements"] if row["period"] == "2026-03"}
         retail = march[uuid.UUID(ids["retailer"])]
         assert (retail["period"], retail["period_month"], retail["gross_sales"], retail["returns"],
                 retail["net_sales"], retail["commission"], retail["total_due"], retail["fees"],
@@ -262,10 +401,12 @@ def test_a_reporting_role_reads_every_view_with_data_and_nothing_else(api, datab
             date(2026, 4, 15))
         assert sorted((row["kind"], row["amount"], row["rate"], row["commission"]) for row in read["commission_lines"]
                       if row["partner_id"] == uuid.UUID(ids["retailer"])) == [
+            ("adjustment", Decimal("0.00"), None, Decimal("50.00")),  # the dispute upheld
             ("return", Decimal("-2000.00"), Decimal("0.03"), Decimal("-60.00")),
             ("sale", Decimal("10000.00"), Decimal("0.03"), Decimal("300.00"))]
-        assert [(row["step"], row["amount"], row["total_due"]) for row in read["commission_payouts"]] == [
-            ("prepared", Decimal("240.00"), Decimal("240.00"))]
+        assert [(row["step"], row["amount"], row["total_due"]) for row in by_position(read["commission_payouts"])] == [
+            ("prepared", Decimal("240.00"), Decimal("240.00")), ("verified", None, None), ("approved", None, None),
+            ("paid", None, None)]
         assert [(row["step"], row["amount"], row["account_last4"]) for row in read["commission_housing_subsidies"]
                 ] == [("prepared", Decimal("800.00"), "0001")]
         assert [(row["amount"], row["received_on"], row["due_on"]) for row in read["commission_remittances"]] == [
@@ -283,6 +424,8 @@ def test_a_reporting_role_reads_every_view_with_data_and_nothing_else(api, datab
         assert bi.execute("SELECT data_type, numeric_precision, numeric_scale FROM information_schema.columns"
                           " WHERE table_schema = 'reporting' AND table_name = 'commission_statements'"
                           " AND column_name = 'total_due'").fetchone() == ("numeric", 18, 2)
+
+        assert_issue_16_views(read, ids)
 
         # Nothing else: not the tables under the views, nor the secrets.
         for table in (*SECRET_TABLES, "commission_lines", "partner_orders", "targets", "audit_findings"):
@@ -517,6 +660,8 @@ def test_rebuilds_keep_the_views_their_comments_and_the_roles_grants(app, databa
     reporting_role(database_url, monkeypatch, name)
     catalog, read = catalog_of_the_schema(database_url), what_the_role_reads(database_url, name)
     assert read["partner_orders"] and read["commission_statements"] and read["commission_lines"]
+    # Views joining the tables of several read models (sales_reports, record_lists) and a registry.
+    assert read["sales_lines"] and read["sales_months"] and read["partner_list"] and read["partner_transitions"]
 
     for models in (["all"], ["commissions"]):
         rebuilt = CliRunner().invoke(cli, ["rebuild", *models, "--processes", "1"])
