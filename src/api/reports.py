@@ -77,7 +77,17 @@ def csv_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
         return ";".join(csv_value(v) for v in value)
-    return str(value)
+    return _inert(str(value))
+
+
+# A spreadsheet opening the file (the payout register goes to payroll) runs a cell that starts
+# with one of these as a formula; free text such as a partner's name must stay text (OWASP's
+# CSV-injection advice: prefix a single quote). Numbers and dates never reach here.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
 def _csv_chunks(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:

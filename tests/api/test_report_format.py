@@ -69,3 +69,19 @@ def test_rows_are_read_while_the_answer_streams() -> None:
         assert first.startswith(b"key,net,on,missing\r\n")
         assert len(made) < 1200
     assert json.loads(_client([]).get("/report").text)["items"][-1]["key"] == 'a,"b"'
+
+
+def test_free_text_that_a_spreadsheet_would_run_as_a_formula_stays_text_and_numbers_stay_numbers() -> None:
+    app = FastAPI()
+    texts = ['=HYPERLINK("http://x","pay")', "+86 21", "-lead", "@SUM(A1)", "\tx", "plain -dash"]
+
+    @app.get("/report")
+    def report(request: Request, report_format: ReportFormat = None):  # type: ignore[no-untyped-def]
+        rows = [{"name": text, "net": Decimal("-12.50")} for text in texts]
+        return report_answer(request, report_format, ["name", "net"], iter(rows), name="x", position=1)
+
+    client = TestClient(app)
+    rows = list(csv.DictReader(io.StringIO(client.get("/report?format=csv").text)))
+    assert [row["name"] for row in rows] == ["'" + text for text in texts[:5]] + ["plain -dash"]
+    assert {row["net"] for row in rows} == {"-12.50"}  # a negative amount is a number, not a formula
+    assert [item["name"] for item in client.get("/report").json()["items"]] == texts  # JSON as given
