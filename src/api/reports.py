@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
@@ -82,12 +83,15 @@ def csv_value(value: Any) -> str:
 
 # A spreadsheet opening the file (the payout register goes to payroll) runs a cell that starts
 # with one of these as a formula; free text such as a partner's name must stay text (OWASP's
-# CSV-injection advice: prefix a single quote). Numbers and dates never reach here.
+# CSV-injection advice: prefix a single quote). A signed number stays a number.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+_NUMBER = re.compile(r"[-+]?[0-9]+(\.[0-9]+)?")  # money some reports already carry as text
+
+
 def _inert(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    return "'" + text if text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text) else text
 
 
 def _csv_chunks(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:

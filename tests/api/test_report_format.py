@@ -77,11 +77,12 @@ def test_free_text_that_a_spreadsheet_would_run_as_a_formula_stays_text_and_numb
 
     @app.get("/report")
     def report(request: Request, report_format: ReportFormat = None):  # type: ignore[no-untyped-def]
-        rows = [{"name": text, "net": Decimal("-12.50")} for text in texts]
-        return report_answer(request, report_format, ["name", "net"], iter(rows), name="x", position=1)
+        rows = [{"name": text, "net": Decimal("-12.50"), "as_text": "-12.50"} for text in texts]
+        return report_answer(request, report_format, ["name", "net", "as_text"], iter(rows), name="x", position=1)
 
     client = TestClient(app)
     rows = list(csv.DictReader(io.StringIO(client.get("/report?format=csv").text)))
     assert [row["name"] for row in rows] == ["'" + text for text in texts[:5]] + ["plain -dash"]
-    assert {row["net"] for row in rows} == {"-12.50"}  # a negative amount is a number, not a formula
+    # A negative amount is a number, not a formula, whether the report holds it as a decimal or as text.
+    assert {(row["net"], row["as_text"]) for row in rows} == {("-12.50", "-12.50")}
     assert [item["name"] for item in client.get("/report").json()["items"]] == texts  # JSON as given
