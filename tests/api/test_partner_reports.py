@@ -327,6 +327,22 @@ def test_receivables_as_of_a_date_with_the_statements_figures(api):
     assert report(api, "/v1/reports/receivables")["items"][0]["partner_name"] == "consignee Co."
 
 
+
+def test_receivables_count_the_proceeds_of_a_late_sale_moved_out_of_a_closed_month(api):
+    consignee = approved_partner(api, "consignee")
+    contract = signed_contract(api, consignee, commission={"type": "flat", "rate": "0.10"}, fee_rate="0.02")
+    sale(api, contract, "C1", "10000.00", "2026-03-05")
+    api.catch_up()
+    post(api, "/v1/commissions/periods/2026-03/close", None, FINANCE, 201)
+    sale(api, contract, "C2", "2000.00", "2026-03-28")  # late: moved to the month it is recorded
+    booked_in = today().strftime("%Y-%m")  # the company month it is recorded in
+    # The late 2 000 of proceeds, less the 200 commission kept and 2 % × 2 000 = 40 of fees: 1 760 due.
+    rows = {row["period"]: row for row in report(api, "/v1/reports/receivables", as_of="2099-12-31",
+                                                 partner_id=consignee, who=FINANCE)["items"]}
+    assert (rows["2026-03"]["remittance_due"], rows[booked_in]["remittance_due"]) == ("8800.00", "1760.00")
+    assert rows[booked_in]["outstanding"] == "1760.00"
+    assert statement(api, consignee, booked_in)["remittance_due"] == "1760.00"
+
 def payouts_scenario(api) -> dict[str, str]:
     """Partner P: the March commission payout passes all four hands; the March housing subsidy
     is prepared by the channel manager and verified; April's payout is prepared. Partner Q: a

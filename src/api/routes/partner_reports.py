@@ -231,8 +231,9 @@ class ReceivablesReport(BaseModel):
 
 RECEIVABLE_COLUMNS = list(ReceivableRow.model_fields)
 # A consignee's month settles alone (domain.md §6): the settlement is the commission_statements
-# view's for a consignee, S = proceeds − commission − fees − adjustments, from the same lines,
-# read here for the consignees' months alone instead of folding every partner's months.
+# view's for a consignee, S = proceeds (with the proceeds of late lines moved out of a closed
+# month: `adjusted_sales`) − commission − fees − adjustments, from the same lines, read here for
+# the consignees' months alone instead of folding every partner's months.
 RECEIVABLES = """
 WITH consignees AS (
     SELECT partner_id FROM commission_partners
@@ -241,6 +242,7 @@ WITH consignees AS (
     SELECT l.partner_id, l.period,
            coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('sale', 'deal')), 0)
            + coalesce(sum(l.amount) FILTER (WHERE l.kind = 'return'), 0)
+           + coalesce(sum(l.amount) FILTER (WHERE l.kind = 'adjustment'), 0)
            - coalesce(sum(l.commission) FILTER (WHERE l.kind <> 'adjustment'), 0)
            - round(coalesce(sum(l.amount * l.fee_rate), 0), 2)
            - coalesce(sum(l.commission) FILTER (WHERE l.kind = 'adjustment'), 0) AS settlement
