@@ -5,8 +5,8 @@ the log, as the statement shows it) by a channel specialist, a channel manager o
 with a reason. Resolved by finance — never by whoever raised it, named as an actor or
 through their employee record (domain.md §5) — as `upheld` or `rejected`, with a note. An
 upheld dispute carries a signed, non-zero `amount` (negative reduces what is due): the
-commissions ledger books it as one adjustment line in the first open month (the month the
-resolution is recorded in, or the next open one), naming the dispute and correcting the
+commissions ledger books it as one adjustment line in the month the resolution is recorded
+in (or the first open one after it), naming the dispute and correcting the
 disputed month. A rejected dispute books nothing, so it carries no amount. A dispute is
 resolved once.
 

@@ -7,8 +7,9 @@ then — `statement(..., as_known_at=...)`.
 
 Closed months (`CommissionPeriod.Closed`) take no new lines. Every month up to the latest one
 closed is closed, and each line is routed as its event comes, in position order: one that
-would land in a closed month lands in the first open month after the latest closed one — a
-sale, return or deal as an adjustment carrying it (`moved_kind`, with its order, date, amount,
+would land in a closed month lands, like any adjustment, in the month its event was recorded,
+or the first open month after it when that one is closed too (api.md) — a sale, return or deal
+as an adjustment carrying it (`moved_kind`, with its order, date, amount,
 rate, commission and fee rate), an adjustment as itself — naming in `corrects_period` the month
 it corrects. An upheld dispute (`CommissionDispute.Resolved`) books its amount the same way,
 from the month its resolution was recorded in. A rebuild meets the events in the same order
@@ -88,7 +89,7 @@ class Commissions:
         return self._closed[0]
 
     def _open_month(self, cursor: Any, period: str) -> str:
-        """Where a line of `period` lands: itself when open, else the first open month."""
+        """Where a line of `period` lands: itself when open, else the first open month after it."""
         through = self._closed_through(cursor)
         return period if through is None or period > through else next_month(through)
 
@@ -195,14 +196,15 @@ class Commissions:
 
     def _row(self, cursor: Any, source: tuple, line_no: int, partner_id: UUID, contract_id: UUID | None, line: Line,
              fee_rate: Decimal | None, recorded_at: datetime, dispute_id: UUID | None = None) -> tuple:
-        """A line as written, routed: one that would land in a closed month lands in the first
-        open month — a sale, return or deal as an adjustment that carries it."""
+        """A line as written, routed: one that would land in a closed month is an adjustment,
+        booked like every adjustment in the month it was recorded, or the first open month after
+        it when that one is closed too (api.md) — a sale, return or deal as an adjustment that
+        carries it. Not the month after the last close: that month may be long over and paid."""
         period, kind, corrects, moved = line.period, line.kind, line.corrects_period, None
-        lands_in = self._open_month(cursor, period)
-        if lands_in != period:
+        if self._open_month(cursor, period) != period:
             if kind != "adjustment":
                 kind, corrects, moved = "adjustment", period, line.kind
-            period = lands_in
+            period = self._open_month(cursor, max(period, recorded_month(recorded_at)))
         return (source[0], line_no, source[1], partner_id, contract_id, period, kind, line.order_id,
                 line.business_date, line.amount, line.rate, line.commission, fee_rate, corrects, recorded_at,
                 moved, dispute_id)

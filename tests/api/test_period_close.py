@@ -79,6 +79,11 @@ def retailer(api, commission=FLAT_5) -> tuple[str, str]:
     return partner, contract
 
 
+def this_month() -> str:
+    """The month a line recorded now is booked in (company time)."""
+    return recorded_month(datetime.now(UTC))
+
+
 def test_a_month_closes_in_order_once_it_has_ended_and_its_payouts_are_prepared(api):
     a, a_contract = retailer(api)
     b, b_contract = retailer(api)
@@ -142,7 +147,7 @@ def test_a_month_closes_in_order_once_it_has_ended_and_its_payouts_are_prepared(
     assert [(event["data"]["period"], event["actor"]) for event in closes] == [("2026-02", "fin-1"), ("2026-03", "fin-1")]
 
 
-def test_lines_recorded_after_the_close_land_in_the_first_open_month_and_the_closed_statement_never_changes(api):
+def test_lines_recorded_after_the_close_land_in_the_month_they_are_recorded_and_the_closed_statement_never_changes(api):
     partner, contract = retailer(api)
     sale(api, contract, "A", "10000.00", "2026-03-10")  # 500
     prepare(api, partner, "2026-03", "500.00")
@@ -156,18 +161,24 @@ def test_lines_recorded_after_the_close_land_in_the_first_open_month_and_the_clo
     give_back(api, contract, "A", "1000.00", "2026-03-25")  # a late March return: −50
     sale(api, contract, "J", "3000.00", "2026-01-15")  # a late January sale: 150
     sale(api, contract, "P", "2000.00", "2026-04-02")  # April's own: 100
+    recorded_in = this_month()
 
+    # Adjustments are booked in the month they are recorded (open), not in April, the month after
+    # the close, which may be long over and paid (api.md, "Adjustments in closed months").
     april = statement(api, partner, "2026-04")
-    assert lines(april) == [
+    assert lines(april) == [("sale", None, None, "P", "2000.00", "0.05", "100.00")]
+    assert figures(april, "commission", "adjustments", "adjusted_sales", "total_due") == (
+        "100.00", "0.00", "0.00", "100.00")
+    booked = statement(api, partner, recorded_in)
+    assert lines(booked) == [
         ("adjustment", "sale", "2026-03", "B", "4000.00", "0.05", "200.00"),
         ("adjustment", "return", "2026-03", "A", "-1000.00", "0.05", "-50.00"),
         ("adjustment", "sale", "2026-01", "J", "3000.00", "0.05", "150.00"),
-        ("sale", None, None, "P", "2000.00", "0.05", "100.00"),
     ]
-    # commission 100; adjustments 200 − 50 + 150 = 300; total due 400; the carried sales 4 000 − 1 000 + 3 000.
-    assert figures(april, "gross_sales", "net_sales", "commission", "adjustments", "adjusted_sales", "total_due") == (
-        "2000.00", "2000.00", "100.00", "300.00", "6000.00", "400.00")
-    assert [line["business_date"] for line in april["lines"][:3]] == ["2026-03-20", "2026-03-25", "2026-01-15"]
+    # adjustments 200 − 50 + 150 = 300, due; the carried sales 4 000 − 1 000 + 3 000, none of the month's own.
+    assert figures(booked, "gross_sales", "net_sales", "commission", "adjustments", "adjusted_sales", "total_due") == (
+        "0.00", "0.00", "0.00", "300.00", "6000.00", "300.00")
+    assert [line["business_date"] for line in booked["lines"]] == ["2026-03-20", "2026-03-25", "2026-01-15"]
 
     assert statement(api, partner, "2026-03") == closed
     assert statement(api, partner, "2026-03", as_known_at=after_close) == closed
@@ -188,7 +199,7 @@ def test_an_earlier_dated_tiered_sale_and_an_amendment_after_the_close(api):
     assert closed["total_due"] == "4350.00"
 
     # C, dated before A and B, takes the first 50 000 of March's tiers: its own 50 000 × 3 % = 1 500
-    # lands in April (the first open month). A now earns 50 000 × 3 % + 10 000 × 4.5 % = 1 950 (150
+    # lands in the month it is recorded (open), as an adjustment. A now earns 50 000 × 3 % + 10 000 × 4.5 % = 1 950 (150
     # more), B 70 000 × 4.5 % = 3 150 (600 more): one adjustment of 750 in the month it is recorded.
     sale(api, contract, "C", "50000.00", "2026-03-05")
     recorded_in = recorded_month(datetime.now(UTC))
@@ -202,7 +213,8 @@ def test_an_earlier_dated_tiered_sale_and_an_amendment_after_the_close(api):
     post(api, f"/v1/contracts/{contract}/amendments/{preview['amendment_id']}/approve",
          {"preview_digest": shown["digest"]}, GM)
 
-    assert lines(statement(api, partner, "2026-04")) == [
+    assert lines(statement(api, partner, "2026-04")) == []
+    assert [line for line in lines(statement(api, partner, recorded_in)) if line[1] is not None] == [
         ("adjustment", "sale", "2026-03", "C", "50000.00", "0.03", "1500.00")]
     repriced = [line for line in lines(statement(api, partner, recorded_in)) if line[1] is None]
     assert repriced == [("adjustment", None, "2026-03", None, "0.00", None, "750.00"),
@@ -210,7 +222,7 @@ def test_an_earlier_dated_tiered_sale_and_an_amendment_after_the_close(api):
     assert statement(api, partner, "2026-03") == closed
 
 
-def test_a_consignees_late_sale_and_return_carry_their_proceeds_and_fees_to_the_first_open_month(api):
+def test_a_consignees_late_sale_and_return_carry_their_proceeds_and_fees_to_the_month_they_are_recorded(api):
     partner = approved_partner(api, "consignee")
     contract = signed_contract(api, partner, commission={"type": "flat", "rate": "0.10"}, fee_rate="0.02")
     sale(api, contract, "C1", "10000.00", "2026-03-05")
@@ -224,21 +236,28 @@ def test_a_consignees_late_sale_and_return_carry_their_proceeds_and_fees_to_the_
     sale(api, contract, "C3", "2000.00", "2026-03-28")  # late March: 2 000 of proceeds, commission 200
     give_back(api, contract, "C1", "1000.00", "2026-03-30")  # late March: 1 000 refunded, commission −100
 
+    recorded_in = this_month()
+
     april = statement(api, partner, "2026-04")
-    assert lines(april) == [
-        ("sale", None, None, "C2", "5000.00", "0.10", "500.00"),
+    assert lines(april) == [("sale", None, None, "C2", "5000.00", "0.10", "500.00")]
+    # April's own: proceeds 5 000, commission kept 500, fees 2 % × 5 000 = 100: remitted 4 400.
+    assert figures(april, "net_sales", "adjusted_sales", "commission", "adjustments", "fees", "remittance_due",
+                   "total_due") == ("5000.00", "0.00", "500.00", "0.00", "100.00", "4400.00", "0.00")
+    booked = statement(api, partner, recorded_in)
+    assert lines(booked) == [
         ("adjustment", "sale", "2026-03", "C3", "2000.00", "0.10", "200.00"),
         ("adjustment", "return", "2026-03", "C1", "-1000.00", "0.10", "-100.00"),
     ]
-    # Proceeds handled in April: 5 000 + 2 000 − 1 000 = 6 000; commission kept 500 + 200 − 100 = 600;
-    # fees 2 % × 6 000 = 120; remitted: 6 000 − 600 − 120 = 5 280.
-    assert figures(april, "net_sales", "adjusted_sales", "commission", "adjustments", "fees", "remittance_due",
-                   "total_due") == ("5000.00", "1000.00", "500.00", "100.00", "120.00", "5280.00", "0.00")
+    # Carried proceeds 2 000 − 1 000 = 1 000; commission kept 200 − 100 = 100; fees 2 % × 1 000 = 20:
+    # remitted 1 000 − 100 − 20 = 880.
+    assert figures(booked, "net_sales", "adjusted_sales", "commission", "adjustments", "fees", "remittance_due",
+                   "total_due") == ("0.00", "1000.00", "0.00", "100.00", "20.00", "880.00", "0.00")
     with psycopg.connect(api.database_url) as conn:  # what a BI tool reads says the same
         rows = conn.execute("SELECT period, adjusted_sales, fees, remittance_due, total_due, period_status"
                             " FROM commission_statements WHERE partner_id = %s ORDER BY period", (partner,)).fetchall()
     assert rows == [("2026-03", Decimal("0"), Decimal("200"), Decimal("8800"), Decimal("0"), "closed"),
-                    ("2026-04", Decimal("1000"), Decimal("120"), Decimal("5280"), Decimal("0"), "open")]
+                    ("2026-04", Decimal("0"), Decimal("100"), Decimal("4400"), Decimal("0"), "open"),
+                    (recorded_in, Decimal("1000"), Decimal("20"), Decimal("880"), Decimal("0"), "open")]
 
     # March's remittance arrives after the close: received money moves, the booked figures do not.
     post(api, f"/v1/partners/{partner}/remittances",
@@ -259,30 +278,35 @@ def test_the_balance_carried_out_of_a_closed_month_stays_and_late_lines_carry_on
     assert figures(closed, "commission", "total_due", "carried_out") == ("-400.00", "0.00", "-400.00")
 
     sale(api, contract, "P", "2000.00", "2026-04-02")  # 100
-    give_back(api, contract, "F", "1000.00", "2026-03-30")  # late March: −50, booked in April
+    give_back(api, contract, "F", "1000.00", "2026-03-30")  # late March: −50, booked in the month recorded
     sale(api, contract, "Q", "10000.00", "2026-05-03")  # 500
 
     april = statement(api, partner, "2026-04")
-    # 100 − 50 − 400 carried in = −350: nothing due, −350 carried on.
+    # 100 − 400 carried in = −300: nothing due, −300 carried on.
     assert figures(april, "commission", "adjustments", "carried_in", "total_due", "carried_out") == (
-        "100.00", "-50.00", "-400.00", "0.00", "-350.00")
+        "100.00", "0.00", "-400.00", "0.00", "-300.00")
     may = statement(api, partner, "2026-05")
     assert figures(may, "commission", "carried_in", "total_due", "carried_out") == (
-        "500.00", "-350.00", "150.00", "0.00")
+        "500.00", "-300.00", "200.00", "0.00")
+    # May paid off the carry; the −50 recorded now starts a carry of its own.
+    booked = statement(api, partner, this_month())
+    assert figures(booked, "commission", "adjustments", "carried_in", "total_due", "carried_out") == (
+        "0.00", "-50.00", "0.00", "0.00", "-50.00")
     assert statement(api, partner, "2026-03") == closed
 
 
-def test_a_brokers_late_deal_lands_in_the_first_open_month(api):
+def test_a_brokers_late_deal_lands_in_the_month_it_is_recorded(api):
     broker = approved_partner(api, "broker", commission_rate="0.01")
     with_account(api, broker)
     post(api, f"/v1/partners/{broker}/deals", {"deal_id": "D-1", "amount": "50000.00", "closed_on": "2026-03-10"}, ERP)
     prepare(api, broker, "2026-03", "500.00")
     close(api, "2026-03")
     post(api, f"/v1/partners/{broker}/deals", {"deal_id": "D-2", "amount": "20000.00", "closed_on": "2026-03-25"}, ERP)
-    april = statement(api, broker, "2026-04")
-    assert lines(april) == [("adjustment", "deal", "2026-03", "D-2", "20000.00", "0.01", "200.00")]
-    assert april["lines"][0]["contract_id"] is None
-    assert figures(april, "gross_sales", "adjustments", "total_due") == ("0.00", "200.00", "200.00")
+    assert lines(statement(api, broker, "2026-04")) == []
+    booked = statement(api, broker, this_month())
+    assert lines(booked) == [("adjustment", "deal", "2026-03", "D-2", "20000.00", "0.01", "200.00")]
+    assert booked["lines"][0]["contract_id"] is None
+    assert figures(booked, "gross_sales", "adjustments", "total_due") == ("0.00", "200.00", "200.00")
     assert statement(api, broker, "2026-03")["total_due"] == "500.00"
 
 
@@ -437,3 +461,21 @@ def test_a_payout_racing_a_close_is_prepared_before_it_or_refused_after_it(api, 
     assert len(events) == sum(1 for _, payout in outcomes if payout == 200)
     for event in events:  # each one the close saw is on its closed statement
         assert statement(api, b, event["data"]["period"])["payout_status"] == "prepared"
+
+
+def test_a_month_closed_with_more_due_than_its_prepared_payout_is_a_finding(api):
+    partner, contract = retailer(api)
+    sale(api, contract, "A", "2000.00", "2026-04-02")  # 100
+    prepare(api, partner, "2026-04", "100.00")  # right when prepared: no finding
+    sale(api, contract, "L", "4000.00", "2026-04-20")  # late, April still open: +200
+    api.catch_up()
+    assert api.get("/v1/audit/findings", kind="payout_not_total_due").json()["items"] == []
+    close(api, "2026-04")  # a payout is prepared, as the close asks
+    assert statement(api, partner, "2026-04")["total_due"] == "300.00"
+    api.catch_up()
+    raised = api.get("/v1/audit/findings", kind="payout_not_total_due").json()["items"]
+    closes = api.get("/v1/audit/events", type="CommissionPeriod.Closed").json()["items"]
+    payouts = api.get("/v1/audit/events", type="Partner.PayoutPrepared").json()["items"]
+    assert [(f["subject_id"], f["detail"], f["positions"]) for f in raised] == [
+        (partner, "payout for 2026-04 prepared for 100.00; the month closed with a total due of 300.00, booked after"
+                  " the payout was prepared", [payouts[0]["position"], closes[0]["position"]])]

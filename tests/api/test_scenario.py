@@ -117,13 +117,16 @@ def test_the_channel_department_story(api):
     assert closed["period_status"] == "closed"
 
     # An order of 28 March reported late: March's sales already stand at 130 000, so its 10 000 earns
-    # 4.5 % = 450 — booked in April, the first open month, as an adjustment correcting March.
+    # 4.5 % = 450 — booked in the month it is recorded (open), as an adjustment correcting March.
     post(api, f"/v1/contracts/{contract}/sales", {**sale, "order_id": "HZ-0003", "amount": "10000.00",
                                                   "sold_on": "2026-03-28"}, ERP)
-    april = statement(api, agent["id"], "2026-04", REPORTING)
-    assert [(line["kind"], line["moved_kind"], line["corrects_period"], line["commission"]) for line in april["lines"]] == [
+    reported = api.get(f"/v1/contracts/{contract}/history").json()["items"][-1]
+    late_in = recorded_month(datetime.fromisoformat(reported["recorded_at"]))
+    late = statement(api, agent["id"], late_in, REPORTING)
+    assert [(line["kind"], line["moved_kind"], line["corrects_period"], line["commission"]) for line in late["lines"]] == [
         ("adjustment", "sale", "2026-03", "450.00")]
-    assert (april["adjusted_sales"], april["total_due"]) == ("10000.00", "450.00")
+    assert (late["adjusted_sales"], late["total_due"]) == ("10000.00", "450.00")
+    assert statement(api, agent["id"], "2026-04", REPORTING)["lines"] == []
 
     # The agent says HZ-0002 was a launch order with 5 % agreed above the tier: the channel manager
     # disputes its lines; finance upholds 30 000 × (5 % − 4.5 %) = 150.
@@ -135,9 +138,12 @@ def test_the_channel_department_story(api):
     resolution = api.get(f"/v1/commissions/disputes/{dispute['dispute_id']}/history").json()["items"][-1]
     booked_in = recorded_month(datetime.fromisoformat(resolution["recorded_at"]))
     booked = statement(api, agent["id"], booked_in, REPORTING)
-    assert [(line["kind"], line["corrects_period"], line["commission"], line["dispute_id"])
-            for line in booked["lines"]] == [("adjustment", "2026-03", "150.00", dispute["dispute_id"])]
-    assert booked["total_due"] == "150.00"
+    upheld = [(line["kind"], line["corrects_period"], line["commission"], line["dispute_id"])
+              for line in booked["lines"] if line["dispute_id"] is not None]
+    assert upheld == [("adjustment", "2026-03", "150.00", dispute["dispute_id"])]
+    # Both corrections of March in the month they were recorded: 450 + 150 due (one month unless the
+    # test ran across a month's end).
+    assert booked["total_due"] == ("600.00" if booked_in == late_in else "150.00")
     march = statement(api, agent["id"], "2026-03", REPORTING)
     assert [(d["status"], d["amount"], d["adjustment"]["period"]) for d in march["disputes"]] == [
         ("upheld", "150.00", booked_in)]

@@ -1,6 +1,7 @@
 """Disputes of commission statement lines: raised by the channel department or finance,
 resolved by finance — never by whoever raised them (domain.md §5). An upheld dispute's signed
-amount is booked as an adjustment line in the first open month, correcting the disputed one."""
+amount is booked as an adjustment line in the month the resolution is recorded (or the first
+open one after it), correcting the disputed one."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ class ResolveDispute(Command):
     outcome: Literal["upheld", "rejected"]
     note: Text
     amount: SignedMoney | None = Field(
-        None, description="Required (non-zero) when upheld, booked as an adjustment in the first open month; "
+        None, description="Required (non-zero) when upheld, booked as an adjustment in the month it is recorded (or the first open one after it); "
                           "refused when rejected")
 
     model_config = Command.model_config | {"json_schema_extra": {"examples": [

@@ -1,7 +1,7 @@
 """/v1/commissions/periods: finance closes a commission month (domain.md §6, "Period close").
 
 A closed month takes no new lines: what is recorded later that would change it is booked as an
-adjustment in the first open month. Months close in order, each once it has ended on the
+adjustment in the month it is recorded (or the first open one after it). Months close in order, each once it has ended on the
 company calendar and once every partner owed money in it has a payout prepared.
 """
 

@@ -50,7 +50,7 @@ class HousingSubsidy(BaseModel):
 
 
 class DisputeAdjustment(BaseModel):
-    period: str = Field(description="The statement month the adjustment line was booked in (the first open month)")
+    period: str = Field(description="The statement month the adjustment line was booked in (the month the resolution was recorded, or the first open one after it)")
     position: int = Field(description="The line's position: the resolution's event")
     line_no: int
 

@@ -16,7 +16,7 @@ anything recorded before the close:
    closing, or anything that re-prices (a sale, a return, an amendment, a resolved dispute)
    recorded in such a month, would have changed what was read — the command then runs again
    on a fresh reading. Anything later than P the read model books after the close, in the
-   first open month.
+   month it is recorded (open, or the first open one after it).
 4. Its registry row commits with its event.
 
 A payout or housing subsidy prepared for a month takes the same lock shared before writing,
