@@ -167,6 +167,24 @@ def test_every_view_and_every_column_of_the_reporting_schema_has_a_comment(datab
     assert missing == [], f"views and columns without a COMMENT: {missing}"
 
 
+
+def test_an_account_too_short_to_mask_is_not_shown_as_its_own_last_4(database_url):
+    """The API shows `****` for such an account; the views would have shown all of it."""
+    partner, event = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000e1"
+    with psycopg.connect(database_url) as conn:  # rows as the read models would hold them
+        for position, account in ((1, "6222 0001"), (2, "4 21"), (3, None)):
+            conn.execute("INSERT INTO commission_housing_subsidies (position, event_id, partner_id, period, step,"
+                         " amount, account, recorded_at) VALUES (%s, gen_random_uuid(), %s, '2026-03', 'prepared',"
+                         " 800, %s, now())", (position, partner, account))
+            conn.execute("INSERT INTO report_payouts (partner_id, period, kind, amount, account, status, position,"
+                         " event_id) VALUES (%s, %s, 'commission', 100, %s, 'prepared', %s, %s)",
+                         (partner, f"2026-0{position}", account, position, event))
+        subsidies = conn.execute("SELECT account_last4 FROM reporting.commission_housing_subsidies"
+                                 " ORDER BY event_position").fetchall()
+        register = conn.execute("SELECT account_last4 FROM reporting.payout_register ORDER BY period").fetchall()
+        conn.rollback()
+    assert subsidies == register == [("0001",), (None,), (None,)]
+
 def test_no_reporting_view_reads_tokens_keys_webhooks_or_the_log_beyond_what_it_must(database_url):
     """Through views over views, down to the tables: the secrets stay out, except the named few."""
     with psycopg.connect(database_url) as conn:
@@ -274,6 +292,7 @@ def assert_issue_16_views(read: dict[str, list[dict]], ids: dict[str, str]) -> N
         1, Decimal("50.00"), "2026-03")
     assert (dispute["resolution_event_position"], dispute["adjustment_period"]) == (
         adjustment["event_position"], adjustment["period"])
+    assert (adjustment["dispute_id"], adjustment["moved_kind"]) == (uuid.UUID(ids["dispute"]), None)
 
     # Sales lines: 10 000 sold and 2 000 returned by the retailer (credited to li.na, product and region
     # carried to the return), 10 000 by the consignee: 18 000 net in March.
