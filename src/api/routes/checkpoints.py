@@ -105,7 +105,8 @@ def list_checkpoints(
 
 
 @router.post("/checkpoints", status_code=201, response_model=SignedCheckpoint,
-             responses={**ERRORS, 503: {"model": Problem, "description": "signing_key_missing"}},
+             responses={**ERRORS, 422: {"model": Problem, "description": "Invalid parameters"},
+                        503: {"model": Problem, "description": "signing_key_missing"}},
              summary="Sign a checkpoint of the tree as it stands now")
 async def make_checkpoint(app: Department, _: Auditor) -> dict[str, Any]:
     try:
