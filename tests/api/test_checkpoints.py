@@ -29,6 +29,7 @@ from api.cli import app as cli
 from channel_domain.store import checkpoints
 from tests.api.flows import ERP, approved_partner, post, problem, signed_contract
 from tests.channel_domain.store import rfc9162
+from tests.servers import BIN
 
 EVERY_ROLE = ("channel_manager", "channel_specialist", "finance", "hr", "general_manager", "integration",
               "reporting", "auditor")
@@ -318,3 +319,53 @@ def test_the_auditors_script_and_openssl_of_docs_audit_md_check_real_proofs(api,
     assert verified.returncode == 0 and "Signature Verified Successfully" in verified.stdout, verified.stderr
     (tmp_path / "body.txt").write_bytes(old["body"].encode())
     assert subprocess.run(openssl, cwd=tmp_path, capture_output=True, timeout=60).returncode != 0
+
+
+def checkpoints_in(database_url: str) -> list[tuple[int, str]]:
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT tree_size, key_id FROM merkle_checkpoints ORDER BY id").fetchall()
+
+
+def wait_for_tree_size(database_url: str, size: int, within_s: float = 60) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        made = checkpoints_in(database_url)
+        if made and made[-1][0] == size:
+            return made
+        time.sleep(0.1)
+    raise AssertionError(f"no checkpoint of {size} leaves within {within_s} s: {checkpoints_in(database_url)}")
+
+
+def test_serve_makes_checkpoints_in_the_background(key_file, database_url, monkeypatch):
+    """`serve` keeps the read models — the tree among them — and signs while the log grows."""
+    assert keys("create").exit_code == 0
+    monkeypatch.setenv(checkpoints.INTERVAL_VARIABLE, "0.3")
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.api.conftest import Api
+
+    with TestClient(create_app(database_url, run_projections=True)) as client:
+        api = Api(client, database_url)
+        contract = signed_contract(api, approved_partner(api))
+        made = wait_for_tree_size(database_url, len(event_hashes(database_url)))
+        post(api, f"/v1/contracts/{contract}/sales", {"order_id": "bg-1", "amount": "1.00", "sold_on": "2026-03-01"},
+             ERP)
+        made = wait_for_tree_size(database_url, len(event_hashes(database_url)))
+        assert len(made) >= 2 and [size for size, _ in made] == sorted({size for size, _ in made})
+        check_signature(api, api.get("/v1/audit/checkpoints/latest").json())
+
+
+def test_project_workers_make_checkpoints_when_serve_does_not(key_file, database_url, api):
+    assert keys("create").exit_code == 0
+    record_sales(api, 2)
+    size = len(event_hashes(database_url))
+    worker = subprocess.Popen([str(BIN / "channel-domain"), "project", "--no-webhooks"],
+                              env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url,
+                                   checkpoints.INTERVAL_VARIABLE: "0.3"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_tree_size(database_url, size)[-1][1] == keys("show").output.split()[1]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
