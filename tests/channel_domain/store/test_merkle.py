@@ -174,3 +174,26 @@ def test_a_batch_that_fails_leaves_the_tree_as_it_was(app, database_url, log):
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         assert merkle.tree_size(curs) == len(inputs)
         assert merkle.root_of(curs, len(inputs)) == rfc9162.mth(inputs)
+
+
+def test_a_kept_root_catches_a_log_rewritten_with_its_tree(app, database_url, log):
+    """Someone with the owner's rights changes an event's hash and builds the whole tree again
+    from the changed log: the tree is consistent with itself, but not with a root kept before."""
+    kept_size = len(log) - 5
+    kept_root = rfc9162.mth([h for _, h in log[:kept_size]])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        try:
+            conn.execute("UPDATE events SET hash = sha256(hash) WHERE position = %s", (log[3][0],))
+        finally:
+            conn.execute("ALTER TABLE events ENABLE TRIGGER USER")
+        conn.execute("TRUNCATE merkle_leaves, merkle_nodes")
+        conn.execute("DELETE FROM projection_checkpoints WHERE name = 'audit_merkle'")
+    build_tree(app)
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
+        proof = merkle.prove_consistency(curs, kept_size, len(log))
+        inclusion = merkle.prove_inclusion(curs, log[3][0], kept_size)
+    assert proof.first_root != kept_root
+    assert rfc9162.verify_consistency(kept_size, len(log), proof.first_root, proof.second_root, proof.proof)
+    assert not rfc9162.verify_consistency(kept_size, len(log), kept_root, proof.second_root, proof.proof)
+    assert not rfc9162.verify_inclusion(3, kept_size, inclusion.event_hash, inclusion.audit_path, kept_root)
