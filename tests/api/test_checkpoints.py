@@ -172,6 +172,11 @@ def test_without_a_key_nothing_is_signed_and_the_post_says_why(api, key_file):
     assert public_keys(api) == {"current_key_id": None, "keys": []}
     shown = keys("show")
     assert shown.exit_code == 1 and "no checkpoint signing key" in shown.output
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text("not a key\n")
+    body = problem(api.post("/v1/audit/checkpoints", None, actor="auditor-1", roles=("auditor",)), 503,
+                   "signing_key_missing")
+    assert "no usable private key" in body["detail"]
 
 
 def test_rotation_keeps_old_checkpoints_verifiable(api, key_file):

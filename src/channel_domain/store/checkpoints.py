@@ -123,7 +123,10 @@ def load_key(path: Path | None = None) -> SigningKey:
                          f" or set {KEY_FILE_VARIABLE})") from None
     except OSError as error:
         raise KeyMissing(f"the checkpoint signing key at {path} cannot be read: {error}") from None
-    private = serialization.load_pem_private_key(pem, password=None)
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as error:  # not a PEM key, or one under a password
+        raise KeyMissing(f"{path} holds no usable private key: {error}") from None
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyMissing(f"{path} holds no Ed25519 private key")
     return SigningKey(private, path)
