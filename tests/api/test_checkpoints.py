@@ -154,6 +154,9 @@ def test_refusals_name_what_is_out_of_range(api, key_file, database_url):
     problem(api.get("/v1/audit/proofs/inclusion", position=log[-1][0], tree_size=size - 1), 404,
             "position_not_in_tree")
     problem(api.get("/v1/audit/proofs/inclusion", position=1, tree_size=size + 1), 422, "tree_size_out_of_range")
+    # Existence before rules (api.md, "Refusal order"): no such leaf at all is a 404 whatever the size.
+    problem(api.get("/v1/audit/proofs/inclusion", position=log[-1][0] + 100, tree_size=size + 1), 404,
+            "position_not_in_tree")
     problem(api.get("/v1/audit/proofs/inclusion", position=1, tree_size=0), 422, "validation_error")
     problem(api.get("/v1/audit/proofs/consistency", first=3, second=size + 1), 422, "tree_size_out_of_range")
     problem(api.get("/v1/audit/proofs/consistency", first=3, second=2), 422, "tree_sizes_out_of_order")

@@ -267,21 +267,25 @@ def make(datastore: Any, key: SigningKey | None = None, *, only_if_due: float | 
     key = key or load_key()
     with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
         curs.execute(_MAKER_LOCK)
+        # The time once the lock is held, not the transaction's start: a maker that waited for
+        # another signs after it, so timestamps grow with the checkpoints.
+        curs.execute("SELECT clock_timestamp() AS now")
+        now = curs.fetchone()["now"]
         size = merkle.tree_size(curs)
         if only_if_due is not None:
-            curs.execute("SELECT tree_size, made_at > now() - make_interval(secs => %s) AS recent"
-                         " FROM merkle_checkpoints ORDER BY id DESC LIMIT 1", (only_if_due,))
+            curs.execute("SELECT tree_size, made_at > %s - make_interval(secs => %s) AS recent"
+                         " FROM merkle_checkpoints ORDER BY id DESC LIMIT 1", (now, only_if_due))
             last = curs.fetchone()
             if size == 0 or (last is not None and (last["tree_size"] >= size or last["recent"])):
                 return None
         root_hash = merkle.root_of(curs, size)
-        curs.execute("SELECT now() AS now")
-        signed_body = body(size, root_hash, timestamp_text(curs.fetchone()["now"]))
+        stamp = timestamp_text(now)
+        signed_body = body(size, root_hash, stamp)
         register(curs, key)
         curs.execute(
-            'INSERT INTO merkle_checkpoints (tree_size, root_hash, "timestamp", key_id, signature, body)'
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING " + _COLUMNS,
-            (size, root_hash, signed_body.splitlines()[3], key.key_id, key.sign(signed_body.encode()), signed_body),
+            'INSERT INTO merkle_checkpoints (tree_size, root_hash, "timestamp", key_id, signature, body, made_at)'
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING " + _COLUMNS,
+            (size, root_hash, stamp, key.key_id, key.sign(signed_body.encode()), signed_body, now),
         )
         return _checkpoint(curs.fetchone())
 

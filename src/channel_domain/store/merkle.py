@@ -155,11 +155,14 @@ def _check_size(size: int, built: int, name: str = "tree_size") -> None:
 
 
 def prove_inclusion(cursor: Any, position: int, size: int) -> InclusionProof:
-    """The event at `position` is leaf `leaf_index` of the tree of `size` leaves."""
-    _check_size(size, tree_size(cursor))
+    """The event at `position` is leaf `leaf_index` of the tree of `size` leaves. A position
+    that is no leaf at all is refused before a size out of range (existence first, api.md)."""
     cursor.execute("SELECT leaf_index, event_hash FROM merkle_leaves WHERE position = %s", (position,))
     leaf = cursor.fetchone()
-    if leaf is None or leaf["leaf_index"] >= size:
+    if leaf is None:
+        raise OutOfRange("position_not_in_tree", f"no event at position {position} is in the tree")
+    _check_size(size, tree_size(cursor))
+    if leaf["leaf_index"] >= size:
         raise OutOfRange("position_not_in_tree",
                          f"no event at position {position} is among the {size} leaves of that tree")
     index = leaf["leaf_index"]
