@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from api.cli import app as cli
 from channel_domain.store import merkle
 from channel_domain.store.projecting import ProjectionRunner
 from projections import AuditMerkle, all_projections
@@ -143,9 +145,12 @@ def test_out_of_range_refusals_name_their_code(app, log):
             assert refused.value.code == code
 
 
-def test_the_tree_is_evidence_never_rewritten_nor_rebuilt(log, database_url):
+def test_the_tree_is_evidence_never_rewritten_nor_rebuilt(log, database_url, monkeypatch):
     assert not AuditMerkle.rebuildable
     assert "audit_merkle" in [p.name for p in all_projections()]
+    monkeypatch.setenv("CHANNEL_DOMAIN_DATABASE_URL", database_url)
+    refused = CliRunner().invoke(cli, ["rebuild", "audit_merkle"])
+    assert refused.exit_code == 2 and "never rebuilt" in refused.output
     with psycopg.connect(database_url, autocommit=True) as conn:
         for statement in ("UPDATE merkle_nodes SET hash = hash", "DELETE FROM merkle_leaves WHERE leaf_index = 0"):
             with pytest.raises(psycopg.Error, match="immutable"):
