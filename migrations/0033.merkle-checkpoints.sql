@@ -1,4 +1,4 @@
--- depends: 0029.reporting-schema
+-- depends: 0032.reporting-lines-and-short-accounts
 --
 -- Issue 17, parts 1-2: an RFC 9162 Merkle tree over the event hashes in position order, signed
 -- checkpoints of it, and the public keys that verify them (docs/audit.md, "Signed checkpoints
