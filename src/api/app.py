@@ -42,7 +42,9 @@ from api.routes import (
     trainings,
     webhooks,
 )
+from api.routes import checkpoints as checkpoints_routes
 from channel_domain.application import ChannelDepartment
+from channel_domain.store import checkpoints
 from channel_domain.store.database import database_url
 from channel_domain.store.projecting import ProjectionRunner
 from integration.webhooks import WebhookWorker
@@ -141,6 +143,18 @@ def _deliver_webhooks_when_ready(app: FastAPI, stop: threading.Event) -> None:
             stop.wait(1)
 
 
+def _make_checkpoints_when_ready(app: FastAPI, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            with app.state.department_lock:
+                if app.state.department is None:
+                    app.state.department = ChannelDepartment(app.state.database_url)
+            checkpoints.run_maker(app.state.department.event_recorder.datastore, stop)
+        except Exception:  # the database is away: try again shortly, never take the API down
+            logger.exception("checkpoint making stopped; restarting")
+            stop.wait(1)
+
+
 def _replace_broken_connections(app: FastAPI) -> None:
     if app.state.department is not None:
         app.state.department.event_recorder.replace_broken_connections()
@@ -167,6 +181,9 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
             threading.Thread(target=_project_when_ready, args=(app, stop), name="projections", daemon=True).start()
             # Webhooks too (api.md, "Who delivers"): one worker per subscription at a time, by advisory lock.
             threading.Thread(target=_deliver_webhooks_when_ready, args=(app, stop), name="webhooks",
+                             daemon=True).start()
+            # And signed checkpoints (api.md, "Who delivers"): one maker at a time, by advisory lock.
+            threading.Thread(target=_make_checkpoints_when_ready, args=(app, stop), name="checkpoints",
                              daemon=True).start()
         try:
             yield
@@ -200,8 +217,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(CorrelationId)
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, commission_periods, commission_disputes,
-                   audit, projection_status, events, event_schemas, webhooks, record_lists, sales_reports,
-                   partner_reports):
+                   audit, checkpoints_routes, projection_status, events, event_schemas, webhooks, record_lists,
+                   sales_reports, partner_reports):
         app.include_router(module.router)
     app.include_router(commission_disputes.records)
 

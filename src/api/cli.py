@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import sys
 import threading
 import uuid
+from pathlib import Path
 
 import psycopg
 import typer
+from psycopg.rows import dict_row
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -20,7 +23,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
 from channel_domain.errors import ValidationFailed
 from channel_domain.operations import OPERATOR_ROLE
-from channel_domain.store import integrity, projecting, reporting, retention
+from channel_domain.store import checkpoints, integrity, projecting, reporting, retention
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, require_current
 from channel_domain.store.migrations import migrate as apply_migrations
@@ -79,8 +82,9 @@ def serve(
     os.environ[logging_setup.LOG_FORMAT_VARIABLE] = chosen_format
     os.environ[logging_setup.REQUEST_LOG_VARIABLE] = "on" if access_log else "off"
     logging_setup.configure(chosen_format)
-    if projections:  # then this process delivers webhooks too
+    if projections:  # then this process delivers webhooks and makes checkpoints too
         _webhook_settings_usable()
+        _checkpoint_settings_usable()
     url = database_url()
     apply_migrations(url)
     # Workers are separate processes: hand them the resolved URL, embedded server included.
@@ -101,6 +105,16 @@ def _webhook_settings_usable() -> None:
         webhook_delivery.check_settings()
     except webhook_delivery.BadSetting as error:
         typer.secho(f"cannot deliver webhooks: {error}", err=True, fg="red")
+        raise typer.Exit(2) from None
+
+
+def _checkpoint_settings_usable() -> None:
+    """Refuse (exit 2) an interval that cannot be used; a missing key is no refusal: the maker
+    says so once and makes none (docs/audit.md)."""
+    try:
+        checkpoints.interval_s()
+    except ValueError as error:
+        typer.secho(f"cannot make checkpoints: {error}", err=True, fg="red")
         raise typer.Exit(2) from None
 
 
@@ -219,13 +233,18 @@ def project(
     batch_size: int = typer.Option(2000, min=1, help="Events per transaction (read-model writes + checkpoint)."),
     processes: int = typer.Option(1, min=1, help="Share the read models out among this many processes."),
     webhooks: bool = typer.Option(True, help="Also deliver webhooks (what `serve --no-projections` leaves to this)."),
+    make_checkpoints: bool = typer.Option(
+        True, "--checkpoints/--no-checkpoints",
+        help="Also make signed checkpoints (what `serve --no-projections` leaves to this; needs the key file)."),
 ) -> None:
-    """Run the projections, and deliver webhooks, until interrupted (for deployments that scale
-    out: several may run; each projection and each webhook subscription is worked by one at a
-    time, and taken over if it dies). With --processes, this one command keeps that many going,
-    each with its share of the read models."""
+    """Run the projections, deliver webhooks and make signed checkpoints, until interrupted (for
+    deployments that scale out: several may run; each projection and each webhook subscription
+    is worked by one at a time, and taken over if it dies; one makes each checkpoint). With
+    --processes, this one command keeps that many going, each with its share of the read models."""
     if webhooks:
         _webhook_settings_usable()
+    if make_checkpoints:
+        _checkpoint_settings_usable()
     url = database_url()
     apply_migrations(url)
     department = ChannelDepartment(url)
@@ -235,8 +254,11 @@ def project(
         signal.signal(signum, lambda *_: stop.set())
     console.print(f"projecting {', '.join(p.name for p in runner.projections)}"
                   f"{f' in {processes} processes' if processes > 1 else ''}"
-                  f"{', delivering webhooks' if webhooks else ''}; Ctrl-C to stop")
+                  f"{', delivering webhooks' if webhooks else ''}"
+                  f"{', making checkpoints' if make_checkpoints else ''}; Ctrl-C to stop")
     delivering = webhook_delivery.run_in_background(department, stop) if webhooks else None
+    signing = (checkpoints.start_in_background(department.event_recorder.datastore, stop)
+               if make_checkpoints else None)
     try:
         if processes > 1:
             run_in_processes(department, runner.projections, processes, stop, batch_size)
@@ -246,6 +268,8 @@ def project(
         stop.set()
         if delivering is not None:
             delivering.join(timeout=15)
+        if signing is not None:
+            signing.join(timeout=15)
         department.close()
 
 
@@ -349,6 +373,83 @@ def export(output: typer.FileTextWrite = typer.Option("-", help="File to write; 
         raise typer.Exit(1) from None
     finally:
         department.close()
+
+
+# Signing keys of the checkpoints (docs/audit.md, "Signed checkpoints and Merkle proofs") ------------
+
+keys_app = typer.Typer(help="The Ed25519 key signed checkpoints are made with: a file, never in the database.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+KeyFile = typer.Option(
+    None, "--key-file", envvar=checkpoints.KEY_FILE_VARIABLE, show_default=False,
+    help="The private key's PEM file (default: var/keys/checkpoint.pem).")
+
+
+def _key_path(given: str | None) -> Path:
+    return Path(given) if given else checkpoints.key_file()
+
+
+def _print_key(key: checkpoints.SigningKey) -> None:
+    typer.echo(f"key_id: {key.key_id}")
+    typer.echo(f"private key file: {key.path}")
+    typer.echo(f"public key (raw, base64): {base64.b64encode(key.raw_public).decode()}")
+    typer.echo("public key (PEM):")
+    typer.echo(checkpoints.public_pem(key.raw_public), nl=False)
+
+
+@keys_app.command("create")
+def keys_create(key_file: str | None = KeyFile) -> None:
+    """Make the signing key: a new PEM file with 0600 rights, its public key stored in the
+    database as the current one. Refuses (exit 2) to overwrite an existing file: `keys rotate`."""
+    path = _key_path(key_file)
+    with _connection() as conn:  # the database first: if it cannot be reached, no file is left behind
+        try:
+            key = checkpoints.create_key_file(path)
+        except checkpoints.KeyExists as refused:
+            typer.secho(str(refused), err=True, fg="red")
+            raise typer.Exit(2) from None
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+            retired = checkpoints.make_current(curs, key)
+    typer.echo(f"created {path} (mode {checkpoints.mode_of(path):04o})")
+    if retired:
+        typer.echo(f"retired keys no file holds any more: {', '.join(retired)} (their checkpoints stay verifiable)")
+    _print_key(key)
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_file: str | None = KeyFile) -> None:
+    """Replace the signing key with a new one: the old public key stays in the database, retired,
+    so that the checkpoints it signed stay verifiable. The next checkpoint is signed with the new
+    key, without a restart. Exit code 2 when there is no key to replace (`keys create`)."""
+    path = _key_path(key_file)
+    if not path.exists():
+        typer.secho(f"no key at {path} to rotate: channel-domain keys create", err=True, fg="red")
+        raise typer.Exit(2)
+    with _connection() as conn:
+        key, old = checkpoints.replace_key_file(path)
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as curs:
+            if old is not None:
+                checkpoints.register(curs, old)  # never signed with yet: still listed, retired
+            retired = checkpoints.make_current(curs, key)
+    typer.echo(f"rotated {path}: new key {key.key_id}; retired {', '.join(retired) or 'none'}")
+    _print_key(key)
+
+
+@keys_app.command("show")
+def keys_show(key_file: str | None = KeyFile) -> None:
+    """Print the signing key's key_id and public key (PEM and raw base64); never the private key.
+    Exit code 1 when there is none."""
+    try:
+        key = checkpoints.load_key(_key_path(key_file))
+    except checkpoints.KeyMissing as missing:
+        typer.secho(str(missing), err=True, fg="red")
+        raise typer.Exit(1) from None
+    mode = checkpoints.mode_of(key.path)
+    if mode & 0o077:
+        typer.secho(f"warning: {key.path} has mode {mode:04o}: others than its owner may read it (chmod 600)",
+                    err=True, fg="yellow")
+    _print_key(key)
 
 
 # Read models stopped at a poison event (docs/reliability.md, "A poison event stops one read model") ----

@@ -9,6 +9,7 @@ from projections.attainment import TargetAttainment
 from projections.audit import AuditTrail
 from projections.commissions import Commissions
 from projections.employees import EmployeeContracts
+from projections.merkle import AuditMerkle
 from projections.partner_reports import PartnerReports
 from projections.records import RecordLists
 from projections.sales_reports import SalesReports
@@ -17,4 +18,4 @@ from projections.seals import AuditSeals
 
 def all_projections() -> list:
     return [AuditTrail(), PartnerActivity(), TargetAttainment(), EmployeeContracts(), Commissions(), RecordLists(),
-            SalesReports(), PartnerReports(), AuditSeals()]
+            SalesReports(), PartnerReports(), AuditSeals(), AuditMerkle()]

@@ -81,6 +81,7 @@ TABLE = [
     (f"/v1/webhooks/{X}/pause", {"integration"}),
     (f"/v1/webhooks/{X}/resume", {"integration"}),
     (f"/v1/webhooks/{X}/parked/replay", {"integration"}),
+    ("/v1/audit/checkpoints", {"auditor"}),  # a checkpoint signed on demand (api.md "Checkpoints")
 ]
 
 
@@ -127,6 +128,11 @@ READ_TABLE = [
     ("/v1/reports/evaluations?period=2026-03", {"reporting", "channel_manager", "finance", "auditor"}),
     ("/v1/audit/events", {"auditor"}),
     ("/v1/audit/findings", {"auditor"}),
+    # Proof for auditors (api.md): the latest checkpoint for every role, the rest the auditor's.
+    ("/v1/audit/checkpoints/latest", ALL_ROLES),
+    ("/v1/audit/checkpoints", {"auditor"}),
+    ("/v1/audit/proofs/inclusion?position=1", {"auditor"}),
+    ("/v1/audit/proofs/consistency?first=1", {"auditor"}),
     ("/v1/projections", ALL_ROLES),
     ("/v1/events/schemas", ALL_ROLES),
     ("/v1/events", {"integration", "auditor"}),

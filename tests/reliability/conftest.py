@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ import psycopg
 import pytest
 
 from api.tokens import create_token
+from channel_domain.store import checkpoints
 from tests.servers import BIN, free_port, wait_until_up
 
 
@@ -39,13 +41,17 @@ class Served:
 
 @contextmanager
 def serving(database_url: str, *, workers: int = 2, projections: bool = False) -> Iterator[Served]:
-    """`channel-domain serve` in processes of its own until the block ends."""
+    """`channel-domain serve` in processes of its own until the block ends, with a checkpoint
+    signing key of its own (as a deployment has one: `POST /v1/audit/checkpoints` signs)."""
     port = free_port()
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, tempfile.TemporaryDirectory() as keys:
+        key = checkpoints.create_key_file(Path(keys) / "checkpoint.pem")
         server = subprocess.Popen(
             [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", str(workers),
              "--projections" if projections else "--no-projections", "--no-access-log"],
-            env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url,
+                 checkpoints.KEY_FILE_VARIABLE: str(key.path)},
+            stdout=log, stderr=subprocess.STDOUT,
         )
         base = f"http://127.0.0.1:{port}"
         try:

@@ -38,7 +38,8 @@ DELETES = [(f"/v1/webhooks/{X}", {"integration"})]
 MATRIX = [("POST", path, allowed) for path, allowed in TABLE] + [
     ("GET", path, allowed) for path, allowed in READ_TABLE + RECORD_READS + AUDIT_READS + STREAMS + SCHEMA_READS] + [
     ("DELETE", path, allowed) for path, allowed in DELETES]
-OPEN = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics")}  # landing, liveness, Prometheus: no token, by design
+# Landing, liveness, Prometheus, and the keys that verify signed checkpoints (api.md): no token, by design.
+OPEN = {("GET", "/"), ("GET", "/health"), ("GET", "/metrics"), ("GET", "/v1/audit/public-key")}
 
 
 @pytest.fixture
