@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# A first run also makes the key checkpoints are signed with (var/keys/checkpoint.pem, 0600;
+# docs/audit.md): without it the log's head would go unsigned.
 run: $(STAMP)
 	$(BIN)/channel-domain migrate
+	$(BIN)/channel-domain keys show >/dev/null 2>&1 || $(BIN)/channel-domain keys create
 	$(BIN)/channel-domain serve
 
 test: $(STAMP)
