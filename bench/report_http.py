@@ -4,7 +4,7 @@ time (the server's own cost of it), (2) some reports at 20/s while sales come at
 and the same reports at 20/s with no sales. Run with the checkout's src first on PYTHONPATH: the
 server is the `channel-domain` beside the interpreter, reading PYTHONPATH.
 
-    PYTHONPATH=src:bench:. python bench/report_http.py postgresql://…/db [--no-alone] [label substring …]
+    PYTHONPATH=src:bench:. python bench/report_http.py postgresql://…/db [--no-alone] [--sales-alone] [label substring …]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import aiohttp
 import httpx
 from common import served, signed_contract_of, token
-from http_load import _open_loop
+from http_load import _open_loop, _sales
 from reports import REPORTS, read_under_load
 
 from channel_domain.application import ChannelDepartment
@@ -46,7 +46,7 @@ def reads_only(base: str, reader: str, path: str, rate: float, count: int) -> ob
 def main() -> None:
     url = sys.argv[1]
     skip_alone = "--no-alone" in sys.argv
-    wanted = [arg for arg in sys.argv[2:] if arg != "--no-alone"]
+    wanted = [arg for arg in sys.argv[2:] if not arg.startswith("--")]
     under_load = wanted or ["payout register", "commission efficiency", "partners", "receivables"]
     setup = ChannelDepartment(url)
     contracts = [str(signed_contract_of(setup, "retailer", f"Diag {n} {time.time()}")[1]) for n in range(16)]
@@ -69,6 +69,10 @@ def main() -> None:
             quiet = reads_only(api.base, reader, path, 20, 200)
             print(f"  {label:42} p50 {reads.p50_ms:7.1f} p99 {reads.p99_ms:7.1f} ms (sales p50 {writes.p50_ms:.1f}"
                   f" p99 {writes.p99_ms:.1f} ms) | p50 {quiet.p50_ms:6.1f} p99 {quiet.p99_ms:6.1f} ms", flush=True)
+        if "--sales-alone" in sys.argv:
+            alone_sales = asyncio.run(_open_loop(api.base, 200, 2000, _sales(erp, contracts, f"diag-{time.time()}")))
+            print(f"(3) 2000 sales at 200/s, no reads: p50 {alone_sales.p50_ms:.1f} p99 {alone_sales.p99_ms:.1f} ms,"
+                  f" {alone_sales.per_second:.0f}/s", flush=True)
 
 
 if __name__ == "__main__":
