@@ -23,7 +23,6 @@ from psycopg.rows import dict_row
 
 from channel_domain.values import Period, month_of
 
-KINDS = ["distributor", "retailer", "consignee", "broker", "sales_agent", "enterprise_agent"]
 
 
 def _load(name: str, path: Path) -> Any:
