@@ -24,7 +24,6 @@ from psycopg.rows import dict_row
 from channel_domain.values import Period, month_of
 
 
-
 def _load(name: str, path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
