@@ -67,7 +67,7 @@ class Commissions:
     weight = 3.0  # its cost per event against the others, measured (rebuilds share read models out by it)
     tables = ("commission_partners", "commission_contracts", "commission_terms", "commission_lines",
               "commission_payouts", "commission_remittances", "commission_housing_subsidies",
-              "commission_periods", "commission_disputes")
+              "commission_periods", "commission_disputes", "commission_month_totals")
     cached_contracts = 256
 
     def __init__(self) -> None:
@@ -277,6 +277,34 @@ def _copy_lines(cursor: Any, lines: list[tuple]) -> None:
     with cursor.copy(f"COPY commission_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
         for line in lines:
             copy.write_row(line)
+    _add_to_month_totals(cursor, lines[0][0], lines[-1][0])
+
+
+def _add_to_month_totals(cursor: Any, first: int, last: int) -> None:
+    """Add the lines at positions first..last (the ones just copied, all of them: lines come in
+    position order and each copy follows the last) to their months' sums, summed by PostgreSQL
+    so that every sum has the scale a sum over the lines has. A null (no line of that sort)
+    stays null until one comes."""
+    cursor.execute(
+        "INSERT INTO commission_month_totals AS t"
+        " (partner_id, period, sales, returns, line_commission, adjustments, adjusted_sales, fees, lines)"
+        " SELECT partner_id, period,"
+        "  sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), sum(amount) FILTER (WHERE kind = 'return'),"
+        "  sum(commission) FILTER (WHERE kind <> 'adjustment'), sum(commission) FILTER (WHERE kind = 'adjustment'),"
+        "  sum(amount) FILTER (WHERE kind = 'adjustment'), sum(amount * fee_rate), count(*)"
+        " FROM commission_lines WHERE position BETWEEN %s AND %s GROUP BY partner_id, period"
+        " ON CONFLICT (partner_id, period) DO UPDATE SET"
+        "  sales = coalesce(t.sales + excluded.sales, t.sales, excluded.sales),"
+        "  returns = coalesce(t.returns + excluded.returns, t.returns, excluded.returns),"
+        "  line_commission = coalesce(t.line_commission + excluded.line_commission, t.line_commission,"
+        "   excluded.line_commission),"
+        "  adjustments = coalesce(t.adjustments + excluded.adjustments, t.adjustments, excluded.adjustments),"
+        "  adjusted_sales = coalesce(t.adjusted_sales + excluded.adjusted_sales, t.adjusted_sales,"
+        "   excluded.adjusted_sales),"
+        "  fees = coalesce(t.fees + excluded.fees, t.fees, excluded.fees),"
+        "  lines = t.lines + excluded.lines",
+        (first, last),
+    )
 
 
 # Reading statements -----------------------------------------------------------------------
