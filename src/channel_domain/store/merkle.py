@@ -170,6 +170,23 @@ def prove_inclusion(cursor: Any, position: int, size: int) -> InclusionProof:
     return InclusionProof(position, index, size, bytes(leaf["event_hash"]), top, path)
 
 
+def prove_inclusions(cursor: Any, positions: Sequence[int], size: int) -> dict[int, tuple[int, bytes, list[bytes]]]:
+    """Position -> (leaf index, event hash, audit path) in the tree of `size` leaves, for every
+    one of `positions` among its leaves (the others are left out: not yet in that tree). Two
+    queries whatever the number — the leaves, then every node their paths need — so a
+    statement of hundreds of lines costs two round trips, not one per line."""
+    wanted = sorted(set(positions))
+    if not wanted or size < 1:
+        return {}
+    cursor.execute("SELECT position, leaf_index, event_hash FROM merkle_leaves"
+                   " WHERE position = ANY(%s) AND leaf_index < %s", (wanted, size))
+    leaves = {row["position"]: (row["leaf_index"], bytes(row["event_hash"])) for row in cursor.fetchall()}
+    if not leaves:
+        return {}
+    return _with_stored_nodes(cursor, lambda node: {
+        position: (index, digest, inclusion_path(node, index, size)) for position, (index, digest) in leaves.items()})
+
+
 @dataclass(frozen=True)
 class ConsistencyProof:
     first: int
