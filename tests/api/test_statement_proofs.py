@@ -136,7 +136,7 @@ def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, datab
     checkpoint = post(api, "/v1/audit/checkpoints", None, AUDITOR, 201).json()
     sell(api, contract, 1)
     statement = read(api, partner, proofs="true").json()
-    export = api.client.get("/v1/audit/export", headers=api.headers(*AUDITOR))
+    export = api.client.get("/v1/audit/export", headers=api.headers(AUDITOR[0], *AUDITOR[1]))
     assert export.status_code == 200
     events = {event["position"]: event for event in map(json.loads, export.text.splitlines()) if "position" in event}
     script = doc_script(tmp_path)

@@ -248,6 +248,8 @@ def read_published(target: str | Path) -> list[Witnessed]:
         if not isinstance(document["tree_size"], int) or document["tree_size"] < 0:
             raise WitnessUnreadable(f"line {number} of {path}: tree_size is not a count")
         found.append(Witnessed(str(path), number, document))
+    if not found:
+        raise WitnessUnreadable(f"{path} holds no published checkpoint: there is nothing to check the log against")
     return found
 
 
