@@ -339,7 +339,8 @@ def merkle_proofs(run: Run, server: str) -> None:
             for kind in ("inclusion", "consistency"):
                 reads = proofs.read_proofs(api.base, auditor, kind, positions, size, sizes.proof_rate,
                                            sizes.proof_reads)
-                run.add(Figure("P11", f"GET {'an' if kind == 'inclusion' else 'a'} {kind} proof, p99 at {sizes.proof_rate:.0f}/s", reads.p99_ms, "ms",
+                article = "an" if kind == "inclusion" else "a"
+                run.add(Figure("P11", f"GET {article} {kind} proof, p99 at {sizes.proof_rate:.0f}/s", reads.p99_ms, "ms",
                                goal="≤ 5 ms", met=reads.p99_ms <= 5 and not reads.unexpected,
                                note=f"p50 {reads.p50_ms:.1f} ms" + (f", {_statuses(reads.unexpected)}"
                                                                    if reads.unexpected else "")))

@@ -16,9 +16,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from channel_domain.store import merkle
+from tests.api import test_checkpoints
 from tests.api.flows import AUDITOR, ERP, FINANCE, MANAGER, REPORTING, approved_partner, post, problem, signed_contract
-from tests.api.test_checkpoints import check_signature, event_hashes, key_file, keys  # noqa: F401
+from tests.api.test_checkpoints import check_signature, event_hashes, keys
 from tests.channel_domain.store import rfc9162
+
+key_file = test_checkpoints.key_file  # the signing key's fixture, shared
 
 PERIOD = "2026-03"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
@@ -35,7 +38,7 @@ def read(api, partner: str, who=FINANCE, **params):
     return api.get(f"/v1/commissions/statements/{partner}/{PERIOD}", actor=who[0], roles=who[1], **params)
 
 
-def test_each_line_proves_its_event_against_the_latest_checkpoint(api, key_file, database_url):  # noqa: F811
+def test_each_line_proves_its_event_against_the_latest_checkpoint(api, key_file, database_url):
     partner = approved_partner(api)
     contract = signed_contract(api, partner)
     sell(api, contract, 3)
@@ -94,7 +97,7 @@ class Counting:
         return getattr(self.cursor, name)
 
 
-def test_the_proofs_of_many_lines_are_read_in_two_queries(api, key_file, database_url):  # noqa: F811
+def test_the_proofs_of_many_lines_are_read_in_two_queries(api, key_file, database_url):
     partner = approved_partner(api)
     sell(api, signed_contract(api, partner), 12)
     log = event_hashes(database_url)
@@ -128,7 +131,7 @@ def run_script(script: Path, statement: dict, checkpoint: dict, position: int, e
     return subprocess.run([sys.executable, "-I", str(script), *args], capture_output=True, text=True, timeout=60)
 
 
-def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, database_url, tmp_path):  # noqa: F811
+def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, database_url, tmp_path):
     assert keys("create").exit_code == 0
     partner = approved_partner(api)
     contract = signed_contract(api, partner)

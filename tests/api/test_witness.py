@@ -6,7 +6,11 @@ checkpoints to a witness")."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,9 +22,13 @@ from typer.testing import CliRunner
 from api.cli import app as cli
 from channel_domain.store import checkpoints, merkle, witness
 from channel_domain.store.integrity import GENESIS, event_hash, utc_text, verify
+from tests.api import test_checkpoints
 from tests.api.flows import AUDITOR, post
-from tests.api.test_checkpoints import event_hashes, key_file, keys, public_keys, record_sales  # noqa: F401
+from tests.api.test_checkpoints import event_hashes, keys, public_keys, record_sales
 from tests.channel_domain.store import rfc9162
+from tests.servers import BIN
+
+key_file = test_checkpoints.key_file  # the signing key's fixture, shared
 
 
 def run(*args: str):
@@ -40,7 +48,7 @@ def lines_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_publishing_to_a_directory_appends_each_checkpoint_once_with_its_key(api, key_file, tmp_path):  # noqa: F811
+def test_publishing_to_a_directory_appends_each_checkpoint_once_with_its_key(api, key_file, tmp_path):
     assert keys("create").exit_code == 0
     contract = record_sales(api, 3)
     first = checkpoint_now(api)
@@ -76,7 +84,7 @@ def test_publishing_to_a_directory_appends_each_checkpoint_once_with_its_key(api
     assert named.exit_code == 0, named.output
 
 
-def test_a_published_checkpoint_altered_or_cut_short_is_named(api, key_file, tmp_path):  # noqa: F811
+def test_a_published_checkpoint_altered_or_cut_short_is_named(api, key_file, tmp_path):
     assert keys("create").exit_code == 0
     contract = record_sales(api, 2)
     checkpoint_now(api)
@@ -139,7 +147,7 @@ def http_witness():
         server.server_close()
 
 
-def test_publishing_to_a_url_posts_each_checkpoint_until_accepted(api, key_file, http_witness,  # noqa: F811
+def test_publishing_to_a_url_posts_each_checkpoint_until_accepted(api, key_file, http_witness,
                                                                  database_url):
     assert keys("create").exit_code == 0
     contract = record_sales(api, 2)
@@ -223,7 +231,7 @@ def rewrite_history(api, database_url: str, position: int, attacker_key: Path | 
 
 @pytest.mark.parametrize("replaces_checkpoints", [False, True], ids=["keeps-checkpoints", "forges-checkpoints"])
 def test_a_log_rewritten_with_every_hash_inside_postgresql_is_caught_by_the_published_checkpoints(
-        api, key_file, database_url, tmp_path, replaces_checkpoints):  # noqa: F811
+        api, key_file, database_url, tmp_path, replaces_checkpoints):
     assert keys("create").exit_code == 0
     contract = record_sales(api, 3)
     first = checkpoint_now(api)
@@ -274,7 +282,7 @@ def test_a_log_rewritten_with_every_hash_inside_postgresql_is_caught_by_the_publ
         assert go_on.exit_code == 1 and "is not one of this database's checkpoints" in said(go_on)
 
 
-def test_events_removed_after_publishing_are_named(api, key_file, database_url, tmp_path):  # noqa: F811
+def test_events_removed_after_publishing_are_named(api, key_file, database_url, tmp_path):
     assert keys("create").exit_code == 0
     record_sales(api, 2)
     made = checkpoint_now(api)
@@ -289,3 +297,35 @@ def test_events_removed_after_publishing_are_named(api, key_file, database_url, 
     assert caught.exit_code == 1
     assert (f"(tree size {made['tree_size']}, {made['timestamp']}, key {made['key_id']}): the log has only"
             f" {made['tree_size'] - 1} events") in said(caught)
+
+
+def test_follow_keeps_publishing_until_stopped(api, key_file, database_url, tmp_path):
+    assert keys("create").exit_code == 0
+    contract = record_sales(api, 1)
+    first = checkpoint_now(api)
+    target = tmp_path / "witness"
+    follower = subprocess.Popen(
+        [str(BIN / "channel-domain"), "checkpoints", "publish", "--to", str(target), "--follow", "--interval", "0.2"],
+        env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_lines(target / "checkpoints.ndjson", 1)
+        record_sales(api, 1, contract)
+        second = checkpoint_now(api)
+        published = wait_for_lines(target / "checkpoints.ndjson", 2)
+        assert [(c["tree_size"], c["signature"]) for c in published] == \
+            [(c["tree_size"], c["signature"]) for c in (first, second)]
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        output, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 0, output
+    assert output.count("published 1 checkpoint(s)") == 2, output
+
+
+def wait_for_lines(path: Path, count: int, within_s: float = 30) -> list[dict]:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if path.exists() and len(found := lines_of(path)) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} lines in {path} after {within_s} s")

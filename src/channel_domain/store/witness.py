@@ -242,9 +242,9 @@ def read_published(target: str | Path) -> list[Witnessed]:
             document = json.loads(line)
         except ValueError:
             raise WitnessUnreadable(f"line {number} of {path} is not JSON") from None
-        if not isinstance(document, dict) or any(field not in document for field in FIELDS):
-            raise WitnessUnreadable(f"line {number} of {path} is no published checkpoint: it lacks"
-                                    f" {[f for f in FIELDS if f not in (document if isinstance(document, dict) else {})]}")
+        lacking = [field for field in FIELDS if field not in document] if isinstance(document, dict) else FIELDS
+        if lacking:
+            raise WitnessUnreadable(f"line {number} of {path} is no published checkpoint: it lacks {', '.join(lacking)}")
         if not isinstance(document["tree_size"], int) or document["tree_size"] < 0:
             raise WitnessUnreadable(f"line {number} of {path}: tree_size is not a count")
         found.append(Witnessed(str(path), number, document))
