@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import dict_row
 
+from api.routes.commissions import Statement
 from channel_domain.store import merkle
 from tests.api import test_checkpoints
 from tests.api.flows import AUDITOR, ERP, FINANCE, MANAGER, REPORTING, approved_partner, post, problem, signed_contract
@@ -52,6 +53,7 @@ def test_each_line_proves_its_event_against_the_latest_checkpoint(api, key_file,
     answer = read(api, partner, proofs="true")
     assert answer.status_code == 200, answer.text
     statement = answer.json()
+    Statement.model_validate(statement, strict=True)  # the documented shape, proofs included
     assert statement["proof_checkpoint"] == checkpoint
     check_signature(api, statement["proof_checkpoint"])
     log = event_hashes(database_url)
