@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -329,3 +331,44 @@ def wait_for_lines(path: Path, count: int, within_s: float = 30) -> list[dict]:
             return found
         time.sleep(0.05)
     raise AssertionError(f"fewer than {count} lines in {path} after {within_s} s")
+
+
+def export_script(tmp_path: Path) -> Path:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    script = re.search(r"<!-- verify_export\.py.*?-->\n```python\n(.*?)```", doc, re.S).group(1)
+    (tmp_path / "verify_export.py").write_text(script)
+    return tmp_path / "verify_export.py"
+
+
+def check_export(api, script: Path, published: Path) -> subprocess.CompletedProcess:
+    export = api.client.get("/v1/audit/export", headers=api.headers(AUDITOR[0], *AUDITOR[1]))
+    assert export.status_code == 200
+    (script.parent / "log.ndjson").write_text(export.text)
+    return subprocess.run([sys.executable, "-I", str(script), str(script.parent / "log.ndjson"), str(published)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_offline_export_check_of_docs_audit_md_catches_the_rewrite_too(api, key_file, database_url, tmp_path):
+    """An auditor with an export and the published file, and no access to the service: the
+    standard-library script computes the roots from the export's own hashes."""
+    assert keys("create").exit_code == 0
+    contract = record_sales(api, 2)
+    first = checkpoint_now(api)
+    record_sales(api, 2, contract)
+    checkpoint_now(api)
+    target = tmp_path / "witness"
+    assert run("checkpoints", "publish", "--to", str(target)).exit_code == 0
+    script = export_script(tmp_path)
+    published = target / "checkpoints.ndjson"
+    checked = check_export(api, script, published)
+    assert checked.returncode == 0 and checked.stdout.endswith("; the log matches the 2 published checkpoints\n"), \
+        checked.stdout + checked.stderr
+    log = event_hashes(database_url)
+    with psycopg.connect(database_url) as conn:
+        position = conn.execute("SELECT min(position) FROM events WHERE position > %s AND state LIKE %s",
+                                (log[first["tree_size"] - 1][0], b"%10.00%")).fetchone()[0]
+    rewrite_history(api, database_url, position, None)
+    caught = check_export(api, script, published)
+    assert caught.returncode == 1
+    assert caught.stdout.startswith("NOT OK at position ") and (
+        f"do not have the Merkle root the checkpoint on line 2 of {published} signed") in caught.stdout, caught.stdout
