@@ -635,8 +635,11 @@ def projections_retry(
                   f" {cleared.event_type}: {cleared.error}); the workers resume from position {checkpoint};"
                   f" recorded as the event at position {outcome.position} (record {outcome.id})")
     if outcome.extra.get("skip_decision") is not None:
+        evidence = not getattr(next(p for p in all_projections() if p.name == name), "rebuildable", True)
         console.print(f"a skip of position {cleared.position} was already decided (record"
-                      f" {outcome.extra['skip_decision']}, an interrupted skip): the workers pass over it")
+                      f" {outcome.extra['skip_decision']}, an interrupted skip): "
+                      + ("the workers apply the event all the same: evidence never passes over one" if evidence
+                         else "the workers pass over it"))
 
 
 @projections_app.command("skip")

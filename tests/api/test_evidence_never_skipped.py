@@ -92,6 +92,7 @@ def test_the_workers_never_pass_over_an_event_for_the_evidence(api, monkeypatch,
     retried = CliRunner().invoke(cli, ["projections", "retry", "audit_merkle", "--actor", "ops-1"],
                                  env=cli_env(database_url))
     assert retried.exit_code == 0, retried.output
+    assert "the workers apply the event all the same: evidence never passes over one" in " ".join(retried.output.split())
     api.catch_up()
     with psycopg.connect(database_url) as conn:
         log = [bytes(row[0]) for row in conn.execute("SELECT hash FROM events ORDER BY position")]
