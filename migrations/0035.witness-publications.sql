@@ -1,4 +1,4 @@
--- depends: 0033.merkle-checkpoints
+-- depends: 0034.report-speed
 --
 -- Issue 17, part 3: `channel-domain checkpoints publish --to URL` posts each signed checkpoint to
 -- a witness's HTTP endpoint. An endpoint offers no standard way to ask what it holds, so what it
