@@ -16,6 +16,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ import append
 import event_latency
 import http_load
 import load_contract
+import proofs
 import psycopg
 import read_models
 import relay_nats
@@ -34,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 
 from channel_domain.application import ChannelDepartment
+from channel_domain.store import checkpoints
 from channel_domain.store.projecting import ProjectionRunner
 from projections import all_projections
 
@@ -59,16 +62,22 @@ class Sizes:
     report_rate: float  # P10: reads a second of each report, on a steady schedule
     report_reads: int  # P10: reads of each report
     report_write_rate: float  # P10: sales recorded a second meanwhile
+    proof_events: int  # P11: the log the Merkle tree is built over
+    proof_rate: float  # P11: proofs a second of each kind, on a steady schedule
+    proof_reads: int  # P11: proofs of each kind
+    proof_import_lines: int  # P11: sales of the P3-style import the tree must keep up with
 
 
 FULL = Sizes(appends=3000, http_clients=16, commands_per_client=250, import_lines=100_000, import_contracts=20,
              statement_rate=50, statement_reads=1500, statement_write_rate=200, contract_sales=10_000, log_events=1_000_000,
              relay_events=50_000, event_rate=200, event_sales=3000, report_events=1_000_000, report_rate=20,
-             report_reads=200, report_write_rate=200)
+             report_reads=200, report_write_rate=200, proof_events=1_000_000, proof_rate=200, proof_reads=4000,
+             proof_import_lines=100_000)
 QUICK = Sizes(appends=200, http_clients=16, commands_per_client=10, import_lines=2_000, import_contracts=5,
               statement_rate=50, statement_reads=50, statement_write_rate=200, contract_sales=300, log_events=5_000,
               relay_events=10_000, event_rate=200, event_sales=200, report_events=5_000, report_rate=20,
-              report_reads=20, report_write_rate=200)
+              report_reads=20, report_write_rate=200, proof_events=2_000, proof_rate=200, proof_reads=100,
+              proof_import_lines=1_000)
 
 
 @dataclass
@@ -292,6 +301,70 @@ def report_reads(run: Run, server: str) -> None:
                            f" {streamed.first_byte_ms:.0f} ms"))
 
 
+def merkle_proofs(run: Run, server: str) -> None:
+    sizes = run.sizes
+    console.rule(f"P11: Merkle proofs over {sizes.proof_events:,} events, and the tree beside an import")
+    with bench_database(server) as url, tempfile.TemporaryDirectory() as keys:
+        began = time.perf_counter()
+        # 200 partners as P5 and P10 have them; a quick run's small log needs few (each costs events).
+        head = read_models.fill_log(url, sizes.proof_events, contracts=200 if sizes.proof_events >= 100_000 else 10)
+        console.print(f"  wrote {head:,} events through the application in {time.perf_counter() - began:.0f} s")
+        leaves, seconds = proofs.build_tree(url)
+        run.add(Figure("P11", f"build the Merkle tree over {leaves:,} events (audit_merkle alone, from nothing)",
+                       leaves / seconds, "events/s", note=f"{seconds:.1f} s"))
+        # The others, so that serve starts caught up; a quick run's few events are not worth processes.
+        processes = (os.cpu_count() or 1) if sizes.proof_events >= 100_000 else 1
+        events, seconds = read_models.catch_up(url, processes)
+        console.print(f"  every other read model caught up over {events:,} events in {seconds:.0f} s")
+        read_models.analyze(url)
+        key_file = proofs.signing_key(url, Path(keys))
+        positions, size = proofs.sample_positions(url, max(sizes.proof_reads, 100))
+        setup = ChannelDepartment(url)
+        contracts = [str(signed_contract_of(setup, "retailer", f"Importer {n}")[1])
+                     for n in range(20 if sizes.proof_import_lines >= 10_000 else 5)]  # P3 imports over 20
+        setup.close()
+        auditor = token(url, "auditor", ["auditor"])
+        erp = token(url, "erp", ["integration"])
+        bound = size.bit_length()  # ⌈log2 n⌉ + 1 at most: 21 for a million
+        env = {checkpoints.KEY_FILE_VARIABLE: str(key_file), checkpoints.INTERVAL_VARIABLE: "1"}
+        # As deployed by default: read models, the tree among them, and checkpoints in the background.
+        with served(url, projections=True, env=env) as api:
+            longest = proofs.proof_sizes(api.base, auditor, positions, size)
+            run.add(Figure("P11", f"inclusion proof, longest of 100 in a tree of {size:,}", longest.inclusion_max,
+                           "hashes", goal="≤ 21", met=longest.inclusion_max <= min(21, bound)))
+            run.add(Figure("P11", f"consistency proof, longest of 100 against a tree of {size:,}",
+                           longest.consistency_max, "hashes", goal=f"≤ {2 * bound}",
+                           met=longest.consistency_max <= 2 * bound,
+                           note="RFC 9162 bounds it by about 2 log2 n"))
+            for kind in ("inclusion", "consistency"):
+                reads = proofs.read_proofs(api.base, auditor, kind, positions, size, sizes.proof_rate,
+                                           sizes.proof_reads)
+                article = "an" if kind == "inclusion" else "a"
+                run.add(Figure("P11", f"GET {article} {kind} proof, p99 at {sizes.proof_rate:.0f}/s", reads.p99_ms, "ms",
+                               goal="≤ 5 ms", met=reads.p99_ms <= 5 and not reads.unexpected,
+                               note=f"p50 {reads.p50_ms:.1f} ms" + (f", {_statuses(reads.unexpected)}"
+                                                                   if reads.unexpected else "")))
+            imported: dict[str, float] = {}
+
+            def import_now() -> None:
+                seconds, accepted, rejected = http_load.import_sales(api.base, erp, contracts,
+                                                                     sizes.proof_import_lines)
+                imported.update(seconds=seconds, accepted=accepted, rejected=rejected)
+
+            kept = proofs.keeping_up(url, import_now)
+        rate = sizes.proof_import_lines / imported["seconds"]
+        early, late = kept.lags(0.0, 0.25), kept.lags(0.75, 1.0)
+        growing = bool(early and late) and max(late) > max(early) + 2 * 2000  # two batches of the runner
+        run.add(Figure("P11", f"the tree's lag behind the head while importing {sizes.proof_import_lines:,} sales"
+                       f" (P3-style, {rate:,.0f}/s), last quarter of the import", max(late or [0]), "events",
+                       goal="not growing", met=not growing and kept.caught_up_s is not None,
+                       note=f"first quarter {max(early or [0]):,}, overall max {kept.max_lag:,}; caught up"
+                       + (f" {kept.caught_up_s:.1f} s after the import" if kept.caught_up_s is not None
+                          else " NOT within 120 s of the import")
+                       + f"; {kept.checkpoints} checkpoints signed (interval 1 s), checkpoint lag max"
+                       f" {kept.max_checkpoint_lag:,} events"))
+
+
 def machine(server: str) -> list[str]:
     with psycopg.connect(server) as conn:
         postgres = conn.execute("SHOW server_version").fetchone()[0]
@@ -329,7 +402,7 @@ def table(run: Run) -> Table:
     return shown
 
 
-STAGES = ("append", "served", "integration", "log", "relay", "reports")
+STAGES = ("append", "served", "integration", "log", "relay", "reports", "proofs")
 
 
 def main() -> None:
@@ -360,6 +433,8 @@ def main() -> None:
         relay(run, server)
     if "reports" in chosen:
         report_reads(run, server)
+    if "proofs" in chosen:
+        merkle_proofs(run, server)
     console.print(table(run))
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(markdown(run, server, args.quick))

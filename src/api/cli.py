@@ -23,7 +23,7 @@ from channel_domain.application import ChannelDepartment
 from channel_domain.context import acting_as
 from channel_domain.errors import ValidationFailed
 from channel_domain.operations import OPERATOR_ROLE
-from channel_domain.store import checkpoints, integrity, projecting, reporting, retention
+from channel_domain.store import checkpoints, integrity, projecting, reporting, retention, witness
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, require_current
 from channel_domain.store.migrations import migrate as apply_migrations
@@ -327,12 +327,26 @@ def rebuild(
 
 
 @app.command()
-def verify() -> None:
-    """Check every event's hash, each stream's chain and the seals over the whole log.
-    Exit code 0 only when everything checks; 2 when the schema is behind (it reads only, so a
-    read-only role or a standby can run it: it never migrates)."""
+def verify(
+    published: str | None = typer.Option(
+        None, "--checkpoints", metavar="DIR|FILE",
+        help="Also check the log against the signed checkpoints published there (`checkpoints publish`): each"
+             " signature against the key on its line, and each tree's root recomputed from the events' bytes."),
+) -> None:
+    """Check every event's hash, each stream's chain and the seals over the whole log; with
+    --checkpoints, also that the log is still the one each published checkpoint signed, using
+    nothing of the database but the events' bytes (docs/audit.md). Exit code 0 only when
+    everything checks; 2 when the schema is behind or the checkpoints cannot be read (it reads
+    only, so a read-only role or a standby can run it: it never migrates)."""
     url = database_url()
     _schema_current(url)
+    witnessed = None
+    if published is not None:
+        try:
+            witnessed = witness.read_published(published)
+        except witness.WitnessUnreadable as unreadable:
+            typer.secho(str(unreadable), err=True, fg="red")
+            raise typer.Exit(2) from None
     department = ChannelDepartment(url)
     try:
         head = department.event_recorder.max_notification_id() or 0
@@ -344,15 +358,31 @@ def verify() -> None:
                 bar.update(task, completed=position, rate=f"{bar.tasks[task].speed or 0:,.0f} events/s")
 
             result = integrity.verify(department.event_recorder.datastore, advance)
+        against = None
+        if witnessed is not None:
+            largest = max((w.tree_size for w in witnessed), default=0)
+            with Progress(TextColumn("against published checkpoints"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=console) as bar:
+                task = bar.add_task("witness", total=largest)
+                against = witness.verify_against(department.event_recorder.datastore, witnessed,
+                                                 lambda done: bar.update(task, completed=done))
     finally:
         department.close()
     if result.ok:
         console.print(f"[green]ok[/green]: {result.events} events; sealed through position "
                       f"{result.verified_through}, head {result.head_hash}; {result.unsealed} not yet sealed")
-        return
-    console.print(f"[red]NOT OK at position {result.first_bad_position}[/red]: {result.problem}")
-    console.print(f"verified through position {result.verified_through}, head {result.head_hash}")
-    raise typer.Exit(1)
+    else:
+        console.print(f"[red]NOT OK at position {result.first_bad_position}[/red]: {result.problem}")
+        console.print(f"verified through position {result.verified_through}, head {result.head_hash}")
+    if against is not None:
+        # Plain lines, not wrapped to the terminal: scripts and auditors grep for the checkpoint named.
+        if against.ok:
+            typer.echo(f"ok: the log matches all {against.checkpoints} published checkpoints in {published}"
+                       f" (the largest a tree of {against.largest_tree} events)")
+        else:
+            typer.echo(f"NOT OK against {against.failed.name}: {against.problem}")
+    if not result.ok or (against is not None and not against.ok):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -452,6 +482,69 @@ def keys_show(key_file: str | None = KeyFile) -> None:
     _print_key(key)
 
 
+# Publishing checkpoints to a witness (docs/audit.md, "Publishing checkpoints to a witness") --------
+
+checkpoints_app = typer.Typer(help="Signed checkpoints: copy them to a witness outside the database.",
+                              no_args_is_help=True)
+app.add_typer(checkpoints_app, name="checkpoints")
+
+
+@checkpoints_app.command("publish")
+def checkpoints_publish(
+    to: str = typer.Option(..., "--to", metavar="DIR|FILE|URL",
+                           help="A directory (its checkpoints.ndjson), an .ndjson file, or an http(s) URL to POST to."),
+    follow: bool = typer.Option(False, "--follow", help="Keep publishing new checkpoints until interrupted."),
+    interval: float | None = typer.Option(
+        None, min=0.1, help="With --follow: seconds between looks (default: the checkpoint interval,"
+                            f" {checkpoints.INTERVAL_VARIABLE}, 10 s)."),
+) -> None:
+    """Append every signed checkpoint not yet published to DIR/checkpoints.ndjson (or FILE), one
+    JSON line each with the public key that signed it; or POST each to URL as JSON, a 2xx answer
+    accepting it. A file resumes after its last line, which must be one of this database's
+    checkpoints (exit 1 otherwise: check with `verify --checkpoints`); a URL after the last
+    checkpoint it accepted. Exit code 1 when the target refuses or cannot be reached (with
+    --follow: retried, unless the file contradicts the database)."""
+    url = database_url()
+    _schema_current(url)
+    if follow and interval is None:
+        try:
+            interval = checkpoints.interval_s()
+        except ValueError as error:
+            typer.secho(str(error), err=True, fg="red")
+            raise typer.Exit(2) from None
+    department = ChannelDepartment(url)
+    datastore = department.event_recorder.datastore
+    stop = threading.Event()
+    if follow:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    trouble = ""
+    try:
+        while True:
+            try:
+                done = witness.publish(datastore, to)
+                trouble = ""
+                if done.count or not follow:
+                    last = done.last or {}
+                    typer.echo(f"published {done.count} checkpoint(s) to {done.target}"
+                               + (f"; it now ends with tree size {last['tree_size']} ({last['timestamp']})"
+                                  if last else "; it holds none yet"))
+            except witness.PublishRefused as refused:
+                typer.secho(f"refused: {refused}", err=True, fg="red")
+                raise typer.Exit(1) from None
+            except witness.PublishFailed as failed:
+                if not follow:
+                    typer.secho(f"{failed} ({failed.published} published before it)", err=True, fg="red")
+                    raise typer.Exit(1) from None
+                if str(failed) != trouble:  # said once per trouble, not every look
+                    typer.secho(f"{failed}; trying again", err=True, fg="yellow")
+                    trouble = str(failed)
+            if not follow or stop.wait(interval):
+                return
+    finally:
+        department.close()
+
+
 # Read models stopped at a poison event (docs/reliability.md, "A poison event stops one read model") ----
 
 projections_app = typer.Typer(help="Read models: their state, and resuming one stopped at an event it cannot apply.",
@@ -542,8 +635,11 @@ def projections_retry(
                   f" {cleared.event_type}: {cleared.error}); the workers resume from position {checkpoint};"
                   f" recorded as the event at position {outcome.position} (record {outcome.id})")
     if outcome.extra.get("skip_decision") is not None:
+        evidence = not getattr(next(p for p in all_projections() if p.name == name), "rebuildable", True)
         console.print(f"a skip of position {cleared.position} was already decided (record"
-                      f" {outcome.extra['skip_decision']}, an interrupted skip): the workers pass over it")
+                      f" {outcome.extra['skip_decision']}, an interrupted skip): "
+                      + ("the workers apply the event all the same: evidence never passes over one" if evidence
+                         else "the workers pass over it"))
 
 
 @projections_app.command("skip")
@@ -572,6 +668,11 @@ def _skip(name: str, position: int, reason: str | None, actor: str | None) -> No
         console.print("[red]a skip is an operator's recorded decision: give --reason and --actor[/red]")
         raise typer.Exit(2)
     name = _read_model_name(name)
+    evidence = next(p for p in all_projections() if p.name == name)
+    if not getattr(evidence, "rebuildable", True):
+        console.print(f"[red]{name} is evidence, not a view: skipping an event would leave it out of the proofs"
+                      f" (docs/audit.md). Fix the cause, then: channel-domain projections retry {name}[/red]")
+        raise typer.Exit(2)
     actor = _operator(actor)
     url = database_url()
     apply_migrations(url)

@@ -133,6 +133,7 @@ READ_TABLE = [
     ("/v1/audit/checkpoints", {"auditor"}),
     ("/v1/audit/proofs/inclusion?position=1", {"auditor"}),
     ("/v1/audit/proofs/consistency?first=1", {"auditor"}),
+    (f"/v1/commissions/statements/{X}/2026-03?proofs=true", {"reporting", "finance", "auditor", "channel_manager"}),
     ("/v1/projections", ALL_ROLES),
     ("/v1/events/schemas", ALL_ROLES),
     ("/v1/events", {"integration", "auditor"}),

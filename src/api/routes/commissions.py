@@ -12,10 +12,12 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from api.deps import Department, allowed
+from api.routes.checkpoints import SignedCheckpoint
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
 from channel_domain.errors import NotFound
+from channel_domain.store import checkpoints, merkle
 from channel_domain.values import YEAR, plain_json
 from projections.commissions import statement, statements
 
@@ -24,6 +26,13 @@ Reader = Annotated[Principal, Depends(allowed("reporting", "finance", "auditor",
 Month = Annotated[str, Field(pattern=rf"^{YEAR}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
 KnownAt = Annotated[AwareDatetime | None, Query(
     description="Read the statement as it stood at this time (RFC 3339 with offset)")]
+
+
+class InclusionProof(BaseModel):
+    leaf_index: int = Field(description="The event's leaf: its rank in position order, from 0")
+    tree_size: int = Field(description="Leaves of the tree proven against: `proof_checkpoint`'s tree_size")
+    event_hash: str = Field(description="The leaf's input: the event's hash (hex), as the export and verify check it")
+    audit_path: list[str] = Field(description="RFC 9162 inclusion path, hex, leaf side first")
 
 
 class StatementLine(BaseModel):
@@ -42,6 +51,10 @@ class StatementLine(BaseModel):
         description="An adjustment carrying a sale, return or deal of a closed month into this one: its kind")
     dispute_id: str | None = Field(description="An adjustment booking an upheld dispute: the dispute")
     recorded_at: str
+    inclusion_proof: InclusionProof | None = Field(
+        None, description="With ?proofs=true: the proof that the line's event (at `position`) is in the tree of"
+                          " `proof_checkpoint`; null when that checkpoint was signed before the event reached the"
+                          " tree. Absent without ?proofs=true")
 
 
 class HousingSubsidy(BaseModel):
@@ -98,6 +111,9 @@ class StatementSummary(BaseModel):
 
 
 class Statement(StatementSummary):
+    proof_checkpoint: SignedCheckpoint | None = Field(
+        None, description="With ?proofs=true: the latest signed checkpoint, which the lines' inclusion proofs are"
+                          " against (null: none signed yet). Absent without ?proofs=true")
     lines: list[StatementLine]
 
 
@@ -115,18 +131,39 @@ def read_statement(
     _: Reader,
     position: Annotated[int, fresh("commissions")],
     as_known_at: KnownAt = None,
+    proofs: Annotated[bool, Query(description="Give each line the inclusion proof of its event against the latest"
+                                              " signed checkpoint (docs/audit.md, \"Statement lines with proofs\")")]
+    = False,
 ) -> Response:
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         found = statement(curs, partner_id, period, as_known_at)
-    if found is None:
-        raise NotFound(f"no partner {partner_id} in the commission read model")
+        if found is None:
+            raise NotFound(f"no partner {partner_id} in the commission read model")
+        lines = found.pop("lines_json")
+        if proofs:
+            checkpoint, lines = _with_proofs(curs, lines)
     # Answered as built, the lines as PostgreSQL wrote them: re-validating hundreds of lines
     # against `Statement` cost more than the query (the model documents the shape; tests
     # hold the answers to it).
-    lines = found.pop("lines_json")
     summary = json.dumps(plain_json(found))
-    body = f'{summary[:-1]}, "lines": {lines}}}'
+    proven = f', "proof_checkpoint": {json.dumps(checkpoint)}' if proofs else ""
+    body = f'{summary[:-1]}{proven}, "lines": {lines}}}'
     return Response(body, media_type="application/json", headers={"X-Projection-Position": str(position)})
+
+
+def _with_proofs(curs: Any, lines_json: str) -> tuple[dict[str, Any] | None, str]:
+    """The latest checkpoint and the lines with their inclusion proofs against it, all read in
+    three queries however many lines (`merkle.prove_inclusions`)."""
+    lines = json.loads(lines_json)
+    latest = checkpoints.latest(curs)
+    proven = {} if latest is None else merkle.prove_inclusions(curs, [line["position"] for line in lines],
+                                                                latest.tree_size)
+    for line in lines:
+        found = proven.get(line["position"])
+        line["inclusion_proof"] = None if found is None else {
+            "leaf_index": found[0], "tree_size": latest.tree_size, "event_hash": found[1].hex(),
+            "audit_path": [step.hex() for step in found[2]]}
+    return (None if latest is None else latest.as_dict()), json.dumps(lines)
 
 
 @router.get("/statements", response_model=Statements, responses=ERRORS,

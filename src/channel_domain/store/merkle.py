@@ -154,20 +154,56 @@ def _check_size(size: int, built: int, name: str = "tree_size") -> None:
                          f"{name} {size} is outside the tree, which has {built} leaves (1 to {built} are provable)")
 
 
-def prove_inclusion(cursor: Any, position: int, size: int) -> InclusionProof:
-    """The event at `position` is leaf `leaf_index` of the tree of `size` leaves. A position
-    that is no leaf at all is refused before a size out of range (existence first, api.md)."""
-    cursor.execute("SELECT leaf_index, event_hash FROM merkle_leaves WHERE position = %s", (position,))
-    leaf = cursor.fetchone()
-    if leaf is None:
+# The sizes a proof is checked against, with the leaf it is about, in one round trip (P11: a
+# proof served over HTTP is a handful of round trips; each saved is a good part of its time).
+# `signed` is the latest checkpoint's size, the default; no transaction is needed around this
+# and the nodes' read: leaves and nodes only ever grow, each batch with its nodes at once.
+_SIZES = ("SELECT (SELECT coalesce(max(leaf_index) + 1, 0) FROM merkle_leaves) AS built,"
+          " (SELECT tree_size FROM merkle_checkpoints ORDER BY id DESC LIMIT 1) AS signed")
+
+
+def _signed_size(found: dict[str, Any], given: int | None) -> int:
+    if given is not None:
+        return given
+    if found["signed"] is None:
+        raise OutOfRange("no_checkpoint", "no checkpoint has been signed yet")
+    return found["signed"]
+
+
+def prove_inclusion(cursor: Any, position: int, size: int | None = None) -> InclusionProof:
+    """The event at `position` is leaf `leaf_index` of the tree of `size` leaves (None: the
+    latest checkpoint's). Refusals in api.md's order: no checkpoint to default to, then a
+    position that is no leaf at all (existence), then a size out of range."""
+    cursor.execute(f"SELECT s.built, s.signed, l.leaf_index, l.event_hash FROM ({_SIZES}) AS s"  # noqa: S608
+                   " LEFT JOIN merkle_leaves l ON l.position = %s", (position,))
+    found = cursor.fetchone()
+    size = _signed_size(found, size)
+    if found["leaf_index"] is None:
         raise OutOfRange("position_not_in_tree", f"no event at position {position} is in the tree")
-    _check_size(size, tree_size(cursor))
-    if leaf["leaf_index"] >= size:
+    _check_size(size, found["built"])
+    if found["leaf_index"] >= size:
         raise OutOfRange("position_not_in_tree",
                          f"no event at position {position} is among the {size} leaves of that tree")
-    index = leaf["leaf_index"]
+    index = found["leaf_index"]
     path, top = _with_stored_nodes(cursor, lambda node: (inclusion_path(node, index, size), root(node, size)))
-    return InclusionProof(position, index, size, bytes(leaf["event_hash"]), top, path)
+    return InclusionProof(position, index, size, bytes(found["event_hash"]), top, path)
+
+
+def prove_inclusions(cursor: Any, positions: Sequence[int], size: int) -> dict[int, tuple[int, bytes, list[bytes]]]:
+    """Position -> (leaf index, event hash, audit path) in the tree of `size` leaves, for every
+    one of `positions` among its leaves (the others are left out: not yet in that tree). Two
+    queries whatever the number — the leaves, then every node their paths need — so a
+    statement of hundreds of lines costs two round trips, not one per line."""
+    wanted = sorted(set(positions))
+    if not wanted or size < 1:
+        return {}
+    cursor.execute("SELECT position, leaf_index, event_hash FROM merkle_leaves"
+                   " WHERE position = ANY(%s) AND leaf_index < %s", (wanted, size))
+    leaves = {row["position"]: (row["leaf_index"], bytes(row["event_hash"])) for row in cursor.fetchall()}
+    if not leaves:
+        return {}
+    return _with_stored_nodes(cursor, lambda node: {
+        position: (index, digest, inclusion_path(node, index, size)) for position, (index, digest) in leaves.items()})
 
 
 @dataclass(frozen=True)
@@ -179,10 +215,13 @@ class ConsistencyProof:
     proof: list[bytes]
 
 
-def prove_consistency(cursor: Any, first: int, second: int) -> ConsistencyProof:
-    """The tree of `second` leaves extends the tree of `first` leaves (1 ≤ first ≤ second)."""
-    built = tree_size(cursor)
-    _check_size(second, built, "second")
+def prove_consistency(cursor: Any, first: int, second: int | None = None) -> ConsistencyProof:
+    """The tree of `second` leaves (None: the latest checkpoint's) extends the tree of `first`
+    leaves (1 ≤ first ≤ second)."""
+    cursor.execute(_SIZES)
+    found = cursor.fetchone()
+    second = _signed_size(found, second)
+    _check_size(second, found["built"], "second")
     if first < 1 or first > second:
         raise OutOfRange("tree_sizes_out_of_order", f"first ({first}) must be from 1 to second ({second})")
     proof, first_root, second_root = _with_stored_nodes(

@@ -230,7 +230,7 @@ class ProjectionRunner:
             at = start
             for batch in log.follow(self.batch_size):
                 events = [(n, self._decode(n)) for n in batch]
-                skips = self._skips([p.name for p in group], batch[0].id, batch[-1].id)
+                skips = self._skips([p.name for p in group if _skippable(p)], batch[0].id, batch[-1].id)
                 failed: list[tuple[Projection, Exception]] = []
                 for projection in list(group):
                     try:
@@ -287,7 +287,7 @@ class ProjectionRunner:
                            " smaller batches", projection.name, at)
             return
         poison, poison_error = found
-        if self._heal_skip(projection.name, poison.id):
+        if _skippable(projection) and self._heal_skip(projection.name, poison.id):
             return
         self._mark_failing(projection.name, poison, poison_error, tries.count)
 
@@ -592,6 +592,13 @@ def start_in_background(runner: ProjectionRunner) -> tuple[threading.Thread, thr
 
 
 # Operator commands (`channel-domain projections ...`) ---------------------------------------
+
+
+def _skippable(projection: Projection) -> bool:
+    """Evidence (`rebuildable = False`: the seals, the Merkle tree) never passes over an event,
+    whatever decision a caller of the library recorded: the event would be missing from the
+    proofs. `channel-domain projections skip` refuses it before recording anything."""
+    return getattr(projection, "rebuildable", True)
 
 
 class SkipRefused(Exception):
