@@ -106,7 +106,9 @@ def record_diff(app: ChannelDepartment, record_type: type[ChannelAggregate], rec
     events and looked at as the record read shows it to `viewer` after each: a diff can show
     nothing a read of either version would not (an employee's personal fields only to hr, and
     to nobody once erased), and an event counts for a field only if the field's value moved."""
-    app.get(record_type, record_id)  # 404 for no such record, or one of another kind
+    # 404 for no such record, or one of another kind: told by its first event, not by loading it.
+    if not app.history(record_id, 0, 1)[0].type.startswith(f"{record_type.__name__}."):
+        raise NotFound(f"no {noun} {record_id}")
     latest = app.event_recorder.latest_version(record_id) or 0
     first = _version_at(app, record_id, from_, latest, noun, "from")
     last = _version_at(app, record_id, to, latest, noun, "to")
@@ -171,7 +173,7 @@ def statement_diff(curs: Any, partner_id: UUID, period: str, from_: datetime, to
         raise NotFound(f"no partner {partner_id} in the commission read model")
     curs.execute(
         "SELECT " + ", ".join(f"l.{column}" for column in _LINE_COLUMNS) + ","
-        " a.type, a.actor, a.correlation_id, a.stream_id"
+        " a.type, a.actor, a.correlation_id, a.stream_id, a.recorded_at AS event_recorded_at"
         " FROM commission_lines l LEFT JOIN audit_events a ON a.position = l.position"
         " WHERE l.partner_id = %(partner)s AND l.period = %(period)s"
         " AND l.recorded_at > %(from)s AND l.recorded_at <= %(to)s ORDER BY l.position, l.line_no",
@@ -182,7 +184,7 @@ def statement_diff(curs: Any, partner_id: UUID, period: str, from_: datetime, to
         line = {column: row[column] for column in _LINE_COLUMNS}
         line["event"] = None if row["type"] is None else {
             "position": row["position"], "type": row["type"], "actor": row["actor"], "stream_id": row["stream_id"],
-            "recorded_at": row["recorded_at"], "correlation_id": row["correlation_id"]}
+            "recorded_at": row["event_recorded_at"], "correlation_id": row["correlation_id"]}
         lines.append(line)
     figures_before = {name: (before or {}).get(name) for name in FIGURES}
     figures_after = {name: after.get(name) for name in FIGURES}
