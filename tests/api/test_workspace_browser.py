@@ -75,6 +75,15 @@ def browser(tmp_path):
         driver.quit()
 
 
+def arrive(driver, url_part: str) -> None:
+    """Until the page a click asked for has loaded (a click returns before the navigation ends)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 15).until(expected_conditions.url_contains(url_part))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def shot(driver, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
@@ -100,7 +109,8 @@ def test_an_auditor_signs_in_reads_a_timeline_a_diff_and_a_proven_statement(api,
         shot(browser, "01-sign-in")
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.ID, "sign-in").click()
-        assert browser.current_url == f"{base}/audit/records/{contract}"
+        arrive(browser, f"/audit/records/{contract}")
+        assert browser.current_url == f"{base}/audit/records/{contract}", browser.find_element(By.TAG_NAME, "main").text
         assert token not in browser.current_url
         session = browser.get_cookie("cd_audit_session")
         assert session["httpOnly"] is True and session["sameSite"] == "Strict" and session["value"] != token
@@ -117,6 +127,7 @@ def test_an_auditor_signs_in_reads_a_timeline_a_diff_and_a_proven_statement(api,
         to.clear()
         to.send_keys("6")
         browser.find_element(By.CSS_SELECTOR, ".diffform button").click()
+        arrive(browser, "/diff?")
         assert "/diff?from=4&to=6" in browser.current_url
         rows = {row.find_element(By.TAG_NAME, "th").text: [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
                 for row in browser.find_elements(By.CSS_SELECTOR, "table.diff tbody tr")}
@@ -128,6 +139,7 @@ def test_an_auditor_signs_in_reads_a_timeline_a_diff_and_a_proven_statement(api,
         # The partner's statement, each line proven against the checkpoint signed above.
         browser.get(f"{base}/audit/records/{partner}")
         browser.find_element(By.LINK_TEXT, "2026-03").click()
+        arrive(browser, "/audit/statements/")
         assert browser.current_url == f"{base}/audit/statements/{partner}/2026-03"
         proofs = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "table.lines td .status")]
         assert proofs == ["已验证 Verified", "已验证 Verified"]
@@ -140,6 +152,7 @@ def test_an_auditor_signs_in_reads_a_timeline_a_diff_and_a_proven_statement(api,
         assert "SaleRecorded" in browser.find_element(By.TAG_NAME, "main").text
         shot(browser, "05-request")
         browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+        arrive(browser, "/audit/sign-in")
         assert browser.current_url == f"{base}/audit/sign-in"
         browser.get(f"{base}/audit/")
         assert "/audit/sign-in" in browser.current_url
