@@ -165,6 +165,14 @@ def test_a_statement_shows_each_lines_proof_against_the_latest_checkpoint(api, a
     assert "已验证 Verified: 1" in words and "尚未进入检查点 Not yet in a checkpoint: 1" in words
     assert "验证失败 Failed: 0" in words and "有效 Valid" in words
     assert "应付合计 Total due 3000.00" in words  # 1 800.00 + 1 200.00
+    # The statement as known before sale B and now: B's line appeared, with its event and request.
+    made_at = auditor.get("/audit/verification").text
+    known = re.search(r"签署时间 Signed at</dt><dd>([^<]+)</dd>", made_at).group(1)
+    diff = auditor.get(f"{page}/diff", params={"from": known, "to": "2099-01-01T00:00:00Z"})
+    words = text_of(diff.text)
+    assert "应付合计 Total due 1800.00 3000.00" in words
+    assert re.findall(r'href="/audit/events/(\d+)"', diff.text) and "Contract.SaleRecorded" in diff.text
+    assert auditor.get(f"{page}/diff", params={"from": "3", "to": "4"}).status_code == 422
 
     # Someone rewrites sale A's stored bytes: its line no longer proves.
     with psycopg.connect(database_url, autocommit=True) as conn:
