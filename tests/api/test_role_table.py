@@ -151,6 +151,7 @@ READ_TABLE = [
     (f"/v1/partners/{X}/diff?from=1&to=2", ALL_ROLES),
     (f"/v1/contracts/{X}/diff?from=1&to=2", ALL_ROLES),
     (f"/v1/targets/{X}/diff?from=1&to=2", ALL_ROLES),
+    (f"/v1/commissions/disputes/{X}/diff?from=1&to=2", ALL_ROLES),  # a dispute is a record too
     (f"/v1/commissions/statements/{X}/2026-03/diff?from=2026-03-01T00:00:00Z",
      {"reporting", "finance", "auditor", "channel_manager"}),
 ]
