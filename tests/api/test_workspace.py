@@ -141,8 +141,12 @@ def test_a_record_timeline_is_paged_by_version_with_state_and_diff_pages(api, au
     ambiguous = auditor.get(f"/audit/records/{contract}/diff", params={"from": "2026-03-01", "to": "6"})
     assert ambiguous.status_code == 422 and "names no single moment" in ambiguous.text
 
-    request = auditor.get("/audit/requests/b-0")
-    assert "Contract.SaleRecorded" in request.text or "SaleRecorded" in request.text
+    assert "Contract.SaleRecorded" in auditor.get("/audit/requests/b-0").text
+    # Signing the partner's first contract activated the partner: nested under the signing.
+    signing = api.get(f"/v1/contracts/{contract}/history").json()["items"][3]
+    request = auditor.get(f"/audit/requests/{signing['correlation_id']}")
+    assert re.search(r"Contract\.Signed</strong>.*?<ul class=\"causation\">\s*<li>\s*<a[^>]*><strong>Partner\.Activated",
+                     request.text, re.S)
     assert auditor.get(f"/audit/records/{partner}/state", params={"version": 99}).status_code == 404
 
 

@@ -147,10 +147,17 @@ def test_an_auditor_signs_in_reads_a_timeline_a_diff_and_a_proven_statement(api,
         assert "应付合计 Total due\n3000.00" in page or "3000.00" in page  # 1 800.00 + 1 200.00
         shot(browser, "04-statement-proofs")
 
-        # A request's causation, then signing out.
-        browser.get(f"{base}/audit/requests/erp-batch-1")
-        assert "SaleRecorded" in browser.find_element(By.TAG_NAME, "main").text
+        # The request that signed the contract, from its event on the timeline: signing the
+        # partner's first contract activated the partner, an event nested under the signing.
+        browser.get(f"{base}/audit/records/{contract}")
+        browser.find_element(By.CSS_SELECTOR, "#v4 .who a").click()
+        arrive(browser, "/audit/requests/")
+        nested = browser.find_elements(By.CSS_SELECTOR, "ul.causation > li > ul.causation > li")
+        assert [item.find_element(By.TAG_NAME, "strong").text for item in nested] == ["Partner.Activated"]
+        assert "Contract.Signed" in browser.find_element(By.TAG_NAME, "main").text
         shot(browser, "05-request")
+
+        # Signing out.
         browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
         arrive(browser, "/audit/sign-in")
         assert browser.current_url == f"{base}/audit/sign-in"
