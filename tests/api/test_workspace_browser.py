@@ -27,8 +27,9 @@ INSTALL = "apt-get install -y chromium chromium-driver"
 def browser_binaries() -> tuple[str, str]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or driver is None:
-        missing = " and ".join(name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path)
-        pytest.fail(f"the browser test needs Debian's Chromium on the PATH, and {missing} is not there: "
+        missing = [name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path]
+        pytest.fail(f"the browser test needs Debian's Chromium on the PATH, and {' and '.join(missing)} "
+                    f"{'are' if len(missing) > 1 else 'is'} not there: "
                     f"install it with `{INSTALL}` (.ci/run does this)", pytrace=False)
     return chromium, driver
 
