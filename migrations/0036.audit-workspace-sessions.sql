@@ -1,4 +1,4 @@
--- depends: 0033.merkle-checkpoints
+-- depends: 0035.witness-publications
 --
 -- Issue 17, part 5: sessions of the auditor workspace at /audit/ (docs/audit.md, "The auditor
 -- workspace"). An auditor signs in by pasting a token once; the browser then holds only a
