@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-from api import errors, logging_setup, openapi, tracing
+from api import errors, logging_setup, openapi, tracing, workspace
 from api.breaker import DatabaseBreaker
 from api.middleware import BodyLimit, CorrelationId, DatabaseGate, RefuseNul, RequestLog
 from api.routes import (
@@ -38,6 +38,7 @@ from api.routes import (
     record_lists,
     sales_import,
     sales_reports,
+    statement_diffs,
     targets,
     trainings,
     webhooks,
@@ -218,9 +219,10 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
                    sales_import, targets, activity, attainment, commissions, commission_periods, commission_disputes,
                    audit, checkpoints_routes, projection_status, events, event_schemas, webhooks, record_lists,
-                   sales_reports, partner_reports):
+                   sales_reports, partner_reports, statement_diffs):
         app.include_router(module.router)
     app.include_router(commission_disputes.records)
+    workspace.install(app)
 
     @app.get(
         "/health",

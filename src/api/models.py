@@ -126,3 +126,42 @@ class History(BaseModel):
 
     items: list[HistoryItem]
     next_cursor: str | None = None
+
+
+class DiffEvent(BaseModel):
+    position: int
+    version: int
+    type: str
+    actor: str
+    recorded_at: str
+    correlation_id: str
+
+
+class FieldChange(BaseModel):
+    field: str
+    old: Any = Field(description="The field at `from` (null: absent then)")
+    new: Any = Field(description="The field at `to` (null: absent then)")
+    events: list[DiffEvent] = Field(description="The events between that moved this field, in order (the first 1 000)")
+    events_total: int = Field(description="How many events between moved it")
+
+
+class DiffEnd(BaseModel):
+    given: int | str = Field(description="`from` or `to` as sent: a version, or a time")
+    version: int = Field(description="The record's version then (0: it did not exist yet)")
+
+
+class RecordDiff(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "6f1c2d3e-4f50-4b8e-9a0e-0b7c1f0e3a52", "from": {"given": 4, "version": 4},
+        "to": {"given": "2026-03-31T16:00:00Z", "version": 6}, "events_between": 2,
+        "changes": [{"field": "commission", "old": {"type": "flat", "rate": "0.03"},
+                     "new": {"type": "flat", "rate": "0.035"}, "events_total": 1, "events": [{
+                         "position": 1042, "version": 6, "type": "Contract.AmendmentApproved", "actor": "gm-1",
+                         "recorded_at": "2026-03-20T02:15:02.113Z", "correlation_id": "req-8812"}]}],
+    }]})
+
+    id: str
+    from_: DiffEnd = Field(alias="from")
+    to: DiffEnd
+    events_between: int
+    changes: list[FieldChange]

@@ -1054,28 +1054,44 @@ class ChannelDepartment(Application):
     def history(self, record_id: UUID, after_version: int = 0, limit: int | None = None) -> list[HistoryEntry]:
         """A record's events in order, after a version and up to a limit (all by default),
         with who, when, why and what."""
-        entries = []
+        entries = [entry for entry, _ in self._entries(record_id, after_version, limit)]
+        if not entries and after_version == 0:
+            raise NotFound(f"no record {record_id}")
+        return entries
+
+    def replay(self, record_type: type[A], record_id: UUID, from_version: int,
+               to_version: int) -> tuple[A | None, Iterator[tuple[HistoryEntry, A]]]:
+        """The record at `from_version` (None for 0: before it existed), and each event after it
+        up to `to_version` with the record as that event left it — one read of the events, the
+        record changed in place (a diff looks at it between steps)."""
+        start = self.get(record_type, record_id, version=from_version) if from_version > 0 else None
+
+        def steps() -> Iterator[tuple[HistoryEntry, A]]:
+            record = start
+            for entry, event in self._entries(record_id, from_version, to_version - from_version):
+                record = event.mutate(record)  # type: ignore[attr-defined]
+                yield entry, record  # type: ignore[misc]
+
+        return start, steps()
+
+    def _entries(self, record_id: UUID, after_version: int,
+                 limit: int | None) -> Iterator[tuple[HistoryEntry, Any]]:
         for row in self.event_recorder.stream_rows(record_id, after_version, limit):
             stored = StoredEvent(record_id, row["originator_version"], row["topic"], bytes(row["state"]))
             event = self.mapper.to_domain_event(stored)
             meta = event.meta  # type: ignore[attr-defined]
-            entries.append(
-                HistoryEntry(
-                    position=row["position"],
-                    version=row["originator_version"],
-                    type=type(event).__qualname__,
-                    recorded_at=row["recorded_at"],
-                    effective_on=row["effective_on"],
-                    actor=meta["actor"],
-                    roles=meta["roles"],
-                    correlation_id=meta["correlation_id"],
-                    causation_id=meta["causation_id"],
-                    data=event_data(event),
-                )
-            )
-        if not entries and after_version == 0:
-            raise NotFound(f"no record {record_id}")
-        return entries
+            yield HistoryEntry(
+                position=row["position"],
+                version=row["originator_version"],
+                type=type(event).__qualname__,
+                recorded_at=row["recorded_at"],
+                effective_on=row["effective_on"],
+                actor=meta["actor"],
+                roles=meta["roles"],
+                correlation_id=meta["correlation_id"],
+                causation_id=meta["causation_id"],
+                data=event_data(event),
+            ), event
 
     # Operations --------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ PASSWORD = "Reads-only-1"
 # Never to be read by a reporting role (docs/read-models.md: what the schema leaves out, and why).
 SECRET_TABLES = ("events", "audit_events", "api_tokens", "personal_data_keys", "webhook_subscriptions",
                  "webhook_lines", "webhook_changes", "command_outcomes", "keyed_import_lines", "snapshots",
-                 "nats_relay_checkpoints", "event_seals", "projection_failures", "selling_gates")
+                 "nats_relay_checkpoints", "event_seals", "projection_failures", "selling_gates", "audit_sessions")
 # Views that read one of those anyway, and the one thing they take from it.
 READS_A_SECRET_TABLE = {
     ("read_model_freshness", "events"): "the log's head: max(position)",

@@ -147,6 +147,14 @@ READ_TABLE = [
     ("/v1/contracts", ALL_ROLES),
     ("/v1/employees", ALL_ROLES),
     ("/v1/targets", ALL_ROLES),
+    # Diffs (api.md "Proof for auditors"): a record's for every role, a statement's as statements.
+    (f"/v1/employees/{X}/diff?from=1&to=2", ALL_ROLES),
+    (f"/v1/partners/{X}/diff?from=1&to=2", ALL_ROLES),
+    (f"/v1/contracts/{X}/diff?from=1&to=2", ALL_ROLES),
+    (f"/v1/targets/{X}/diff?from=1&to=2", ALL_ROLES),
+    (f"/v1/commissions/disputes/{X}/diff?from=1&to=2", ALL_ROLES),  # a dispute is a record too
+    (f"/v1/commissions/statements/{X}/2026-03/diff?from=2026-03-01T00:00:00Z",
+     {"reporting", "finance", "auditor", "channel_manager"}),
 ]
 # Reports (api.md "Lists and reports"): reporting, channel_manager, finance, auditor.
 REPORT_READERS = {"reporting", "channel_manager", "finance", "auditor"}

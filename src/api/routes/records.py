@@ -9,10 +9,11 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
+from api import diffs
 from api.cursors import NumberCursor, cursor_number
 from api.deps import Department, allowed
 from api.errors import ApiProblem, Problem
-from api.models import History, RecordState
+from api.models import History, RecordDiff, RecordState
 from api.tokens import ROLES, Principal
 from api.views import history_view, record_view
 from channel_domain.aggregate import ChannelAggregate
@@ -82,3 +83,31 @@ def add_record_reads(router: APIRouter, record_type: type[ChannelAggregate], nou
             "items": [history_view(app, entry, reader, record_id) for entry in page],
             "next_cursor": str(page[-1].version) if more else None,
         }
+
+    @router.get(
+        "/{record_id}/diff",
+        response_model=RecordDiff,
+        responses={**ERRORS, 404: {"model": Problem, "description": "No such record, or no such version"},
+                   422: {"model": Problem, "description": "A moment that is neither a version nor an RFC 3339 time "
+                                                          "with offset, one that reads as both or as no single moment "
+                                                          "(`ambiguous_moment`), or from after to"}},
+        summary=f"What changed in a {noun} between two versions or times, and which events changed it",
+        description="`from` and `to` are each a version (decimal digits: `4`) or an RFC 3339 time with its "
+                    "offset (`2026-03-01T00:00:00Z`, `2026-03-01T08:00:00%2B08:00`); a time means the version "
+                    "recorded at or before it (0 when the record did not exist yet). A date alone, a time "
+                    "without offset, or eight digits that spell a date (`20260301`) is refused "
+                    "`ambiguous_moment`. Fields follow the record read's rules for the caller's roles: an "
+                    "employee's personal fields appear for hr only, and for nobody once erased.",
+        name=f"{noun}_diff",
+    )
+    def diff(
+        record_id: UUID,
+        app: Department,
+        reader: Reader,
+        from_: Annotated[str, Query(alias="from", min_length=1, max_length=64,
+                                    description="A version or an RFC 3339 time with offset")],
+        to: Annotated[str, Query(min_length=1, max_length=64,
+                                 description="A version or an RFC 3339 time with offset")],
+    ) -> JSONResponse:
+        first, last = diffs.moment("from", from_), diffs.moment("to", to)
+        return JSONResponse(diffs.record_diff(app, record_type, record_id, noun, first, last, reader))
