@@ -109,13 +109,19 @@ def list_checkpoints(
 
 @router.post("/checkpoints", status_code=201, response_model=SignedCheckpoint,
              responses={**ERRORS, 422: {"model": Problem, "description": "Invalid parameters"},
-                        503: {"model": Problem, "description": "signing_key_missing"}},
+                        409: {"model": Problem, "description": "tree_rewritten: the stored tree does not extend"
+                                                               " the checkpoints signed before; nothing signed"},
+                        503: {"model": Problem, "description": "signing_key_missing, signing_key_retired"}},
              summary="Sign a checkpoint of the tree as it stands now")
 async def make_checkpoint(app: Department, _: Auditor) -> dict[str, Any]:
     try:
         made = await run_in_threadpool(checkpoints.make, app.event_recorder.datastore)
+    except checkpoints.KeyRetired as retired:
+        raise ApiProblem(503, "signing_key_retired", f"this server cannot sign checkpoints: {retired}") from None
     except checkpoints.KeyMissing as missing:
         raise ApiProblem(503, "signing_key_missing", f"this server cannot sign checkpoints: {missing}") from None
+    except checkpoints.TreeRewritten as rewritten:
+        raise ApiProblem(409, "tree_rewritten", f"nothing was signed: {rewritten}") from None
     return made.as_dict()
 
 

@@ -24,11 +24,13 @@ import logging
 import os
 import stat
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -91,6 +93,17 @@ def public_pem(raw_public: bytes) -> str:
 
 class KeyMissing(RuntimeError):
     """No signing key where the configuration says it is."""
+
+
+class KeyRetired(KeyMissing):
+    """The key file holds a key `keys rotate` has retired (a node left with an old copy): what
+    it signed would pass for current, so it signs nothing until it has the current key."""
+
+
+class TreeRewritten(RuntimeError):
+    """The stored tree does not extend a checkpoint already signed: the tree's or the
+    checkpoints' tables were altered. Signing it would vouch for the rewrite, so nothing is
+    signed until an operator finds out what happened (`channel-domain verify --checkpoints`)."""
 
 
 class KeyExists(RuntimeError):
@@ -260,10 +273,68 @@ def page(cursor: Any, after: int, limit: int) -> list[Checkpoint]:
 _MAKER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('merkle_checkpoints', 0))"
 
 
+# The latest checkpoint each datastore's maker signed or checked in this process: kept outside
+# the database, so a rewrite of the checkpoints table itself (forged rows under a key of the
+# forger's) is still caught by a running server.
+_vouched_for: weakref.WeakKeyDictionary[Any, Checkpoint] = weakref.WeakKeyDictionary()
+
+
+def _signed_by_its_key(cursor: Any, checkpoint: Checkpoint) -> bool:
+    cursor.execute("SELECT public_key FROM checkpoint_keys WHERE key_id = %s", (checkpoint.key_id,))
+    row = cursor.fetchone()
+    if row is None or checkpoint.body != body(checkpoint.tree_size, checkpoint.root_hash, checkpoint.timestamp):
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes(row["public_key"])).verify(checkpoint.signature,
+                                                                            checkpoint.body.encode())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _why_not_extending(cursor: Any, size: int, signed: Checkpoint, where: str) -> str | None:
+    """Why a tree of `size` leaves, as stored, is not an extension of the `signed` one (None when it is)."""
+    if size < signed.tree_size:
+        return f"the tree has {size} leaves, fewer than the {signed.tree_size} of {where}"
+    try:
+        stored = merkle.root_of(cursor, signed.tree_size)
+    except merkle.TreeDamaged as damaged:
+        return f"{damaged} ({where} has {signed.tree_size} leaves)"
+    if stored != signed.root_hash:
+        return (f"the tree's first {signed.tree_size} leaves now have the root {stored.hex()}, not the"
+                f" {signed.root_hash.hex()} of {where}")
+    return None
+
+
+def _check_extends(datastore: Any, cursor: Any, size: int) -> None:
+    """Raise TreeRewritten unless the stored tree extends the latest checkpoint in the database
+    (itself correctly signed) and the latest this process vouched for."""
+    last = latest(cursor)
+    if last is not None:
+        where = f"checkpoint #{last.id} ({last.timestamp}, key {last.key_id})"
+        if not _signed_by_its_key(cursor, last):
+            raise TreeRewritten(f"{where} does not verify under its registered public key")
+        problem = _why_not_extending(cursor, size, last, where)
+        if problem:
+            raise TreeRewritten(problem)
+    vouched = _vouched_for.get(datastore)
+    if vouched is not None:
+        where = f"checkpoint #{vouched.id} ({vouched.timestamp}), which this process signed or checked"
+        if last is None or last.tree_size < vouched.tree_size:
+            raise TreeRewritten(f"the database's latest checkpoint is {'none' if last is None else last.tree_size}"
+                                f" leaves, behind {where} at {vouched.tree_size}: checkpoints were removed")
+        problem = _why_not_extending(cursor, size, vouched, where)
+        if problem:
+            raise TreeRewritten(problem)
+    if last is not None:
+        _vouched_for[datastore] = last
+
+
 def make(datastore: Any, key: SigningKey | None = None, *, only_if_due: float | None = None) -> Checkpoint | None:
     """Sign the tree as it stands and store the checkpoint. With `only_if_due` (seconds), only
     when the tree grew since the latest checkpoint and that one is at least that old (None
-    otherwise). Raises KeyMissing when there is no key to sign with."""
+    otherwise). Raises KeyMissing when there is no key to sign with, KeyRetired when the key
+    has been rotated out, TreeRewritten when the tree does not extend what was signed before."""
     key = key or load_key()
     with datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
         curs.execute(_MAKER_LOCK)
@@ -278,16 +349,23 @@ def make(datastore: Any, key: SigningKey | None = None, *, only_if_due: float | 
             last = curs.fetchone()
             if size == 0 or (last is not None and (last["tree_size"] >= size or last["recent"])):
                 return None
+        register(curs, key)
+        curs.execute("SELECT retired_at FROM checkpoint_keys WHERE key_id = %s", (key.key_id,))
+        if curs.fetchone()["retired_at"] is not None:
+            raise KeyRetired(f"the key in {key.path} ({key.key_id}) was retired by `keys rotate`: copy the current"
+                             " key file here; nothing is signed with a retired key")
+        _check_extends(datastore, curs, size)
         root_hash = merkle.root_of(curs, size)
         stamp = timestamp_text(now)
         signed_body = body(size, root_hash, stamp)
-        register(curs, key)
         curs.execute(
             'INSERT INTO merkle_checkpoints (tree_size, root_hash, "timestamp", key_id, signature, body, made_at)'
             " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING " + _COLUMNS,
             (size, root_hash, stamp, key.key_id, key.sign(signed_body.encode()), signed_body, now),
         )
-        return _checkpoint(curs.fetchone())
+        made = _checkpoint(curs.fetchone())
+    _vouched_for[datastore] = made  # once committed: a rolled-back one was never signed for anyone
+    return made
 
 
 def run_maker(datastore: Any, stop: threading.Event, interval: float | None = None) -> None:
@@ -313,6 +391,11 @@ def run_maker(datastore: Any, stop: threading.Event, interval: float | None = No
             if not said_missing:
                 logger.warning("no checkpoints are made: %s", missing)
                 said_missing = True
+        except TreeRewritten as rewritten:
+            text = f"REFUSING TO SIGN: the Merkle tree does not extend what was signed before: {rewritten}"
+            if text != trouble:
+                logger.error("%s; run `channel-domain verify --checkpoints` against the published checkpoints", text)
+                trouble = text
         except Exception as error:  # noqa: BLE001 - the database away: tried again, never fatal to serve
             text = f"{type(error).__name__}: {error}"
             if text != trouble:
