@@ -113,11 +113,12 @@ def record_sales(base: str, token: str, contracts: list[str], clients: int, per_
     return hammer(base, clients, per_client, _sales(token, contracts, "K" if idempotent else "S", idempotent))
 
 
-def import_sales(base: str, token: str, contracts: list[str], lines: int) -> tuple[float, int, int]:
+def import_sales(base: str, token: str, contracts: list[str], lines: int,
+                 prefix: str = "IMP") -> tuple[float, int, int]:
     """(seconds, accepted, rejected) for one NDJSON request of `lines` sales spread over the
     contracts, in sale-date order as a day's export from an ERP would come."""
     body = b"".join(
-        json.dumps({"kind": "sale", "contract_id": contracts[n % len(contracts)], "order_id": f"IMP-{n}",
+        json.dumps({"kind": "sale", "contract_id": contracts[n % len(contracts)], "order_id": f"{prefix}-{n}",
                     "amount": f"{100 + n % 900}.00", "sold_on": f"2026-{3 + n * 9 // lines:02d}-0{1 + n % 9}"}).encode()
         + b"\n"
         for n in range(lines)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import psycopg
+from common import percentile
 from http_load import Load, _open_loop
 
 from channel_domain.application import ChannelDepartment
@@ -171,3 +173,42 @@ def keeping_up(url: str, run_import, timeout_s: float = 120) -> KeepingUp:  # no
     with psycopg.connect(url) as conn:
         made = conn.execute("SELECT count(*) FROM merkle_checkpoints").fetchone()[0] - made_before
     return KeepingUp(samples, import_s, caught_up, made)
+
+
+@dataclass(frozen=True)
+class TimelinePages:
+    versions: int
+    p50_ms: dict[str, float]  # by where the page starts: first, middle, last
+    p99_ms: dict[str, float]
+
+
+def timeline_pages(base: str, auditor: str, record: str, versions: int, reads: int = 30) -> TimelinePages:
+    """The workspace's timeline of `record` (with `versions` events) as an auditor's browser asks
+    for it: signed in once (the session cookie, never the token, on each page), then `reads` GETs
+    of its first, middle and last page of 50, one after another."""
+    with httpx.Client(base_url=base, timeout=60) as browser:
+        form = browser.get("/audit/sign-in")
+        form.raise_for_status()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        signed = browser.post("/audit/sign-in", data={"csrf_token": csrf, "token": auditor, "next": "/audit/"})
+        if signed.status_code != 303:
+            raise RuntimeError(f"signing in to the workspace answered {signed.status_code}: {signed.text[:200]}")
+        p50: dict[str, float] = {}
+        p99: dict[str, float] = {}
+        for where, after in (("first", 0), ("middle", versions // 2), ("last", versions - 50)):
+            timings = []
+            for _ in range(reads):
+                began = time.perf_counter()
+                page = browser.get(f"/audit/records/{record}", params={"after": after})
+                timings.append((time.perf_counter() - began) * 1000)
+                page.raise_for_status()
+                if f'id="v{after + 1}"' not in page.text:
+                    raise RuntimeError(f"the page after version {after} does not show version {after + 1}")
+            p50[where], p99[where] = percentile(timings, 0.5), percentile(timings, 0.99)
+    return TimelinePages(versions, p50, p99)
+
+
+def latest_version(url: str, record: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT max(originator_version) FROM events WHERE originator_id = %s",
+                            (record,)).fetchone()[0]
