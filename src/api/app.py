@@ -47,7 +47,7 @@ from api.routes import checkpoints as checkpoints_routes
 from channel_domain.application import ChannelDepartment
 from channel_domain.store import checkpoints
 from channel_domain.store.database import database_url
-from channel_domain.store.projecting import ProjectionRunner
+from channel_domain.store.projecting import ProjectionRunner, run_lanes
 from integration.webhooks import WebhookWorker
 from projections import all_projections
 
@@ -122,7 +122,7 @@ def _project_when_ready(app: FastAPI, stop: threading.Event) -> None:
                     app.state.department = ChannelDepartment(app.state.database_url)
                 if app.state.runner is None:
                     app.state.runner = ProjectionRunner(app.state.department, all_projections())
-            app.state.runner.run(stop)
+            run_lanes(app.state.department, app.state.runner.projections, stop)
         except Exception:  # the database is away: try again shortly, never take the API down
             logger.exception("projections stopped; restarting")
             stop.wait(1)

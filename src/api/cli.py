@@ -27,7 +27,7 @@ from channel_domain.store import checkpoints, integrity, projecting, reporting, 
 from channel_domain.store.database import DATABASE_URL_VARIABLE, database_url
 from channel_domain.store.migrations import MigrationsNotFound, SchemaBehind, require_current
 from channel_domain.store.migrations import migrate as apply_migrations
-from channel_domain.store.projecting import ProjectionRunner, run_in_processes
+from channel_domain.store.projecting import ProjectionRunner, run_in_processes, run_lanes
 from channel_domain.store.rebuilding import NotRebuildable, Rebuilder, RebuildInProgress, SwitchBlocked
 from integration import webhooks as webhook_delivery
 from integration import nats_relay
@@ -263,7 +263,7 @@ def project(
         if processes > 1:
             run_in_processes(department, runner.projections, processes, stop, batch_size)
         else:
-            runner.run(stop, own_process=True)
+            run_lanes(department, runner.projections, stop, batch_size, own_process=True)
     finally:
         stop.set()
         if delivering is not None:

@@ -17,12 +17,15 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from channel_domain.store import merkle
+from channel_domain.store.projecting import EVIDENCE_LANE
 
 
 class AuditMerkle:
     name = "audit_merkle"
     tables = ("merkle_leaves", "merkle_nodes")
     rebuildable = False  # evidence, like the seals: rebuilt from a tampered log it would vouch for it
+    lane = EVIDENCE_LANE  # kept up on its own, whatever the read models' pace (P11)
+    decodes = False  # reads the events' hashes from the table, never their data
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         cursor.execute("SELECT position, hash FROM events WHERE position = ANY(%s) ORDER BY position",

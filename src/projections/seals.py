@@ -14,12 +14,15 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from channel_domain.store.integrity import GENESIS, seal_chain
+from channel_domain.store.projecting import EVIDENCE_LANE
 
 
 class AuditSeals:
     name = "audit_seals"
     tables = ("event_seals",)
     rebuildable = False  # seals are evidence: built again from a tampered log they would vouch for it
+    lane = EVIDENCE_LANE  # kept up on its own, whatever the read models' pace (P11)
+    decodes = False  # reads the events' hashes from the table, never their data
 
     def apply(self, cursor: Any, events: Sequence[tuple[Notification, Any]]) -> None:
         cursor.execute("SELECT chain FROM event_seals ORDER BY position DESC LIMIT 1")

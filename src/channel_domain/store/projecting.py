@@ -228,8 +228,9 @@ class ProjectionRunner:
             if log is None or log.position != start:
                 log = self._logs[key] = EventLog(self.app.event_recorder, after=start)
             at = start
+            decodes = any(getattr(p, "decodes", True) for p in group)
             for batch in log.follow(self.batch_size):
-                events = [(n, self._decode(n)) for n in batch]
+                events = [(n, self._decode(n) if decodes else None) for n in batch]
                 skips = self._skips([p.name for p in group if _skippable(p)], batch[0].id, batch[-1].id)
                 failed: list[tuple[Projection, Exception]] = []
                 for projection in list(group):
@@ -544,6 +545,38 @@ def share_out(projections: list[Projection], processes: int) -> list[list[Projec
     return groups
 
 
+EVIDENCE_LANE = "evidence"
+
+
+def lanes(projections: Sequence[Projection]) -> list[list[Projection]]:
+    """The projections split by `lane`: the read models, then each lane of its own (the
+    evidence: seals and the Merkle tree). A lane is worked by a runner — a thread — of its own,
+    so that the tree checkpoints are signed from keeps up with an import the read models as a
+    whole cannot (P11) instead of waiting on each of their batches."""
+    by_lane: dict[str, list[Projection]] = {}
+    for projection in projections:
+        by_lane.setdefault(getattr(projection, "lane", ""), []).append(projection)
+    return [by_lane[name] for name in sorted(by_lane)]
+
+
+def run_lanes(app: Any, projections: Sequence[Projection], stop: threading.Event, batch_size: int = 2000,
+              own_process: bool = False) -> None:
+    """Run each lane of `projections` in a runner of its own until `stop`: the first in this
+    thread (sparing the collector when `own_process`), the others in threads."""
+    runners = [ProjectionRunner(app, lane, batch_size=batch_size) for lane in lanes(projections)]
+    others = [threading.Thread(target=runner.run, args=(stop,), daemon=True,
+                               name=f"projections: {', '.join(p.name for p in runner.projections)}")
+              for runner in runners[1:]]
+    for thread in others:
+        thread.start()
+    try:
+        if runners:
+            runners[0].run(stop, own_process=own_process)
+    finally:  # run() returns once `stop` is set, which the other lanes see too
+        for thread in others:
+            thread.join(timeout=10)
+
+
 def run_in_processes(app: Any, projections: Sequence[Projection], processes: int, stop: threading.Event,
                      batch_size: int = 2000) -> None:
     """Share the projections out among `processes` worker processes (by `weight`) and keep
@@ -579,7 +612,7 @@ def _project_share(app_type: type, url: str, projection_types: list[type], batch
     try:
         stop = threading.Event()
         threading.Thread(target=lambda: (halt.wait(), stop.set()), daemon=True).start()
-        ProjectionRunner(app, [kind() for kind in projection_types], batch_size=batch_size).run(stop, own_process=True)
+        run_lanes(app, [kind() for kind in projection_types], stop, batch_size, own_process=True)
     finally:
         app.close()
 

@@ -5,6 +5,7 @@ once and never rewritten."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from api.cli import app as cli
 from channel_domain.store import merkle
-from channel_domain.store.projecting import ProjectionRunner
+from channel_domain.store.projecting import ProjectionRunner, run_lanes
 from projections import AuditMerkle, all_projections
 from tests.channel_domain.helpers import as_
 from tests.channel_domain.store import rfc9162
@@ -202,3 +203,44 @@ def test_a_kept_root_catches_a_log_rewritten_with_its_tree(app, database_url, lo
     assert rfc9162.verify_consistency(kept_size, len(log), proof.first_root, proof.second_root, proof.proof)
     assert not rfc9162.verify_consistency(kept_size, len(log), kept_root, proof.second_root, proof.proof)
     assert not rfc9162.verify_inclusion(3, kept_size, inclusion.event_hash, inclusion.audit_path, kept_root)
+
+
+class HeldUp:
+    """A read model that cannot get past its first batch until let go: the read models as a
+    whole falling behind an import."""
+
+    name = "held_up"
+    tables = ()
+    rebuildable = True
+
+    def __init__(self) -> None:
+        self.let_go = threading.Event()
+        self.applied = 0
+
+    def apply(self, cursor, events) -> None:
+        self.let_go.wait(30)
+        self.applied += len(events)
+
+
+def test_the_tree_keeps_up_while_the_read_models_are_held_up(app, database_url):
+    """The evidence runs in a lane of its own (`run_lanes`): checkpoints are signed from a tree
+    that reaches the head however far the read models are behind."""
+    contract = signed_contract(app, partner(app, "retailer"))
+    with as_("erp", "integration"):
+        for n in range(12):
+            app.record_sale(contract, order_id=f"L-{n}", amount="100.00", sold_on="2026-03-01")
+    held, head = HeldUp(), ProjectionRunner(app, []).head()
+    stop = threading.Event()
+    running = threading.Thread(target=run_lanes, args=(app, [held, AuditMerkle()], stop, 5), daemon=True)
+    running.start()
+    try:
+        deadline = time.monotonic() + 20
+        while ProjectionRunner(app, []).checkpoint("audit_merkle") < head and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ProjectionRunner(app, []).checkpoint("audit_merkle") >= head
+        assert held.applied == 0  # still on its first batch
+    finally:
+        held.let_go.set()
+        stop.set()
+        running.join(timeout=10)
+    assert held.applied > 0
