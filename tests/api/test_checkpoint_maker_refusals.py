@@ -28,17 +28,8 @@ def checkpoint_count(database_url: str) -> int:
         return conn.execute("SELECT count(*) FROM merkle_checkpoints").fetchone()[0]
 
 
-def a_sale_after(database_url: str, signed: dict) -> int:
-    """The position of a sale recorded after the checkpoint `signed`."""
-    after = event_hashes(database_url)[signed["tree_size"] - 1][0]
-    with psycopg.connect(database_url) as conn:
-        position = conn.execute("SELECT min(position) FROM events WHERE position > %s AND state LIKE %s",
-                                (after, b"%10.00%")).fetchone()[0]
-    assert position is not None
-    return position
-
-
 def a_sale_before(database_url: str, signed: dict) -> int:
+    """The position of a sale the checkpoint `signed` covers."""
     last = event_hashes(database_url)[signed["tree_size"] - 1][0]
     with psycopg.connect(database_url) as conn:
         position = conn.execute("SELECT max(position) FROM events WHERE position <= %s AND state LIKE %s",
