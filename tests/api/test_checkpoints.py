@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 import os
-import re
 import stat
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -269,64 +265,6 @@ def test_a_bad_interval_is_refused_at_start(monkeypatch, database_url):
     refused = CliRunner().invoke(cli, ["project", "--no-webhooks"])
     assert refused.exit_code == 2 and checkpoints.INTERVAL_VARIABLE in refused.output
     assert os.environ[checkpoints.INTERVAL_VARIABLE] == "soon"
-
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
-
-
-def doc_script(tmp_path: Path) -> Path:
-    script = re.search(r"<!-- verify_proof\.py.*?-->\n```python\n(.*?)```", DOC.read_text(), re.S).group(1)
-    (tmp_path / "verify_proof.py").write_text(script)
-    return tmp_path / "verify_proof.py"
-
-
-def run_doc_script(script: Path, *documents: dict | str) -> subprocess.CompletedProcess:
-    args = []
-    for n, document in enumerate(documents):
-        if isinstance(document, str):
-            args.append(document)
-            continue
-        path = script.parent / f"doc-{n}.json"
-        path.write_text(json.dumps(document))
-        args.append(str(path))
-    return subprocess.run([sys.executable, "-I", str(script), *args], capture_output=True, text=True, timeout=60)
-
-
-def test_the_auditors_script_and_openssl_of_docs_audit_md_check_real_proofs(api, key_file, database_url, tmp_path):
-    """What docs/audit.md tells an auditor to run, run on real answers: the standard-library
-    script on every inclusion proof and on a consistency proof, and OpenSSL on the signature."""
-    assert keys("create").exit_code == 0
-    contract = record_sales(api, 3)
-    old = post(api, "/v1/audit/checkpoints", None, ("auditor-1", ("auditor",)), 201).json()
-    record_sales(api, 4, contract)
-    new = post(api, "/v1/audit/checkpoints", None, ("auditor-1", ("auditor",)), 201).json()
-    script = doc_script(tmp_path)
-    for position, event_hash in event_hashes(database_url)[:new["tree_size"]]:
-        proof = api.get("/v1/audit/proofs/inclusion", position=position).json()
-        checked = run_doc_script(script, new, proof, event_hash.hex())
-        assert (checked.returncode, checked.stdout) == (0, "ok\n"), checked.stdout + checked.stderr
-    proof = api.get("/v1/audit/proofs/inclusion", position=position, tree_size=new["tree_size"] - 1)
-    assert proof.status_code == 404  # the last event is not in the tree before it
-    first = api.get("/v1/audit/proofs/inclusion", position=event_hashes(database_url)[0][0]).json()
-    tampered = {**first, "event_hash": "00" * 32}
-    assert run_doc_script(script, new, tampered).stdout.startswith("NOT OK")
-    assert run_doc_script(script, old, first).stdout.startswith("NOT OK")  # a proof for another tree size
-    assert run_doc_script(script, new, first, "11" * 32).stdout.startswith("NOT OK")
-    consistency = api.get("/v1/audit/proofs/consistency", first=old["tree_size"], second=new["tree_size"]).json()
-    assert run_doc_script(script, old, new, consistency).stdout == "ok\n"
-    forged = {**old, "root_hash": "22" * 32}
-    assert run_doc_script(script, forged, new, consistency).stdout.startswith("NOT OK")
-
-    published = {key["key_id"]: key for key in public_keys(api)["keys"]}[new["key_id"]]
-    (tmp_path / "body.txt").write_bytes(new["body"].encode())
-    (tmp_path / "sig.bin").write_bytes(base64.b64decode(new["signature"]))
-    (tmp_path / "key.pem").write_text(published["pem"])
-    openssl = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "key.pem", "-rawin", "-in", "body.txt",
-               "-sigfile", "sig.bin"]
-    verified = subprocess.run(openssl, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert verified.returncode == 0 and "Signature Verified Successfully" in verified.stdout, verified.stderr
-    (tmp_path / "body.txt").write_bytes(old["body"].encode())
-    assert subprocess.run(openssl, cwd=tmp_path, capture_output=True, timeout=60).returncode != 0
 
 
 def checkpoints_in(database_url: str) -> list[tuple[int, str]]:

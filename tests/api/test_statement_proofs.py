@@ -130,7 +130,7 @@ def run_script(script: Path, statement: dict, checkpoint: dict, position: int, e
             (script.parent / f"{name}.json").write_text(json.dumps(document, ensure_ascii=False))
             paths.append(str(script.parent / f"{name}.json"))
     args = [*paths[:2], str(position), *paths[2:]]
-    return subprocess.run([sys.executable, "-I", str(script), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-I", "-S", str(script), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, database_url, tmp_path):
@@ -151,18 +151,28 @@ def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, datab
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert checked.stdout.startswith(f"ok: the line(s) at position {line['position']} come from leaf"
                                          f" {line['inclusion_proof']['leaf_index']}")
-        assert run_script(script, statement, checkpoint, line["position"]).returncode == 0  # without the event
+        unnamed = run_script(script, statement, checkpoint, line["position"])  # the event is required
+        assert unnamed.returncode == 2 and "usage" in unnamed.stderr, unnamed.stdout + unnamed.stderr
 
     first, late = lines[0], lines[3]
+    event = events[first["position"]]
+    proof = first["inclusion_proof"]
     refusals = {
-        "newer than the checkpoint": run_script(script, statement, checkpoint, late["position"]),
-        "no line at position": run_script(script, statement, checkpoint, 10**9),
+        "newer than the checkpoint": run_script(script, statement, checkpoint, late["position"],
+                                                events[late["position"]]),
+        "no line at position": run_script(script, statement, checkpoint, 10**9, event),
         "not yours": run_script(script, statement, {**checkpoint, "tree_size": checkpoint["tree_size"] + 1},
-                                first["position"]),
+                                first["position"], event),
+        "do not hash to the event hash proven: the proof is for another event": run_script(
+            script, {**statement, "lines": [{**first, "inclusion_proof": {**proof, "event_hash": "00" * 32}}]},
+            checkpoint, first["position"], event),
         "does not lead to the checkpoint's root": run_script(
-            script, {**statement, "lines": [{**first, "inclusion_proof": {**first["inclusion_proof"],
-                                                                          "event_hash": "00" * 32}}]},
-            checkpoint, first["position"]),
+            script, {**statement, "lines": [{**first, "inclusion_proof": {
+                **proof, "audit_path": ["00" * 32, *proof["audit_path"][1:]]}}]},
+            checkpoint, first["position"], event),
+        "the line names event": run_script(
+            script, {**statement, "lines": [{**first, "event_id": "00000000-0000-5000-8000-000000000000"}]},
+            checkpoint, first["position"], event),
         "is the event at position": run_script(script, statement, checkpoint, first["position"],
                                                events[lines[1]["position"]]),
         "do not hash to the event hash proven": run_script(
@@ -171,8 +181,8 @@ def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, datab
                 base64.b64decode(events[first["position"]]["state"]).replace(b"P-", b"Q-")).decode()}),
         "the event is not order": run_script(
             script, {**statement, "lines": [{**first, "order_id": "SOMEONE-ELSES"}]}, checkpoint, first["position"],
-            events[first["position"]]),
-        "carries no proofs": run_script(script, read(api, partner).json(), checkpoint, first["position"]),
+            event),
+        "carries no proofs": run_script(script, read(api, partner).json(), checkpoint, first["position"], event),
     }
     for expected, outcome in refusals.items():
         assert outcome.returncode == 1 and outcome.stdout.startswith("NOT OK: ") and expected in outcome.stdout, \
