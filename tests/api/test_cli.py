@@ -79,14 +79,17 @@ def test_serve_answers_over_a_real_socket(database_url, monkeypatch):
 
 
 def test_serve_believes_forwarded_headers_from_the_proxies_it_is_given_only(database_url):
-    """FORWARDED_ALLOW_IPS (or --forwarded-allow-ips) reaches every worker process: a peer named
-    there is believed when it says the browser used https, and 127.0.0.1 — uvicorn's default —
-    no longer is. The Secure flag of the sign-in form's cookie shows which was believed."""
+    """--forwarded-allow-ips reaches every worker process: a peer named there is believed when it
+    says the browser used https, and 127.0.0.1 — uvicorn's default — no longer is. The Secure
+    flag of the sign-in form's cookie shows which was believed. (The option, not the variable:
+    uvicorn reads FORWARDED_ALLOW_IPS by itself, so the variable would pass without `serve`.)"""
     port = free_port()
-    env = {**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url, "FORWARDED_ALLOW_IPS": "127.0.0.2"}
+    env = {**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}
     env.pop("CHANNEL_DOMAIN_PUBLIC_ORIGIN", None)
+    env.pop("FORWARDED_ALLOW_IPS", None)
     server = subprocess.Popen(
-        [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", "2", "--no-projections"],
+        [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", "2", "--no-projections",
+         "--forwarded-allow-ips", "127.0.0.2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
