@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import signal
 import sys
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import typer
@@ -56,6 +58,10 @@ def migrate() -> None:
         console.print("schema is up to date")
 
 
+DEFAULT_TRUSTED_PROXIES = "127.0.0.1,::1"  # uvicorn's own default: a proxy on this machine
+PUBLIC_ORIGIN_VARIABLE = "CHANNEL_DOMAIN_PUBLIC_ORIGIN"  # api.workspace.sessions reads it (not imported: heavy)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
@@ -69,16 +75,33 @@ def serve(
     log_format: str | None = typer.Option(
         None, help="json or text (env CHANNEL_DOMAIN_LOG_FORMAT; default: text on a terminal, else json).",
     ),
+    forwarded_allow_ips: str = typer.Option(
+        DEFAULT_TRUSTED_PROXIES, envvar="FORWARDED_ALLOW_IPS",
+        help="Proxies (comma-separated addresses or networks, e.g. 10.0.0.0/8; '*' for any peer; '' for none)"
+             " whose X-Forwarded-Proto and X-Forwarded-For are believed. Other peers' are ignored.",
+    ),
+    public_origin: str | None = typer.Option(
+        None, envvar=PUBLIC_ORIGIN_VARIABLE,
+        help="The origin browsers reach /audit/ at, e.g. https://audit.example.com: then the only one whose"
+             " forms are accepted, and its scheme decides the cookies' Secure flag.",
+    ),
 ) -> None:
     """Serve the HTTP API with uvicorn (migrates first)."""
     import uvicorn
 
+    from api.workspace import sessions
+
     try:
         chosen_format = logging_setup.choose_format(log_format)
+        proxies = proxy_settings(forwarded_allow_ips)
+        origin = sessions.public_origin(public_origin or "")
     except ValueError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    # Workers are processes of their own: they read the choice from the environment.
+    # Workers are processes of their own: they read these choices from the environment.
+    os.environ.pop(PUBLIC_ORIGIN_VARIABLE, None)
+    if origin:
+        os.environ[PUBLIC_ORIGIN_VARIABLE] = origin
     os.environ[logging_setup.LOG_FORMAT_VARIABLE] = chosen_format
     os.environ[logging_setup.REQUEST_LOG_VARIABLE] = "on" if access_log else "off"
     logging_setup.configure(chosen_format)
@@ -91,11 +114,30 @@ def serve(
     os.environ[DATABASE_URL_VARIABLE] = url
     os.environ["CHANNEL_DOMAIN_PROJECTIONS"] = "on" if projections else "off"
     console.print(f"serving on http://{host}:{port}  (health: /health, API docs: /docs)")
+    console.print(f"X-Forwarded-Proto/-For believed from: {proxies['forwarded_allow_ips'] or 'no one'}"
+                  + (f"; public origin {origin}" if origin else ""), highlight=False)
     typer.echo("issue a first token: .venv/bin/channel-domain tokens create --actor YOU --role channel_manager")
     uvicorn.run(
         "api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
         log_config=logging_setup.log_config(chosen_format), access_log=False,  # the request line replaces it
+        **proxies,
     )
+
+
+def proxy_settings(forwarded_allow_ips: str) -> dict[str, Any]:
+    """uvicorn's settings for `serve --forwarded-allow-ips`. uvicorn treats an entry that is not
+    an address or network as a name it never matches (and `*` only when alone): refuse those
+    here, rather than start a node that silently believes no proxy."""
+    entries = [entry.strip() for entry in forwarded_allow_ips.split(",") if entry.strip()]
+    if entries == ["*"]:
+        return {"proxy_headers": True, "forwarded_allow_ips": "*"}
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry) if "/" in entry else ipaddress.ip_address(entry)
+        except ValueError:
+            raise ValueError(f"--forwarded-allow-ips: {entry!r} is not an IP address or network"
+                             f" (the proxy's address is compared, never its name; '*' only on its own)") from None
+    return {"proxy_headers": bool(entries), "forwarded_allow_ips": ",".join(entries)}
 
 
 def _webhook_settings_usable() -> None:

@@ -8,8 +8,10 @@ import subprocess
 
 import httpx
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
+from api.cli import DEFAULT_TRUSTED_PROXIES, proxy_settings
 from api.cli import app as cli
 from channel_domain.store.projecting import ProjectionRunner
 from projections import AuditSeals
@@ -74,6 +76,60 @@ def test_serve_answers_over_a_real_socket(database_url, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_serve_believes_forwarded_headers_from_the_proxies_it_is_given_only(database_url):
+    """--forwarded-allow-ips reaches every worker process: a peer named there is believed when it
+    says the browser used https, and 127.0.0.1 — uvicorn's default — no longer is. The Secure
+    flag of the sign-in form's cookie shows which was believed. (The option, not the variable:
+    uvicorn reads FORWARDED_ALLOW_IPS by itself, so the variable would pass without `serve`.)"""
+    port = free_port()
+    env = {**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}
+    env.pop("CHANNEL_DOMAIN_PUBLIC_ORIGIN", None)
+    env.pop("FORWARDED_ALLOW_IPS", None)
+    server = subprocess.Popen(
+        [str(BIN / "channel-domain"), "serve", "--port", str(port), "--workers", "2", "--no-projections",
+         "--forwarded-allow-ips", "127.0.0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", server,
+                      lambda: "" if server.poll() is None else server.stdout.read().decode())
+        forwarded = {"Host": "audit.example.com", "X-Forwarded-Proto": "https"}
+
+        def csrf_cookies(address: str) -> list[str]:
+            with httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=10) as client:
+                # Several requests, so both worker processes are likely to answer some.
+                return [client.get(f"http://127.0.0.1:{port}/audit/sign-in", headers=forwarded).headers["set-cookie"]
+                        for _ in range(6)]
+
+        assert all("Secure" in cookie for cookie in csrf_cookies("127.0.0.2"))
+        assert not any("Secure" in cookie for cookie in csrf_cookies("127.0.0.1"))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    (["--forwarded-allow-ips", "lb.internal"], "'lb.internal' is not an IP address or network"),
+    (["--forwarded-allow-ips", "*,10.0.0.1"], "'*' is not an IP address or network"),
+    # Host bits set: uvicorn would take it for a name and never match it.
+    (["--forwarded-allow-ips", "10.0.0.1/8"], "'10.0.0.1/8' is not an IP address or network"),
+    (["--public-origin", "https://audit.example.com/audit/"], "must be an origin such as https://audit.example.com"),
+])
+def test_serve_refuses_a_proxy_or_origin_setting_it_cannot_use(monkeypatch, option, said):
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.delenv("CHANNEL_DOMAIN_PUBLIC_ORIGIN", raising=False)
+    refused = CliRunner().invoke(cli, ["serve", *option])
+    assert refused.exit_code == 2 and said in " ".join(refused.output.split()), refused.output
+
+
+def test_serve_proxy_settings_are_uvicorns():
+    assert proxy_settings(DEFAULT_TRUSTED_PROXIES) == {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1,::1"}
+    assert proxy_settings(" 10.0.0.0/8 , 192.0.2.1") == {"proxy_headers": True,
+                                                         "forwarded_allow_ips": "10.0.0.0/8,192.0.2.1"}
+    assert proxy_settings("*") == {"proxy_headers": True, "forwarded_allow_ips": "*"}
+    assert proxy_settings("") == {"proxy_headers": False, "forwarded_allow_ips": ""}
 
 
 def test_verify_and_export_commands(app, database_url, monkeypatch, tmp_path):

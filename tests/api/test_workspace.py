@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import threading
 import time
 
 import psycopg
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.tokens import revoke_token
-from channel_domain.store import checkpoints
+from channel_domain.store import checkpoints, integrity
 from tests.api.flows import ERP, HR, approved_partner, post, signed_contract
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -219,8 +220,78 @@ def test_verification_shows_the_latest_checkpoint_and_runs_the_full_check_on_req
     page = text_of(auditor.get("/audit/verification").text)
     assert f"树大小 Tree size {made.tree_size}" in page and made.root_hash.hex() in page
     assert f"密钥 Key ID {made.key_id}" in page and "有效 Valid" in page and made.timestamp in page
-    full = text_of(auditor.get("/audit/verification", params={"full": "true"}).text)
-    assert "结果 Result 通过 OK" in full
+    full = auditor.post("/audit/verification", data={"csrf_token": csrf_of(auditor.get("/audit/").text)})
+    assert full.status_code == 200 and "结果 Result 通过 OK" in text_of(full.text)
+
+
+def test_the_full_check_is_a_csrf_checked_form_and_runs_once_at_a_time(api, auditor, monkeypatch):
+    """It reads the whole log: a GET (a link, a prefetch, a reloading tab) never starts it, and
+    while one runs in the process another is told to come back, with Retry-After."""
+    signed_contract(api, approved_partner(api, "retailer"))
+    checks, started, release = [], threading.Event(), threading.Event()
+    whole_log = integrity.verify
+
+    def slow_verify(datastore, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        checks.append(1)
+        started.set()
+        assert release.wait(30)
+        return whole_log(datastore, *args, **kwargs)
+
+    monkeypatch.setattr(integrity, "verify", slow_verify)
+    page = auditor.get("/audit/verification", params={"full": "true"})
+    assert page.status_code == 200 and "结果 Result" not in text_of(page.text) and checks == []
+    csrf = csrf_of(page.text)
+    assert 'method="post" action="/audit/verification"' in page.text
+    forged = auditor.post("/audit/verification", data={"csrf_token": "forged"})
+    other_site = auditor.post("/audit/verification", data={"csrf_token": csrf},
+                              headers={"Origin": "https://evil.example"})
+    assert forged.status_code == other_site.status_code == 403 and checks == []
+
+    first: list = []
+    running = threading.Thread(target=lambda: first.append(auditor.post("/audit/verification",
+                                                                        data={"csrf_token": csrf})))
+    running.start()
+    try:
+        assert started.wait(30)
+        second = auditor.post("/audit/verification", data={"csrf_token": csrf})
+        assert second.status_code == 503 and int(second.headers["retry-after"]) >= 1
+        assert "A full check is already running" in text_of(second.text) and checks == [1]
+    finally:
+        release.set()
+        running.join(30)
+    assert first[0].status_code == 200 and "结果 Result 通过 OK" in text_of(first[0].text)
+    again = auditor.post("/audit/verification", data={"csrf_token": csrf})  # the lock was let go
+    assert again.status_code == 200 and checks == [1, 1]
+
+
+def test_a_form_with_too_many_fields_or_too_large_is_refused_with_a_page_and_signs_no_one_in(api, database_url):
+    client = api.client
+    token = api.token("auditor-1", "auditor")
+    form = client.get("/audit/sign-in")
+    fields = {"csrf_token": csrf_of(form.text), "token": token, "next": "/audit/"}
+    crowded = client.post("/audit/sign-in", data={**fields, **{f"x{n}": "1" for n in range(8)}})
+    assert crowded.status_code == 400 and crowded.headers["content-type"].startswith("text/html")
+    assert "表单无效 Bad form" in crowded.text and "at most 10 fields" in crowded.text
+    padded = client.post("/audit/sign-in", data={**fields, "pad": "x" * 20_000})
+    assert padded.status_code == 413 and "表单过大 Form too large" in padded.text
+
+    def chunks():  # no Content-Length: refused once past the limit
+        yield f"csrf_token={fields['csrf_token']}&token={token}&pad=".encode()
+        for _ in range(40):
+            yield b"x" * 1_000
+
+    streamed = client.post("/audit/sign-in", content=chunks(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 413 and "表单过大 Form too large" in streamed.text
+    assert all("cd_audit_session" not in answer.headers.get("set-cookie", "")
+               for answer in (crowded, padded, streamed))
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_sessions").fetchone()[0] == 0
+    # The same form, within bounds, signs in; signing out is read the same way.
+    assert client.post("/audit/sign-in", data=fields, follow_redirects=False).status_code == 303
+    out = client.post("/audit/sign-out", data={"csrf_token": csrf_of(client.get("/audit/").text),
+                                               **{f"x{n}": "1" for n in range(10)}})
+    assert out.status_code == 400 and client.get("/audit/", follow_redirects=False).status_code == 200
 
 
 def test_a_page_of_a_contract_with_10_000_events_renders_within_200_ms(api, auditor):

@@ -1,17 +1,21 @@
 """The auditor workspace at /audit/ (docs/audit.md, "The auditor workspace"): server-rendered
 pages over the same read functions the API answers from, for an auditor signed in with a
-token. No JavaScript; every page is a GET but signing in and out (POST forms with a CSRF
-token)."""
+token. No JavaScript; every page is a GET but signing in and out and the full verification
+(POST forms with a CSRF token: the last reads the whole log, so no link, prefetch or reload
+loop may start it, and a process runs one at a time)."""
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import re
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
@@ -25,7 +29,7 @@ from api.deps import department_of
 from api.errors import ApiProblem
 from api.routes import audit
 from api.views import VIEWS, history_view, record_view
-from api.workspace import labels, proofs, sessions
+from api.workspace import forms, labels, proofs, sessions
 from channel_domain.aggregate import event_type_of
 from channel_domain.application import ChannelDepartment
 from channel_domain.errors import NotFound
@@ -87,9 +91,9 @@ Auditor = Annotated[sessions.Session, Depends(_signed_in)]
 
 
 def _page(request: Request, name: str, session: sessions.Session | None, status: int = 200,
-          **context: Any) -> HTMLResponse:
+          headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, {"session": session, **context}, status_code=status,
-                                      headers=SECURITY_HEADERS)
+                                      headers={**SECURITY_HEADERS, **(headers or {})})
 
 
 def _html_errors(page: Callable[..., Response]) -> Callable[..., Response]:
@@ -120,6 +124,18 @@ def _local_target(target: str | None) -> str:
     return "/audit/"
 
 
+def _refused(request: Request, session: sessions.Session | None) -> HTMLResponse:
+    """A POST form refused: sent from another origin, or without the right CSRF token."""
+    detail = "The form's CSRF token does not match: reload the page and try again. 表单令牌不匹配,请重新加载页面后再试。"
+    if not sessions.from_same_origin(request):
+        # Said in full: behind a proxy not configured for it, the browser's own origin lands here.
+        detail = (f"This form was sent from {request.headers.get('origin', '')[:200]}, which is not this server's"
+                  f" address ({sessions.own_origin(request)}). Behind a proxy, the operator names the proxy or the"
+                  " public address (docs/deploy.md, \"The auditor workspace behind a proxy\")."
+                  " 表单来源与本服务器的地址不符。")
+    return _page(request, "error.html", session, 403, title="请求被拒绝 Refused", detail=detail)
+
+
 # --- signing in and out ---------------------------------------------------------------
 
 
@@ -136,21 +152,12 @@ def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:  # 
     return response
 
 
-async def _form(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > 16_384:
-        return {}
-    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=10)
-    return {name: values[0] for name, values in parsed.items()}
-
-
 @router.post("/sign-in")
 async def sign_in(request: Request) -> Response:
-    form = await _form(request)
+    form = await forms.read(request)
     expected = request.cookies.get(sessions.CSRF_COOKIE)
     if not sessions.from_same_origin(request) or not sessions.same(form.get("csrf_token"), expected):
-        return _page(request, "error.html", None, 403, title="请求被拒绝 Refused",
-                     detail="The form's CSRF token does not match: reload the sign-in page and try again.")
+        return _refused(request, None)
     token = form.get("token", "").strip()
     target = _local_target(form.get("next"))
 
@@ -174,7 +181,7 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
-    form = await _form(request)
+    form = await forms.read(request)
 
     def close() -> bool:
         app = department_of(request)
@@ -186,8 +193,7 @@ async def sign_out(request: Request) -> Response:
             return True
 
     if not sessions.from_same_origin(request) or not await run_in_threadpool(close):
-        return _page(request, "error.html", None, 403, title="请求被拒绝 Refused",
-                     detail="The form's CSRF token does not match: reload the page and try again.")
+        return _refused(request, None)
     response = RedirectResponse("/audit/sign-in", status_code=303, headers=SECURITY_HEADERS)
     sessions.clear_cookie(request, response, sessions.SESSION_COOKIE)
     return response
@@ -447,22 +453,65 @@ def causation(request: Request, session: Auditor, correlation_id: str) -> Respon
                  tree=_causation_tree(found["events"]), count=len(found["events"]))
 
 
-@router.get("/verification")
-@_html_errors
-def verification(request: Request, session: Auditor, full: bool = False) -> Response:
-    app = _department(request)
-    datastore = app.event_recorder.datastore
-    with datastore.get_connection() as conn, conn.cursor() as curs:
+def _log_state(app: ChannelDepartment) -> dict[str, Any]:
+    with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
         check = proofs.check_latest(curs)
         leaves = merkle.tree_size(curs)
         curs.execute("SELECT count(*) AS events, max(position) AS head FROM events")
         log = curs.fetchone()
-    # The full check reads the whole log: only when asked for.
-    verified = integrity.verify(datastore).as_dict() if full else None
-    return _page(request, "verification.html", session, check=check, leaves=leaves, log=log, verified=verified)
+    return {"check": check, "leaves": leaves, "log": log}
+
+
+@router.get("/verification")
+@_html_errors
+def verification(request: Request, session: Auditor) -> Response:
+    return _page(request, "verification.html", session, verified=None, **_log_state(_department(request)))
+
+
+# One full check per process at a time: each reads the whole log, and an auditor's second tab
+# (or a colleague's) should wait for the first rather than double the load on the database.
+_full_check = threading.Lock()
+_last_full_check_s = [5.0]  # how long the last one took (a guess until one has finished)
+
+
+def _verify_alone(app: ChannelDepartment) -> dict[str, Any] | None:
+    """The full check's result, or None when another is running in this process. Taken and
+    released in the worker thread, so a request given up on still holds the lock to its end."""
+    if not _full_check.acquire(blocking=False):
+        return None
+    try:
+        started = time.monotonic()
+        verified = integrity.verify(app.event_recorder.datastore).as_dict()
+        _last_full_check_s[:] = [time.monotonic() - started]
+        return verified
+    finally:
+        _full_check.release()
+
+
+@router.post("/verification")
+async def full_verification(request: Request, session: Auditor) -> Response:
+    form = await forms.read(request)
+    if not sessions.from_same_origin(request) or not sessions.same(form.get("csrf_token"), session.csrf_token):
+        return _refused(request, session)
+
+    def check() -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        app = _department(request)
+        verified = _verify_alone(app)
+        return verified, ({} if verified is None else _log_state(app))
+
+    verified, state = await run_in_threadpool(check)
+    if verified is None:
+        wait = max(1, math.ceil(_last_full_check_s[0]))
+        return _page(request, "error.html", session, 503, headers={"Retry-After": str(wait)},
+                     title="全面验证正在进行 A full check is already running",
+                     detail=f"A full verification is already running on this server; try again in about {wait} s."
+                            f" 全面验证正在进行中,请约 {wait} 秒后再试。")
+    return _page(request, "verification.html", session, verified=verified, **state)
 
 
 def install(app: FastAPI) -> None:
+    # Read here, so a malformed origin stops the app from being made (ValueError).
+    app.state.audit_public_origin = sessions.public_origin()
     app.include_router(router)
     app.mount("/audit/static", StaticFiles(directory=HERE / "static"), name="audit-static")
 
@@ -470,3 +519,7 @@ def install(app: FastAPI) -> None:
     async def sign_in_first(request: Request, missing: _SignInRequired) -> Response:
         return RedirectResponse(f"/audit/sign-in?next={quote(missing.target, safe='')}", status_code=303,
                                 headers=SECURITY_HEADERS)
+
+    @app.exception_handler(forms.BadForm)
+    async def bad_form(request: Request, refused: forms.BadForm) -> Response:
+        return _page(request, "error.html", None, refused.status, title=refused.title, detail=refused.detail)
