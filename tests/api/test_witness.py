@@ -162,8 +162,15 @@ def _serving():
         server.server_close()
 
 
-http_witness = pytest.fixture(_serving)
-elsewhere = pytest.fixture(_serving)  # where a redirect points: it must never hear from us
+@pytest.fixture
+def http_witness():
+    yield from _serving()
+
+
+@pytest.fixture
+def elsewhere():
+    """Where a redirect points: it must never hear from us."""
+    yield from _serving()
 
 
 def url_of(server, path: str = "/checkpoints") -> str:
