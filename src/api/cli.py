@@ -371,15 +371,32 @@ def rebuild(
 @app.command()
 def verify(
     published: str | None = typer.Option(
-        None, "--checkpoints", metavar="DIR|FILE",
-        help="Also check the log against the signed checkpoints published there (`checkpoints publish`): each"
-             " signature against the key on its line, and each tree's root recomputed from the events' bytes."),
+        None, "--checkpoints", metavar="DIR|FILE|URL",
+        help="Also check the log against the signed checkpoints published there (`checkpoints publish`; a URL is"
+             " read with GET, one JSON line each): each signature against the key on its line, and each tree's root"
+             " recomputed from the events' bytes."),
+    trust_key: list[str] = typer.Option(
+        [], "--trust-key", metavar="KEY_ID",
+        help="With --checkpoints: accept only checkpoints signed by this key (its key_id, as `keys show` prints"
+             f" it); repeat for rotated keys. Default: {witness.TRUSTED_KEYS_VARIABLE} (comma-separated)."),
 ) -> None:
     """Check every event's hash, each stream's chain and the seals over the whole log; with
     --checkpoints, also that the log is still the one each published checkpoint signed, using
-    nothing of the database but the events' bytes (docs/audit.md). Exit code 0 only when
-    everything checks; 2 when the schema is behind or the checkpoints cannot be read (it reads
-    only, so a read-only role or a standby can run it: it never migrates)."""
+    nothing of the database but the events' bytes (docs/audit.md). With --trust-key, a published
+    checkpoint signed by any other key is a failure; without, the keys accepted are listed.
+    Exit code 0 only when everything checks; 2 when the schema is behind, the checkpoints cannot
+    be read or a key id is malformed (it reads only, so a read-only role or a standby can run it:
+    it never migrates)."""
+    if trust_key and published is None:
+        typer.secho("--trust-key pins the keys of published checkpoints: give --checkpoints too", err=True, fg="red")
+        raise typer.Exit(2)
+    trusted = None
+    if published is not None:
+        try:
+            trusted = witness.trusted_keys(trust_key, os.environ.get(witness.TRUSTED_KEYS_VARIABLE))
+        except ValueError as malformed:
+            typer.secho(str(malformed), err=True, fg="red")
+            raise typer.Exit(2) from None
     url = database_url()
     _schema_current(url)
     witnessed = None
@@ -407,7 +424,7 @@ def verify(
                           TimeRemainingColumn(), console=console) as bar:
                 task = bar.add_task("witness", total=largest)
                 against = witness.verify_against(department.event_recorder.datastore, witnessed,
-                                                 lambda done: bar.update(task, completed=done))
+                                                 lambda done: bar.update(task, completed=done), trusted=trusted)
     finally:
         department.close()
     if result.ok:
@@ -423,8 +440,27 @@ def verify(
                        f" (the largest a tree of {against.largest_tree} events)")
         else:
             typer.echo(f"NOT OK against {against.failed.name}: {against.problem}")
+        _say_signers(against)
     if not result.ok or (against is not None and not against.ok):
         raise typer.Exit(1)
+
+
+def _say_signers(against: witness.WitnessCheck) -> None:
+    """Which keys the published checkpoints were accepted from: a signature proves only that the
+    line's own key signed it, so without pins a person must recognise these ids."""
+    if not against.signers:
+        return  # a signature or key failed: the line is named above
+    (first, count), *others = against.signers.items()
+    typer.echo(f"signed by key {first} ({count} checkpoint{'' if count == 1 else 's'})"
+               + "".join(f", {key_id} ({n})" for key_id, n in others))
+    if against.trusted is not None:
+        typer.echo(f"every one of them trusted: {', '.join(sorted(against.trusted))}")
+        return
+    pins = " ".join(f"--trust-key {key_id}" for key_id in against.signers)
+    typer.echo("no key is pinned, so a checkpoint signed by any key was accepted: compare these key ids with the"
+               " ones the service gave you (`channel-domain keys show`, GET /v1/audit/public-key), then pin them"
+               f" with {pins} (or {witness.TRUSTED_KEYS_VARIABLE}={','.join(against.signers)}); a checkpoint signed"
+               " by any other key is then a failure")
 
 
 @app.command()
@@ -534,7 +570,8 @@ app.add_typer(checkpoints_app, name="checkpoints")
 @checkpoints_app.command("publish")
 def checkpoints_publish(
     to: str = typer.Option(..., "--to", metavar="DIR|FILE|URL",
-                           help="A directory (its checkpoints.ndjson), an .ndjson file, or an http(s) URL to POST to."),
+                           help="A directory (its checkpoints.ndjson; a path not there yet is one unless it ends"
+                                " in .ndjson, .jsonl or .json), a file, or an http(s) URL to POST to."),
     follow: bool = typer.Option(False, "--follow", help="Keep publishing new checkpoints until interrupted."),
     interval: float | None = typer.Option(
         None, min=0.1, help="With --follow: seconds between looks (default: the checkpoint interval,"
@@ -544,8 +581,9 @@ def checkpoints_publish(
     JSON line each with the public key that signed it; or POST each to URL as JSON, a 2xx answer
     accepting it. A file resumes after its last line, which must be one of this database's
     checkpoints (exit 1 otherwise: check with `verify --checkpoints`); a URL after the last
-    checkpoint it accepted. Exit code 1 when the target refuses or cannot be reached (with
-    --follow: retried, unless the file contradicts the database)."""
+    checkpoint it accepted; a redirect (3xx) is a failure, never followed. Exit code 1 when the
+    target refuses, redirects or cannot be reached (with --follow: retried, unless the file
+    contradicts the database or the URL redirects)."""
     url = database_url()
     _schema_current(url)
     if follow and interval is None:
@@ -573,6 +611,9 @@ def checkpoints_publish(
                                   if last else "; it holds none yet"))
             except witness.PublishRefused as refused:
                 typer.secho(f"refused: {refused}", err=True, fg="red")
+                raise typer.Exit(1) from None
+            except witness.PublishRedirected as redirected:  # with --follow too: retrying cannot fix an address
+                typer.secho(f"{redirected} ({redirected.published} published before it)", err=True, fg="red")
                 raise typer.Exit(1) from None
             except witness.PublishFailed as failed:
                 if not follow:

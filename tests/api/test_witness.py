@@ -5,6 +5,7 @@ checkpoints to a witness")."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg.rows import dict_row
 from typer.testing import CliRunner
 
@@ -119,27 +121,38 @@ def test_a_published_checkpoint_altered_or_cut_short_is_named(api, key_file, tmp
 
 
 class _Witness(BaseHTTPRequestHandler):
-    """A witness's endpoint: keeps what is posted, answers `status`."""
-
-    received: list[dict]
-    status: int
+    """A witness's endpoint: keeps what is posted, answering `status` (with `location` on a 3xx);
+    a GET answers what it keeps, one JSON line each, or `get_status`. Every request is noted."""
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append(("POST", self.path))  # type: ignore[attr-defined]
         if self.server.status < 300:  # type: ignore[attr-defined]
             self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
-        self.send_response(self.server.status)  # type: ignore[attr-defined]
-        self.send_header("Content-Length", "0")
+        self._answer(self.server.status, b"")  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.server.requests.append(("GET", self.path))  # type: ignore[attr-defined]
+        status = self.server.get_status  # type: ignore[attr-defined]
+        kept = "".join(json.dumps(document) + "\n" for document in self.server.received)  # type: ignore[attr-defined]
+        self._answer(status, kept.encode() if status < 300 else b"")
+
+    def _answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", self.server.location)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, *_: object) -> None:
         pass
 
 
-@pytest.fixture
-def http_witness():
+def _serving():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Witness)
-    server.received, server.status = [], 201  # type: ignore[attr-defined]
+    server.received, server.requests = [], []  # type: ignore[attr-defined]
+    server.status, server.get_status, server.location = 201, 200, None  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -149,6 +162,21 @@ def http_witness():
         server.server_close()
 
 
+@pytest.fixture
+def http_witness():
+    yield from _serving()
+
+
+@pytest.fixture
+def elsewhere():
+    """Where a redirect points: it must never hear from us."""
+    yield from _serving()
+
+
+def url_of(server, path: str = "/checkpoints") -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
 def test_publishing_to_a_url_posts_each_checkpoint_until_accepted(api, key_file, http_witness,
                                                                  database_url):
     assert keys("create").exit_code == 0
@@ -156,7 +184,7 @@ def test_publishing_to_a_url_posts_each_checkpoint_until_accepted(api, key_file,
     made = [checkpoint_now(api)]
     record_sales(api, 1, contract)
     made.append(checkpoint_now(api))
-    url = f"http://127.0.0.1:{http_witness.server_address[1]}/checkpoints"
+    url = url_of(http_witness)
     published = run("checkpoints", "publish", "--to", url)
     assert published.exit_code == 0 and "published 2 checkpoint(s)" in said(published), published.output
     pem = public_keys(api)["keys"][0]["pem"]
@@ -372,3 +400,181 @@ def test_the_offline_export_check_of_docs_audit_md_catches_the_rewrite_too(api, 
     assert caught.returncode == 1
     assert caught.stdout.startswith("NOT OK at position ") and (
         f"do not have the Merkle root the checkpoint on line 2 of {published} signed") in caught.stdout, caught.stdout
+
+
+# --- a redirect is no publication ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_a_redirect_is_a_failure_and_never_followed(api, key_file, http_witness, elsewhere, database_url, code):
+    assert keys("create").exit_code == 0
+    record_sales(api, 2)
+    made = checkpoint_now(api)
+    url, moved = url_of(http_witness), url_of(elsewhere, "/moved")
+    http_witness.status, http_witness.location = code, moved
+    redirected = run("checkpoints", "publish", "--to", url)
+    assert redirected.exit_code == 1, redirected.output
+    assert (f"{url} answered {code} to the checkpoint of tree size {made['tree_size']} ({made['timestamp']}),"
+            f" redirecting to {moved}: not published, and not sent there") in said(redirected)
+    assert elsewhere.requests == [] and http_witness.received == []
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM witness_publications").fetchone()[0] == 0
+    if code == 302:  # a witness that redirects is not away: --follow stops too instead of retrying
+        follower = subprocess.run(
+            [str(BIN / "channel-domain"), "checkpoints", "publish", "--to", url, "--follow", "--interval", "0.1"],
+            env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url}, capture_output=True, text=True,
+            timeout=60)
+        assert follower.returncode == 1, follower.stdout + follower.stderr
+        assert f"redirecting to {moved}" in " ".join(follower.stderr.split())
+        assert elsewhere.requests == []
+    http_witness.status = 201
+    assert run("checkpoints", "publish", "--to", url).exit_code == 0
+    assert http_witness.received == [{**made, "public_key_pem": public_keys(api)["keys"][0]["pem"]}]
+
+
+def test_verify_reads_what_a_witness_url_holds_and_refuses_a_redirect(api, key_file, http_witness, elsewhere):
+    assert keys("create").exit_code == 0
+    contract = record_sales(api, 2)
+    checkpoint_now(api)
+    record_sales(api, 1, contract)
+    checkpoint_now(api)
+    url = url_of(http_witness)
+    assert run("checkpoints", "publish", "--to", url).exit_code == 0
+    checked = run("verify", "--checkpoints", url)
+    assert checked.exit_code == 0, checked.output
+    assert f"ok: the log matches all 2 published checkpoints in {url}" in said(checked)
+    assert ("GET", "/checkpoints") in http_witness.requests
+
+    moved = url_of(elsewhere, "/moved")
+    http_witness.get_status, http_witness.location = 302, moved
+    redirected = run("verify", "--checkpoints", url)
+    assert redirected.exit_code == 2
+    assert f"{url} answered 302, redirecting to {moved}: not followed" in said(redirected)
+    assert elsewhere.requests == []
+    http_witness.get_status = 404
+    missing = run("verify", "--checkpoints", url)
+    assert missing.exit_code == 2 and f"cannot read published checkpoints at {url}: it answered 404" in said(missing)
+
+
+# --- which keys are trusted ----------------------------------------------------------------
+
+
+def signed_with_own_key(published: dict, claimed_key_id: str | None = None) -> dict:
+    """What anyone who can append to the witness can write: the same tree, root and time, signed
+    with a fresh key of their own and carrying that key (and, with `claimed_key_id`, another id)."""
+    private = Ed25519PrivateKey.generate()
+    raw = checkpoints.raw_public_key(private.public_key())
+    body = checkpoints.body(published["tree_size"], bytes.fromhex(published["root_hash"]), published["timestamp"])
+    return {**published, "body": body, "key_id": claimed_key_id or checkpoints.key_id_of(raw),
+            "signature": base64.b64encode(private.sign(body.encode())).decode(),
+            "public_key_pem": checkpoints.public_pem(raw)}
+
+
+def test_a_line_signed_with_a_key_of_ones_own_is_accepted_with_notice_unpinned_and_refused_pinned(
+        api, key_file, tmp_path, monkeypatch):
+    monkeypatch.delenv(witness.TRUSTED_KEYS_VARIABLE, raising=False)
+    assert keys("create").exit_code == 0
+    record_sales(api, 2)
+    honest = checkpoint_now(api)
+    target = tmp_path / "witness"
+    assert run("checkpoints", "publish", "--to", str(target)).exit_code == 0
+    path = target / "checkpoints.ndjson"
+    [line] = lines_of(path)
+    forged = signed_with_own_key(line)
+    with path.open("a") as appended:
+        appended.write(json.dumps(forged) + "\n")
+    ours, theirs = honest["key_id"], forged["key_id"]
+
+    unpinned = run("verify", "--checkpoints", str(target))
+    assert unpinned.exit_code == 0, unpinned.output
+    assert f"ok: the log matches all 2 published checkpoints in {target}" in said(unpinned)
+    assert f"signed by key {ours} (1 checkpoint), {theirs} (1)" in said(unpinned)
+    assert (f"then pin them with --trust-key {ours} --trust-key {theirs}"
+            f" (or {witness.TRUSTED_KEYS_VARIABLE}={ours},{theirs})") in said(unpinned)
+
+    refused = (f"NOT OK against the checkpoint on line 2 of {path} (tree size {honest['tree_size']},"
+               f" {honest['timestamp']}, key {theirs}): it is signed by key {theirs}, which is not one of the"
+               f" trusted keys ({ours})")
+    pinned = run("verify", "--checkpoints", str(target), "--trust-key", ours)
+    assert pinned.exit_code == 1 and refused in said(pinned), pinned.output
+    assert f"signed by key {ours} (" not in said(pinned)  # no summary of keys when one is refused
+    monkeypatch.setenv(witness.TRUSTED_KEYS_VARIABLE, ours)
+    from_environment = run("verify", "--checkpoints", str(target))
+    assert from_environment.exit_code == 1 and refused in said(from_environment), from_environment.output
+
+    # A line that names the trusted key's id over a key of its own: the id is checked against its key.
+    path.write_text(json.dumps(line) + "\n" + json.dumps(signed_with_own_key(line, claimed_key_id=ours)) + "\n")
+    lying = run("verify", "--checkpoints", str(target), "--trust-key", ours)
+    assert lying.exit_code == 1
+    assert (f"NOT OK against the checkpoint on line 2 of {path} (tree size {honest['tree_size']},"
+            f" {honest['timestamp']}, key {ours}): key_id is not the id of public_key_pem") in said(lying)
+
+
+def test_rotated_keys_both_pinned_pass_and_pins_are_checked_before_anything_is_read(
+        api, key_file, tmp_path, monkeypatch):
+    monkeypatch.delenv(witness.TRUSTED_KEYS_VARIABLE, raising=False)
+    assert keys("create").exit_code == 0
+    contract = record_sales(api, 1)
+    first = checkpoint_now(api)
+    assert keys("rotate").exit_code == 0
+    record_sales(api, 1, contract)
+    checkpoint_now(api)
+    record_sales(api, 1, contract)
+    second = checkpoint_now(api)
+    target = tmp_path / "witness"
+    assert run("checkpoints", "publish", "--to", str(target)).exit_code == 0
+    old, new = first["key_id"], second["key_id"]
+    assert old != new
+
+    both = run("verify", "--checkpoints", str(target), "--trust-key", old, "--trust-key", new.upper())
+    assert both.exit_code == 0, both.output
+    assert f"signed by key {old} (1 checkpoint), {new} (2)" in said(both)
+    assert f"every one of them trusted: {', '.join(sorted((old, new)))}" in said(both)
+    assert "no key is pinned" not in said(both)
+    only_old = run("verify", "--checkpoints", str(target), "--trust-key", old)
+    assert only_old.exit_code == 1
+    assert f"on line 2 of {target / 'checkpoints.ndjson'} (tree size" in said(only_old)
+    assert f"key {new}): it is signed by key {new}, which is not one of the trusted keys ({old})" in said(only_old)
+
+    monkeypatch.setenv(witness.TRUSTED_KEYS_VARIABLE, f" {old}, {new},")
+    assert run("verify", "--checkpoints", str(target)).exit_code == 0
+    monkeypatch.setenv(witness.TRUSTED_KEYS_VARIABLE, old)  # given on the command line, the pins replace it
+    assert run("verify", "--checkpoints", str(target), "--trust-key", old, "--trust-key", new).exit_code == 0
+
+    malformed = run("verify", "--checkpoints", str(target), "--trust-key", old[:-1])
+    assert malformed.exit_code == 2 and f"--trust-key: '{old[:-1]}' is not a key id" in said(malformed)
+    monkeypatch.setenv(witness.TRUSTED_KEYS_VARIABLE, "sha256:abc")
+    from_environment = run("verify", "--checkpoints", str(target))
+    assert from_environment.exit_code == 2
+    assert f"{witness.TRUSTED_KEYS_VARIABLE}: 'sha256:abc' is not a key id" in said(from_environment)
+    assert run("verify").exit_code == 0  # the variable is only read to check published checkpoints
+    alone = run("verify", "--trust-key", old)
+    assert alone.exit_code == 2 and "give --checkpoints too" in said(alone)
+
+
+# --- where a path leads --------------------------------------------------------------------
+
+
+def test_a_witness_path_is_a_directory_or_a_file_by_what_is_on_disk(tmp_path):
+    (tmp_path / "witness.d").mkdir()
+    assert witness.file_of(tmp_path / "witness.d") == tmp_path / "witness.d" / witness.FILE_NAME
+    assert witness.file_of(str(tmp_path / "new.d")) == tmp_path / "new.d" / witness.FILE_NAME
+    assert witness.file_of(tmp_path / "archive") == tmp_path / "archive" / witness.FILE_NAME
+    for name in ("kept.jsonl", "kept.json", "kept.ndjson", "KEPT.JSONL"):
+        assert witness.file_of(tmp_path / name) == tmp_path / name
+    (tmp_path / "archive.v2").write_text("")  # an existing file, whatever its name
+    assert witness.file_of(tmp_path / "archive.v2") == tmp_path / "archive.v2"
+    (tmp_path / "odd.jsonl").mkdir()  # an existing directory, whatever its name
+    assert witness.file_of(tmp_path / "odd.jsonl") == tmp_path / "odd.jsonl" / witness.FILE_NAME
+
+
+def test_publishing_to_a_new_directory_with_a_dot_in_its_name(api, key_file, tmp_path):
+    assert keys("create").exit_code == 0
+    record_sales(api, 1)
+    checkpoint_now(api)
+    target = tmp_path / "srv" / "witness.d"
+    published = run("checkpoints", "publish", "--to", str(target))
+    assert published.exit_code == 0, published.output
+    assert target.is_dir() and len(lines_of(target / witness.FILE_NAME)) == 1
+    checked = run("verify", "--checkpoints", str(target))
+    assert checked.exit_code == 0 and f"published checkpoints in {target}" in said(checked), checked.output

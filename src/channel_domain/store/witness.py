@@ -18,7 +18,14 @@ Where publishing resumes:
 - a URL: after the last checkpoint the endpoint answered 2xx to, kept in `witness_publications`
   (an HTTP endpoint offers no standard way to ask what it holds). At least once: a crash between
   the answer and that row posts the checkpoint again, so a witness keys what it keeps by
-  signature.
+  signature. A redirect is a failure, never followed: the witness is the address the operator
+  chose, and a checkpoint re-sent wherever a 3xx points would count as witnessed by whoever
+  answers there.
+
+A published line carries its own public key, so its signature alone proves nothing about who
+signed it: whoever can append to the witness can sign lines with a key of their own. Checking
+against pinned key ids (`trusted`) closes that; without pins the check reports which keys it
+accepted, for a person to compare with the ones the service gave them.
 """
 
 from __future__ import annotations
@@ -27,10 +34,12 @@ import base64
 import fcntl
 import json
 import os
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +53,11 @@ from channel_domain.store import checkpoints, merkle
 from channel_domain.store.integrity import GENESIS, event_hash, utc_text
 
 FILE_NAME = "checkpoints.ndjson"
+FILE_SUFFIXES = (".ndjson", ".jsonl", ".json")
 FIELDS = ("tree_size", "root_hash", "timestamp", "key_id", "signature", "body", "public_key_pem")
 POST_TIMEOUT_S = 30.0
+TRUSTED_KEYS_VARIABLE = "CHANNEL_DOMAIN_TRUSTED_KEYS"
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def is_url(target: str) -> bool:
@@ -53,9 +65,49 @@ def is_url(target: str) -> bool:
 
 
 def file_of(target: str | Path) -> Path:
-    """A directory holds `checkpoints.ndjson`; any other path is the file itself."""
+    """Decided by what is on disk, never by a dot in the name (`/srv/witness.d` is a directory):
+    an existing directory holds `checkpoints.ndjson`, any other existing path is the file; a path
+    not there yet is a file when it ends in .ndjson, .jsonl or .json, else a directory to create."""
     path = Path(target)
-    return path / FILE_NAME if path.is_dir() or not path.suffix else path
+    if path.is_dir():
+        return path / FILE_NAME
+    if path.exists() or path.suffix.lower() in FILE_SUFFIXES:
+        return path
+    return path / FILE_NAME
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Answers a 3xx as the error it is here: urllib would otherwise re-send a POST elsewhere
+    (as a GET for 301/302, so the body never arrives) and report that address's answer."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None  # not followed: the default error handler raises HTTPError with the 3xx
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _redirected_to(url: str, error: urllib.error.HTTPError) -> str:
+    location = error.headers.get("Location") if error.headers is not None else None
+    return urllib.parse.urljoin(url, location) if location else "no address (the answer has no Location)"
+
+
+def trusted_keys(given: list[str], environment: str | None = None) -> frozenset[str] | None:
+    """The key ids to accept: those given, else those of CHANNEL_DOMAIN_TRUSTED_KEYS (comma-separated);
+    None when neither names one (then every self-consistent signature is accepted, and reported).
+    A malformed id is refused (ValueError): a typo must not pin nothing."""
+    source = "--trust-key"
+    if not given and environment and environment.strip(" ,"):
+        given, source = environment.split(","), TRUSTED_KEYS_VARIABLE
+    pinned = set()
+    for key_id in (item.strip().lower() for item in given):
+        if not key_id and source == TRUSTED_KEYS_VARIABLE:
+            continue  # "K1,K2," is a list a person writes
+        if not _KEY_ID.fullmatch(key_id):
+            raise ValueError(f"{source}: {key_id!r} is not a key id (16 hex digits, as `channel-domain keys show`"
+                             " prints it)")
+        pinned.add(key_id)
+    return frozenset(pinned) or None
 
 
 def published_form(checkpoint: checkpoints.Checkpoint, raw_public: bytes) -> dict[str, Any]:
@@ -76,6 +128,11 @@ class PublishFailed(RuntimeError):
     def __init__(self, message: str, published: int) -> None:
         super().__init__(message)
         self.published = published
+
+
+class PublishRedirected(PublishFailed):
+    """The URL answered a redirect: not published there, nor sent where it pointed. Not a
+    witness being away, so `--follow` stops on it too: someone must choose the address."""
 
 
 @dataclass(frozen=True)
@@ -182,10 +239,16 @@ def publish_to_url(datastore: Any, url: str, timeout_s: float = POST_TIMEOUT_S) 
                                          headers={"Content-Type": "application/json"})
         named = f"the checkpoint of tree size {checkpoint.tree_size} ({checkpoint.timestamp})"
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310 - http(s) only: is_url
+            with _OPENER.open(request, timeout=timeout_s) as answer:
                 status = answer.status
         except urllib.error.HTTPError as error:
             status = error.code
+            error.close()
+            if 300 <= status < 400:
+                raise PublishRedirected(
+                    f"{url} answered {status} to {named}, redirecting to {_redirected_to(url, error)}: not"
+                    " published, and not sent there (a redirect is never followed; if the witness has moved,"
+                    " publish to its new address with --to)", count) from None
         except (urllib.error.URLError, OSError) as error:
             raise PublishFailed(f"{url} could not be reached with {named}: {error}", count) from None
         if not 200 <= status < 300:
@@ -228,12 +291,37 @@ class WitnessUnreadable(ValueError):
     """The published checkpoints cannot be read."""
 
 
-def read_published(target: str | Path) -> list[Witnessed]:
+def _fetch(url: str, timeout_s: float) -> str:
+    """What a witness's URL answers to GET: the checkpoints it holds, one JSON object per line, as
+    they were posted. A redirect is refused as when publishing: the copy checked is the one at the
+    address the auditor chose."""
+    request = urllib.request.Request(url, method="GET", headers={"Accept": "application/x-ndjson"})
+    try:
+        with _OPENER.open(request, timeout=timeout_s) as answer:
+            return answer.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        error.close()
+        if 300 <= error.code < 400:
+            raise WitnessUnreadable(f"{url} answered {error.code}, redirecting to {_redirected_to(url, error)}: not"
+                                    " followed; if the witness has moved, give its new address") from None
+        raise WitnessUnreadable(f"cannot read published checkpoints at {url}: it answered {error.code}") from None
+    except (urllib.error.URLError, OSError, UnicodeDecodeError) as error:
+        raise WitnessUnreadable(f"cannot read published checkpoints at {url}: {error}") from None
+
+
+def read_published(target: str | Path, timeout_s: float = POST_TIMEOUT_S) -> list[Witnessed]:
+    """The published checkpoints of a directory, a file or a witness's URL (GET)."""
+    if isinstance(target, str) and is_url(target):
+        return _parse(_fetch(target, timeout_s), target)
     path = file_of(target)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise WitnessUnreadable(f"cannot read published checkpoints at {path}: {error}") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, path: str) -> list[Witnessed]:
     found = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -247,7 +335,7 @@ def read_published(target: str | Path) -> list[Witnessed]:
             raise WitnessUnreadable(f"line {number} of {path} is no published checkpoint: it lacks {', '.join(lacking)}")
         if not isinstance(document["tree_size"], int) or document["tree_size"] < 0:
             raise WitnessUnreadable(f"line {number} of {path}: tree_size is not a count")
-        found.append(Witnessed(str(path), number, document))
+        found.append(Witnessed(path, number, document))
     if not found:
         raise WitnessUnreadable(f"{path} holds no published checkpoint: there is nothing to check the log against")
     return found
@@ -286,6 +374,9 @@ class WitnessCheck:
     largest_tree: int
     failed: Witnessed | None = None
     problem: str | None = None
+    # key id -> checkpoints it signed, in the order first seen; empty unless every signature checked
+    signers: dict[str, int] = field(default_factory=dict)
+    trusted: frozenset[str] | None = None  # the pins checked against; None: none given
 
 
 class _Roots:
@@ -332,15 +423,29 @@ def _recomputed_hashes(datastore: Any, limit: int, batch: int) -> Iterator[bytes
             yield digest
 
 
+def untrusted_problem(document: dict[str, Any], trusted: frozenset[str]) -> str | None:
+    key_id = document["key_id"]
+    if key_id in trusted:
+        return None
+    return (f"it is signed by key {key_id}, which is not one of the trusted keys ({', '.join(sorted(trusted))}):"
+            " a line anyone who can append to the witness could have signed with a key of their own")
+
+
 def verify_against(datastore: Any, published: list[Witnessed], progress: Callable[[int], None] = lambda _: None,
-                   batch: int = 10_000) -> WitnessCheck:
-    """Check every published checkpoint's signature, then that the log as it is now has, at each
-    published tree size, the root that checkpoint signed. The first failure is returned, the
-    checkpoints in the order read for signatures, by tree size for the log."""
+                   batch: int = 10_000, trusted: frozenset[str] | None = None) -> WitnessCheck:
+    """Check every published checkpoint's signature — and with `trusted`, that its key is one of
+    those — then that the log as it is now has, at each published tree size, the root that
+    checkpoint signed. The first failure is returned, the checkpoints in the order read for
+    signatures, by tree size for the log."""
+    signers: dict[str, int] = {}
     for witnessed in published:
-        problem = signature_problem(witnessed.document)
+        problem = signature_problem(witnessed.document)  # first: it proves key_id is the line's own key's
+        if problem is None and trusted is not None:
+            problem = untrusted_problem(witnessed.document, trusted)
         if problem:
-            return WitnessCheck(False, len(published), 0, 0, witnessed, problem)
+            return WitnessCheck(False, len(published), 0, 0, witnessed, problem, trusted=trusted)
+        key_id = witnessed.document["key_id"]
+        signers[key_id] = signers.get(key_id, 0) + 1
     by_size: dict[int, list[Witnessed]] = {}
     for witnessed in published:
         by_size.setdefault(witnessed.tree_size, []).append(witnessed)
@@ -355,7 +460,7 @@ def verify_against(datastore: Any, published: list[Witnessed], progress: Callabl
                     False, len(published), roots.size, largest, witnessed,
                     f"the log's first {roots.size} events, hashed again from their stored bytes, have the Merkle"
                     f" root {root}, not the {witnessed.document['root_hash']} this checkpoint signed: the log was"
-                    " rewritten after it was published")
+                    " rewritten after it was published", signers, trusted)
         return None
 
     failed = check_size()  # a checkpoint of the empty tree
@@ -374,6 +479,6 @@ def verify_against(datastore: Any, published: list[Witnessed], progress: Callabl
         short = min(size for size in by_size if size > roots.size)
         return WitnessCheck(False, len(published), roots.size, largest, by_size[short][0],
                             f"the log has only {roots.size} events, and this checkpoint signed a tree of {short}:"
-                            " events were removed after it was published")
-    return WitnessCheck(True, len(published), roots.size, largest)
+                            " events were removed after it was published", signers, trusted)
+    return WitnessCheck(True, len(published), roots.size, largest, signers=signers, trusted=trusted)
 
