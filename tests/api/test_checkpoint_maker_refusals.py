@@ -5,6 +5,7 @@ nothing (docs/audit.md, "Signed checkpoints and Merkle proofs")."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -82,31 +83,91 @@ def test_a_tree_that_grew_honestly_is_signed(api, key_file, database_url):
     assert second["tree_size"] == first["tree_size"] + 2
 
 
-def test_forged_checkpoints_do_not_fool_the_running_maker(api, key_file, database_url, tmp_path):
-    """The forger replaces every checkpoint and key with their own, signed over the rewritten
-    tree: the database agrees with itself, but the process that signed the real ones remembers."""
+def restarted_make(database_url: str):
+    """`checkpoints.make` in a process that never saw the checkpoints: a restarted server, or
+    another node."""
+    fresh = ChannelDepartment(database_url)
+    try:
+        return checkpoints.make(fresh.event_recorder.datastore)
+    finally:
+        fresh.close()
+
+
+def test_checkpoints_forged_under_another_key_are_refused_after_a_restart_too(api, key_file, database_url, tmp_path):
+    """The forger replaces every checkpoint and registered key with their own, signed over the
+    rewritten tree: the database agrees with itself, but the maker trusts only its own key and
+    those it retired, which live beside the key file."""
     assert keys("create").exit_code == 0
     contract = record_sales(api, 3)
     signed = checkpoint_now(api)
     record_sales(api, 2, contract)
     rewrite_history(api, database_url, a_sale_before(database_url, signed), tmp_path / "attacker.pem")
+    before = checkpoint_count(database_url)
 
     refused = problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
-    assert "which this process signed or checked" in refused["detail"]
+    assert "is signed by a key that is neither this maker's" in refused["detail"]
+    with pytest.raises(checkpoints.TreeRewritten, match="neither this maker's"):
+        restarted_make(database_url)
+    assert checkpoint_count(database_url) == before
 
 
-def test_checkpoints_removed_from_the_database_are_noticed(api, key_file, database_url):
+def test_another_nodes_checkpoint_forged_is_refused_by_a_node_that_never_saw_it(api, key_file, database_url,
+                                                                                tmp_path):
+    """Node A signs #1, node B #2; the forger rewrites an event only #2 covers and replaces the
+    rows under a key of theirs. A, whose memory stops at #1, still refuses."""
+    assert keys("create").exit_code == 0
+    contract = record_sales(api, 3)
+    first = checkpoint_now(api)
+    record_sales(api, 3, contract)
+    node_b = ChannelDepartment(database_url)
+    try:
+        second = checkpoints.make(node_b.event_recorder.datastore)
+    finally:
+        node_b.close()
+    position = a_sale_before(database_url, {"tree_size": second.tree_size})
+    assert position > event_hashes(database_url)[first["tree_size"] - 1][0]  # covered by #2 only
+    record_sales(api, 1, contract)
+    rewrite_history(api, database_url, position, tmp_path / "attacker.pem")
+    problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["running", "restarted"])
+def test_checkpoints_removed_from_the_database_are_noticed(api, key_file, database_url, restarted):
     assert keys("create").exit_code == 0
     contract = record_sales(api, 2)
-    checkpoint_now(api)
+    signed = checkpoint_now(api)
     record_sales(api, 1, contract)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE merkle_checkpoints DISABLE TRIGGER USER")
         conn.execute("DELETE FROM merkle_checkpoints")
         conn.execute("ALTER TABLE merkle_checkpoints ENABLE TRIGGER USER")
-    refused = problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
-    assert "checkpoints were removed" in refused["detail"]
+    if restarted:  # the record on disk beside the key, not the memory of the process
+        recorded = json.loads(checkpoints.state_file(key_file).read_text())
+        assert [entry["root_hash"] for entry in recorded.values()] == [signed["root_hash"]]
+        with pytest.raises(checkpoints.TreeRewritten, match="checkpoints were removed"):
+            restarted_make(database_url)
+    else:
+        refused = problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
+        assert "checkpoints were removed" in refused["detail"]
     assert checkpoint_count(database_url) == 0
+
+
+def test_a_checkpoint_of_a_key_lost_before_this_one_is_trusted_once_listed(api, key_file, database_url, tmp_path):
+    """A key file lost and a new one created: the maker will not build on checkpoints of a key it
+    does not know until the operator lists that key (as `GET /v1/audit/public-key` shows it)."""
+    assert keys("create").exit_code == 0
+    contract = record_sales(api, 2)
+    lost = checkpoint_now(api)
+    raw = next(key["public_key"] for key in api.get("/v1/audit/public-key").json()["keys"]
+               if key["key_id"] == lost["key_id"])
+    key_file.unlink()
+    checkpoints.state_file(key_file).unlink()
+    assert keys("create").exit_code == 0
+    record_sales(api, 1, contract)
+    refused = problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
+    assert str(checkpoints.retired_keys_file(key_file)) in refused["detail"]
+    checkpoints.retired_keys_file(key_file).write_text(f"{lost['key_id']} {raw}\n")
+    assert checkpoint_now(api)["tree_size"] == lost["tree_size"] + 1
 
 
 def test_an_altered_checkpoint_row_is_noticed(api, key_file, database_url):
@@ -120,8 +181,7 @@ def test_an_altered_checkpoint_row_is_noticed(api, key_file, database_url):
         conn.execute("UPDATE merkle_checkpoints SET signature = %s", (bytes(64),))
         conn.execute("ALTER TABLE merkle_checkpoints ENABLE TRIGGER USER")
     refused = problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
-    assert refused["detail"].endswith(f"key {signed['key_id']}) does not verify under its registered"
-                                               " public key")
+    assert refused["detail"].endswith(f"key {signed['key_id']}) does not verify under key {signed['key_id']}")
 
 
 def test_a_node_left_with_a_rotated_out_key_signs_nothing(api, key_file, database_url, monkeypatch, tmp_path):

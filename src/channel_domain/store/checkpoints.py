@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import stat
@@ -183,11 +184,56 @@ def replace_key_file(path: Path | None = None) -> tuple[SigningKey, SigningKey |
     except KeyMissing:
         old = None
     private = Ed25519PrivateKey.generate()
+    if old is not None:  # before the old key is gone: a crash between leaves it listed, never lost
+        _remember_retired(path, old)
     fresh = path.with_name(f".{path.name}.new")
     fresh.unlink(missing_ok=True)  # left by a rotation interrupted before its rename
     _write_new(fresh, _pem(private))
     os.replace(fresh, path)
     return SigningKey(private, path), old
+
+
+def retired_keys_file(key_path: Path) -> Path:
+    """The public keys `keys rotate` retired from `key_path`, one `<key_id> <raw, base64>` line
+    each: what the maker trusts besides its own key, from outside the database."""
+    return key_path.with_name(f"{key_path.name}.retired")
+
+
+def _remember_retired(key_path: Path, old: SigningKey) -> None:
+    listed = retired_keys_file(key_path)
+    if old.key_id in _read_retired(listed):
+        return
+    descriptor = os.open(listed, os.O_WRONLY | os.O_CREAT | os.O_APPEND, KEY_FILE_MODE)
+    try:
+        os.write(descriptor, f"{old.key_id} {base64.b64encode(old.raw_public).decode()}\n".encode())
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _read_retired(listed: Path) -> dict[str, bytes]:
+    try:
+        text = listed.read_text()
+    except FileNotFoundError:
+        return {}
+    keys = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        key_id, _, encoded = line.strip().partition(" ")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32 or key_id_of(raw) != key_id:
+            raise KeyMissing(f"line {number} of {listed} is not `<key_id> <public key, base64>` of one key")
+        keys[key_id] = raw
+    return keys
+
+
+def trusted_public_keys(key: SigningKey) -> dict[str, bytes]:
+    """Key id -> raw public key of every key whose signature the maker accepts on a checkpoint
+    it builds on: its own and those it retired. Never the database's list, which whoever can
+    write to the database could extend with a key of their own."""
+    return {**_read_retired(retired_keys_file(key.path)), key.key_id: key.raw_public}
 
 
 def mode_of(path: Path) -> int:
@@ -273,26 +319,90 @@ def page(cursor: Any, after: int, limit: int) -> list[Checkpoint]:
 _MAKER_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended('merkle_checkpoints', 0))"
 
 
-# The latest checkpoint each datastore's maker signed or checked in this process: kept outside
-# the database, so a rewrite of the checkpoints table itself (forged rows under a key of the
-# forger's) is still caught by a running server.
+STATE_FILE_VARIABLE = "CHANNEL_DOMAIN_CHECKPOINT_STATE_FILE"
+
+# The latest checkpoint each datastore's maker signed or checked, in this process; and on disk
+# (`state_file`), so that a restarted maker remembers too. Both are outside the database: a
+# rewrite that removes checkpoints, or replaces them with ones under a forger's key, is caught
+# by a maker that signed or saw the real ones.
 _vouched_for: weakref.WeakKeyDictionary[Any, Checkpoint] = weakref.WeakKeyDictionary()
 
 
-def _signed_by_its_key(cursor: Any, checkpoint: Checkpoint) -> bool:
-    cursor.execute("SELECT public_key FROM checkpoint_keys WHERE key_id = %s", (checkpoint.key_id,))
-    row = cursor.fetchone()
-    if row is None or checkpoint.body != body(checkpoint.tree_size, checkpoint.root_hash, checkpoint.timestamp):
+def state_file(key_path: Path) -> Path:
+    given = os.environ.get(STATE_FILE_VARIABLE, "").strip()
+    return Path(given) if given else key_path.with_name(f"{key_path.name}.last-signed.json")
+
+
+def _database_of(cursor: Any) -> str:
+    """Which database a remembered checkpoint is of: as this process reaches it (host, port,
+    name), a fact of its configuration the database's content cannot change."""
+    info = cursor.connection.info
+    return f"{info.host}:{info.port}/{info.dbname}"
+
+
+@dataclass(frozen=True)
+class Remembered:
+    id: int
+    tree_size: int
+    root_hash: bytes
+
+
+def _remembered(path: Path, database: str) -> Remembered | None:
+    try:
+        known = json.loads(path.read_text()).get(database)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError) as error:
+        raise TreeRewritten(f"the maker's record of what it signed, {path}, cannot be read: {error}") from None
+    if known is None:
+        return None
+    return Remembered(int(known["id"]), int(known["tree_size"]), bytes.fromhex(known["root_hash"]))
+
+
+_said_unwritable: set[Path] = set()
+
+
+def _remember(path: Path, database: str, checkpoint: Checkpoint) -> None:
+    """Record `checkpoint` as the latest this maker vouches for in `database` (written beside
+    and renamed over, so a reader sees the old record or the new one). Where the file cannot
+    be written (a read-only secret mount) the process's memory is all there is: said once."""
+    try:
+        try:
+            known = json.loads(path.read_text())
+        except FileNotFoundError:
+            known = {}
+        previous = known.get(database)
+        if previous is not None and previous["tree_size"] >= checkpoint.tree_size:
+            return
+        known[database] = {"id": checkpoint.id, "tree_size": checkpoint.tree_size,
+                           "root_hash": checkpoint.root_hash.hex(), "timestamp": checkpoint.timestamp}
+        fresh = path.with_name(f".{path.name}.new")
+        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, KEY_FILE_MODE)
+        try:
+            os.write(descriptor, json.dumps(known, indent=1).encode())
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(fresh, path)
+    except (OSError, ValueError) as error:
+        if path not in _said_unwritable:
+            _said_unwritable.add(path)
+            logger.warning("cannot record the checkpoints signed in %s (%s): a restarted maker will not remember"
+                           " them; set %s to a writable file", path, error, STATE_FILE_VARIABLE)
+
+
+def _signed_by(checkpoint: Checkpoint, trusted: dict[str, bytes]) -> bool:
+    raw = trusted.get(checkpoint.key_id)
+    if raw is None or checkpoint.body != body(checkpoint.tree_size, checkpoint.root_hash, checkpoint.timestamp):
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(bytes(row["public_key"])).verify(checkpoint.signature,
-                                                                            checkpoint.body.encode())
+        Ed25519PublicKey.from_public_bytes(raw).verify(checkpoint.signature, checkpoint.body.encode())
     except (InvalidSignature, ValueError):
         return False
     return True
 
 
-def _why_not_extending(cursor: Any, size: int, signed: Checkpoint, where: str) -> str | None:
+def _why_not_extending(cursor: Any, size: int, signed: Checkpoint | Remembered, where: str) -> str | None:
     """Why a tree of `size` leaves, as stored, is not an extension of the `signed` one (None when it is)."""
     if size < signed.tree_size:
         return f"the tree has {size} leaves, fewer than the {signed.tree_size} of {where}"
@@ -306,28 +416,38 @@ def _why_not_extending(cursor: Any, size: int, signed: Checkpoint, where: str) -
     return None
 
 
-def _check_extends(datastore: Any, cursor: Any, size: int) -> None:
-    """Raise TreeRewritten unless the stored tree extends the latest checkpoint in the database
-    (itself correctly signed) and the latest this process vouched for."""
+def _check_extends(datastore: Any, cursor: Any, size: int, key: SigningKey) -> Checkpoint | None:
+    """Raise TreeRewritten unless the stored tree extends the latest checkpoint in the database,
+    signed by a key this maker trusts from outside the database, and the latest checkpoint this
+    maker remembers signing or checking. Returns the database's latest checkpoint."""
     last = latest(cursor)
     if last is not None:
         where = f"checkpoint #{last.id} ({last.timestamp}, key {last.key_id})"
-        if not _signed_by_its_key(cursor, last):
-            raise TreeRewritten(f"{where} does not verify under its registered public key")
+        trusted = trusted_public_keys(key)
+        if last.key_id not in trusted:
+            raise TreeRewritten(
+                f"{where} is signed by a key that is neither this maker's ({key.key_id}) nor one it retired"
+                f" (listed in {retired_keys_file(key.path)}): the checkpoints table was written by someone else."
+                " If that key was really yours, add its line there")
+        if not _signed_by(last, trusted):
+            raise TreeRewritten(f"{where} does not verify under key {last.key_id}")
         problem = _why_not_extending(cursor, size, last, where)
         if problem:
             raise TreeRewritten(problem)
+    database = _database_of(cursor)
+    recorded = _remembered(state_file(key.path), database)
     vouched = _vouched_for.get(datastore)
-    if vouched is not None:
-        where = f"checkpoint #{vouched.id} ({vouched.timestamp}), which this process signed or checked"
-        if last is None or last.tree_size < vouched.tree_size:
-            raise TreeRewritten(f"the database's latest checkpoint is {'none' if last is None else last.tree_size}"
-                                f" leaves, behind {where} at {vouched.tree_size}: checkpoints were removed")
-        problem = _why_not_extending(cursor, size, vouched, where)
+    for remembered, whose in ((vouched, "this process"), (recorded, f"this maker ({state_file(key.path)})")):
+        if remembered is None:
+            continue
+        where = f"checkpoint #{remembered.id} of {remembered.tree_size} leaves, which {whose} signed or checked"
+        if last is None or last.tree_size < remembered.tree_size:
+            has = "no checkpoint" if last is None else f"checkpoints of {last.tree_size} leaves at most"
+            raise TreeRewritten(f"the database has {has}, behind {where}: checkpoints were removed")
+        problem = _why_not_extending(cursor, size, remembered, where)
         if problem:
             raise TreeRewritten(problem)
-    if last is not None:
-        _vouched_for[datastore] = last
+    return last
 
 
 def make(datastore: Any, key: SigningKey | None = None, *, only_if_due: float | None = None) -> Checkpoint | None:
@@ -354,7 +474,9 @@ def make(datastore: Any, key: SigningKey | None = None, *, only_if_due: float | 
         if curs.fetchone()["retired_at"] is not None:
             raise KeyRetired(f"the key in {key.path} ({key.key_id}) was retired by `keys rotate`: copy the current"
                              " key file here; nothing is signed with a retired key")
-        _check_extends(datastore, curs, size)
+        checked = _check_extends(datastore, curs, size, key)
+        if checked is not None:
+            _vouched_for[datastore] = checked
         root_hash = merkle.root_of(curs, size)
         stamp = timestamp_text(now)
         signed_body = body(size, root_hash, stamp)
@@ -364,7 +486,9 @@ def make(datastore: Any, key: SigningKey | None = None, *, only_if_due: float | 
             (size, root_hash, stamp, key.key_id, key.sign(signed_body.encode()), signed_body, now),
         )
         made = _checkpoint(curs.fetchone())
+        database = _database_of(curs)
     _vouched_for[datastore] = made  # once committed: a rolled-back one was never signed for anyone
+    _remember(state_file(key.path), database, made)
     return made
 
 
