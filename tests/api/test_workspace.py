@@ -225,7 +225,8 @@ def test_verification_shows_the_latest_checkpoint_and_runs_the_full_check_on_req
 
 def test_the_full_check_is_a_csrf_checked_form_and_runs_once_at_a_time(api, auditor, monkeypatch):
     """It reads the whole log: a GET (a link, a prefetch, a reloading tab) never starts it, and
-    while one runs in the process another is told to come back, with Retry-After."""
+    while one runs another is told to come back, with Retry-After (across processes and nodes:
+    test_full_check_limit.py)."""
     signed_contract(api, approved_partner(api, "retailer"))
     checks, started, release = [], threading.Event(), threading.Event()
     whole_log = integrity.verify

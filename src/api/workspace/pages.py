@@ -2,16 +2,14 @@
 pages over the same read functions the API answers from, for an auditor signed in with a
 token. No JavaScript; every page is a GET but signing in and out and the full verification
 (POST forms with a CSRF token: the last reads the whole log, so no link, prefetch or reload
-loop may start it, and a process runs one at a time)."""
+loop may start it, and the service runs one at a time)."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
-import math
 import re
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -24,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from api import diffs
+from api import diffs, full_check
 from api.deps import department_of
 from api.errors import ApiProblem
 from api.routes import audit
@@ -33,7 +31,7 @@ from api.workspace import forms, labels, proofs, sessions
 from channel_domain.aggregate import event_type_of
 from channel_domain.application import ChannelDepartment
 from channel_domain.errors import NotFound
-from channel_domain.store import integrity, merkle
+from channel_domain.store import merkle
 from channel_domain.values import plain_json
 from projections.commissions import statement
 
@@ -96,19 +94,34 @@ def _page(request: Request, name: str, session: sessions.Session | None, status:
                                       headers={**SECURITY_HEADERS, **(headers or {})})
 
 
-def _html_errors(page: Callable[..., Response]) -> Callable[..., Response]:
-    """A refusal on a page is a page saying why, with its status: not a problem+json."""
+def _refusal_page(kwargs: dict[str, Any], refusal: NotFound | ApiProblem) -> HTMLResponse:
+    if isinstance(refusal, NotFound):
+        return _page(kwargs["request"], "error.html", kwargs.get("session"), 404, title="未找到 Not found",
+                     detail=str(refusal))
+    return _page(kwargs["request"], "error.html", kwargs.get("session"), refusal.status, refusal.headers,
+                 title="无法显示 Cannot show this", detail=refusal.detail)
+
+
+def _html_errors(page: Callable[..., Any]) -> Callable[..., Any]:
+    """A refusal on a page is a page saying why, with its status (and Retry-After, say): not a
+    problem+json. For the pages (plain functions) and for the forms (coroutines: they await the body)."""
+    if inspect.iscoroutinefunction(page):
+
+        @functools.wraps(page)
+        async def answer_form(*args: Any, **kwargs: Any) -> Response:
+            try:
+                return await page(*args, **kwargs)
+            except (NotFound, ApiProblem) as refusal:
+                return _refusal_page(kwargs, refusal)
+
+        return answer_form
 
     @functools.wraps(page)
     def answer(*args: Any, **kwargs: Any) -> Response:
         try:
             return page(*args, **kwargs)
-        except NotFound as missing:
-            return _page(kwargs["request"], "error.html", kwargs.get("session"), 404, title="未找到 Not found",
-                         detail=str(missing))
-        except ApiProblem as problem:
-            return _page(kwargs["request"], "error.html", kwargs.get("session"), problem.status,
-                         title="无法显示 Cannot show this", detail=problem.detail)
+        except (NotFound, ApiProblem) as refusal:
+            return _refusal_page(kwargs, refusal)
 
     return answer
 
@@ -468,44 +481,29 @@ def verification(request: Request, session: Auditor) -> Response:
     return _page(request, "verification.html", session, verified=None, **_log_state(_department(request)))
 
 
-# One full check per process at a time: each reads the whole log, and an auditor's second tab
-# (or a colleague's) should wait for the first rather than double the load on the database.
-_full_check = threading.Lock()
-_last_full_check_s = [5.0]  # how long the last one took (a guess until one has finished)
-
-
-def _verify_alone(app: ChannelDepartment) -> dict[str, Any] | None:
-    """The full check's result, or None when another is running in this process. Taken and
-    released in the worker thread, so a request given up on still holds the lock to its end."""
-    if not _full_check.acquire(blocking=False):
-        return None
-    try:
-        started = time.monotonic()
-        verified = integrity.verify(app.event_recorder.datastore).as_dict()
-        _last_full_check_s[:] = [time.monotonic() - started]
-        return verified
-    finally:
-        _full_check.release()
-
-
 @router.post("/verification")
+@_html_errors
 async def full_verification(request: Request, session: Auditor) -> Response:
     form = await forms.read(request)
     if not sessions.from_same_origin(request) or not sessions.same(form.get("csrf_token"), session.csrf_token):
         return _refused(request, session)
 
-    def check() -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    def check() -> tuple[dict[str, Any], dict[str, Any]]:
         app = _department(request)
-        verified = _verify_alone(app)
-        return verified, ({} if verified is None else _log_state(app))
+        # One at a time for the whole service (full_check.py): an auditor's second tab, a
+        # colleague on another node or a script on the API waits for the first.
+        verified = full_check.verify_alone(app.event_recorder.datastore)
+        return verified, _log_state(app)
 
-    verified, state = await run_in_threadpool(check)
-    if verified is None:
-        wait = max(1, math.ceil(_last_full_check_s[0]))
-        return _page(request, "error.html", session, 503, headers={"Retry-After": str(wait)},
+    try:
+        verified, state = await run_in_threadpool(check)
+    except full_check.VerificationRunning as running:
+        wait = running.wait_s
+        return _page(request, "error.html", session, 503, headers=running.headers,
                      title="全面验证正在进行 A full check is already running",
-                     detail=f"A full verification is already running on this server; try again in about {wait} s."
-                            f" 全面验证正在进行中,请约 {wait} 秒后再试。")
+                     detail=f"A full verification is already running on this service (one at a time, for every"
+                            f" auditor); try again in about {wait} s. 全面验证正在进行中(同一时间只运行一次),"
+                            f"请约 {wait} 秒后再试。")
     return _page(request, "verification.html", session, verified=verified, **state)
 
 
