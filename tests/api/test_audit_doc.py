@@ -352,9 +352,9 @@ def one_event_log(signer: Ed25519PrivateKey, key_id: str) -> tuple[dict, dict, d
     event_hash = hashlib.sha256(bytes(32) + header.encode() + state).digest()
     checkpoint = signed_checkpoint(signer, key_id, hashlib.sha256(b"\x00" + event_hash).hexdigest(), tree_size=1)
     proof = {"position": 7, "leaf_index": 0, "tree_size": 1, "event_hash": event_hash.hex(), "audit_path": []}
-    statement = {"proof_checkpoint": checkpoint, "lines": [
-        {"position": 7, "inclusion_proof": proof, "order_id": "S-1", "event_id": str(uuid.uuid5(uuid.UUID(stream), "1"))}]}
-    return event, checkpoint, proof, statement
+    line = {"position": 7, "inclusion_proof": proof, "order_id": "S-1",
+            "event_id": str(uuid.uuid5(uuid.UUID(stream), "1"))}
+    return event, checkpoint, proof, {"proof_checkpoint": checkpoint, "lines": [line]}
 
 
 def test_verify_proof_and_verify_line_accept_only_a_checkpoint_your_keys_signed(tmp_path):
@@ -373,7 +373,7 @@ def test_verify_proof_and_verify_line_accept_only_a_checkpoint_your_keys_signed(
         assert (accepted.returncode, accepted.stdout) == (0, "ok\n"), accepted.stdout + accepted.stderr
 
     unsigned = {**checkpoint, "signature": base64.b64encode(bytes(64)).decode()}
-    forged_event, by_forger, forged_proof, forged_statement = one_event_log(forger, key_id_of(forger))
+    _, by_forger, forged_proof, forged_statement = one_event_log(forger, key_id_of(forger))
     refusals = [  # (expected, the file named, script, arguments): arg-N.json is the N-th argument
         (f"arg-1.json: the signature is not key {company_id}'s over the body", "verify_line.py",
          ({**statement, "proof_checkpoint": unsigned}, unsigned, "7", tmp_path / "event.json")),
