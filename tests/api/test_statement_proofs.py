@@ -19,7 +19,7 @@ from api.routes.commissions import Statement
 from channel_domain.store import merkle
 from tests.api import test_checkpoints
 from tests.api.flows import AUDITOR, ERP, FINANCE, MANAGER, REPORTING, approved_partner, post, problem, signed_contract
-from tests.api.test_checkpoints import check_signature, event_hashes, keys
+from tests.api.test_checkpoints import check_signature, event_hashes, keys, public_keys
 from tests.channel_domain.store import rfc9162
 
 key_file = test_checkpoints.key_file  # the signing key's fixture, shared
@@ -117,9 +117,12 @@ def test_the_proofs_of_many_lines_are_read_in_two_queries(api, key_file, databas
         assert rfc9162.verify_inclusion(leaf, size, event_hash, path, root)
 
 
-def doc_script(tmp_path: Path) -> Path:
-    script = re.search(r"<!-- verify_line\.py.*?-->\n```python\n(.*?)```", DOC.read_text(), re.S).group(1)
-    (tmp_path / "verify_line.py").write_text(script)
+def doc_script(tmp_path: Path, api) -> Path:
+    """verify_line.py, the verify_checkpoint.py it imports, and the service's public keys, kept."""
+    for name in ("verify_line.py", "verify_checkpoint.py"):
+        script = re.search(rf"<!-- {re.escape(name)}.*?-->\n```python\n(.*?)```", DOC.read_text(), re.S).group(1)
+        (tmp_path / name).write_text(script)
+    (tmp_path / "public-keys.json").write_text(json.dumps(public_keys(api)))
     return tmp_path / "verify_line.py"
 
 
@@ -129,8 +132,8 @@ def run_script(script: Path, statement: dict, checkpoint: dict, position: int, e
         if document is not None:
             (script.parent / f"{name}.json").write_text(json.dumps(document, ensure_ascii=False))
             paths.append(str(script.parent / f"{name}.json"))
-    args = [*paths[:2], str(position), *paths[2:]]
-    return subprocess.run([sys.executable, "-I", "-S", str(script), *args], capture_output=True, text=True, timeout=60)
+    args = [*paths[:2], str(position), *paths[2:], str(script.parent / "public-keys.json")]
+    return subprocess.run([sys.executable, "-E", "-S", str(script), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, database_url, tmp_path):
@@ -141,10 +144,11 @@ def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, datab
     checkpoint = post(api, "/v1/audit/checkpoints", None, AUDITOR, 201).json()
     sell(api, contract, 1)
     statement = read(api, partner, proofs="true").json()
+    later = post(api, "/v1/audit/checkpoints", None, AUDITOR, 201).json()  # signed, but not the statement's
     export = api.client.get("/v1/audit/export", headers=api.headers(AUDITOR[0], *AUDITOR[1]))
     assert export.status_code == 200
     events = {event["position"]: event for event in map(json.loads, export.text.splitlines()) if "position" in event}
-    script = doc_script(tmp_path)
+    script = doc_script(tmp_path, api)
     lines = statement["lines"]
     for line in lines[:3]:
         checked = run_script(script, statement, checkpoint, line["position"], events[line["position"]])
@@ -161,8 +165,7 @@ def test_the_auditors_script_of_docs_audit_md_checks_a_line(api, key_file, datab
         "newer than the checkpoint": run_script(script, statement, checkpoint, late["position"],
                                                 events[late["position"]]),
         "no line at position": run_script(script, statement, checkpoint, 10**9, event),
-        "not yours": run_script(script, statement, {**checkpoint, "tree_size": checkpoint["tree_size"] + 1},
-                                first["position"], event),
+        "not yours": run_script(script, statement, later, first["position"], event),
         "do not hash to the event hash proven: the proof is for another event": run_script(
             script, {**statement, "lines": [{**first, "inclusion_proof": {**proof, "event_hash": "00" * 32}}]},
             checkpoint, first["position"], event),
