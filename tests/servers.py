@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +35,30 @@ def wait_until_up(base: str, server: subprocess.Popen, log_text: Callable[[], st
         if server.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"the server did not start: {log_text()[-3000:]}")
         time.sleep(0.2)
+
+
+class InThread:
+    """The service on a free port, in a thread of this process, as `channel-domain serve` runs it
+    (for a browser or curl to reach; the test's own fixtures share its database)."""
+
+    def __init__(self, database_url: str) -> None:
+        import uvicorn
+
+        from api.app import create_app
+
+        self.port = free_port()
+        config = uvicorn.Config(create_app(database_url), host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

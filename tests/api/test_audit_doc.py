@@ -14,21 +14,18 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from api.app import create_app
 from tests.api import test_checkpoints
 from tests.api.flows import AUDITOR, ERP, approved_partner, post, signed_contract
 from tests.api.test_checkpoints import event_hashes, keys, public_keys, record_sales
-from tests.servers import free_port
+from tests.servers import InThread
 
 key_file = test_checkpoints.key_file  # the signing key's fixture, shared
 
@@ -69,28 +66,6 @@ def run(folder: Path, script: str, *args: str | Path | dict) -> subprocess.Compl
                           capture_output=True, text=True, timeout=60, cwd=folder)
 
 
-class Server:
-    """The service on a free port, in a thread of this process, for curl."""
-
-    def __init__(self, database_url: str) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(database_url), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 def sell(api, contract: str, count: int) -> None:
     for n in range(count):
         post(api, f"/v1/contracts/{contract}/sales",
@@ -118,7 +93,7 @@ def test_the_walkthrough_runs_as_written_against_a_real_server(api, key_file, da
         assert done.returncode == 0, f"{block}\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         return done.stdout
 
-    with Server(database_url) as base:
+    with InThread(database_url) as base:
         env["BASE"] = base
         shown = step(blocks[0])  # Step 1: the public keys
         assert first["key_id"] in shown and (tmp_path / "public-keys.json").exists()
@@ -269,7 +244,7 @@ def test_an_error_answer_leaves_its_problem_code_for_the_auditor_to_read(api, da
     holds the problem code the tables list (`no_checkpoint`), not nothing."""
     bin_dir = save_scripts(tmp_path)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "TOKEN": api.token(AUDITOR[0], *AUDITOR[1])}
-    with Server(database_url) as base:
+    with InThread(database_url) as base:
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough_blocks()[1]], cwd=tmp_path,
                               capture_output=True, text=True, timeout=60, env={**env, "BASE": base})
     assert done.returncode == 22 and "error: 404" in done.stderr and done.stdout == "", done.stdout + done.stderr

@@ -29,6 +29,14 @@ def checkpoint_count(database_url: str) -> int:
         return conn.execute("SELECT count(*) FROM merkle_checkpoints").fetchone()[0]
 
 
+def behind_the_service(database_url: str, statement: str, *params) -> None:
+    """`statement` on the checkpoints table as its owner can, past the triggers that keep it append-only."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE merkle_checkpoints DISABLE TRIGGER USER")
+        conn.execute(statement, params or None)
+        conn.execute("ALTER TABLE merkle_checkpoints ENABLE TRIGGER USER")
+
+
 def a_sale_before(database_url: str, signed: dict) -> int:
     """The position of a sale the checkpoint `signed` covers."""
     last = event_hashes(database_url)[signed["tree_size"] - 1][0]
@@ -137,10 +145,7 @@ def test_checkpoints_removed_from_the_database_are_noticed(api, key_file, databa
     contract = record_sales(api, 2)
     signed = checkpoint_now(api)
     record_sales(api, 1, contract)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE merkle_checkpoints DISABLE TRIGGER USER")
-        conn.execute("DELETE FROM merkle_checkpoints")
-        conn.execute("ALTER TABLE merkle_checkpoints ENABLE TRIGGER USER")
+    behind_the_service(database_url, "DELETE FROM merkle_checkpoints")
     if restarted:  # the record on disk beside the key, not the memory of the process
         recorded = json.loads(checkpoints.state_file(key_file).read_text())
         assert [entry["root_hash"] for entry in recorded.values()] == [signed["root_hash"]]
@@ -175,11 +180,7 @@ def test_an_altered_checkpoint_row_is_noticed(api, key_file, database_url):
     contract = record_sales(api, 2)
     signed = checkpoint_now(api)
     record_sales(api, 1, contract)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("ALTER TABLE merkle_checkpoints DISABLE TRIGGER USER")
-        # Signed by no one: the signature of another body.
-        conn.execute("UPDATE merkle_checkpoints SET signature = %s", (bytes(64),))
-        conn.execute("ALTER TABLE merkle_checkpoints ENABLE TRIGGER USER")
+    behind_the_service(database_url, "UPDATE merkle_checkpoints SET signature = %s", bytes(64))  # signed by no one
     refused = problem(post(api, "/v1/audit/checkpoints", None, AUDITOR, 409), 409, "tree_rewritten")
     assert refused["detail"].endswith(f"key {signed['key_id']}) does not verify under key {signed['key_id']}")
 

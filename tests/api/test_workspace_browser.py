@@ -8,17 +8,13 @@ Without Chromium the test fails, saying how to install it: it never skips."""
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from api.app import create_app
 from channel_domain.store import checkpoints
 from tests.api.flows import ERP, approved_partner, post, signed_contract
-from tests.servers import free_port
+from tests.servers import InThread
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 INSTALL = "apt-get install -y chromium chromium-driver"
@@ -32,28 +28,6 @@ def browser_binaries() -> tuple[str, str]:
                     f"{'are' if len(missing) > 1 else 'is'} not there: "
                     f"install it with `{INSTALL}` (.ci/run does this)", pytrace=False)
     return chromium, driver
-
-
-class Server:
-    """The service on a free port in a thread of this process, as `channel-domain serve` runs it."""
-
-    def __init__(self, database_url: str) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(create_app(database_url), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -103,7 +77,7 @@ def test_an_auditor_signs_in_reads_a_timeline_a_diff_and_a_proven_statement(api,
     checkpoints.make(api.department.event_recorder.datastore, key)
     token = api.token("auditor-1", "auditor")
 
-    with Server(database_url) as base:
+    with InThread(database_url) as base:
         # A link to a timeline, opened without a session: the sign-in form first, then the page.
         browser.get(f"{base}/audit/records/{contract}")
         assert "/audit/sign-in" in browser.current_url and token not in browser.current_url
