@@ -25,6 +25,7 @@ from api.cli import app as cli
 from channel_domain.store import checkpoints
 from tests.api.flows import ERP, approved_partner, post, problem, signed_contract
 from tests.channel_domain.store import rfc9162
+from tests.deploy.test_backup_restore import pg_tool
 from tests.servers import BIN
 
 EVERY_ROLE = ("channel_manager", "channel_specialist", "finance", "hr", "general_manager", "integration",
@@ -212,7 +213,8 @@ def test_the_key_file_is_private_never_overwritten_and_never_in_the_database(api
                                 serialization.NoEncryption())
     der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-    dump = subprocess.run(["pg_dump", "--no-owner", database_url], check=True, capture_output=True).stdout
+    dump = subprocess.run([pg_tool("pg_dump", database_url), "--no-owner", database_url], check=True,
+                          capture_output=True).stdout
     assert b"checkpoint_keys" in dump and b"merkle_checkpoints" in dump
     pem_body = b"".join(pem.splitlines()[1:-1])
     for secret in (raw.hex().encode(), base64.b64encode(raw), der.hex().encode(), base64.b64encode(der), pem_body,
