@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,7 +29,7 @@ from tests.api import test_checkpoints
 from tests.api.flows import AUDITOR, post
 from tests.api.test_checkpoints import event_hashes, keys, public_keys, record_sales
 from tests.channel_domain.store import rfc9162
-from tests.servers import BIN
+from tests.servers import BIN, serving_forever
 
 key_file = test_checkpoints.key_file  # the signing key's fixture, shared
 
@@ -153,13 +152,8 @@ def _serving():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Witness)
     server.received, server.requests = [], []  # type: ignore[attr-defined]
     server.status, server.get_status, server.location = 201, 200, None  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_forever(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook
 
+from tests.servers import serving_forever
+
 
 @dataclass(frozen=True)
 class Received:
@@ -94,10 +96,5 @@ def receiving() -> Iterator[Receiver]:
     server = Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving_forever(server):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
