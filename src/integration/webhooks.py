@@ -9,13 +9,13 @@ receiver's 2xx. A worker killed in between sends those events again on restart, 
 `webhook-id` (the event id), so a receiver deduplicates on it.
 
 In order per record, no record or subscription waiting for another. Each record's line is
-sent by a task of its own (a coroutine on the worker's event loop, over one keep-alive
-`httpx.AsyncClient`), one event after another, and the task commits its own outcome: what was
+sent by a task of its own (a coroutine on the worker's event loop, over its subscription's
+keep-alive `httpx.AsyncClient`), one event after another, and the task commits its own outcome: what was
 delivered leaves the line; a failure stays at its head with its count, the delay for that count
 (`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the error. The pass that reads new events and
 starts tasks never waits for one, and tasks cost no thread while they wait, so a receiver that
 hangs holds up its own records alone: a subscription has at most `LINES_AT_ONCE` records in
-flight, and the connection pool has no cap another subscription could find used up. Each
+flight, and each subscription has a connection pool of its own, uncapped. Each
 request has a total deadline (`CHANNEL_DOMAIN_WEBHOOK_TIMEOUT_S`, `asyncio.timeout`, which
 closes the connection): a receiver that drips its answer a byte at a time is cut there too. After `MAX_ATTEMPTS` failures the line
 is parked: tried no more, and later events of that record join it, until
@@ -49,6 +49,7 @@ import json
 import logging
 import math
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -205,19 +206,16 @@ class VettingBackend(httpcore.AsyncNetworkBackend):
 
 class VettingTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport over a `VettingBackend` (httpx has no public way to hand its pool
-    a network backend, so the pool is made again with the same settings)."""
+    a network backend, so the pool is made again with the same settings). The TLS context is
+    the worker's, made once: loading the CA store costs tens of milliseconds a time."""
 
-    def __init__(self, policy: UrlPolicy, limits: httpx.Limits) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        self.backend = VettingBackend(policy)
+    def __init__(self, backend: VettingBackend, limits: httpx.Limits, tls: ssl.SSLContext) -> None:
+        super().__init__(verify=tls, limits=limits, trust_env=False)
+        self.backend = backend
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
+            ssl_context=tls, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=self.backend)
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        self.backend.close()
 
 
 @dataclass
@@ -247,14 +245,13 @@ class WebhookWorker:
         self.delays = tuple(delays) if delays is not None else retry_delays_from_environment()
         self.timeout_s = timeout_s if timeout_s is not None else timeout_from_environment()
         self.poll_s = poll_s
-        # No cap on connections: a cap is a queue, and one subscription's hanging requests would
-        # fill it for every other (each subscription is capped by `LINES_AT_ONCE` instead).
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        # Redirects are not followed: a 3xx is a failure, and a receiver cannot bounce the
-        # request to a host the policy would refuse.
-        self.http = httpx.AsyncClient(transport=VettingTransport(policy or UrlPolicy.from_environment(), limits),
-                                      timeout=self.timeout_s, follow_redirects=False, trust_env=False,
-                                      headers={"user-agent": USER_AGENT})
+        self._backend = VettingBackend(policy or UrlPolicy.from_environment())
+        self._tls = httpx.create_ssl_context(trust_env=False)
+        # A connection pool per subscription (`_client`): requests cut at their deadline are
+        # cancelled inside httpcore's pool, whose bookkeeping has known races on cancellation
+        # (encode/httpcore#830, #1093); a pool of its own keeps one receiver's cut requests from
+        # touching another subscription's connections.
+        self._clients: dict[uuid.UUID, httpx.AsyncClient] = {}
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="webhook-sending", daemon=True)
         self._loop_thread.start()
@@ -308,7 +305,37 @@ class WebhookWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        await self.http.aclose()
+        for client in list(self._clients.values()):
+            await client.aclose()
+        self._clients.clear()
+        self._backend.close()
+
+    def _client(self, subscription_id: uuid.UUID) -> httpx.AsyncClient:
+        """The subscription's HTTP client (made on the sending loop, on first use)."""
+        client = self._clients.get(subscription_id)
+        if client is None:
+            # No cap on connections: a cap is a queue (the subscription is capped by `LINES_AT_ONCE`).
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=LINES_AT_ONCE)
+            # Redirects are not followed: a 3xx is a failure, and a receiver cannot bounce the
+            # request to a host the policy would refuse.
+            client = self._clients[subscription_id] = httpx.AsyncClient(
+                transport=VettingTransport(self._backend, limits, self._tls), timeout=self.timeout_s, follow_redirects=False,
+                trust_env=False, headers={"user-agent": USER_AGENT})
+        return client
+
+    def _drop_client(self, subscription_id: uuid.UUID) -> None:
+        """Closes a subscription's connections once it is no longer this worker's."""
+        if self.loop.is_closed():
+            return
+
+        async def drop() -> None:
+            if subscription_id in self._active:
+                return  # taken again meanwhile
+            client = self._clients.pop(subscription_id, None)
+            if client is not None:
+                await client.aclose()
+
+        asyncio.run_coroutine_threadsafe(drop(), self.loop)
 
     def idle(self) -> bool:
         """No record is being sent (for tests)."""
@@ -360,6 +387,7 @@ class WebhookWorker:
                         lock.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (_lock_name(gone),))
                         held.discard(gone)
                         self._forget(gone)
+                        self._drop_client(gone)
                     unheld = sorted(rows.keys() - held)
                     if unheld and time.monotonic() >= next_lock_try:
                         lock.execute("SELECT id FROM unnest(%s::uuid[]) AS wanted (id)"
@@ -488,7 +516,7 @@ class WebhookWorker:
             for position, message_id, body in events:
                 if subscription.id not in self._active:
                     break  # paused, deleted or no longer ours: the rest stays in the line
-                error = await self._post(subscription.url, signer, message_id, body)
+                error = await self._post(self._client(subscription.id), subscription.url, signer, message_id, body)
                 if error is not None:
                     failed_at = position
                     break
@@ -498,7 +526,8 @@ class WebhookWorker:
         except Exception:  # noqa: BLE001 - the line is as it was: the next pass sends it again
             logger.exception("webhook %s: sending record %s failed", subscription.id, line.stream_id)
 
-    async def _post(self, url: str, signer: Webhook, message_id: str, body: str) -> str | None:
+    async def _post(self, client: httpx.AsyncClient, url: str, signer: Webhook, message_id: str,
+                    body: str) -> str | None:
         """None when the receiver answered 2xx, else what went wrong — never an address."""
         now = datetime.now(UTC)
         headers = {"content-type": "application/json", "webhook-id": message_id,
@@ -510,7 +539,7 @@ class WebhookWorker:
             # the connection.
             async with asyncio.timeout(self.timeout_s):
                 # Streamed and closed unread: a receiver's answer body is of no use, and could be huge.
-                async with self.http.stream("POST", url, content=body.encode(), headers=headers) as response:
+                async with client.stream("POST", url, content=body.encode(), headers=headers) as response:
                     if 200 <= response.status_code < 300:
                         return None
                     return f"HTTP {response.status_code}"

@@ -626,7 +626,7 @@ def test_a_dripping_receiver_is_cut_at_the_timeout_and_holds_up_no_other_subscri
     subscription's events still arrive within about a second of their commit throughout."""
     with dripping_receiver() as dripping:
         slow = subscribe(api, dripping).json()["id"]
-        subscribe(api, receiver.url)
+        prompt = subscribe(api, receiver.url).json()["id"]
         for n in range(40):
             partner(api, f"Dripped {n}")
         delivering(delays=(60.0,), timeout_s=2.0)
@@ -636,8 +636,11 @@ def test_a_dripping_receiver_is_cut_at_the_timeout_and_holds_up_no_other_subscri
             partner_id, _ = partner(api, "Prompt")
             committed[partner_id] = time.monotonic()
             time.sleep(0.2)
-        receiver.wait_for(lambda: set(committed) <= {i["stream_id"] for i in receiver.items()},
-                          what="the other subscription's events")
+        try:
+            receiver.wait_for(lambda: set(committed) <= {i["stream_id"] for i in receiver.items()},
+                              what="the other subscription's events")
+        except AssertionError as late:
+            raise AssertionError(f"{late}; the other subscription: {read(api, prompt)}") from None
         arrived = {r.item["stream_id"]: r.at for r in receiver.delivered}
         latencies = sorted(arrived[p] - committed[p] for p in committed)
         # Typically < 0.25 s; the bound leaves room for a loaded machine (before: none in 30 s).
