@@ -8,14 +8,24 @@ The cache may be stale when another process wrote the record: that is safe for w
 an event appended at a version someone else already wrote is refused by the primary key and
 the command runs again on the record loaded afresh. A refusal, though, could be the stale
 state's doing, so the application re-checks a refusal on a fresh load before answering.
+
+With several processes serving one record (uvicorn's workers take requests in turn), most
+commands would lose on the version that way. A record a command lost on is marked contended
+for a while: its cached copy is caught up with the events after its version (one indexed read)
+before each command, and the loss is not repeated.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 from uuid import UUID
+
+
+# How long a record stays marked as written by another process after a command lost to one.
+CONTENDED_FOR_S = 300.0
 
 
 class RecordCache:
@@ -24,6 +34,9 @@ class RecordCache:
         self._records: OrderedDict[UUID, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._turns = [threading.Lock() for _ in range(stripes)]
+        # Records another process has been seen writing (a command lost on the version), until
+        # when: their cached copy is caught up before each command while this lasts.
+        self._contended: OrderedDict[UUID, float] = OrderedDict()
 
     def turn(self, record_id: UUID) -> threading.Lock:
         """A lock to hold while commanding the record: commands of this process on one record
@@ -54,6 +67,25 @@ class RecordCache:
                 self._records.move_to_end(record.id)
             while len(self._records) > self.capacity:
                 self._records.popitem(last=False)
+
+    def mark_contended(self, record_id: UUID) -> None:
+        with self._lock:
+            self._contended[record_id] = time.monotonic() + CONTENDED_FOR_S
+            self._contended.move_to_end(record_id)
+            while len(self._contended) > max(self.capacity, 1):
+                self._contended.popitem(last=False)
+
+    def is_contended(self, record_id: UUID) -> bool:
+        """Whether another process wrote the record lately (then the cached copy is likely
+        behind: catching it up costs one read, losing on the version a replay)."""
+        with self._lock:
+            until = self._contended.get(record_id)
+            if until is None:
+                return False
+            if until < time.monotonic():
+                del self._contended[record_id]
+                return False
+            return True
 
     def forget(self, record_id: UUID) -> None:
         with self._lock:
