@@ -23,6 +23,8 @@ tables still hold exactly what this object wrote).
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -284,14 +286,16 @@ def _add_to_month_totals(cursor: Any, first: int, last: int) -> None:
     """Add the lines at positions first..last (the ones just copied, all of them: lines come in
     position order and each copy follows the last) to their months' sums, summed by PostgreSQL
     so that every sum has the scale a sum over the lines has. A null (no line of that sort)
-    stays null until one comes."""
+    stays null until one comes. `lines` and `last_position` say which lines the month holds
+    (statements keep a month's lines as built while these two stay as they were)."""
     cursor.execute(
         "INSERT INTO commission_month_totals AS t"
-        " (partner_id, period, sales, returns, line_commission, adjustments, adjusted_sales, fees, lines)"
+        " (partner_id, period, sales, returns, line_commission, adjustments, adjusted_sales, fees, lines,"
+        "  last_position)"
         " SELECT partner_id, period,"
         "  sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), sum(amount) FILTER (WHERE kind = 'return'),"
         "  sum(commission) FILTER (WHERE kind <> 'adjustment'), sum(commission) FILTER (WHERE kind = 'adjustment'),"
-        "  sum(amount) FILTER (WHERE kind = 'adjustment'), sum(amount * fee_rate), count(*)"
+        "  sum(amount) FILTER (WHERE kind = 'adjustment'), sum(amount * fee_rate), count(*), max(position)"
         " FROM commission_lines WHERE position BETWEEN %s AND %s GROUP BY partner_id, period"
         " ON CONFLICT (partner_id, period) DO UPDATE SET"
         "  sales = coalesce(t.sales + excluded.sales, t.sales, excluded.sales),"
@@ -302,7 +306,8 @@ def _add_to_month_totals(cursor: Any, first: int, last: int) -> None:
         "  adjusted_sales = coalesce(t.adjusted_sales + excluded.adjusted_sales, t.adjusted_sales,"
         "   excluded.adjusted_sales),"
         "  fees = coalesce(t.fees + excluded.fees, t.fees, excluded.fees),"
-        "  lines = t.lines + excluded.lines",
+        "  lines = t.lines + excluded.lines,"
+        "  last_position = greatest(t.last_position, excluded.last_position)",
         (first, last),
     )
 
@@ -328,9 +333,19 @@ def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
     adjusted_sales − commission − fees − adjustments is remitted by the consignee when S ≥ 0
     and paid by the company (`total_due`) when below; `adjusted_sales` is the proceeds of
     sales and returns of closed months carried into this one. Other partners carry a negative
-    balance into the months after it."""
+    balance into the months after it.
+
+    As they stand now, the months' sums are `commission_month_totals`' (a row a month, kept by
+    the projection with the lines); as known at a past time, the lines recorded by then."""
+    return _statements(cursor, keys, as_known_at)[0]
+
+
+def _statements(cursor: Any, keys: Sequence[tuple[UUID, str]], as_known_at: datetime | None
+                ) -> tuple[dict[tuple[UUID, str], dict[str, Any]], dict[tuple[UUID, str], tuple]]:
+    """`statements`, and with `as_known_at` None the version of each month with lines
+    (`_month_version`)."""
     if not keys:
-        return {}
+        return {}, {}
     partners = sorted({partner for partner, _ in keys})
     params = {
         "partners": partners, "until": max(period for _, period in keys), "known_at": as_known_at,
@@ -345,23 +360,39 @@ def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
     found_partners = cursor.fetchall()
     kinds = {row["partner_id"]: row["kind"] for row in found_partners}
     if not kinds:
-        return {}
+        return {}, {}
     closed_through = found_partners[0]["closed_through"]
-    cursor.execute(
-        "SELECT partner_id, period,"
-        " coalesce(sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), 0) AS gross_sales,"
-        " coalesce(-sum(amount) FILTER (WHERE kind = 'return'), 0) AS returns,"
-        " coalesce(sum(commission) FILTER (WHERE kind <> 'adjustment'), 0) AS commission,"
-        " coalesce(sum(commission) FILTER (WHERE kind = 'adjustment'), 0) AS adjustments,"
-        " coalesce(sum(amount) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted_sales,"
-        " coalesce(sum(amount * fee_rate), 0) AS fees"
-        " FROM commission_lines WHERE partner_id = ANY(%(partners)s) AND period <= %(until)s" + _known(as_known_at)
-        + " GROUP BY partner_id, period ORDER BY partner_id, period",
-        params,
-    )
+    if as_known_at is None:
+        # Summing every line of the partner's months up to this one on each read cost more
+        # than the rest of the figures together (P7): the projection keeps the same sums.
+        cursor.execute(
+            "SELECT partner_id, period, coalesce(sales, 0) AS gross_sales, coalesce(-returns, 0) AS returns,"
+            " coalesce(line_commission, 0) AS commission, coalesce(adjustments, 0) AS adjustments,"
+            " coalesce(adjusted_sales, 0) AS adjusted_sales, coalesce(fees, 0) AS fees,"
+            " tableoid::bigint AS relation, xmin::text AS row_version, lines, last_position"
+            " FROM commission_month_totals WHERE partner_id = ANY(%(partners)s) AND period <= %(until)s"
+            " ORDER BY partner_id, period",
+            params,
+        )
+    else:
+        cursor.execute(
+            "SELECT partner_id, period,"
+            " coalesce(sum(amount) FILTER (WHERE kind IN ('sale', 'deal')), 0) AS gross_sales,"
+            " coalesce(-sum(amount) FILTER (WHERE kind = 'return'), 0) AS returns,"
+            " coalesce(sum(commission) FILTER (WHERE kind <> 'adjustment'), 0) AS commission,"
+            " coalesce(sum(commission) FILTER (WHERE kind = 'adjustment'), 0) AS adjustments,"
+            " coalesce(sum(amount) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted_sales,"
+            " coalesce(sum(amount * fee_rate), 0) AS fees"
+            " FROM commission_lines WHERE partner_id = ANY(%(partners)s) AND period <= %(until)s"
+            + _known(as_known_at) + " GROUP BY partner_id, period ORDER BY partner_id, period",
+            params,
+        )
     months: dict[UUID, list[dict[str, Any]]] = {}
+    versions: dict[tuple[UUID, str], tuple] = {}
     for row in cursor.fetchall():
         months.setdefault(row["partner_id"], []).append(row)
+        if as_known_at is None:
+            versions[(row["partner_id"], row["period"])] = _month_version(row)
     # Money paid out (payout and subsidy steps) and received (remittances), in log order.
     cursor.execute(
         "SELECT 'payout' AS paid_out, partner_id, period, position, step, amount FROM commission_payouts"
@@ -406,7 +437,7 @@ def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
             "period_status": "closed" if closed_through is not None and period <= closed_through else "open",
             "disputes": disputes.get((partner_id, period), []),
         }
-    return found
+    return found, versions
 
 
 def _figures(rows: list[dict[str, Any]], period: str, consignee: bool, remitted: Decimal | None) -> dict[str, Any]:
@@ -478,29 +509,130 @@ def statement_totals(cursor: Any, partner_id: UUID, period: str, as_known_at: da
 
 
 def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime | None = None,
-              with_lines: bool = True) -> dict[str, Any] | None:
+              with_lines: bool = True, lines_cache: StatementLinesCache | None = None) -> dict[str, Any] | None:
     """A partner's statement for a month, as it stands or as known at a past time; None if the
-    read model does not know the partner."""
-    result = statements(cursor, [(partner_id, period)], as_known_at).get((partner_id, period))
+    read model does not know the partner. With `lines_cache`, the month's lines as it stands
+    are taken from it while the month holds the same lines, and kept in it when built."""
+    key = (partner_id, period)
+    found, versions = _statements(cursor, [key], as_known_at)
+    result = found.get(key)
     if result is None or not with_lines:
         return result
-    # The lines come as one JSON array built by PostgreSQL, each value as `plain_json`
-    # writes it: converting a busy month's hundreds of rows in Python cost three times
-    # the rest of the statement.
+    if lines_cache is not None and as_known_at is None:
+        result["lines_json"] = _kept_lines(cursor, lines_cache, partner_id, period, versions.get(key))
+        return result
     cursor.execute(
-        "SELECT coalesce(json_agg(json_build_object("
-        " 'position', position, 'line_no', line_no, 'event_id', event_id::text,"
-        " 'contract_id', contract_id::text, 'order_id', order_id, 'kind', kind,"
-        " 'business_date', business_date::text, 'amount', amount::text, 'rate', rate::text,"
-        " 'commission', commission::text, 'corrects_period', corrects_period,"
-        " 'moved_kind', moved_kind, 'dispute_id', dispute_id::text,"
-        " 'recorded_at', " + _RFC3339_UTC.format("recorded_at") + ") ORDER BY position, line_no), '[]')::text"
-        " AS lines FROM commission_lines"
-        " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
+        _LINES_JSON + " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
         {"partner": partner_id, "period": period, "known_at": as_known_at},
     )
     result["lines_json"] = cursor.fetchone()["lines"]
     return result
+
+
+def _month_version(row: dict[str, Any]) -> tuple:
+    """Which lines a month holds, from its `commission_month_totals` row: lines are only ever
+    added to a month, in position order, and in the transaction that updates its row, so while
+    the row says the same number of lines up to the same last position, the month's lines are
+    the same. Only a rebuild (new tables: a new `tableoid`) or emptied tables filled again (new
+    rows: a new `xmin`, the transaction that wrote the row) could hold other lines under the
+    same count and position; both are in the version, so no kept copy outlives them."""
+    return (row["relation"], row["row_version"], row["lines"], row["last_position"])
+
+
+def _kept_lines(cursor: Any, cache: StatementLinesCache, partner_id: UUID, period: str,
+                version: tuple | None) -> str:
+    """The month's lines of the version its figures were read at (`statements`)."""
+    if version is None:
+        return "[]"  # no row: no line, when the figures were read
+    kept = cache.get(partner_id, period, version)
+    if kept is not None:
+        return kept
+    # Up to the last position the figures were read with: later lines (committed since) are
+    # not in these figures. The row read again in this statement's snapshot says whether the
+    # tables are still the ones that version was read from; if not (a rebuild switched in
+    # meanwhile), the lines are answered but not kept.
+    cursor.execute(
+        "SELECT (SELECT tableoid::bigint FROM commission_month_totals"
+        "  WHERE partner_id = %(partner)s AND period = %(period)s) AS relation,"
+        " (" + _LINES_JSON + " WHERE partner_id = %(partner)s AND period = %(period)s"
+        "  AND position <= %(last_position)s) AS lines",
+        {"partner": partner_id, "period": period, "last_position": version[3]},
+    )
+    row = cursor.fetchone()
+    if row["relation"] == version[0]:
+        cache.put(partner_id, period, version, row["lines"])
+    return row["lines"]
+
+
+# What `plain_json` makes of a timestamp: ISO 8601 in UTC with a Z, microseconds only if any.
+_RFC3339_UTC = (
+    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+    " || CASE WHEN date_part('microseconds', {0})::bigint %% 1000000 = 0 THEN ''"
+    " ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || 'Z'"
+)
+
+
+# The lines come as one JSON array built by PostgreSQL, each value as `plain_json` writes it:
+# converting a busy month's hundreds of rows in Python cost three times the rest of the
+# statement.
+_LINES_JSON = (
+    "SELECT coalesce(json_agg(json_build_object("
+    " 'position', position, 'line_no', line_no, 'event_id', event_id::text,"
+    " 'contract_id', contract_id::text, 'order_id', order_id, 'kind', kind,"
+    " 'business_date', business_date::text, 'amount', amount::text, 'rate', rate::text,"
+    " 'commission', commission::text, 'corrects_period', corrects_period,"
+    " 'moved_kind', moved_kind, 'dispute_id', dispute_id::text,"
+    " 'recorded_at', " + _RFC3339_UTC.format("recorded_at") + ") ORDER BY position, line_no), '[]')::text"
+    " AS lines FROM commission_lines"
+)
+
+
+class StatementLinesCache:
+    """Months' lines as built (`statement`'s `lines_json`), kept in this process, least recently
+    read dropped first once they take more than `max_bytes`. Each is kept with the version of
+    its month it was built at (`_month_version`) and given only for that version: a month that
+    has gained a line, or tables rebuilt or emptied since, find nothing here and build afresh
+    (which replaces the copy). Shared by the server's threads."""
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._kept: OrderedDict[tuple[UUID, str], tuple[tuple, str]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, partner_id: UUID, period: str, version: tuple) -> str | None:
+        with self._lock:
+            kept = self._kept.get((partner_id, period))
+            if kept is None or kept[0] != version:
+                return None
+            self._kept.move_to_end((partner_id, period))
+            return kept[1]
+
+    def put(self, partner_id: UUID, period: str, version: tuple, lines: str) -> None:
+        size = sys.getsizeof(lines)  # what the string takes in memory, whatever its characters
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            replaced = self._kept.pop((partner_id, period), None)
+            if replaced is not None:
+                self._bytes -= sys.getsizeof(replaced[1])
+            self._kept[(partner_id, period)] = (version, lines)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, (_, dropped) = self._kept.popitem(last=False)
+                self._bytes -= sys.getsizeof(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+            self._bytes = 0
 
 
 # For the command side (handed to it by the HTTP layer) ------------------------------------
@@ -542,14 +674,6 @@ def statement_line(cursor: Any, partner_id: UUID, period: str, position: int,
     if row is None or not row["lines"]:
         return None
     return DisputedLine(position, line_no, row["event_id"], row["kind"], cents(row["commission"]), row["contract_id"])
-
-
-# What `plain_json` makes of a timestamp: ISO 8601 in UTC with a Z, microseconds only if any.
-_RFC3339_UTC = (
-    "to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-    " || CASE WHEN date_part('microseconds', {0})::bigint %% 1000000 = 0 THEN ''"
-    " ELSE to_char({0} AT TIME ZONE 'UTC', '.US') END || 'Z'"
-)
 
 
 def _money(value: Decimal | None) -> Decimal | None:

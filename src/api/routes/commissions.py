@@ -4,8 +4,10 @@ past time (domain.md §6)."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Annotated, Any
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -16,16 +18,32 @@ from api.routes.checkpoints import SignedCheckpoint
 from api.routes.read_models import fresh
 from api.routes.records import ERRORS
 from api.tokens import Principal
+from channel_domain.application import ChannelDepartment
 from channel_domain.errors import NotFound
 from channel_domain.store import checkpoints, merkle
 from channel_domain.values import YEAR, plain_json
-from projections.commissions import statement, statements
+from projections.commissions import StatementLinesCache, statement, statements
 
 router = APIRouter(prefix="/v1/commissions", tags=["read models"])
 Reader = Annotated[Principal, Depends(allowed("reporting", "finance", "auditor", "channel_manager"))]
 Month = Annotated[str, Field(pattern=rf"^{YEAR}-(0[1-9]|1[0-2])$", examples=["2026-03"])]
 KnownAt = Annotated[AwareDatetime | None, Query(
     description="Read the statement as it stood at this time (RFC 3339 with offset)")]
+
+
+# A busy month's lines (hundreds) built as JSON were most of a statement's cost, read again and
+# again while they had not changed (P7): each department's server keeps them, 64 MB at most,
+# checked against the month's version on every read (`projections.commissions.statement`).
+_lines_caches: WeakKeyDictionary[ChannelDepartment, StatementLinesCache] = WeakKeyDictionary()
+_lines_caches_lock = threading.Lock()
+
+
+def lines_cache(app: ChannelDepartment) -> StatementLinesCache:
+    with _lines_caches_lock:
+        cache = _lines_caches.get(app)
+        if cache is None:
+            cache = _lines_caches[app] = StatementLinesCache()
+        return cache
 
 
 class InclusionProof(BaseModel):
@@ -136,7 +154,8 @@ def read_statement(
     = False,
 ) -> Response:
     with app.event_recorder.datastore.get_connection() as conn, conn.cursor() as curs:
-        found = statement(curs, partner_id, period, as_known_at)
+        # With proofs the lines are read back and extended: built afresh, never kept.
+        found = statement(curs, partner_id, period, as_known_at, lines_cache=None if proofs else lines_cache(app))
         if found is None:
             raise NotFound(f"no partner {partner_id} in the commission read model")
         lines = found.pop("lines_json")
