@@ -522,7 +522,7 @@ def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime 
         result["lines_json"] = _kept_lines(cursor, lines_cache, partner_id, period, versions.get(key))
         return result
     cursor.execute(
-        _LINES_JSON + " WHERE partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at),
+        _lines_json("partner_id = %(partner)s AND period = %(period)s" + _known(as_known_at)),
         {"partner": partner_id, "period": period, "known_at": as_known_at},
     )
     result["lines_json"] = cursor.fetchone()["lines"]
@@ -554,8 +554,8 @@ def _kept_lines(cursor: Any, cache: StatementLinesCache, partner_id: UUID, perio
     cursor.execute(
         "SELECT (SELECT tableoid::bigint FROM commission_month_totals"
         "  WHERE partner_id = %(partner)s AND period = %(period)s) AS relation,"
-        " (" + _LINES_JSON + " WHERE partner_id = %(partner)s AND period = %(period)s"
-        "  AND position <= %(last_position)s) AS lines",
+        " (" + _lines_json("partner_id = %(partner)s AND period = %(period)s AND position <= %(last_position)s")
+        + ") AS lines",
         {"partner": partner_id, "period": period, "last_position": version[3]},
     )
     row = cursor.fetchone()
@@ -572,19 +572,18 @@ _RFC3339_UTC = (
 )
 
 
-# The lines come as one JSON array built by PostgreSQL, each value as `plain_json` writes it:
-# converting a busy month's hundreds of rows in Python cost three times the rest of the
-# statement.
-_LINES_JSON = (
-    "SELECT coalesce(json_agg(json_build_object("
-    " 'position', position, 'line_no', line_no, 'event_id', event_id::text,"
-    " 'contract_id', contract_id::text, 'order_id', order_id, 'kind', kind,"
-    " 'business_date', business_date::text, 'amount', amount::text, 'rate', rate::text,"
-    " 'commission', commission::text, 'corrects_period', corrects_period,"
-    " 'moved_kind', moved_kind, 'dispute_id', dispute_id::text,"
-    " 'recorded_at', " + _RFC3339_UTC.format("recorded_at") + ") ORDER BY position, line_no), '[]')::text"
-    " AS lines FROM commission_lines"
-)
+def _lines_json(where: str) -> str:
+    """The lines `where` says as one JSON array built by PostgreSQL, each value as `plain_json`
+    writes it: converting a busy month's hundreds of rows in Python cost three times the rest
+    of the statement. Each line a row turned to JSON whole: a third faster than naming each
+    field to json_build_object (and without its spaces)."""
+    return (
+        "SELECT coalesce(json_agg(line ORDER BY line.position, line.line_no), '[]')::text AS lines FROM ("
+        " SELECT position, line_no, event_id::text AS event_id, contract_id::text AS contract_id, order_id, kind,"
+        " business_date::text AS business_date, amount::text AS amount, rate::text AS rate,"
+        " commission::text AS commission, corrects_period, moved_kind, dispute_id::text AS dispute_id, "
+        + _RFC3339_UTC.format("recorded_at") + " AS recorded_at FROM commission_lines WHERE " + where + ") AS line"
+    )
 
 
 class StatementLinesCache:
