@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import html
 import logging
@@ -195,6 +196,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
                 await feed_tail.close()
             if (token_watch := getattr(app.state, "token_watch", None)) is not None:
                 await token_watch.close()
+            if (token_cache := getattr(app.state, "token_cache", None)) is not None:
+                await asyncio.to_thread(token_cache.close)
             if app.state.department is not None:
                 app.state.department.close()
             await app.state.breaker.probe.close()
