@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import html
 import logging
@@ -195,6 +196,8 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
                 await feed_tail.close()
             if (token_watch := getattr(app.state, "token_watch", None)) is not None:
                 await token_watch.close()
+            if (token_cache := getattr(app.state, "token_cache", None)) is not None:
+                await asyncio.to_thread(token_cache.close)
             if app.state.department is not None:
                 app.state.department.close()
             await app.state.breaker.probe.close()
@@ -216,10 +219,15 @@ def create_app(url: str | None = None, *, run_projections: bool = False) -> Fast
     app.add_middleware(RefuseNul)
     app.add_middleware(RequestLog)
     app.add_middleware(CorrelationId)
-    for module in (employees, partners, partner_money, partner_records, trainings, contracts, contract_requests,
-                   sales_import, targets, activity, attainment, commissions, commission_periods, commission_disputes,
-                   audit, checkpoints_routes, projection_status, events, event_schemas, webhooks, record_lists,
-                   sales_reports, partner_reports, statement_diffs):
+    # Routes are matched one after another, router by router (FastAPI looks into each included
+    # router twice): the busiest — sales, statements, the feed — come first, which took route
+    # matching from a tenth of a sale's server CPU to a little. A router whose paths overlap
+    # another's keeps its place after it (contracts before contract_requests and record_lists,
+    # commissions before the disputes and diffs under its paths).
+    for module in (contracts, commissions, events, sales_import, employees, partners, partner_money, partner_records,
+                   trainings, contract_requests, targets, activity, attainment, commission_periods,
+                   commission_disputes, audit, checkpoints_routes, projection_status, event_schemas, webhooks,
+                   record_lists, sales_reports, partner_reports, statement_diffs):
         app.include_router(module.router)
     app.include_router(commission_disputes.records)
     workspace.install(app)

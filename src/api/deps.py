@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Annotated
 
@@ -9,7 +10,8 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiProblem
-from api.tokens import Principal, authenticate
+from api.token_cache import TokenCache
+from api.tokens import Principal, authenticate, token_digest
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.projecting import ProjectionRunner
 from projections import all_projections
@@ -49,15 +51,45 @@ def projection_runner(request: Request) -> ProjectionRunner:
 Runner = Annotated[ProjectionRunner, Depends(projection_runner)]
 
 
-def caller(request: Request) -> Principal:  # a plain def: it waits for the database
+_TOKEN_CACHE_MADE = threading.Lock()
+
+
+def token_cache_of(request: Request, app: ChannelDepartment) -> TokenCache:
+    state = request.app.state
+    cache = getattr(state, "token_cache", None)
+    if cache is None:
+        with _TOKEN_CACHE_MADE:  # not the department's lock: that one is held while connecting
+            cache = getattr(state, "token_cache", None)
+            if cache is None:
+                pool = app.event_recorder.datastore.pool
+                cache = state.token_cache = TokenCache(pool.conninfo, pool.kwargs)
+                cache.start()
+    return cache
+
+
+def _authenticate(app: ChannelDepartment, token: str) -> Principal | None:
+    with app.event_recorder.datastore.get_connection() as conn:
+        return authenticate(conn, token)
+
+
+async def caller(request: Request) -> Principal:
+    """The token's principal: from this process's token cache while it hears every token change
+    (`api/token_cache.py`), else from the database (in the thread pool: it waits)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise ApiProblem(401, "unauthenticated", "send Authorization: Bearer <token>",
                          {"WWW-Authenticate": "Bearer"})
-    app = department_of(request)
-    with app.event_recorder.datastore.get_connection() as conn:
-        principal = authenticate(conn, token.strip())
+    app = await department(request)
+    cache = token_cache_of(request, app)
+    digest = token_digest(token)
+    principal = cache.get(digest)
+    if principal is None:
+        generation = cache.generation  # before the read: a change heard meanwhile keeps it out
+        principal = await run_in_threadpool(_authenticate, app, token)
+        if principal is not None:
+            cache.put(digest, principal, generation)
     if principal is None:
         raise ApiProblem(401, "invalid_token", "the token is unknown or revoked",
                          {"WWW-Authenticate": 'Bearer error="invalid_token"'})

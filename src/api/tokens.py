@@ -40,7 +40,7 @@ class TokenInfo:
     revoked_at: datetime | None
 
 
-def _digest(token: str) -> bytes:
+def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
@@ -54,7 +54,7 @@ def create_token(conn: psycopg.Connection, actor: str, roles: list[str]) -> tupl
     token_id = uuid.uuid4()
     conn.execute(
         "INSERT INTO api_tokens (token_id, token_sha256, actor, roles) VALUES (%s, %s, %s, %s)",
-        (token_id, _digest(token), actor.strip(), sorted(set(roles))),
+        (token_id, token_digest(token), actor.strip(), sorted(set(roles))),
     )
     return token_id, token
 
@@ -64,7 +64,7 @@ def authenticate(conn: psycopg.Connection, token: str) -> Principal | None:
         row = cursor.execute(
             "SELECT token_id, actor, roles FROM api_tokens"
             " WHERE token_sha256 = %s AND revoked_at IS NULL",
-            (_digest(token),),
+            (token_digest(token),),
             prepare=True,
         ).fetchone()
     return None if row is None else Principal(actor=row[1], roles=tuple(row[2]), token_id=row[0])
