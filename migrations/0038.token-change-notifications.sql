@@ -1,4 +1,4 @@
--- depends: 0036.audit-workspace-sessions
+-- depends: 0037.month-totals-last-position
 --
 -- Issue 18, P2: each server process keeps the principals of the bearer tokens it has seen
 -- (src/api/token_cache.py) instead of asking this table on every request, and forgets them
