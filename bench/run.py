@@ -134,8 +134,10 @@ def appends(run: Run, server: str) -> float:
         run.add(Figure("", f"stock eventsourcing recorder, {writers} writer(s)", rates[("stock", writers)], "appends/s",
                        "raw", rates[("stock", writers)] / rates[("raw", writers)]))
         ratio = rates[("ours", writers)] / rates[("raw", writers)]
+        # Issue 18: one writer ≥ 0.8x raw; four ≥ 1.0x, the one-event-per-transaction ceiling.
+        wanted = 0.8 if writers == 1 else 1.0
         run.add(Figure("P1", f"record a sale (command → events committed), {writers} writer(s)",
-                       rates[("ours", writers)], "commands/s", "raw", ratio, "≥ 0.8x raw", ratio >= 0.8))
+                       rates[("ours", writers)], "commands/s", "raw", ratio, f"≥ {wanted}x raw", ratio >= wanted))
     versus_stock = rates[("ours", 4)] / rates[("stock", 4)]
     run.add(Figure("P1", "record a sale, 4 writers, against the stock recorder", rates[("ours", 4)], "commands/s",
                    "stock", versus_stock, "≥ 3x stock", versus_stock >= 3))
@@ -189,9 +191,11 @@ def served_load(run: Run, server: str, p1: float) -> None:
                 api.base, finance, partners, periods, rate=sizes.statement_rate, count=sizes.statement_reads,
                 writer=erp, contracts=[str(c) for _, c in own], write_rate=sizes.statement_write_rate)
             run.add(Figure("P7", f"GET a commission statement, p99 at {sizes.statement_rate:.0f}/s while sales come"
-                           f" at {sizes.statement_write_rate:.0f}/s", reads.p99_ms, "ms", goal="≤ 10 ms",
-                           met=reads.p99_ms <= 10 and not reads.unexpected,
+                           f" at {sizes.statement_write_rate:.0f}/s", reads.p99_ms, "ms", goal="≤ 20 ms",
+                           met=reads.p99_ms <= 20 and not reads.unexpected,
                            note=_under_load(reads, writes)))
+            run.add(Figure("P7", "  the sales' p99 under the same load", writes.p99_ms, "ms", goal="≤ 50 ms",
+                           met=writes.p99_ms <= 50 and not writes.unexpected, note=f"p50 {writes.p50_ms:.1f} ms"))
         timings = load_contract.measure(url, sizes.contract_sales)
         run.add(Figure("P6", f"a contract with {sizes.contract_sales:,} sales as of a past moment", timings["as_of"], "ms",
                        "latest", timings["as_of"] / timings["latest"], "≤ 20 ms", timings["as_of"] <= 20,
@@ -234,7 +238,7 @@ def large_log(run: Run, server: str) -> None:
         scan = read_models.raw_scan(url)
         run.add(Figure("C", f"raw sequential scan of {head:,} events", scan, "events/s"))
         report = read_models.rebuild(url)
-        budget = 60 * head / 1_000_000  # 60 s for a million, in proportion for other sizes
+        budget = 45 * head / 1_000_000  # issue 18: 45 s for a million, in proportion for other sizes
         run.add(Figure("P5", f"rebuild every read model from {head:,} events", report["seconds"], "s",
                        "raw scan", report["seconds"] / (head / scan), f"≤ {budget:.0f} s" if budget >= 1 else f"≤ {budget:.2f} s",
                        report["seconds"] <= budget, f"worker peak RSS {report['peak_mb']:.0f} MB"))
