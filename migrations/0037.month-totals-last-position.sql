@@ -7,8 +7,11 @@
 -- position, kept by the `commissions` projection in the upsert that adds the lines' sums.
 --
 -- The projection has a checkpoint in a database with events and will not replay the log for
--- this column: it is filled here from the lines written so far (every row has a line, so the
--- column is never null).
+-- this column: it is filled here from the lines written so far. It stays nullable: during a
+-- rolling upgrade (docs/deploy.md) nodes of the previous release still project, and their
+-- upsert names no `last_position` — a NOT NULL would stop the read model on its first batch. A
+-- row they wrote (null, or a position that no longer counts all its lines) is never used to
+-- keep lines: the statement checks that the lines up to `last_position` number `lines`.
 
 ALTER TABLE commission_month_totals ADD COLUMN last_position bigint;
 
@@ -17,5 +20,4 @@ SET last_position = l.last_position
 FROM (SELECT partner_id, period, max(position) AS last_position FROM commission_lines GROUP BY partner_id, period) AS l
 WHERE l.partner_id = t.partner_id AND l.period = t.period;
 
-ALTER TABLE commission_month_totals ALTER COLUMN last_position SET NOT NULL;
-COMMENT ON COLUMN commission_month_totals.last_position IS 'The position of the month''s latest line: with `lines`, which lines the month holds (they are only ever added, in position order).';
+COMMENT ON COLUMN commission_month_totals.last_position IS 'The position of the month''s latest line: with `lines`, which lines the month holds (they are only ever added, in position order); null where a node of an earlier release wrote the row.';

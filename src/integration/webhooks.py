@@ -86,6 +86,7 @@ PER_TASK = 100  # events of one record a task sends before the next pass takes t
 LINES_AT_ONCE = 16  # records of one subscription in flight at once
 COMMITS_AT_ONCE = 4
 RESOLVER_THREADS = 8  # host lookups at once (one per host): hosts whose resolver hangs hold one each
+IDLE_CLIENT_S = 30.0  # a subscription's connections are closed after this long without a request
 LOCK_RETRY_S = 1.0  # how often a worker asks for the subscriptions' locks it does not hold
 USER_AGENT = "channel-domain-webhooks/1"
 # The lock session's TCP keepalives, both ends: the server notices a vanished worker host (and
@@ -252,6 +253,7 @@ class WebhookWorker:
         # (encode/httpcore#830, #1093); a pool of its own keeps one receiver's cut requests from
         # touching another subscription's connections.
         self._clients: dict[uuid.UUID, httpx.AsyncClient] = {}
+        self._client_used: dict[uuid.UUID, float] = {}
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, name="webhook-sending", daemon=True)
         self._loop_thread.start()
@@ -312,6 +314,7 @@ class WebhookWorker:
 
     def _client(self, subscription_id: uuid.UUID) -> httpx.AsyncClient:
         """The subscription's HTTP client (made on the sending loop, on first use)."""
+        self._client_used[subscription_id] = time.monotonic()
         client = self._clients.get(subscription_id)
         if client is None:
             # No cap on connections: a cap is a queue (the subscription is capped by `LINES_AT_ONCE`).
@@ -319,23 +322,36 @@ class WebhookWorker:
             # Redirects are not followed: a 3xx is a failure, and a receiver cannot bounce the
             # request to a host the policy would refuse.
             client = self._clients[subscription_id] = httpx.AsyncClient(
-                transport=VettingTransport(self._backend, limits, self._tls), timeout=self.timeout_s, follow_redirects=False,
-                trust_env=False, headers={"user-agent": USER_AGENT})
+                transport=VettingTransport(self._backend, limits, self._tls), timeout=self.timeout_s,
+                follow_redirects=False, trust_env=False, headers={"user-agent": USER_AGENT})
         return client
 
     def _drop_client(self, subscription_id: uuid.UUID) -> None:
-        """Closes a subscription's connections once it is no longer this worker's."""
-        if self.loop.is_closed():
+        """Closes a subscription's connections (once its requests in flight are done): it is no
+        longer this worker's, or it has sent nothing for `IDLE_CLIENT_S`. A later request makes
+        a new client."""
+        client = self._clients.pop(subscription_id, None)
+        self._client_used.pop(subscription_id, None)
+        if client is None or self.loop.is_closed():
             return
+        sending = [asyncio.wrap_future(task, loop=self.loop) for (of, _), task in list(self._sending.items())
+                   if of == subscription_id and not task.done()]
 
-        async def drop() -> None:
-            if subscription_id in self._active:
-                return  # taken again meanwhile
-            client = self._clients.pop(subscription_id, None)
-            if client is not None:
-                await client.aclose()
+        async def close() -> None:
+            if sending:
+                await asyncio.wait(sending, timeout=self.timeout_s + 5)
+            await client.aclose()
 
-        asyncio.run_coroutine_threadsafe(drop(), self.loop)
+        asyncio.run_coroutine_threadsafe(close(), self.loop)
+
+    def _drop_idle_clients(self) -> None:
+        """Idle keep-alive connections are closed by httpcore only when their pool is used again:
+        a quiet subscription's would stay open for good."""
+        now = time.monotonic()
+        busy = {of for (of, _), task in list(self._sending.items()) if not task.done()}
+        for subscription_id, used in list(self._client_used.items()):
+            if now - used > IDLE_CLIENT_S and subscription_id not in busy:
+                self._drop_client(subscription_id)
 
     def idle(self) -> bool:
         """No record is being sent (for tests)."""
@@ -353,6 +369,8 @@ class WebhookWorker:
             except Exception as error:  # noqa: BLE001 - the lock session is lost: a new one after a pause
                 for subscription_id in {*self._logs, *self._changes_seen, *self._candidates, *self._next_look}:
                     self._forget(subscription_id)
+                for subscription_id in list(self._clients):
+                    self._drop_client(subscription_id)
                 text = f"{type(error).__name__}: {error}"
                 if text != trouble:
                     logger.warning("webhook delivery: the locks' session is lost (%s); taking them again", text)
@@ -375,7 +393,7 @@ class WebhookWorker:
 
     def _run_locked(self, lock_conn: Any, stop: threading.Event) -> None:
         held: set[uuid.UUID] = set()
-        next_lock_try = 0.0
+        next_lock_try = next_sweep = 0.0
         try:
             with lock_conn.cursor() as lock:
                 while not stop.is_set():
@@ -413,6 +431,9 @@ class WebhookWorker:
                         row = rows[subscription_id]
                         if self._candidates.get(subscription_id) or self._has_news(row):
                             busy = self._deliver_reporting(subscription_id, _subscription(row)) or busy
+                    if time.monotonic() >= next_sweep:
+                        self._drop_idle_clients()
+                        next_sweep = time.monotonic() + IDLE_CLIENT_S / 6
                     if not busy:
                         # A worker holding nothing has nothing to look at before its next try.
                         wait = self.poll_s if held else max(self.poll_s, next_lock_try - time.monotonic())

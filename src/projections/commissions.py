@@ -554,11 +554,20 @@ def _kept_lines(cursor: Any, cache: StatementLinesCache, partner_id: UUID, perio
     cursor.execute(
         "SELECT (SELECT tableoid::bigint FROM commission_month_totals"
         "  WHERE partner_id = %(partner)s AND period = %(period)s) AS relation,"
+        " (SELECT count(*) FROM commission_lines WHERE partner_id = %(partner)s AND period = %(period)s"
+        "  AND position <= %(last_position)s) AS counted,"
         " (" + _lines_json("partner_id = %(partner)s AND period = %(period)s AND position <= %(last_position)s")
         + ") AS lines",
         {"partner": partner_id, "period": period, "last_position": version[3]},
     )
     row = cursor.fetchone()
+    if row["counted"] != version[2]:
+        # The row does not name its lines: written by a node of an earlier release during a
+        # rolling upgrade (no `last_position`, or one its later lines did not move). Every line
+        # of the month, as before there was a cache; nothing kept.
+        cursor.execute(_lines_json("partner_id = %(partner)s AND period = %(period)s"),
+                       {"partner": partner_id, "period": period})
+        return cursor.fetchone()["lines"]
     if row["relation"] == version[0]:
         cache.put(partner_id, period, version, row["lines"])
     return row["lines"]

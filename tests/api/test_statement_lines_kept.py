@@ -96,3 +96,32 @@ def test_no_kept_lines_outlive_a_rebuild_or_the_tables_projected_again(api):
     again = statement(api, partner, "2026-03")
     assert money_lines(again) == [("sale", "A", "1000.00", "0.05", "50.00")]
     assert figures(again) == figures(rebuilt)
+
+
+def test_a_month_row_written_by_the_previous_release_still_answers_every_line(api):
+    """During a rolling upgrade (docs/deploy.md) nodes of the previous release project too, and
+    their upsert names no `last_position`: the migration must not refuse it, and a row whose
+    last position does not count all its lines must never bound (or keep) the lines answered."""
+    partner = approved_partner(api, "retailer")
+    contract = signed_contract(api, partner, commission=FLAT_5)
+    sale(api, contract, "A", "1000.00", "2026-03-02")
+    api.catch_up()
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        # A month the previous release created: its insert has no last_position.
+        conn.execute("INSERT INTO commission_month_totals (partner_id, period, sales, line_commission, lines)"
+                     " SELECT partner_id, '2026-02', 0, 0, 1 FROM commission_month_totals WHERE partner_id = %s",
+                     (partner,))
+        conn.execute("DELETE FROM commission_month_totals WHERE partner_id = %s AND period = '2026-02'", (partner,))
+    sale(api, contract, "B", "400.00", "2026-03-05")
+    api.catch_up()
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        # As the previous release leaves March after B: the count moved, the last position did not.
+        conn.execute("UPDATE commission_month_totals SET last_position = last_position - 1"
+                     " WHERE partner_id = %s AND period = '2026-03'", (partner,))
+    lines_cache(api.department).clear()
+    both = [("sale", "A", "1000.00", "0.05", "50.00"), ("sale", "B", "400.00", "0.05", "20.00")]
+    assert money_lines(statement(api, partner, "2026-03")) == both
+    assert len(lines_cache(api.department)) == 0  # not kept under a version that does not name them
+    with psycopg.connect(api.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE commission_month_totals SET last_position = NULL WHERE partner_id = %s", (partner,))
+    assert money_lines(statement(api, partner, "2026-03")) == both

@@ -850,3 +850,22 @@ def test_a_worker_that_takes_a_subscription_back_sends_what_another_left_half_se
     receiver.wait_for(lambda: {item["version"] for item in receiver.items() if item["stream_id"] == record} == {1, 2},
                       timeout=15, what="the record's second event, sent by the worker that took the subscription back")
     assert read(api, webhook)["lag"] == 0
+
+
+
+def test_a_deleted_or_quiet_subscription_keeps_no_client(api, receiver, delivering, monkeypatch):
+    """Each subscription has its own connection pool (an httpx client); the worker lets it go when
+    the subscription is no longer its own (deleted here) and when it has sent nothing for
+    `IDLE_CLIENT_S`, so a worker's clients do not grow with every subscription it ever held."""
+    monkeypatch.setattr(webhooks, "IDLE_CLIENT_S", 2.0)
+    gone = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    quiet = uuid.UUID(subscribe(api, receiver.url).json()["id"])
+    worker = delivering()
+    partner(api, "Both hear it")
+    receiver.wait_for(lambda: len(receiver.delivered) == 2, what="one event at each subscription")
+    assert set(worker._clients) == {gone, quiet}
+    assert delete(api, str(gone)) == 204
+    receiver.wait_for(lambda: gone not in worker._clients, timeout=5, what="the deleted subscription's client closed")
+    receiver.wait_for(lambda: quiet not in worker._clients, timeout=10, what="the quiet subscription's client closed")
+    partner(api, "Heard again")
+    receiver.wait_for(lambda: len(receiver.delivered) == 3, what="the quiet subscription's next event, on a new client")
