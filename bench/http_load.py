@@ -134,9 +134,10 @@ def import_sales(base: str, token: str, contracts: list[str], lines: int,
 
 
 def read_statements_under_load(base: str, reader: str, partners: list[str], periods: list[str], rate: float,
-                                count: int, writer: str, contracts: list[str], write_rate: float) -> tuple[Load, Load]:
+                                count: int, writer: str, contracts: list[str], write_rate: float,
+                                orders: str = "R") -> tuple[Load, Load]:
     """(reads, writes): statements read at a steady `rate` while sales are recorded at a
-    steady `write_rate`, both on their schedules."""
+    steady `write_rate`, both on their schedules; the sales' order ids start with `orders`."""
     async def read(session: aiohttp.ClientSession, number: int, request: int) -> int:
         partner = partners[request % len(partners)]
         period = periods[request // len(partners) % len(periods)]
@@ -148,6 +149,6 @@ def read_statements_under_load(base: str, reader: str, partners: list[str], peri
     async def both() -> tuple[Load, Load]:
         writes = int(count / rate * write_rate)
         return tuple(await asyncio.gather(_open_loop(base, rate, count, read),
-                                          _open_loop(base, write_rate, writes, _sales(writer, contracts, "R"))))
+                                          _open_loop(base, write_rate, writes, _sales(writer, contracts, orders))))
 
     return asyncio.run(both())

@@ -187,6 +187,13 @@ def served_load(run: Run, server: str, p1: float) -> None:
             read_models.analyze(url)
             partners = [str(p) for p, _ in imported]
             periods = [f"2026-{m:02d}" for m in range(3, 12)]
+            # The first pass: every (partner, month) read about twice — once in each worker process,
+            # whose kept lines start empty — while each process meets its contracts for the first
+            # time. Shown on its own row; the goal is the steady state after it.
+            cold_reads, cold_writes = http_load.read_statements_under_load(
+                api.base, finance, partners, periods, rate=sizes.statement_rate,
+                count=2 * len(partners) * len(periods), writer=erp, contracts=[str(c) for _, c in own],
+                write_rate=sizes.statement_write_rate, orders="COLD")
             reads, writes = http_load.read_statements_under_load(
                 api.base, finance, partners, periods, rate=sizes.statement_rate, count=sizes.statement_reads,
                 writer=erp, contracts=[str(c) for _, c in own], write_rate=sizes.statement_write_rate)
@@ -196,6 +203,8 @@ def served_load(run: Run, server: str, p1: float) -> None:
                            note=_under_load(reads, writes)))
             run.add(Figure("P7", "  the sales' p99 under the same load", writes.p99_ms, "ms", goal="≤ 50 ms",
                            met=writes.p99_ms <= 50 and not writes.unexpected, note=f"p50 {writes.p50_ms:.1f} ms"))
+            run.add(Figure("", "  P7's first pass, each statement about twice (kept lines empty)", cold_reads.p99_ms, "ms",
+                           note=_under_load(cold_reads, cold_writes)))
         timings = load_contract.measure(url, sizes.contract_sales)
         run.add(Figure("P6", f"a contract with {sizes.contract_sales:,} sales as of a past moment", timings["as_of"], "ms",
                        "latest", timings["as_of"] / timings["latest"], "≤ 20 ms", timings["as_of"] <= 20,
