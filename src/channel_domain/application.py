@@ -1200,12 +1200,13 @@ class ChannelDepartment(Application):
                     change(record)
                     return self._commit(record, sellers_checked=sellers_checked, in_transaction=in_transaction)
                 except (DomainError, ConcurrentModification) as refused:
-                    if isinstance(refused, ConcurrentModification) and not isinstance(refused, SellerMoved):
-                        # Another process writes this record too: from now on, catch the cached
-                        # copy up before each command instead of losing on the version again.
-                        self.records.mark_contended(record_id)
-                    if isinstance(refused, ConcurrentModification) and current_command().expected_version is None:
-                        raise  # retried by @command, on a fresh load: the cache no longer holds it
+                    if isinstance(refused, ConcurrentModification):
+                        if not isinstance(refused, SellerMoved):
+                            # Another process writes this record too: from now on, catch the cached
+                            # copy up before each command instead of losing on the version again.
+                            self.records.mark_contended(record_id)
+                        if current_command().expected_version is None:
+                            raise  # retried by @command, on a fresh load: the cache no longer holds it
                     # The cached record may be stale (another process wrote it): decide on a fresh load.
             record = self._load(record_type, record_id, commanded=True)
             change(record)

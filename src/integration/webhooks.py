@@ -10,7 +10,7 @@ receiver's 2xx. A worker killed in between sends those events again on restart, 
 
 In order per record, no record or subscription waiting for another. Each record's line is
 sent by a task of its own (a coroutine on the worker's event loop, over its subscription's
-keep-alive `httpx.AsyncClient`), one event after another, and the task commits its own outcome: what was
+own `httpx.AsyncClient`), one event after another, and the task commits its own outcome: what was
 delivered leaves the line; a failure stays at its head with its count, the delay for that count
 (`CHANNEL_DOMAIN_WEBHOOK_RETRY_DELAYS`) and the error. The pass that reads new events and
 starts tasks never waits for one, and tasks cost no thread while they wait, so a receiver that
@@ -345,8 +345,9 @@ class WebhookWorker:
         asyncio.run_coroutine_threadsafe(close(), self.loop)
 
     def _drop_idle_clients(self) -> None:
-        """Idle keep-alive connections are closed by httpcore only when their pool is used again:
-        a quiet subscription's would stay open for good."""
+        """Lets go of the clients of subscriptions that have sent nothing for `IDLE_CLIENT_S`:
+        otherwise a worker would keep one for every subscription it ever sent for (and httpcore
+        closes a pool's idle connections only when that pool is used again)."""
         now = time.monotonic()
         busy = {of for (of, _), task in list(self._sending.items()) if not task.done()}
         for subscription_id, used in list(self._client_used.items()):

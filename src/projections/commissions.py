@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
@@ -341,7 +341,7 @@ def statements(cursor: Any, keys: Sequence[tuple[UUID, str]],
 
 
 def _statements(cursor: Any, keys: Sequence[tuple[UUID, str]], as_known_at: datetime | None
-                ) -> tuple[dict[tuple[UUID, str], dict[str, Any]], dict[tuple[UUID, str], tuple]]:
+                ) -> tuple[dict[tuple[UUID, str], dict[str, Any]], dict[tuple[UUID, str], MonthVersion]]:
     """`statements`, and with `as_known_at` None the version of each month with lines
     (`_month_version`)."""
     if not keys:
@@ -388,7 +388,7 @@ def _statements(cursor: Any, keys: Sequence[tuple[UUID, str]], as_known_at: date
             params,
         )
     months: dict[UUID, list[dict[str, Any]]] = {}
-    versions: dict[tuple[UUID, str], tuple] = {}
+    versions: dict[tuple[UUID, str], MonthVersion] = {}
     for row in cursor.fetchall():
         months.setdefault(row["partner_id"], []).append(row)
         if as_known_at is None:
@@ -529,18 +529,26 @@ def statement(cursor: Any, partner_id: UUID, period: str, as_known_at: datetime 
     return result
 
 
-def _month_version(row: dict[str, Any]) -> tuple:
+class MonthVersion(NamedTuple):
     """Which lines a month holds, from its `commission_month_totals` row: lines are only ever
     added to a month, in position order, and in the transaction that updates its row, so while
     the row says the same number of lines up to the same last position, the month's lines are
     the same. Only a rebuild (new tables: a new `tableoid`) or emptied tables filled again (new
     rows: a new `xmin`, the transaction that wrote the row) could hold other lines under the
     same count and position; both are in the version, so no kept copy outlives them."""
-    return (row["relation"], row["row_version"], row["lines"], row["last_position"])
+
+    relation: int  # the table's oid
+    row_version: str  # the row's xmin
+    lines: int
+    last_position: int | None  # null where a node of the previous release wrote the row
+
+
+def _month_version(row: dict[str, Any]) -> MonthVersion:
+    return MonthVersion(row["relation"], row["row_version"], row["lines"], row["last_position"])
 
 
 def _kept_lines(cursor: Any, cache: StatementLinesCache, partner_id: UUID, period: str,
-                version: tuple | None) -> str:
+                version: MonthVersion | None) -> str:
     """The month's lines of the version its figures were read at (`statements`)."""
     if version is None:
         return "[]"  # no row: no line, when the figures were read
@@ -553,22 +561,20 @@ def _kept_lines(cursor: Any, cache: StatementLinesCache, partner_id: UUID, perio
     # meanwhile), the lines are answered but not kept.
     cursor.execute(
         "SELECT (SELECT tableoid::bigint FROM commission_month_totals"
-        "  WHERE partner_id = %(partner)s AND period = %(period)s) AS relation,"
-        " (SELECT count(*) FROM commission_lines WHERE partner_id = %(partner)s AND period = %(period)s"
-        "  AND position <= %(last_position)s) AS counted,"
-        " (" + _lines_json("partner_id = %(partner)s AND period = %(period)s AND position <= %(last_position)s")
-        + ") AS lines",
-        {"partner": partner_id, "period": period, "last_position": version[3]},
+        "  WHERE partner_id = %(partner)s AND period = %(period)s) AS relation, built.lines, built.counted"
+        " FROM (" + _lines_json("partner_id = %(partner)s AND period = %(period)s AND position <= %(last_position)s")
+        + ") AS built",
+        {"partner": partner_id, "period": period, "last_position": version.last_position},
     )
     row = cursor.fetchone()
-    if row["counted"] != version[2]:
+    if row["counted"] != version.lines:
         # The row does not name its lines: written by a node of an earlier release during a
         # rolling upgrade (no `last_position`, or one its later lines did not move). Every line
         # of the month, as before there was a cache; nothing kept.
         cursor.execute(_lines_json("partner_id = %(partner)s AND period = %(period)s"),
                        {"partner": partner_id, "period": period})
         return cursor.fetchone()["lines"]
-    if row["relation"] == version[0]:
+    if row["relation"] == version.relation:
         cache.put(partner_id, period, version, row["lines"])
     return row["lines"]
 
@@ -582,12 +588,14 @@ _RFC3339_UTC = (
 
 
 def _lines_json(where: str) -> str:
-    """The lines `where` says as one JSON array built by PostgreSQL, each value as `plain_json`
-    writes it: converting a busy month's hundreds of rows in Python cost three times the rest
-    of the statement. Each line a row turned to JSON whole: a third faster than naming each
-    field to json_build_object (and without its spaces)."""
+    """The lines `where` says as one JSON array built by PostgreSQL (`lines`), each value as
+    `plain_json` writes it, and how many there are (`counted`): converting a busy month's
+    hundreds of rows in Python cost three times the rest of the statement. Each line a row
+    turned to JSON whole: a third faster than naming each field to json_build_object (and
+    without its spaces)."""
     return (
-        "SELECT coalesce(json_agg(line ORDER BY line.position, line.line_no), '[]')::text AS lines FROM ("
+        "SELECT coalesce(json_agg(line ORDER BY line.position, line.line_no), '[]')::text AS lines,"
+        " count(*) AS counted FROM ("
         " SELECT position, line_no, event_id::text AS event_id, contract_id::text AS contract_id, order_id, kind,"
         " business_date::text AS business_date, amount::text AS amount, rate::text AS rate,"
         " commission::text AS commission, corrects_period, moved_kind, dispute_id::text AS dispute_id, "
@@ -604,7 +612,7 @@ class StatementLinesCache:
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
-        self._kept: OrderedDict[tuple[UUID, str], tuple[tuple, str]] = OrderedDict()
+        self._kept: OrderedDict[tuple[UUID, str], tuple[MonthVersion, str]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -615,7 +623,7 @@ class StatementLinesCache:
     def __len__(self) -> int:
         return len(self._kept)
 
-    def get(self, partner_id: UUID, period: str, version: tuple) -> str | None:
+    def get(self, partner_id: UUID, period: str, version: MonthVersion) -> str | None:
         with self._lock:
             kept = self._kept.get((partner_id, period))
             if kept is None or kept[0] != version:
@@ -623,7 +631,7 @@ class StatementLinesCache:
             self._kept.move_to_end((partner_id, period))
             return kept[1]
 
-    def put(self, partner_id: UUID, period: str, version: tuple, lines: str) -> None:
+    def put(self, partner_id: UUID, period: str, version: MonthVersion, lines: str) -> None:
         size = sys.getsizeof(lines)  # what the string takes in memory, whatever its characters
         if size > self.max_bytes:
             return

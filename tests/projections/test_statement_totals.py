@@ -22,16 +22,9 @@ from projections.commissions import Commissions, close_facts, statement_line, st
 from tests.channel_domain.helpers import as_
 from tests.channel_domain.test_application import partner, signed_contract
 from tests.channel_domain.test_contract_requests import approve_amendment, request_amendment
+from tests.projections.test_random_ledger import random_terms
 
 LATER = datetime(2100, 1, 1, tzinfo=UTC)  # as known at a time after everything: every line, summed
-
-
-def random_terms(rng: random.Random) -> dict:
-    rates = [f"0.0{rng.randint(100, 999)}" for _ in range(2)]
-    if rng.random() < 0.4:
-        return {"type": "flat", "rate": rates[0]}
-    return {"type": "tiered", "tiers": [{"up_to": f"{rng.randint(5, 60)}000.00", "rate": rates[0]},
-                                        {"rate": rates[1]}]}
 
 
 def read_both_ways(database_url: str) -> int:
