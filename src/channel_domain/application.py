@@ -1315,6 +1315,20 @@ class ChannelDepartment(Application):
             return SellerMoved("a partner or employee of the sale changed its selling days meanwhile")
         return violation
 
+    def save(self, *records: ChannelAggregate, **kwargs: Any) -> Any:  # type: ignore[override]
+        """The library's `save`, for this service's records only (`_commit` is its one caller):
+        the library asks of each object `isinstance` against two runtime Protocols, which
+        walk the Protocols' members on every call (about a tenth of a sale's CPU in process)."""
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for record in records:
+            processing_event.events.extend(record.collect_events())
+            processing_event.aggregates[record.id] = record
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        return recordings
+
     def _record(self, processing_event: ProcessingEvent[UUID]) -> Any:
         processing_event.saved_kwargs["facts"] = [
             EventFacts(event.timestamp, effective_on(event))

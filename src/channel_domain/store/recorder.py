@@ -46,6 +46,7 @@ lag, and as a target for `EventLog`), never a promise that everything below it i
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -255,6 +256,18 @@ class EventRecorder(PostgresApplicationRecorder):
         self.sql_create_statements = []  # the schema belongs to migrations/
         self._lock_pool: ConnectionPool | None = None
         self._lock_pool_guard = threading.Lock()
+        # One cursor per pooled connection for the append. psycopg keeps a cursor's adapters
+        # (which dumper each array takes, found by looking at its first element) while the
+        # cursor runs the same query object again; a new cursor looks every one up afresh,
+        # which costs nine times the dumping itself (bench/append_params.py).
+        self._append_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    def _append_cursor(self, conn: Any) -> Any:
+        # A pooled connection serves one thread at a time, and so does its cursor.
+        cursor = self._append_cursors.get(conn)
+        if cursor is None or cursor.closed:
+            cursor = self._append_cursors[conn] = conn.cursor()
+        return cursor
 
     def insert_events(  # type: ignore[override]
         self,
@@ -296,7 +309,7 @@ class EventRecorder(PostgresApplicationRecorder):
                 # and a step in the transaction works around the append; every other append
                 # stays one autocommitted round trip.
                 conn.transaction() if new_logins or in_transaction else nullcontext()
-            ), conn.cursor() as curs:
+            ), nullcontext(self._append_cursor(conn)) as curs:
                 if in_transaction is not None:
                     in_transaction.before(curs)
                 if new_logins:
@@ -315,13 +328,13 @@ class EventRecorder(PostgresApplicationRecorder):
                         outcome.idempotency_key if outcome else None,
                         outcome.fingerprint if outcome else None,
                         Jsonb(outcome.outcome) if outcome else None,
-                        *([row[i] for row in registry] for i in range(7)),
-                        *([row[i] for row in terms] for i in range(5)),
-                        list((new_personal_keys or {}).keys()),
-                        list((new_personal_keys or {}).values()),
-                        list(erase_personal_keys),
-                        list(checked.keys()),
-                        list(checked.values()),
+                        *(_column_or_null(registry, i) for i in range(7)),
+                        *(_column_or_null(terms, i) for i in range(5)),
+                        _or_null(list((new_personal_keys or {}).keys())),
+                        _or_null(list((new_personal_keys or {}).values())),
+                        _or_null(list(erase_personal_keys)),
+                        _or_null(list(checked.keys())),
+                        _or_null(list(checked.values())),
                         closed.record_id if closed else None,
                         closed.version if closed else None,
                         None if seen is None else list(seen.keys()),
@@ -545,6 +558,17 @@ _APPEND_EVENTS = """
         %b::text, %b::text, %b::int[], %b::bigint[]
     ) AS position
 """
+
+def _or_null(values: list[Any]) -> list[Any] | None:
+    # `append_events` guards every optional array with cardinality(…) > 0, which NULL fails
+    # as an empty array does; a NULL costs psycopg nothing to dump, where an empty list is
+    # typed and upgraded like a full one, and a sale leaves 17 of its arrays empty.
+    return values or None
+
+
+def _column_or_null(rows: list[tuple[Any, ...]], index: int) -> list[Any] | None:
+    return [row[index] for row in rows] if rows else None
+
 
 def _contract_row(entry: ContractInForce) -> tuple[Any, ...]:
     return (
