@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite runs in this many processes (pytest-xdist), a test file to a process: most of a
+# test's time is spent waiting on servers, subprocesses and PostgreSQL, which a second process
+# fills. `make test TEST_PROCESSES=0` runs it in one.
+TEST_PROCESSES ?= 2
 
 .PHONY: run test bench bench-quick clean
 
@@ -22,7 +26,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile
 	$(MAKE) bench-quick
 
 # Benchmarks are not tests: `make test` runs only the quick size, to prove the suite works.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -18,6 +19,7 @@ from channel_domain.store.database import embedded_server_url, scratch_database
 from channel_domain.store.migrations import migrate
 from integration.schemas import event_types
 from tests.event_contracts import checked, recorded_event_violations, written_types
+from tests.figures import FIGURES
 
 TEST_DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_TEST_DATABASE_URL"
 # Set to list, at the end of the session, the published event types no test wrote.
@@ -30,7 +32,31 @@ def pytest_configure(config: pytest.Config) -> None:
                    "its events are not checked against the published schemas")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under pytest-xdist (`make test`), each worker's tallies and figures go to the controller,
+    # which alone reports: its own are empty, as it runs no test.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["session_tallies"] = {"written_types": sorted(written_types), "checked": checked,
+                                           "figures": FIGURES}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    tallies = getattr(node, "workeroutput", {}).get("session_tallies")
+    if tallies is None:
+        return
+    written_types.update(tallies["written_types"])
+    for name, value in tallies["checked"].items():
+        checked[name] += value
+    FIGURES.extend(tallies["figures"])
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
     if os.environ.get(REPORT_UNWRITTEN_VARIABLE):
         unwritten = sorted({t.type for t in event_types()} - written_types)
         terminalreporter.write_line(f"events checked against their schemas: {checked['events']} "

@@ -19,6 +19,7 @@ import pytest
 
 from api.tokens import create_token
 from channel_domain.store import checkpoints
+from tests.figures import FIGURES
 from tests.servers import BIN, free_port, wait_until_up
 
 
@@ -78,20 +79,11 @@ def recorded_orders(database_url: str) -> collections.Counter[str]:
                 "SELECT state FROM events WHERE topic LIKE %s", ("%Contract.SaleRecorded",)))
 
 
-FIGURES: list[str] = []
-
-
 @pytest.fixture(scope="session")
 def figure() -> Callable[[str], None]:
-    """Report a test's figure: shown at the end of every run, captured output or not."""
+    """Report a test's figure: shown at the end of every run, captured output or not
+    (tests/conftest.py prints them, from every process of the run)."""
     return FIGURES.append
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
-        terminalreporter.section("reliability figures")
-        for line in FIGURES:
-            terminalreporter.write_line(line)
 
 
 def http_api(server: Served) -> Any:
