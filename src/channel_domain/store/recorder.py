@@ -46,7 +46,6 @@ lag, and as a target for `EventLog`), never a promise that everything below it i
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -256,17 +255,19 @@ class EventRecorder(PostgresApplicationRecorder):
         self.sql_create_statements = []  # the schema belongs to migrations/
         self._lock_pool: ConnectionPool | None = None
         self._lock_pool_guard = threading.Lock()
-        # One cursor per pooled connection for the append. psycopg keeps a cursor's adapters
-        # (which dumper each array takes, found by looking at its first element) while the
-        # cursor runs the same query object again; a new cursor looks every one up afresh,
-        # which costs nine times the dumping itself (bench/append_params.py).
-        self._append_cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
-    def _append_cursor(self, conn: Any) -> Any:
-        # A pooled connection serves one thread at a time, and so does its cursor.
-        cursor = self._append_cursors.get(conn)
+    @staticmethod
+    def _append_cursor(conn: Any) -> Any:
+        """The connection's own cursor for appends. psycopg keeps a cursor's adapters (which
+        dumper each array takes, found by looking at its first element) while the cursor runs
+        the same query object again; a new cursor looks every one up afresh, which costs nine
+        times the dumping itself (bench/append_params.py). A pooled connection serves one
+        thread at a time, and so does its cursor. It is kept on the connection, not in a map
+        beside it: a cursor refers to its connection, so a map would keep every connection the
+        pool ever dropped alive."""
+        cursor = getattr(conn, "_channel_domain_append_cursor", None)
         if cursor is None or cursor.closed:
-            cursor = self._append_cursors[conn] = conn.cursor()
+            cursor = conn._channel_domain_append_cursor = conn.cursor()
         return cursor
 
     def insert_events(  # type: ignore[override]

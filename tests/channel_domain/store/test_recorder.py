@@ -93,3 +93,27 @@ def test_appends_of_every_shape_through_one_pooled_connection_each_write_what_th
                                 (contract,)).fetchone()[0] == 1
     finally:
         app.close()
+
+
+def test_a_connection_the_pool_drops_is_not_kept_alive_by_the_recorders_cursor(database_url):
+    import gc
+    import weakref
+
+    from channel_domain.store.database import library_environment
+    from tests.channel_domain.test_application import signed_contract
+
+    app = ChannelDepartment(database_url, env=library_environment(database_url, pool_size=1, max_overflow=0))
+    try:
+        contract = signed_contract(app, partner(app, kind="retailer"))
+        with as_("erp", "integration"):
+            app.record_sale(contract, "SO-1", "100.00", "2026-03-02")  # the append's cursor is made
+        with app.event_recorder.datastore.pool.connection() as conn:
+            dropped = weakref.ref(conn)
+            conn.close()  # the pool drops a closed connection when it comes back
+        del conn
+        with as_("erp", "integration"):
+            app.record_sale(contract, "SO-2", "100.00", "2026-03-02")  # on the pool's new connection
+        gc.collect()
+        assert dropped() is None
+    finally:
+        app.close()
