@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import psycopg
 from common import signed_contract
@@ -27,7 +28,14 @@ STATE = b'{"order_id":"O-1","amount":{"_type_":"decimal_str","_data_":"100.00"}}
 WRITERS = (1, 4)
 
 
-def timed(writers: int, events: int, append: Callable[[int], None]) -> float:
+class Appends(NamedTuple):
+    per_s: float
+    # This process's CPU (every thread's) per append: the command's own Python runs one
+    # thread at a time under the GIL, so 1000 / cpu_ms bounds P1 however many writers there are.
+    cpu_ms: float
+
+
+def timed(writers: int, events: int, append: Callable[[int], None]) -> Appends:
     """Events per second with `writers` threads, each calling append(its number) in turn."""
     per_writer = events // writers
     start = threading.Barrier(writers + 1)
@@ -45,16 +53,17 @@ def timed(writers: int, events: int, append: Callable[[int], None]) -> float:
     for thread in threads:
         thread.start()
     start.wait()
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.join()
     if failures:
         raise failures[0]
-    return per_writer * writers / (time.perf_counter() - began)
+    done = per_writer * writers
+    return Appends(done / (time.perf_counter() - began), (time.process_time() - cpu) / done * 1000)
 
 
-def measure(url: str, events: int) -> dict[tuple[str, int], float]:
-    """{(who, writers): appends/s} for who in raw, stock, ours."""
+def measure(url: str, events: int) -> dict[tuple[str, int], Appends]:
+    """{(who, writers): appends/s and CPU per append} for who in raw, stock, ours."""
     params = conninfo_to_dict(url)
     datastore = PostgresDatastore(
         dbname=str(params["dbname"]), host=str(params.get("host", "127.0.0.1")),
