@@ -32,15 +32,6 @@ def pytest_configure(config: pytest.Config) -> None:
                    "its events are not checked against the published schemas")
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    # Under pytest-xdist (`make test`), each worker's tallies and figures go to the controller,
-    # which alone reports: its own are empty, as it runs no test.
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput["session_tallies"] = {"written_types": sorted(written_types), "checked": checked,
-                                           "figures": FIGURES}
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: object) -> None:
     tallies = getattr(node, "workeroutput", {}).get("session_tallies")
@@ -50,6 +41,35 @@ def pytest_testnodedown(node: Any, error: object) -> None:
     for name, value in tallies["checked"].items():
         checked[name] += value
     FIGURES.extend(tallies["figures"])
+
+
+_collected_by_workers: list[int] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    _collected_by_workers.append(len(ids))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Under pytest-xdist (`make test`), each worker's tallies and figures go to the controller,
+    # which alone reports: its own are empty, as it runs no test.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["session_tallies"] = {"written_types": sorted(written_types), "checked": checked,
+                                           "figures": FIGURES}
+        return
+    # And the controller fails a green run in which fewer tests answered than were collected:
+    # a scheduler that drops tests (one keyed by node id, where tests share one) must not pass.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if not _collected_by_workers or reporter is None or exitstatus != 0:
+        return
+    answered = sum(len(reporter.stats.get(outcome, [])) for outcome in ("passed", "failed", "skipped", "xfailed", "xpassed"))
+    collected = max(_collected_by_workers)
+    if answered < collected:
+        reporter.write_line(f"only {answered} of the {collected} tests collected ran", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

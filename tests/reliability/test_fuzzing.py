@@ -55,7 +55,9 @@ def every_role(fuzzed_server: Served, figure) -> Iterator[str]:
     assert httpx.get(f"{fuzzed_server.base}/openapi.json").json() == schema.raw_schema  # what it serves
     yield fuzzed_server.token("fuzzer", *ROLES)
     answered = ", ".join(f"{status}: {TALLY[status]}" for status in sorted(k for k in TALLY if k.isdigit()))
-    figure(f"R5: schemathesis, {TALLY['operations']} operations, {TALLY['requests']} requests"
+    # Under `make test` the operations are shared out among the suite's processes: one line each.
+    share = f" (process {os.environ['PYTEST_XDIST_WORKER']}'s share)" if "PYTEST_XDIST_WORKER" in os.environ else ""
+    figure(f"R5{share}: schemathesis, {TALLY['operations']} operations, {TALLY['requests']} requests"
            f" ({TALLY['on records']} on existing records; answers {answered}):"
            f" {TALLY['server errors']} server errors, {TALLY['failures']} answers outside the schema;"
            f" then {TALLY['import requests']} generated import bodies and {TALLY['cursor requests']} generated"
