@@ -28,7 +28,7 @@ _COLUMNS = {
 
 class PartnerActivity:
     name = "partner_activity"
-    weight = 1.2  # its cost per event against the others, measured (rebuilds share read models out by it)
+    weight = 0.55  # 100k instructions an event beyond reading and decoding (bench/read_model_costs.py)
     tables = tuple(_COLUMNS)  # in the order they are written: directories before what they credit
 
     def __init__(self) -> None:

@@ -67,7 +67,7 @@ LINE_COLUMNS = (
 
 class Commissions:
     name = "commissions"
-    weight = 3.0  # its cost per event against the others, measured (rebuilds share read models out by it)
+    weight = 1.7  # 100k instructions an event beyond reading and decoding (bench/read_model_costs.py)
     tables = ("commission_partners", "commission_contracts", "commission_terms", "commission_lines",
               "commission_payouts", "commission_remittances", "commission_housing_subsidies",
               "commission_periods", "commission_disputes", "commission_month_totals")
