@@ -31,8 +31,9 @@ are not available here; run one read model per process):
         .venv/bin/python bench/read_model_costs.py --keep cd_p45_small --events 10000 --only commissions
     callgrind_annotate /tmp/cg.<pid> | head  # "PROGRAM TOTALS"
 
-`--only p4` runs P4 itself: every read model caught up in 2 processes, as bench/run.py does
-(wall time only; the machine's load moves it, so compare runs made one after the other).
+`--only p4` runs P4 itself: every read model caught up in 2 processes, as bench/run.py does;
+`--only p5` P5's rebuild (bench/rebuild_worker.py) over this log. Wall time only: the machine's
+load moves it, so compare runs made one after the other.
 
 `--rows` prints a digest of every read-model table after the all-together catch-up, to show that
 two versions of the code write the same rows.
@@ -46,8 +47,10 @@ import hashlib
 import io
 import os
 import pstats
+import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -60,12 +63,12 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import server_url  # noqa: E402
-from read_models import catch_up, fill_log  # noqa: E402
+from read_models import _caught_up, fill_log, rebuild  # noqa: E402
 
 from channel_domain.application import ChannelDepartment  # noqa: E402
 from channel_domain.store.database import with_database_name  # noqa: E402
 from channel_domain.store.migrations import migrate  # noqa: E402
-from channel_domain.store.projecting import ProjectionRunner  # noqa: E402
+from channel_domain.store.projecting import ProjectionRunner, run_in_processes  # noqa: E402
 from projections import all_projections  # noqa: E402
 
 BATCH = 2000  # the runner's batch, as `channel-domain project` runs it
@@ -188,11 +191,45 @@ def measure(url: str, projections: list, profile: bool = False) -> dict[str, Any
 
 
 def measure_p4(url: str) -> dict[str, Any]:
-    """Every read model caught up as P4 runs them (`channel-domain project --processes 2`); the
-    CPU columns are then not counted (the work is in the worker processes)."""
-    with Statements() as statements:
-        events, wall = catch_up(url, 2)
-    return {"events": events, "wall": wall, "cpu": 0.0, "statements": statements.count, "pg_cpu": float("nan")}
+    """Every read model caught up as P4 runs them (`channel-domain project --processes 2`, as
+    read_models.catch_up does). CPU s is the worker processes' (they are this process's children),
+    PG CPU s their backends', read before the workers stop: the sum is what the catch-up cost the
+    machine, which the machine's load moves much less than the wall time."""
+    app = ChannelDepartment(url)
+    try:
+        projections = all_projections()
+        head = app.event_recorder.max_notification_id() or 0
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        stop = threading.Event()
+        began = time.perf_counter()
+        running = threading.Thread(target=run_in_processes, args=(app, projections, 2, stop))
+        running.start()
+        try:
+            while not _caught_up(app, len(projections), head):
+                time.sleep(0.05)
+            wall = time.perf_counter() - began
+            pg_cpu = backend_cpu(url)
+        finally:
+            stop.set()
+            running.join()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return {"events": head, "wall": wall, "cpu": cpu, "statements": 0, "pg_cpu": pg_cpu}
+    finally:
+        app.close()
+
+
+def measure_p5(url: str) -> dict[str, Any]:
+    """Every rebuildable read model rebuilt as P5 runs it (bench/rebuild_worker.py: a process of
+    its own sharing them out among one builder process per core), over this log. CPU s is the
+    worker's and its builders' (the worker's start-up and the switch included); PostgreSQL's is
+    not counted."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report = rebuild(url)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker and its builders, all reaped
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"events": report["events"], "wall": report["seconds"], "cpu": cpu, "statements": 0,
+            "pg_cpu": float("nan")}
 
 
 def backend_cpu(url: str) -> float:
@@ -246,6 +283,7 @@ def main() -> None:
         runs[projection.name] = lambda kind=type(projection): [kind()]
     runs["all"] = all_projections
     runs["p4"] = all_projections
+    runs["p5"] = all_projections
     chosen = args.only.split(",") if args.only else list(runs)
     if args.profile and args.profile not in chosen:
         chosen.append(args.profile)
@@ -257,6 +295,8 @@ def main() -> None:
                 with copy_of(server, template) as url:
                     if name == "p4":
                         result = measure_p4(url)
+                    elif name == "p5":
+                        result = measure_p5(url)
                     else:
                         result = measure(url, runs[name](), profile=name == args.profile)
                     if name == "all" and args.rows:
@@ -264,7 +304,7 @@ def main() -> None:
                 events = result["events"] or 1
                 batches = -(-events // BATCH)
                 label = {"read": "(read)", "decode": "(read+decode)", "all": "(all, one process)",
-                         "p4": "(P4: 2 processes)"}.get(name, name)
+                         "p4": "(P4: 2 processes)", "p5": "(P5 rebuild)"}.get(name, name)
                 print(f"{label:<22} {events / result['wall']:>9,.0f} {result['wall']:>7.2f} {result['cpu']:>6.2f}"
                       f" {result['wall'] - result['cpu']:>7.2f} {1e6 * result['cpu'] / events:>9.1f}"
                       f" {result['pg_cpu']:>8.2f} {result['statements']:>10,} {result['statements'] / batches:>9.1f}", flush=True)
