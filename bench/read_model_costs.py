@@ -32,8 +32,9 @@ are not available here; run one read model per process):
     callgrind_annotate /tmp/cg.<pid> | head  # "PROGRAM TOTALS"
 
 `--only p4` runs P4 itself: every read model caught up in 2 processes, as bench/run.py does;
-`--only p5` P5's rebuild (bench/rebuild_worker.py) over this log. Wall time only: the machine's
-load moves it, so compare runs made one after the other.
+`--only p5` P5's rebuild (bench/rebuild_worker.py) over this log. Their CPU columns are the worker
+processes' (and, for P4, their backends'); the machine's load moves the wall time far more than
+the CPU, so compare versions by CPU, in runs made one after the other.
 
 `--rows` prints a digest of every read-model table after the all-together catch-up, to show that
 two versions of the code write the same rows.
