@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import islice
+from operator import attrgetter
 
 from channel_domain.company_time import recorded_month
 from channel_domain.contract import Contract
@@ -152,6 +154,7 @@ class ContractCommissions:
         self._sales: dict[str, Entry] = {}
         self._returns: dict[str, list[Entry]] = defaultdict(list)  # order -> its returns, in recording order
         self._gross: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> its sales
+        self._below_zero: set[str] = set()  # months with a sale of an amount below zero
         self._ideal: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> what it should earn
         self.booked: dict[str, Decimal] = defaultdict(lambda: ZERO)  # month -> what its statements say
 
@@ -173,6 +176,8 @@ class ContractCommissions:
             if entry.kind == "sale":
                 self._months[entry.month].append(entry)
                 self._gross[entry.month] += entry.amount
+                if entry.amount < 0:
+                    self._below_zero.add(entry.month)
                 self._sales[entry.order_id] = entry
             else:
                 self._returns[entry.order_id].append(entry)
@@ -203,6 +208,8 @@ class ContractCommissions:
         month = self._months[entry.month]
         sold_before = self._gross[entry.month]
         self._gross[entry.month] += amount
+        if amount < 0:
+            self._below_zero.add(entry.month)
         index = _insert(month, entry)
         touched = {entry.month}
         if index == len(month) - 1 or not self._tiered:
@@ -256,16 +263,36 @@ class ContractCommissions:
         With `shift` (the amount of a sale just inserted at `start`), it stops at the first
         later sale that lay in the top tier before the shift: it and every sale after it stay there.
         """
-        sold = sum((e.amount for e in month[:start]), ZERO)
         settled_from = None if shift is None else self._top_bound + shift
+        sold = self._sold_before(month, start, settled_from)
         moved = []
-        for index, entry in enumerate(month[start:], start):
+        for index, entry in enumerate(islice(month, start, None), start):
             if index > start and settled_from is not None and sold >= settled_from:
                 break
             if self._price_sale(entry, sold):
                 moved.append(entry)
             sold += entry.amount
         return moved
+
+    def _sold_before(self, month: list[Entry], start: int, settled_from: Decimal | None) -> Decimal:
+        """The month's sales before index `start` — or, with `settled_from`, as many of them as
+        reach it: a late sale early in a long month would otherwise sum most of the month, for
+        each late sale (a tiered contract's ledger in P5's log: 27 % of its instructions).
+
+        Reaching it is all `_price_sales` can tell apart: from there the sale at `start` lies
+        wholly above every tier bound known (`settled_from` is the top bound plus the sale), so it
+        is priced at the top rate whatever the exact sum, and the loop stops at the next sale.
+        The sum only grows as it goes (a sale's amount is above zero), so a part that reaches it
+        means the whole does; a month holding a sale below zero (none can be recorded) is summed
+        whole."""
+        if settled_from is None or not month or month[0].month in self._below_zero:
+            return sum(map(_amount, month[:start]), ZERO)
+        sold = ZERO
+        for amount in map(_amount, islice(month, start)):
+            sold += amount
+            if sold >= settled_from:
+                break
+        return sold
 
     def _price_returns(self, order_id: str) -> set[str]:
         """Claws back each return of the order, in recording order, from what the sale still
@@ -296,8 +323,12 @@ class ContractCommissions:
         return lines
 
 
+_amount = attrgetter("amount")
+_commission = attrgetter("commission")
+
+
 def _earned(slices: list[Slice]) -> Decimal:
-    return sum((s.commission for s in slices), ZERO)
+    return sum(map(_commission, slices), ZERO)
 
 
 def _top_bound(terms: CommissionTerms) -> Decimal:

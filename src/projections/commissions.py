@@ -40,6 +40,7 @@ from channel_domain.commission_period import CommissionPeriod, LedgerFacts, next
 from channel_domain.company_time import recorded_month
 from channel_domain.contract import Contract
 from channel_domain.partner import Partner
+from channel_domain.store.copying import copy_rows
 from channel_domain.values import CommissionTerms, month_of
 from projections.audit import event_id
 
@@ -66,7 +67,7 @@ LINE_COLUMNS = (
 
 class Commissions:
     name = "commissions"
-    weight = 3.0  # its cost per event against the others, measured (rebuilds share read models out by it)
+    weight = 1.7  # 100k instructions an event beyond reading and decoding (bench/read_model_costs.py)
     tables = ("commission_partners", "commission_contracts", "commission_terms", "commission_lines",
               "commission_payouts", "commission_remittances", "commission_housing_subsidies",
               "commission_periods", "commission_disputes", "commission_month_totals")
@@ -276,9 +277,7 @@ class Commissions:
 def _copy_lines(cursor: Any, lines: list[tuple]) -> None:
     if not lines:
         return
-    with cursor.copy(f"COPY commission_lines ({', '.join(LINE_COLUMNS)}) FROM STDIN") as copy:
-        for line in lines:
-            copy.write_row(line)
+    copy_rows(cursor, "commission_lines", LINE_COLUMNS, lines)
     _add_to_month_totals(cursor, lines[0][0], lines[-1][0])
 
 

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import Notification
-from psycopg.rows import DictRow
+from psycopg.rows import tuple_row
 
-from channel_domain.store.recorder import EVENTS_TABLE, EventRecorder, _notification
+from channel_domain.store.recorder import EVENTS_TABLE, EventRecorder
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,16 @@ class EventLog:
 
         batch: list[Notification] = []
         for row in rows:
-            position = row["position"]
+            position = row[0]
             if position != self.position + 1 and position > released_up_to:
                 # A gap that may still fill: wait until its possible writers have ended.
-                fence = self._fence or self._new_fence(snapshot, rows[-1]["position"])
+                fence = self._fence or self._new_fence(snapshot, rows[-1][0])
                 if fence.writers:
                     self._fence = fence
                     break
                 released_up_to = fence.highest_seen  # nothing was running: the gap is final
-            batch.append(_notification(row))
+            batch.append(Notification(id=position, originator_id=row[1], originator_version=row[2], topic=row[3],
+                                      state=bytes(row[4])))
             self.position = position
         return batch
 
@@ -101,7 +102,7 @@ class EventLog:
         while batch := self.read(limit):
             yield batch
 
-    def _snapshot_and_rows(self, limit: int) -> tuple[Snapshot, list[DictRow]]:
+    def _snapshot_and_rows(self, limit: int) -> tuple[Snapshot, list[tuple]]:
         with self.recorder.datastore.get_connection() as conn:
             with conn.transaction(), conn.cursor() as curs:
                 # One REPEATABLE READ snapshot for both the snapshot facts and the rows.
@@ -109,6 +110,9 @@ class EventLog:
                 curs.execute(SNAPSHOT_FACTS, prepare=True)
                 facts = curs.fetchone()
                 assert facts is not None
+                # As tuples (position, originator_id, originator_version, topic, state): every
+                # reader of the log reads every event; a dict for each cost it 1 µs of 10.
+                curs.row_factory = tuple_row
                 curs.execute(_ROWS_AFTER, (self.position, limit), prepare=True)
                 rows = curs.fetchall()
         return Snapshot(facts["xmin"], facts["xmax"], frozenset(facts["xip"])), rows
