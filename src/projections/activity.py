@@ -73,7 +73,7 @@ class PartnerActivity:
     def _partner(self, cursor: Any, contract_id: UUID) -> UUID | None:
         partner = self._partner_of.get(contract_id)
         if partner is None:
-            cursor.execute("SELECT partner_id FROM contract_directory WHERE contract_id = %s", (contract_id))
+            cursor.execute("SELECT partner_id FROM contract_directory WHERE contract_id = %s", (contract_id,))
             row = cursor.fetchone()
             if row is None:
                 return None

@@ -8,6 +8,7 @@ from decimal import Decimal
 from uuid import UUID, uuid4
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from channel_domain.store import copying
@@ -82,3 +83,30 @@ def test_a_value_of_another_type_sends_the_batch_as_text(database_url):
             plan = copying._plan(curs, table, AUDIT if table == "audit_events" else ORDERS)
             assert plan.binary and plan.fits(written[:1]) and not plan.fits(written)
     assert _written(database_url, odd, binary=True) == _written(database_url, odd, binary=False)
+
+
+def test_an_integer_out_of_its_columns_range_is_refused_as_text_refuses_it(database_url):
+    # Binary would send the int's low bytes: 2**31 into an integer column read back as -2**31.
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as curs:
+        curs.execute("CREATE TABLE copied_counts (small smallint, middle integer, large bigint)")
+        columns = ("small", "middle", "large")
+        for row in [(2 ** 15, 0, 0), (0, 2 ** 31, 0), (0, -(2 ** 31) - 1, 0), (0, 0, 2 ** 63)]:
+            assert not copying._plan(curs, "copied_counts", columns).fits([row])
+            with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+                copy_rows(curs, "copied_counts", columns, [row])
+        copy_rows(curs, "copied_counts", columns, [(2 ** 15 - 1, -(2 ** 31), 2 ** 63 - 1)])
+        assert curs.execute("SELECT small, middle, large FROM copied_counts").fetchall() == \
+            [(2 ** 15 - 1, -(2 ** 31), 2 ** 63 - 1)]
+
+
+def test_a_column_whose_type_changed_under_the_process_is_read_again_after_one_failed_batch(database_url):
+    # A migration during a rolling upgrade: the types this process read are stale, the binary COPY
+    # fails, and the batch's retry must read them again instead of failing until a restart.
+    with psycopg.connect(database_url, autocommit=True) as conn, conn.cursor() as curs:
+        curs.execute("CREATE TABLE retyped (n integer)")
+        copy_rows(curs, "retyped", ("n",), [(1,)])
+        curs.execute("ALTER TABLE retyped ALTER COLUMN n TYPE numeric")
+        with pytest.raises(psycopg.Error):  # "insufficient data left in message": 4 bytes, not a numeric
+            copy_rows(curs, "retyped", ("n",), [(2,)])
+        copy_rows(curs, "retyped", ("n",), [(3,)])  # the retry: as text, the types read again
+        assert curs.execute("SELECT n FROM retyped ORDER BY n").fetchall() == [(Decimal(1),), (Decimal(3),)]

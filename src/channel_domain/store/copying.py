@@ -21,11 +21,20 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import psycopg
+
 _NONE = type(None)
 
 
 def _aware(value: Any) -> bool:
     return value is None or value.tzinfo is not None
+
+
+def _in_range(bits: int) -> Callable[[Any], bool]:
+    # A binary field is the value's own bytes: psycopg would wrap an int too large for the
+    # column (2**31 into an integer as -2**31), where text COPY refuses it.
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return lambda value: value is None or low <= value <= high
 
 
 def _texts(value: Any) -> bool:
@@ -43,9 +52,9 @@ def _jsonb(value: Any) -> Any:
 _KINDS: dict[str, tuple[str, type, Callable[[Any], bool] | None, Callable[[Any], Any] | None]] = {
     "uuid": ("uuid", UUID, None, None),
     "text": ("text", str, None, None),
-    "bigint": ("int8", int, None, None),
-    "integer": ("int4", int, None, None),
-    "smallint": ("int2", int, None, None),
+    "bigint": ("int8", int, _in_range(64), None),
+    "integer": ("int4", int, _in_range(32), None),
+    "smallint": ("int2", int, _in_range(16), None),
     "numeric": ("numeric", Decimal, None, None),
     "date": ("date", date, None, None),  # a datetime is not a date here: type, not isinstance
     "timestamp with time zone": ("timestamptz", datetime, _aware, None),
@@ -118,10 +127,17 @@ def copy_rows(cursor: Any, table: str, columns: Sequence[str], rows: Sequence[tu
     plan = _plan(cursor, table, names)
     listed = ", ".join(names)
     if plan.binary and plan.fits(rows):
-        with cursor.copy(f"COPY {table} ({listed}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(plan.dump_as)
-            for row in plan.converted(rows):
-                copy.write_row(row)
+        try:
+            with cursor.copy(f"COPY {table} ({listed}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(plan.dump_as)
+                for row in plan.converted(rows):
+                    copy.write_row(row)
+        except psycopg.Error:
+            # The column's type may have changed under this process (a migration during a
+            # rolling upgrade): forget what was read of it, so that the batch's retry reads
+            # the types again rather than failing the same way until a restart.
+            _PLANS.pop((table, names), None)
+            raise
         return
     with cursor.copy(f"COPY {table} ({listed}) FROM STDIN") as copy:
         for row in rows:
