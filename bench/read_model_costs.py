@@ -55,7 +55,6 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +66,7 @@ from common import server_url  # noqa: E402
 from read_models import _caught_up, fill_log, rebuild  # noqa: E402
 
 from channel_domain.application import ChannelDepartment  # noqa: E402
-from channel_domain.store.database import with_database_name  # noqa: E402
+from channel_domain.store.database import scratch_database, with_database_name  # noqa: E402
 from channel_domain.store.migrations import migrate  # noqa: E402
 from channel_domain.store.projecting import ProjectionRunner, run_in_processes  # noqa: E402
 from projections import all_projections  # noqa: E402
@@ -143,18 +142,6 @@ def prepare_template(server: str, keep: str | None, events: int) -> tuple[str, b
         print(f"wrote {head:,} events through the application in {time.perf_counter() - began:.0f} s into {name}",
               file=sys.stderr)
     return name, keep is None
-
-
-@contextmanager
-def copy_of(server: str, template: str):
-    name = f"cd_p45_run_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_admin(server), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    try:
-        yield with_database_name(server, name)
-    finally:
-        with psycopg.connect(_admin(server), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _callgrind(state: str) -> None:
@@ -293,7 +280,7 @@ def main() -> None:
               f" {'PG CPU s':>8} {'statements':>10} {'per batch':>9}")
         for _ in range(args.repeat):
             for name in chosen:
-                with copy_of(server, template) as url:
+                with scratch_database(server, prefix="cd_p45_run", template=template) as url:
                     if name == "p4":
                         result = measure_p4(url)
                     elif name == "p5":

@@ -24,7 +24,7 @@ class AuditMerkle:
     name = "audit_merkle"
     tables = ("merkle_leaves", "merkle_nodes")
     rebuildable = False  # evidence, like the seals: rebuilt from a tampered log it would vouch for it
-    weight = 0.8  # 100k instructions an event, its lane's reading of the log shared with the seals/tree
+    weight = 0.8  # 100k instructions an event, with its share of its lane's one reading of the log (bench/read_model_costs.py)
     lane = EVIDENCE_LANE  # kept up on its own, whatever the read models' pace (P11)
     decodes = False  # reads the events' hashes from the table, never their data
 

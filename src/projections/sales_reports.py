@@ -87,10 +87,10 @@ class SalesReports:
             elif isinstance(event, Contract.Drafted):  # type: ignore[attr-defined]
                 self._partner_of[event.originator_id] = event.partner_id
                 contracts.append((event.originator_id, event.partner_id, *_source(notification)))
-        _copy(cursor, "sales_report_partners", "partner_id, kind, name, position, event_id", partners)
-        _copy(cursor, "sales_report_contracts", "contract_id, partner_id, position, event_id", contracts)
+        copy_rows(cursor, "sales_report_partners", ("partner_id", "kind", "name", "position", "event_id"), partners)
+        copy_rows(cursor, "sales_report_contracts", ("contract_id", "partner_id", "position", "event_id"), contracts)
         if lines:
-            _copy(cursor, "sales_report_lines", ", ".join(LINE_COLUMNS), lines)
+            copy_rows(cursor, "sales_report_lines", LINE_COLUMNS, lines)
             _add_to_months(cursor, lines[0][0], lines[-1][0])
 
     def _partner(self, cursor: Any, contract_id: UUID) -> UUID | None:
@@ -127,10 +127,6 @@ def _sale(cursor: Any, contract_id: UUID, order_id: str) -> tuple[str | None, st
                    " WHERE contract_id = %s AND order_id = %s AND kind = 'sale'", (contract_id, order_id))
     row = cursor.fetchone()
     return None if row is None else (row["product"], row["region"], row["employee_id"])
-
-
-def _copy(cursor: Any, table: str, columns: str, rows: list[tuple]) -> None:
-    copy_rows(cursor, table, [column.strip() for column in columns.split(",")], rows)
 
 
 def _add_to_months(cursor: Any, first: int, last: int) -> None:

@@ -21,7 +21,7 @@ class AuditSeals:
     name = "audit_seals"
     tables = ("event_seals",)
     rebuildable = False  # seals are evidence: built again from a tampered log they would vouch for it
-    weight = 0.6  # 100k instructions an event, its lane's reading of the log shared with the seals/tree
+    weight = 0.6  # 100k instructions an event, with its share of its lane's one reading of the log (bench/read_model_costs.py)
     lane = EVIDENCE_LANE  # kept up on its own, whatever the read models' pace (P11)
     decodes = False  # reads the events' hashes from the table, never their data
 

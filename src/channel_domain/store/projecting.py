@@ -545,12 +545,13 @@ def share_out(projections: list[Projection], processes: int) -> list[list[Projec
     by_lane: dict[str, list[Projection]] = {}
     for projection in projections:
         lane = getattr(projection, "lane", "")
-        if not lane:
-            units.append([projection])
-        elif lane in by_lane:
+        if lane in by_lane:
             by_lane[lane].append(projection)
-        else:
-            units.append(by_lane.setdefault(lane, [projection]))
+            continue
+        unit = [projection]
+        units.append(unit)
+        if lane:
+            by_lane[lane] = unit
     groups: list[list[Projection]] = [[] for _ in range(max(1, min(processes, len(units))))]
     load = [0.0] * len(groups)
     for unit in sorted(units, key=lambda u: -_weight(u)):
