@@ -45,16 +45,21 @@ def fill_log(url: str, events: int, contracts: int = 200, details: bool = False)
                              for n in range(EMPLOYEES)]
         head = app.event_recorder.max_notification_id() or 0
         number = 0
+        latest_sale: dict[int, int] = {}  # contract index → the number of its latest sale not yet returned
         with acting_as("erp", ["integration"]):
             while head < events:
                 lines = []
                 for _ in range(min(LINES_PER_CALL, events - head)):
-                    contract = signed[number % len(signed)]
+                    index = number % len(signed)
                     month = 1 + min(11, number * 12 // events)
-                    returned = number - len(signed)
-                    if number % RETURN_EVERY == RETURN_EVERY - 1 and returned >= 0 \
-                            and returned % RETURN_EVERY != RETURN_EVERY - 1:
-                        lines.append(SalesLine(contract, "return", {
+                    # Each contract's turn to return comes once in RETURN_EVERY of its lines, and the return
+                    # names its latest sale. (The slot was once `number % RETURN_EVERY`, which with the
+                    # contracts a multiple of 40 fell on the same contracts every time, so no log held
+                    # a return.)
+                    its_turn = (number // len(signed) + index) % RETURN_EVERY == 0
+                    returned = latest_sale.pop(index, None) if its_turn else None
+                    if returned is not None:
+                        lines.append(SalesLine(signed[index], "return", {
                             "order_id": f"L-{returned}", "amount": "10.00",
                             "returned_on": f"2026-{month:02d}-28"}))
                     else:
@@ -63,7 +68,8 @@ def fill_log(url: str, events: int, contracts: int = 200, details: bool = False)
                         if details:
                             sale.update(product=PRODUCTS[number % 5 if number % 3 else number % 4],
                                         region=REGIONS[number // 7 % 8], employee_id=employees[number // 3 % 20])
-                        lines.append(SalesLine(contract, "sale", sale))
+                        lines.append(SalesLine(signed[index], "sale", sale))
+                        latest_sale[index] = number
                     number += 1
                 refused = [r for r in app.import_sales(lines) if r is not None]
                 if refused:
