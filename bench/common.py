@@ -113,6 +113,73 @@ def _children(pid: int) -> list[int]:
     return children
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU so far (its own threads, not its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _postgres_pids() -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "postgres":
+                pids.append(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue
+    return pids
+
+
+@dataclass(frozen=True)
+class CpuShares:
+    """CPU seconds spent, while a load ran, by the server (its process and workers), by every
+    PostgreSQL process on the machine, and by this process (the load client)."""
+
+    server: float
+    postgres: float
+    client: float
+
+    def per_request_ms(self, requests: int) -> str:
+        each = [1000 * part / requests for part in (self.server, self.postgres, self.client)]
+        cores = os.cpu_count() or 1
+        return (f"CPU a request: server {each[0]:.2f} ms, PostgreSQL {each[1]:.2f} ms, client {each[2]:.2f} ms;"
+                f" {cores} cores allow at most {cores * 1000 / sum(each):,.0f}/s")
+
+    def busy(self, seconds: float) -> str:
+        """How much of the machine's cores the parties kept busy over `seconds`."""
+        cores = os.cpu_count() or 1
+        parts = [100 * part / (seconds * cores) for part in (self.server, self.postgres, self.client)]
+        return (f"the {cores} cores {sum(parts):.0f} % busy (server {parts[0]:.0f} %, PostgreSQL {parts[1]:.0f} %,"
+                f" client {parts[2]:.0f} %)")
+
+
+@contextmanager
+def cpu_shares(server_pid: int) -> Iterator[Callable[[], CpuShares]]:
+    """Measures the CPU of the block by party: the figures are read when the block ends. A
+    process that ends inside the block takes its share with it; the server's workers and
+    PostgreSQL's pooled backends outlive a load."""
+    def sample() -> tuple[dict[int, float], dict[int, float], float]:
+        server = {pid: _cpu_seconds(pid) for pid in [server_pid, *_children(server_pid)]}
+        postgres = {pid: _cpu_seconds(pid) for pid in _postgres_pids()}
+        return server, postgres, time.process_time()
+
+    before = sample()
+    shares: list[CpuShares] = []
+    yield lambda: shares[0]
+    after = sample()
+
+    def spent(start: dict[int, float], end: dict[int, float]) -> float:
+        return sum(seconds - start.get(pid, 0.0) for pid, seconds in end.items())
+
+    shares.append(CpuShares(spent(before[0], after[0]), spent(before[1], after[1]), after[2] - before[2]))
+
+
 @dataclass
 class Served:
     base: str
