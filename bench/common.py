@@ -116,68 +116,101 @@ def _children(pid: int) -> list[int]:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """The process's user and system CPU so far (its own threads, not its children)."""
+def _cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
+    """The process's user and system CPU so far; with `reaped`, also that of every child it has
+    waited for (Linux adds it to the parent's cutime and cstime). None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+        return None
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / _TICKS
 
 
-def _postgres_pids() -> list[int]:
-    pids = []
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() == "postgres":
-                pids.append(int(comm.parent.name))
-        except (OSError, ValueError):
-            continue
-    return pids
+def _tree_cpu(root: int) -> dict[int, float]:
+    """The root's CPU with its reaped children's, and each live child's own."""
+    seconds = {pid: _cpu_seconds(pid) for pid in _children(root)}
+    seconds[root] = _cpu_seconds(root, reaped=True)
+    return {pid: value for pid, value in seconds.items() if value is not None}
+
+
+def _tree_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two samples of a tree: a child gone meanwhile was reaped into the root's
+    figure with all its life's CPU, so what it had spent before the first sample comes off."""
+    return (sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+            - sum(seconds for pid, seconds in before.items() if pid not in after))
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def postmaster_of(url: str) -> int | None:
+    """The process id of the PostgreSQL server behind `url` when it runs on this machine (the
+    parent of this connection's backend), else None."""
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    if _comm(backend) != "postgres":
+        return None  # on another host, or in another container: its process is not ours to see
+    parent = int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return parent if _comm(parent) == "postgres" else None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)
 class CpuShares:
-    """CPU seconds spent, while a load ran, by the server (its process and workers), by every
-    PostgreSQL process on the machine, and by this process (the load client)."""
+    """CPU seconds spent, while a load ran, by the server (its process and workers), by the
+    PostgreSQL server the load used (None when it is not on this machine), and by this
+    process (the load client)."""
 
     server: float
-    postgres: float
+    postgres: float | None
     client: float
 
+    def _parts(self) -> list[float]:
+        return [self.server, self.postgres or 0.0, self.client]
+
+    def _postgres(self, value: float, unit: str) -> str:
+        return f"PostgreSQL {value:.{2 if unit == 'ms' else 0}f} {unit}" if self.postgres is not None \
+            else "PostgreSQL not counted (not on this machine)"
+
     def per_request_ms(self, requests: int) -> str:
-        each = [1000 * part / requests for part in (self.server, self.postgres, self.client)]
-        cores = os.cpu_count() or 1
-        return (f"CPU a request: server {each[0]:.2f} ms, PostgreSQL {each[1]:.2f} ms, client {each[2]:.2f} ms;"
-                f" {cores} cores allow at most {cores * 1000 / sum(each):,.0f}/s")
+        server, postgres, client = (1000 * part / requests for part in self._parts())
+        cores = _cores()
+        return (f"CPU a request: server {server:.2f} ms, {self._postgres(postgres, 'ms')}, client {client:.2f} ms;"
+                f" at that, {cores} cores allow at most {cores * 1000 / (server + postgres + client):,.0f}/s")
 
     def busy(self, seconds: float) -> str:
         """How much of the machine's cores the parties kept busy over `seconds`."""
-        cores = os.cpu_count() or 1
-        parts = [100 * part / (seconds * cores) for part in (self.server, self.postgres, self.client)]
-        return (f"the {cores} cores {sum(parts):.0f} % busy (server {parts[0]:.0f} %, PostgreSQL {parts[1]:.0f} %,"
-                f" client {parts[2]:.0f} %)")
+        cores = _cores()
+        server, postgres, client = (100 * part / (seconds * cores) for part in self._parts())
+        return (f"the {cores} cores {server + postgres + client:.0f} % busy (server {server:.0f} %,"
+                f" {self._postgres(postgres, '%')}, client {client:.0f} %)")
 
 
 @contextmanager
-def cpu_shares(server_pid: int) -> Iterator[Callable[[], CpuShares]]:
-    """Measures the CPU of the block by party: the figures are read when the block ends. A
-    process that ends inside the block takes its share with it; the server's workers and
-    PostgreSQL's pooled backends outlive a load."""
-    def sample() -> tuple[dict[int, float], dict[int, float], float]:
-        server = {pid: _cpu_seconds(pid) for pid in [server_pid, *_children(server_pid)]}
-        postgres = {pid: _cpu_seconds(pid) for pid in _postgres_pids()}
-        return server, postgres, time.process_time()
+def cpu_shares(server_pid: int, url: str) -> Iterator[Callable[[], CpuShares]]:
+    """Measures the CPU of the block by party: the figures are read when the block ends. The
+    server's and PostgreSQL's processes are counted as trees, so a backend or a worker that
+    ends inside the block still counts (through its parent's reaped children's CPU)."""
+    postmaster = postmaster_of(url)
+
+    def sample() -> tuple[dict[int, float], dict[int, float] | None, float]:
+        return (_tree_cpu(server_pid), _tree_cpu(postmaster) if postmaster is not None else None,
+                time.process_time())
 
     before = sample()
     shares: list[CpuShares] = []
     yield lambda: shares[0]
     after = sample()
-
-    def spent(start: dict[int, float], end: dict[int, float]) -> float:
-        return sum(seconds - start.get(pid, 0.0) for pid, seconds in end.items())
-
-    shares.append(CpuShares(spent(before[0], after[0]), spent(before[1], after[1]), after[2] - before[2]))
+    postgres = _tree_spent(before[1], after[1]) if before[1] is not None and after[1] is not None else None
+    shares.append(CpuShares(_tree_spent(before[0], after[0]), postgres, after[2] - before[2]))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from channel_domain.store.projecting import ProjectionRunner, run_in_processes
 from projections import all_projections
 
 LINES_PER_CALL = 5000
-RETURN_EVERY = 40  # one sale in 40 is partly returned
+RETURN_EVERY = 40  # one line in 40 partly returns its contract's latest sale
 
 
 PRODUCTS = [f"product-{n}" for n in range(5)]

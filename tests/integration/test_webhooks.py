@@ -666,7 +666,7 @@ def test_a_burst_of_connections_waits_in_a_slow_receivers_listen_queue_and_each_
     of 5. Here Linux dropped the connections past it until their deadline; accepting late, it
     reset some, the worker got `httpx.ReadError`, and the dripping test's other subscription
     waited out its 60 s retry.)"""
-    subscribe(api, receiver.url)
+    webhook = subscribe(api, receiver.url)["id"]
     records = {partner(api, f"Burst {n}")[0] for n in range(webhooks.LINES_AT_ONCE)}
     port = int(receiver.url.split(":")[2].split("/")[0])
     with receiver.holding_connections():
@@ -675,10 +675,15 @@ def test_a_burst_of_connections_waits_in_a_slow_receivers_listen_queue_and_each_
         until = time.monotonic() + 8
         while _connections_to(port) < webhooks.LINES_AT_ONCE and time.monotonic() < until:
             time.sleep(0.02)
+        # The burst is the deliverer's: a connection for each record at once, none answered yet.
+        assert _connections_to(port) >= webhooks.LINES_AT_ONCE and not receiver.requests
         time.sleep(0.5)  # each request written into its connection, waiting to be accepted
     receiver.wait_for(lambda: {i["stream_id"] for i in receiver.items()} == records, timeout=15,
                       what="every record at its first attempt (a failed one waits 60 s)")
     assert len(receiver.requests) == len(records)
+    receiver.wait_for(lambda: read(api, webhook)["lag"] == 0, what="the deliveries committed")
+    state = read(api, webhook)
+    assert (state["attempts"], state["last_error"], state["parked"]["events"]) == (0, None, 0), state
 
 
 def _transactions(database_url: str) -> int:

@@ -84,6 +84,10 @@ def test_no_role_outside_the_table_succeeds_and_no_request_without_a_valid_token
             response = _request(http, method, path, headers)
             outcomes["unauthorised successes"] += response.is_success
             problem(response, 401, "invalid_token" if who in ("unknown", "revoked") else response.json()["code"])
+            # RFC 6750: a 401 names the scheme, and a token refused says so.
+            challenge = response.headers.get("www-authenticate", "")
+            assert challenge.startswith("Bearer"), (method, path, who, challenge)
+            assert ('error="invalid_token"' in challenge) == (who in ("unknown", "revoked")), (method, path, who)
             outcomes["refused 401"] += 1
     figure(f"R6: {len(MATRIX)} endpoints x {len(ALL_ROLES)} roles + {len(strangers)} kinds of bad token:"
            f" {dict(outcomes)}")
