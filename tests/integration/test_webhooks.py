@@ -666,7 +666,7 @@ def test_a_burst_of_connections_waits_in_a_slow_receivers_listen_queue_and_each_
     of 5. Here Linux dropped the connections past it until their deadline; accepting late, it
     reset some, the worker got `httpx.ReadError`, and the dripping test's other subscription
     waited out its 60 s retry.)"""
-    webhook = subscribe(api, receiver.url)["id"]
+    webhook = subscribe(api, receiver.url).json()["id"]
     records = {partner(api, f"Burst {n}")[0] for n in range(webhooks.LINES_AT_ONCE)}
     port = int(receiver.url.split(":")[2].split("/")[0])
     with receiver.holding_connections():
