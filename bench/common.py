@@ -127,10 +127,26 @@ def _cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
     return ticks / _TICKS
 
 
+def _descendants(root: int) -> list[int]:
+    """The root and every process below it (a served app's workers, their projection processes)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def _tree_cpu(root: int) -> dict[int, float]:
-    """The root's CPU with its reaped children's, and each live child's own."""
-    seconds = {pid: _cpu_seconds(pid) for pid in _children(root)}
-    seconds[root] = _cpu_seconds(root, reaped=True)
+    """Each process of the tree, with the CPU of the children it has reaped: a process that
+    ends is reaped by its parent, so its whole life's CPU stays in the tree's sum."""
+    seconds = {pid: _cpu_seconds(pid, reaped=True) for pid in _descendants(root)}
     return {pid: value for pid, value in seconds.items() if value is not None}
 
 
