@@ -2,7 +2,8 @@
 
 - the ceiling: raw psycopg inserts into a table shaped like `events`;
 - the peer: the stock `eventsourcing` 9.5 PostgreSQL recorder;
-- P1, us: a domain command (record a sale: load the contract, check the rules, commit).
+- P1, us: a domain command (record a sale: load the contract, check the rules, commit);
+  with 4 writers also as before group commit, each append in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def timed(writers: int, events: int, append: Callable[[int], None]) -> Appends:
 
 
 def measure(url: str, events: int) -> dict[tuple[str, int], Appends]:
-    """{(who, writers): appends/s and CPU per append} for who in raw, stock, ours."""
+    """{(who, writers): appends/s and CPU per append} for who in raw, stock, ours, alone (ours
+    without group commit); ("groups", writers): ours' commands per group, as `per_s`."""
     params = conninfo_to_dict(url)
     datastore = PostgresDatastore(
         dbname=str(params["dbname"]), host=str(params.get("host", "127.0.0.1")),
@@ -75,6 +77,7 @@ def measure(url: str, events: int) -> dict[tuple[str, int], Appends]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE raw_events (LIKE events INCLUDING ALL)")
     app = ChannelDepartment(url)
+    alone = ChannelDepartment(url, env={"GROUP_COMMIT_MAX_COMMANDS": "1"})
     contracts = [signed_contract(app, "retailer", f"Writer {n}") for n in range(max(WRITERS))]
     orders = itertools.count()
     local = threading.local()
@@ -94,16 +97,26 @@ def measure(url: str, events: int) -> dict[tuple[str, int], Appends]:
     def peer(_: int) -> None:
         stock.insert_events([StoredEvent(uuid.uuid4(), 1, "bench:Sale", STATE)])
 
-    def ours(writer: int) -> None:
+    def ours(writer: int, app: ChannelDepartment = app) -> None:
         with acting_as("erp", ["integration"]):
             app.record_sale(contracts[writer], f"SO-{next(orders)}", "100.00", "2026-03-02")
 
+    def ours_alone(writer: int) -> None:
+        ours(writer, alone)
+
     results = {}
+    grouped = app.event_recorder.group_commit.stats
     try:
         for writers in WRITERS:
-            for who, append in (("raw", raw), ("stock", peer), ("ours", ours)):
-                results[(who, writers)] = timed(writers, events, append)
+            for who, append in (("raw", raw), ("stock", peer), ("ours", ours), ("alone", ours_alone)):
+                if who != "alone" or writers > 1:  # one writer never meets another's append
+                    before = (grouped.groups, grouped.commands)
+                    results[(who, writers)] = timed(writers, events, append)
+                    if who == "ours":
+                        results[("groups", writers)] = Appends(
+                            (grouped.commands - before[1]) / (grouped.groups - before[0]), 0.0)
     finally:
+        alone.close()
         app.close()
         datastore.close()
     return results

@@ -78,6 +78,7 @@ from psycopg.types.range import Range
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from channel_domain.company_time import time_zone
+from channel_domain.store.group_commit import MAX_COMMANDS, GroupCommit, Pending
 
 EVENTS_TABLE = "events"
 LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wait for one
@@ -250,9 +251,13 @@ class EventRecorder(PostgresApplicationRecorder):
     # transaction may fill before answering "nothing yet" (it never passes the gap).
     gap_wait_s: float = 5.0
 
-    def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE) -> None:
+    def __init__(self, datastore: Any, *, events_table_name: str = EVENTS_TABLE,
+                 group_commit_max: int = MAX_COMMANDS) -> None:
         super().__init__(datastore, events_table_name=events_table_name)
         self.sql_create_statements = []  # the schema belongs to migrations/
+        # At most 1 command a group: none is formed, every append writes alone, as before 0039.
+        self.group_commit = GroupCommit(self._write_group, max_commands=group_commit_max) \
+            if group_commit_max > 1 else None
         self._lock_pool: ConnectionPool | None = None
         self._lock_pool_guard = threading.Lock()
 
@@ -287,9 +292,16 @@ class EventRecorder(PostgresApplicationRecorder):
         in_transaction: InTransaction | None = None,
         **_: Any,
     ) -> Sequence[int]:
-        """Append in one round trip (`append_events`, migrations/0002, hashing since 0011). Not retried here:
-        after a lost connection the commit may or may not have happened, and only the
-        idempotency key can tell a repeat from a new command.
+        """Append in one round trip (`append_events`, migrations/0002, hashing since 0011,
+        groups since 0039). Not retried here: after a lost connection the commit may or may not
+        have happened, and only the idempotency key can tell a repeat from a new command.
+
+        An append that carries only events, an outcome and the sellers it checked (a sale, a
+        return, most commands) joins this process's group commit (`group_commit`): it may
+        commit in one transaction with other commands' appends, each with its own checks; a
+        refused group is written again one append at a time, so what the database refuses
+        refuses this append alone. The rest (the registry, personal-data keys, logins, a
+        closing of selling days, an import's lines, work in the transaction) write alone.
 
         Returns the positions drawn. They are unique, and increasing within this call's
         transaction, but NOT in commit order across transactions: another writer's lower
@@ -300,16 +312,40 @@ class EventRecorder(PostgresApplicationRecorder):
             return []
         if len(facts) != len(stored_events):
             raise ValueError("every stored event needs its facts (recorded_at, effective_on)")
-        registry = [_contract_row(entry) for entry in contracts_in_force]
-        terms = [_terms_row(entry, version) for entry in contracts_in_force for version in entry.terms]
-        checked = sellers_checked or {}
-        closed = selling_days_closed
-        seen = None if closed is None or closed.contracts_seen is None else closed.contracts_seen
+        append = Append(stored_events, facts, outcome, sellers_checked or {}, contracts_in_force,
+                        new_personal_keys or {}, erase_personal_keys, selling_days_closed, import_lines)
+        if self.group_commit is not None and append.joins_groups and not new_logins and in_transaction is None:
+            return self.group_commit.append(append, len(stored_events))
+        return self._write([append], new_logins, in_transaction)
+
+    def _write_group(self, group: Sequence[Pending]) -> None:
+        appends = [pending.request for pending in group]
+        try:
+            positions = self._write(appends)
+        except Exception as error:  # noqa: BLE001 - each pending append gets it, or its own below
+            if len(group) == 1 or means_database_away(error) or means_database_busy(error):
+                for pending in group:
+                    pending.error = error
+                return
+            # The database refused the group for one (or more) of its appends: nothing of it was
+            # written. Each again, alone, gets its own answer.
+            for pending in group:
+                try:
+                    pending.positions = self._write([pending.request])
+                except Exception as own:  # noqa: BLE001 - the append's own answer
+                    pending.error = own
+            return
+        drawn = iter(positions)
+        for pending in group:
+            pending.positions = [next(drawn) for _ in range(pending.events)]
+
+    def _write(self, appends: Sequence[Append], new_logins: dict[str, UUID] | None = None,
+               in_transaction: InTransaction | None = None) -> list[int]:
         try:
             with self.datastore.get_connection() as conn, (
                 # A hire with a login writes one more statement, in the transaction of its events,
                 # and a step in the transaction works around the append; every other append
-                # stays one autocommitted round trip.
+                # (a group's too) stays one autocommitted round trip.
                 conn.transaction() if new_logins or in_transaction else nullcontext()
             ), nullcontext(self._append_cursor(conn)) as curs:
                 if in_transaction is not None:
@@ -317,37 +353,7 @@ class EventRecorder(PostgresApplicationRecorder):
                 if new_logins:
                     curs.executemany("INSERT INTO employee_logins (login, employee_id) VALUES (%s, %s)",
                                      list(new_logins.items()))
-                curs.execute(
-                    _APPEND_EVENTS,
-                    (
-                        [e.originator_id for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                        [e.topic for e in stored_events],
-                        [e.state for e in stored_events],
-                        [f.recorded_at for f in facts],
-                        [f.effective_on for f in facts],
-                        outcome.actor if outcome else None,
-                        outcome.idempotency_key if outcome else None,
-                        outcome.fingerprint if outcome else None,
-                        Jsonb(outcome.outcome) if outcome else None,
-                        *(_column_or_null(registry, i) for i in range(7)),
-                        *(_column_or_null(terms, i) for i in range(5)),
-                        _or_null(list((new_personal_keys or {}).keys())),
-                        _or_null(list((new_personal_keys or {}).values())),
-                        _or_null(list(erase_personal_keys)),
-                        _or_null(list(checked.keys())),
-                        _or_null(list(checked.values())),
-                        closed.record_id if closed else None,
-                        closed.version if closed else None,
-                        None if seen is None else list(seen.keys()),
-                        None if seen is None else list(seen.values()),
-                        import_lines.actor if import_lines else None,
-                        import_lines.idempotency_key if import_lines else None,
-                        import_lines.numbers if import_lines else None,
-                        import_lines.digests if import_lines else None,
-                    ),
-                    prepare=True,
-                )
+                curs.execute(_APPEND_EVENTS, _append_parameters(appends), prepare=True)
                 positions = [row["position"] for row in curs.fetchall()]
                 if in_transaction is not None:
                     in_transaction.after(curs, positions)
@@ -552,7 +558,7 @@ class EventRecorder(PostgresApplicationRecorder):
 _APPEND_EVENTS = """
     SELECT position FROM append_events(
         %b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::timestamptz[], %b::date[],
-        %b::text, %b::text, %b::text, %b::jsonb,
+        %b::text[], %b::text[], %b::text[], %b::jsonb[], %b::int[], %b::int[],
         %b::uuid[], %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[], %b::text[],
         %b::uuid[], %b::text[], %b::daterange[], %b::numeric[], %b::numeric[],
         %b::uuid[], %b::bytea[], %b::uuid[],
@@ -560,6 +566,80 @@ _APPEND_EVENTS = """
         %b::text, %b::text, %b::int[], %b::bigint[]
     ) AS position
 """
+
+@dataclass(frozen=True)
+class Append:
+    """One command's append: its events and what commits with them (see `insert_events`)."""
+
+    events: Sequence[StoredEvent]
+    facts: Sequence[EventFacts]
+    outcome: PendingOutcome | None
+    sellers_checked: dict[UUID, int]
+    contracts_in_force: Sequence[ContractInForce] = ()
+    new_personal_keys: dict[UUID, bytes] = field(default_factory=dict)
+    erase_personal_keys: Sequence[UUID] = ()
+    selling_days_closed: SellingDaysClosed | None = None
+    import_lines: ImportLines | None = None
+
+    @property
+    def joins_groups(self) -> bool:
+        """Whether it may share a transaction with other commands' appends: the registry's
+        writers take turns under a lock, a closing waits for the sales in flight and an import
+        keys its lines by one transaction, so these write alone."""
+        return not (self.contracts_in_force or self.new_personal_keys or self.erase_personal_keys
+                    or self.selling_days_closed or self.import_lines)
+
+
+def _append_parameters(appends: Sequence[Append]) -> tuple[Any, ...]:
+    """`append_events`' parameters for the appends of one transaction, their events in turn.
+    Only an append alone carries a closing of selling days or an import's lines."""
+    events = [event for append in appends for event in append.events]
+    facts = [fact for append in appends for fact in append.facts]
+    outcomes, firsts, lasts, last = [], [], [], 0
+    for append in appends:
+        if append.outcome is not None:
+            outcomes.append(append.outcome)
+            firsts.append(last + 1)
+            lasts.append(last + len(append.events))
+        last += len(append.events)
+    registry = [_contract_row(entry) for append in appends for entry in append.contracts_in_force]
+    terms = [_terms_row(entry, version) for append in appends for entry in append.contracts_in_force
+             for version in entry.terms]
+    checked = [(seller, version) for append in appends for seller, version in append.sellers_checked.items()]
+    new_keys = [(subject, key) for append in appends for subject, key in append.new_personal_keys.items()]
+    alone = appends[0]
+    closed, imported = alone.selling_days_closed, alone.import_lines
+    seen = None if closed is None or closed.contracts_seen is None else closed.contracts_seen
+    return (
+        [e.originator_id for e in events],
+        [e.originator_version for e in events],
+        [e.topic for e in events],
+        [e.state for e in events],
+        [f.recorded_at for f in facts],
+        [f.effective_on for f in facts],
+        _or_null([o.actor for o in outcomes]),
+        _or_null([o.idempotency_key for o in outcomes]),
+        _or_null([o.fingerprint for o in outcomes]),
+        _or_null([Jsonb(o.outcome) for o in outcomes]),
+        _or_null(firsts),
+        _or_null(lasts),
+        *(_column_or_null(registry, i) for i in range(7)),
+        *(_column_or_null(terms, i) for i in range(5)),
+        _column_or_null(new_keys, 0),
+        _column_or_null(new_keys, 1),
+        _or_null([subject for append in appends for subject in append.erase_personal_keys]),
+        _column_or_null(checked, 0),
+        _column_or_null(checked, 1),
+        closed.record_id if closed else None,
+        closed.version if closed else None,
+        None if seen is None else list(seen.keys()),
+        None if seen is None else list(seen.values()),
+        imported.actor if imported else None,
+        imported.idempotency_key if imported else None,
+        imported.numbers if imported else None,
+        imported.digests if imported else None,
+    )
+
 
 def _or_null(values: list[Any]) -> list[Any] | None:
     # `append_events` guards every optional array with cardinality(…) > 0, which NULL fails
@@ -616,6 +696,8 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     insert_events = PostgresAggregateRecorder.insert_events.__wrapped__
 
 
+# The most commands whose appends commit in one transaction (store/group_commit.py); 1: none share.
+GROUP_COMMIT_MAX_COMMANDS = "GROUP_COMMIT_MAX_COMMANDS"
 POSTGRES_CONNINFO = "POSTGRES_CONNINFO"  # the whole connection string (database.library_environment)
 CONNINFO_PIECES = {
     "dbname": PostgresFactory.POSTGRES_DBNAME, "host": PostgresFactory.POSTGRES_HOST,
@@ -649,7 +731,8 @@ class Factory(PostgresFactory):
         pool.kwargs["options"] = f"{configured} {zone}" if configured else zone
 
     def application_recorder(self) -> ApplicationRecorder:
-        return EventRecorder(self.datastore)
+        return EventRecorder(self.datastore,
+                             group_commit_max=int(self.env.get(GROUP_COMMIT_MAX_COMMANDS) or MAX_COMMANDS))
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = SNAPSHOTS_TABLE if purpose == "snapshots" else EVENTS_TABLE

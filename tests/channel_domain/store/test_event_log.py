@@ -91,8 +91,17 @@ def read_until_settled(log: EventLog) -> list[Notification]:
             time.sleep(0.005)
 
 
-def test_tailing_reader_sees_every_event_once_in_order_despite_late_commits(late_committing_database):
-    app = ChannelDepartment(late_committing_database, env={"POSTGRES_POOL_SIZE": str(WRITERS + 2)})
+# One process commits one group of appends at a time (store/group_commit.py), so its writers
+# cannot commit out of order among themselves: "alone" writes each append in a transaction of
+# its own, as the processes of a deployment do beside one another; "grouped" is one process's
+# way, and puts the injected rollbacks inside groups, each of which must fail alone.
+GROUPING = {"alone": "1", "grouped": "64"}
+
+
+@pytest.mark.parametrize("grouping", GROUPING)
+def test_tailing_reader_sees_every_event_once_in_order_despite_late_commits(late_committing_database, grouping):
+    app = ChannelDepartment(late_committing_database, env={"POSTGRES_POOL_SIZE": str(WRITERS + 2),
+                                                           "GROUP_COMMIT_MAX_COMMANDS": GROUPING[grouping]})
     log = EventLog(app.event_recorder)
     naive = NaiveReader(late_committing_database)
     seen: list[int] = []
@@ -134,6 +143,9 @@ def test_tailing_reader_sees_every_event_once_in_order_despite_late_commits(late
     assert highest_drawn > len(committed), "aborted writes must have left gaps"
     missing, extra = sorted(set(committed) - set(seen)), len(seen) - len(set(seen))
     assert seen == committed, f"reader missed {missing[:10]}, duplicated {extra}"
+    if grouping == "grouped":
+        assert app.event_recorder.group_commit.stats.largest > 1, "the writers' appends should have met in groups"
+        return
     missed = set(committed) - set(naively_seen)
     print(f"naive reader missed {len(missed)} of {len(committed)} events; EventLog missed 0")
     assert missed, "control: a reader without the horizon should have skipped late commits"

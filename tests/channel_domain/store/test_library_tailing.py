@@ -49,8 +49,11 @@ LIBRARY_READERS: dict[str, Reader] = {
 
 
 def test_library_readers_see_every_event_once_in_order_despite_late_commits(late_committing_database):
+    # Each append in a transaction of its own, as the processes of a deployment write beside one
+    # another: one process's group commit would take its writers' commits one group at a time.
     app = ChannelDepartment(late_committing_database,
-                            env={"POSTGRES_POOL_SIZE": str(WRITERS + len(LIBRARY_READERS) + 2)})
+                            env={"POSTGRES_POOL_SIZE": str(WRITERS + len(LIBRARY_READERS) + 2),
+                                 "GROUP_COMMIT_MAX_COMMANDS": "1"})
     naive = NaiveReader(late_committing_database)
     seen: dict[str, list[int]] = {name: [] for name in LIBRARY_READERS}
     naively_seen: list[int] = []
