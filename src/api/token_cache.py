@@ -25,15 +25,16 @@ from typing import Any
 import psycopg
 
 from api.tokens import Principal
+from channel_domain.store.recorder import TCP_KEEPALIVES
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "api_tokens_changed"
 MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
-# The listening session's TCP keepalives: a vanished server is noticed (and caching stops)
-# within about idle + interval × count seconds.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+# The listening session's TCP keepalives, the pool's: a vanished server is noticed (and caching
+# stops) within about idle + interval × count seconds.
+_KEEPALIVES = TCP_KEEPALIVES
 
 
 class TokenCache:

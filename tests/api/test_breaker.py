@@ -165,3 +165,14 @@ def test_the_pool_is_sized_from_the_environment_and_a_bad_size_stops_start_up(mo
     monkeypatch.setenv("CHANNEL_DOMAIN_POOL_SIZE", "0")
     with pytest.raises(ValueError, match="CHANNEL_DOMAIN_POOL_SIZE"):
         library_environment("postgresql://u@h/db")
+
+
+def test_group_commit_is_bounded_from_the_environment_and_a_bad_bound_stops_start_up(monkeypatch):
+    assert library_environment("postgresql://u@h/db")["GROUP_COMMIT_MAX_COMMANDS"] == "64"
+    monkeypatch.setenv("CHANNEL_DOMAIN_GROUP_COMMIT_MAX_COMMANDS", "1")
+    settings = library_environment("postgresql://u@h/db")
+    assert settings["GROUP_COMMIT_MAX_COMMANDS"] == "1"
+    for bad in ("0", "-3", "many"):
+        monkeypatch.setenv("CHANNEL_DOMAIN_GROUP_COMMIT_MAX_COMMANDS", bad)
+        with pytest.raises(ValueError, match="CHANNEL_DOMAIN_GROUP_COMMIT_MAX_COMMANDS"):
+            library_environment("postgresql://u@h/db")

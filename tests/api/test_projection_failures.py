@@ -262,3 +262,16 @@ def test_with_no_figures_yet_and_no_free_connection_metrics_are_503_metrics_unav
             pool.putconn(conn)
     assert (refused.value.status, refused.value.code) == (503, "metrics_unavailable")
     assert refused.value.headers == {"Retry-After": "1"}
+
+
+def test_metrics_count_this_process_s_groups_of_appends(api):
+    def counter(name: str) -> float:
+        lines = [line for line in api.client.get("/metrics").text.splitlines() if line.startswith(f"{name}_total ")]
+        return float(lines[0].split()[1])
+
+    before = {name: counter(name) for name in ("channel_domain_append_groups", "channel_domain_append_group_commands")}
+    for n in range(3):
+        post(api, "/v1/partners", {"kind": "retailer", "name": f"Shop {n}"}, who=SPECIALIST, expect=201)
+    assert counter("channel_domain_append_groups") == before["channel_domain_append_groups"] + 3  # one at a time
+    assert counter("channel_domain_append_group_commands") == before["channel_domain_append_group_commands"] + 3
+    assert counter("channel_domain_append_groups_refused") == 0

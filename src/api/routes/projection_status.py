@@ -21,6 +21,8 @@ from api.openapi import PROBLEM
 from api.routes.events import add_feed_metrics
 from api.routes.records import ERRORS
 from api.tokens import ROLES, Principal
+from channel_domain.application import ChannelDepartment
+from channel_domain.store.group_commit import PATIENCE_S, GroupStats
 from channel_domain.store.projecting import Progress, ProjectionRunner
 from integration.webhook_subscriptions import DeliveryFigures, delivery_figures
 
@@ -162,7 +164,22 @@ def metrics(request: Request, runner: Runner, cache: Annotated[MetricsCache, Dep
             " last figures instead)", registry=registry).inc(cache.failures)
     add_feed_metrics(request.app.state, registry)
     _add_webhook_metrics(cache.webhooks, registry)
+    _add_group_commit_metrics(getattr(request.app.state, "department", None), registry)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _add_group_commit_metrics(department: ChannelDepartment | None, registry: CollectorRegistry) -> None:
+    """This process's group commit (README, "Group commit"): commands a group is commands / groups."""
+    queue = department.event_recorder.group_commit if department is not None else None
+    stats = queue.stats if queue is not None else GroupStats()
+    Counter("channel_domain_append_groups", "Groups of appends this process wrote, each in one transaction"
+            " (a lone append is a group of one)", registry=registry).inc(stats.groups)
+    Counter("channel_domain_append_group_commands", "Commands whose appends those groups carried",
+            registry=registry).inc(stats.commands)
+    Counter("channel_domain_append_groups_impatient", "Groups begun beside others that were taking longer"
+            f" than the patience ({PATIENCE_S * 1000:g} ms)", registry=registry).inc(stats.impatient)
+    Counter("channel_domain_append_groups_refused", "Groups the database refused for one of their commands,"
+            " written again one command at a time", registry=registry).inc(stats.refused)
 
 
 def _add_webhook_metrics(figures: DeliveryFigures | None, registry: CollectorRegistry) -> None:

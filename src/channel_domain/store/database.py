@@ -16,6 +16,8 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from channel_domain.store.group_commit import MAX_COMMANDS
+
 DATABASE_URL_VARIABLE = "CHANNEL_DOMAIN_DATABASE_URL"
 POOL_WAIT_S = 5
 EMBEDDED_DATA_DIR = Path(os.environ.get("CHANNEL_DOMAIN_VAR_DIR", "var")) / "pgdata"
@@ -49,6 +51,8 @@ def with_database_name(url: str, dbname: str) -> str:
 
 POOL_SIZE_VARIABLE = "CHANNEL_DOMAIN_POOL_SIZE"  # connections each process keeps open (default 5)
 POOL_OVERFLOW_VARIABLE = "CHANNEL_DOMAIN_POOL_MAX_OVERFLOW"  # and may open beyond them under load (default 10)
+# The most commands whose appends one transaction may carry (store/group_commit.py); 1: none share.
+GROUP_COMMIT_VARIABLE = "CHANNEL_DOMAIN_GROUP_COMMIT_MAX_COMMANDS"
 
 
 def _setting(variable: str, default: int, least: int) -> int:
@@ -66,6 +70,7 @@ def library_environment(url: str, *, pool_size: int | None = None, max_overflow:
     it would lose `sslmode`, `application_name` and every other libpq parameter."""
     pool_size = _setting(POOL_SIZE_VARIABLE, 5, 1) if pool_size is None else pool_size
     max_overflow = _setting(POOL_OVERFLOW_VARIABLE, 10, 0) if max_overflow is None else max_overflow
+    group_commit = _setting(GROUP_COMMIT_VARIABLE, MAX_COMMANDS, 1)
     return {
         "PERSISTENCE_MODULE": "channel_domain.store.recorder:Factory",
         "CREATE_TABLE": "no",  # the schema belongs to migrations/, not to the library
@@ -78,6 +83,7 @@ def library_environment(url: str, *, pool_size: int | None = None, max_overflow:
         # refused within seconds. Requests after it are refused at once (api/breaker.py).
         "POSTGRES_CONNECT_TIMEOUT": str(POOL_WAIT_S),
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": os.environ.get("CHANNEL_DOMAIN_IDLE_IN_TRANSACTION_TIMEOUT_S", "30"),
+        "GROUP_COMMIT_MAX_COMMANDS": str(group_commit),
     }
 
 

@@ -33,15 +33,26 @@ PATIENCE_S = 0.02  # the longest an append waits for the group before it; then i
 
 @dataclass(eq=False)
 class Pending:
-    """One command's append, waiting for its group to be written."""
+    """One command's append, waiting for its group to be written. Its writer answers it with
+    `answer`, as soon as its answer is known, whatever is left of the group."""
 
     request: Any
     events: int
     positions: list[int] | None = None
     error: BaseException | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # the queue's
     _taken: bool = False  # into a group
-    _written: bool = False  # and the group's writer is done with it
-    _wake: threading.Event = field(default_factory=threading.Event)
+    _answered: bool = False
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def answer(self, positions: list[int] | None = None, error: BaseException | None = None) -> None:
+        """Its positions, or what refused it; the first answer stands."""
+        with self._lock:
+            if self._answered:
+                return
+            self.positions, self.error = positions, error
+            self._answered = True
+            self._wake.set()
 
     def result(self) -> list[int]:
         if self.error is not None:
@@ -56,16 +67,18 @@ class GroupStats:
     groups: int = 0
     commands: int = 0
     largest: int = 0
-    impatient: int = 0  # groups begun beside one that took longer than PATIENCE_S
+    impatient: int = 0  # groups begun beside others that took longer than PATIENCE_S
+    refused: int = 0  # groups the database refused, written again one append at a time
 
 
 class GroupCommit:
-    """`write(group)` writes a group and sets each one's `positions` or `error`.
+    """`write(group)` writes a group and answers each of its appends (`Pending.answer`).
 
     `groups_in_flight` groups are written at a time, so that the appends behind them gather
     into the next. But an append that waits longer than `patience_s` (the groups being written
     wait on a lock, say a closing of selling days) begins a group of its own beside them: slow
-    appends hold back the others of their process no longer than that."""
+    appends hold back the others of their process no longer than that. The members of a slow
+    group itself wait for it, as one command waits for its own transaction."""
 
     def __init__(self, write: Callable[[Sequence[Pending]], None], *, max_commands: int = MAX_COMMANDS,
                  max_events: int = MAX_EVENTS, patience_s: float = PATIENCE_S,
@@ -83,23 +96,40 @@ class GroupCommit:
     def append(self, request: Any, events: int) -> list[int]:
         """Write this command's append in a group; returns its positions once its group has
         committed, or raises what refused it."""
-        mine = Pending(request, events)
-        with self._lock:
-            self._queue.append(mine)
-            group = self._take() if self._in_flight < self.groups_in_flight else None
-        while True:
-            if group is not None:
-                # Usually begins with this append; when older ones fill it, this one waits on.
-                self._write_group(group)
-                group = None
-            handed = mine._wake.wait(self.patience_s)
+        mine = Pending(request, events, _lock=self._lock)
+        group: list[Pending] | None = None
+        try:
             with self._lock:
-                if mine._written:
-                    return mine.result()
-                mine._wake.clear()
-                if not mine._taken:  # handed the next group, or out of patience
-                    self.stats.impatient += not handed and self._in_flight > 0
+                self._queue.append(mine)
+                if self._in_flight < self.groups_in_flight:
                     group = self._take()
+            while True:
+                if group is not None:
+                    # Usually begins with this append; when older ones fill it, this one waits on.
+                    writing, group = group, None
+                    self._write_group(writing)
+                # Taken into a group being written, it waits for its answer, however long.
+                handed = mine._wake.wait(None if mine._taken else self.patience_s)
+                with self._lock:
+                    if mine._answered:
+                        return mine.result()
+                    mine._wake.clear()
+                    if not mine._taken:  # handed the next group, or out of patience
+                        self.stats.impatient += not handed and self._in_flight > 0
+                        group = self._take()
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, SystemExit) before its group was written: it must
+            # not be written later for a caller that has gone, nor keep a group's place.
+            with self._lock:
+                if not mine._taken:
+                    self._queue.remove(mine)
+            if group is not None:
+                self._finish(group)
+            raise
+
+    def count_refused(self) -> None:
+        with self._lock:
+            self.stats.refused += 1
 
     def _take(self) -> list[Pending]:
         """The next group, from the front of the queue (under the lock)."""
@@ -119,15 +149,18 @@ class GroupCommit:
     def _write_group(self, group: list[Pending]) -> None:
         try:
             self._write(group)
-        except BaseException as error:  # noqa: BLE001 - each append of the group raises it as its own
+        except BaseException as error:  # noqa: BLE001 - each unanswered append of the group raises it
             for pending in group:
-                if pending.positions is None and pending.error is None:
-                    pending.error = error
+                pending.answer(error=error)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-                if self._queue and self._in_flight < self.groups_in_flight:
-                    self._queue[0]._wake.set()  # the next group is theirs to write
-                for pending in group:
-                    pending._written = True
+            self._finish(group)
+
+    def _finish(self, group: list[Pending]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if self._queue and self._in_flight < self.groups_in_flight:
+                self._queue[0]._wake.set()  # the next group is theirs to write
+            for pending in group:
+                if not pending._answered:  # `result` says so: never a success
+                    pending._answered = True
                     pending._wake.set()

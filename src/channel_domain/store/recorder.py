@@ -45,6 +45,7 @@ lag, and as a target for `EventLog`), never a promise that everything below it i
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -323,24 +324,41 @@ class EventRecorder(PostgresApplicationRecorder):
         try:
             positions = self._write(appends)
         except Exception as error:  # noqa: BLE001 - each pending append gets it, or its own below
-            if len(group) == 1 or means_database_away(error) or means_database_busy(error):
-                for pending in group:
-                    pending.error = error
-                return
-            # The database refused the group for one (or more) of its appends: nothing of it was
-            # written. Each again, alone, gets its own answer.
-            for pending in group:
-                try:
-                    pending.positions = self._write([pending.request])
-                except Exception as own:  # noqa: BLE001 - the append's own answer
-                    pending.error = own
+            if len(group) == 1:
+                group[0].answer(error=error)
+            elif means_database_away(error) or means_database_busy(error):
+                _answer_each(group, error)
+            else:
+                if self.group_commit is not None:
+                    self.group_commit.count_refused()
+                self._write_each_alone(group)
+            return
+        if len(positions) != sum(pending.events for pending in group):
+            # Committed, but which positions are whose cannot be told: never guess.
+            _answer_each(group, OperationalError(
+                f"append_events returned {len(positions)} positions for {sum(p.events for p in group)} events"))
             return
         drawn = iter(positions)
         for pending in group:
-            pending.positions = [next(drawn) for _ in range(pending.events)]
+            pending.answer(positions=[next(drawn) for _ in range(pending.events)])
+
+    def _write_each_alone(self, group: Sequence[Pending]) -> None:
+        """A group the database refused wrote nothing: each append again in a transaction of its
+        own, answered as soon as it is written, so that what refused one refuses it alone. When
+        the database goes away meanwhile, the rest hear so at once."""
+        for index, pending in enumerate(group):
+            try:
+                pending.answer(positions=self._write([pending.request]))
+            except Exception as error:  # noqa: BLE001 - the append's own answer
+                pending.answer(error=error)
+                if means_database_away(error) or means_database_busy(error):
+                    _answer_each(group[index + 1:], error)
+                    return
 
     def _write(self, appends: Sequence[Append], new_logins: dict[str, UUID] | None = None,
                in_transaction: InTransaction | None = None) -> list[int]:
+        if (new_logins or in_transaction) and len(appends) > 1:
+            raise ValueError("a login or work in the transaction writes alone, never in a group")
         try:
             with self.datastore.get_connection() as conn, (
                 # A hire with a login writes one more statement, in the transaction of its events,
@@ -567,6 +585,19 @@ _APPEND_EVENTS = """
     ) AS position
 """
 
+def _answer_each(group: Sequence[Pending], error: Exception) -> None:
+    """The same failure for every append of a group, each as an exception of its own: raised in
+    many threads, one shared instance would gather every thread's frames in its traceback."""
+    for pending in group:
+        try:
+            own = copy.copy(error)
+        except TypeError:  # an exception whose arguments do not rebuild it: shared, then
+            pending.answer(error=error)
+            continue
+        own.__cause__, own.__context__ = error.__cause__, error.__context__
+        pending.answer(error=own.with_traceback(None))
+
+
 @dataclass(frozen=True)
 class Append:
     """One command's append: its events and what commits with them (see `insert_events`)."""
@@ -593,6 +624,9 @@ class Append:
 def _append_parameters(appends: Sequence[Append]) -> tuple[Any, ...]:
     """`append_events`' parameters for the appends of one transaction, their events in turn.
     Only an append alone carries a closing of selling days or an import's lines."""
+    if len(appends) > 1 and not all(append.joins_groups for append in appends):
+        # Its closing, registry rows, keys or import lines would be another's, or lost.
+        raise ValueError("an append that must write alone was put in a group")
     events = [event for append in appends for event in append.events]
     facts = [fact for append in appends for fact in append.facts]
     outcomes, firsts, lasts, last = [], [], [], 0
@@ -696,6 +730,9 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     insert_events = PostgresAggregateRecorder.insert_events.__wrapped__
 
 
+# TCP keepalives for every pooled connection, unless the connection string sets its own: a
+# silent peer is given up within about idle + interval x count seconds.
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
 # The most commands whose appends commit in one transaction (store/group_commit.py); 1: none share.
 GROUP_COMMIT_MAX_COMMANDS = "GROUP_COMMIT_MAX_COMMANDS"
 POSTGRES_CONNINFO = "POSTGRES_CONNINFO"  # the whole connection string (database.library_environment)
@@ -726,13 +763,21 @@ class Factory(PostgresFactory):
         # The SQL that reads a recorded time as a day (audit findings, migrations/0013) reads
         # it on the company's calendar, as Python does: every session carries the zone, added
         # to any `options` the connection string sets, which a keyword would otherwise replace.
-        configured = conninfo_to_dict(pool.conninfo).get("options")
+        given = conninfo_to_dict(pool.conninfo)
+        configured = given.get("options")
         zone = f"-c channel_domain.time_zone={time_zone().key}"
         pool.kwargs["options"] = f"{configured} {zone}" if configured else zone
+        # A server gone without a word (a failover, a cut network) is noticed in seconds, not the
+        # kernel's quarter of an hour: a group's commands all wait on one connection.
+        for setting, value in TCP_KEEPALIVES.items():
+            if setting not in given:
+                pool.kwargs[setting] = value
 
     def application_recorder(self) -> ApplicationRecorder:
-        return EventRecorder(self.datastore,
-                             group_commit_max=int(self.env.get(GROUP_COMMIT_MAX_COMMANDS) or MAX_COMMANDS))
+        given = str(self.env.get(GROUP_COMMIT_MAX_COMMANDS) or MAX_COMMANDS).strip()
+        if not given.isdigit() or int(given) < 1:
+            raise ValueError(f"{GROUP_COMMIT_MAX_COMMANDS} must be a whole number, at least 1: {given!r}")
+        return EventRecorder(self.datastore, group_commit_max=int(given))
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = SNAPSHOTS_TABLE if purpose == "snapshots" else EVENTS_TABLE

@@ -91,10 +91,11 @@ def read_until_settled(log: EventLog) -> list[Notification]:
             time.sleep(0.005)
 
 
-# One process commits one group of appends at a time (store/group_commit.py), so its writers
-# cannot commit out of order among themselves: "alone" writes each append in a transaction of
-# its own, as the processes of a deployment do beside one another; "grouped" is one process's
-# way, and puts the injected rollbacks inside groups, each of which must fail alone.
+# One process's writers share few transactions (store/group_commit.py: two groups at a time),
+# so they commit out of order far less among themselves: "alone" writes each append in a
+# transaction of its own, as the processes of a deployment do beside one another, and keeps
+# the naive reader's control; "grouped" is one process's way, and puts the injected rollbacks
+# inside groups, each of which must fail alone.
 GROUPING = {"alone": "1", "grouped": "64"}
 
 

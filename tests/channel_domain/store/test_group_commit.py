@@ -6,7 +6,9 @@ is lost."""
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import uuid
 from datetime import UTC, date, datetime
 
@@ -17,12 +19,15 @@ from psycopg_pool import PoolTimeout
 
 from channel_domain.application import ChannelDepartment
 from channel_domain.store.group_commit import GroupCommit, Pending
+from channel_domain.errors import DomainError
 from channel_domain.store.recorder import (
     SALE_RECORDED_TOPIC,
     Append,
     ConstraintViolation,
     EventFacts,
     PendingOutcome,
+    SellingDaysClosed,
+    _append_parameters,
 )
 from tests.channel_domain.helpers import as_
 from tests.channel_domain.test_application import partner, signed_contract
@@ -48,9 +53,9 @@ class HeldWriter:
             assert self.release.wait(10)
         for pending in group:
             if pending.request in self.refuse:
-                pending.error = ValueError(f"{pending.request} refused")
+                pending.answer(error=ValueError(f"{pending.request} refused"))
             else:
-                pending.positions = [f"{pending.request}.{n}" for n in range(pending.events)]
+                pending.answer(positions=[f"{pending.request}.{n}" for n in range(pending.events)])
 
 
 def _appending(queue: GroupCommit, name: str, events: int, answers: dict) -> threading.Thread:
@@ -163,7 +168,7 @@ def test_a_writer_that_breaks_answers_every_append_of_its_group_and_hands_on_the
         if len(calls) == 1:
             raise RuntimeError("the writer broke")
         for pending in group:
-            pending.positions = [1]
+            pending.answer(positions=[1])
 
     queue = GroupCommit(write)
     with pytest.raises(RuntimeError, match="the writer broke"):
@@ -175,6 +180,53 @@ def test_an_append_its_writer_left_unanswered_is_an_error_never_a_success():
     queue = GroupCommit(lambda group: None)
     with pytest.raises(RuntimeError, match="without an answer"):
         queue.append("a", 1)
+
+
+def test_every_append_is_written_once_and_answered_once_with_its_own_answer_under_a_crowd():
+    seen: list[int] = []
+    seen_lock = threading.Lock()
+    rng = random.Random(18)
+
+    def write(group) -> None:
+        with seen_lock:
+            seen.extend(pending.request for pending in group)
+            pause = rng.random() / 1000
+        time.sleep(pause)
+        for pending in group:
+            if pending.request % 7 == 0:
+                pending.answer(error=ValueError(pending.request))
+            else:
+                pending.answer(positions=[pending.request * 10 + n for n in range(pending.events)])
+
+    queue = GroupCommit(write, max_commands=5, patience_s=0.001)  # small groups, impatient appends
+    answers: dict[int, object] = {}
+    numbers = iter(range(1, 16 * 60 + 1))
+    numbers_lock = threading.Lock()
+
+    def crowd() -> None:
+        while True:
+            with numbers_lock:
+                number = next(numbers, None)
+            if number is None:
+                return
+            try:
+                answers[number] = queue.append(number, 1 + number % 3)
+            except ValueError as refused:
+                answers[number] = refused
+
+    threads = [threading.Thread(target=crowd) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(seen) == list(range(1, 16 * 60 + 1)), "an append was written twice, or never"
+    for number, answer in answers.items():
+        if number % 7 == 0:
+            assert isinstance(answer, ValueError) and answer.args == (number,)
+        else:
+            assert answer == [number * 10 + n for n in range(1 + number % 3)]
+    assert len(answers) == 16 * 60 and queue._in_flight == 0 and not queue._queue
+    assert queue.stats.largest > 1
 
 
 # On the database: one transaction a group, one answer a command ---------------------------
@@ -290,3 +342,168 @@ def test_sales_racing_in_one_process_share_transactions_and_each_answers_its_own
         replay = app.record_sale(contracts[3], "SO-3-7", "100.00", "2026-03-02")
     assert replay.positions == answers[(3, 7)]
     app.close()
+
+
+# What the review of the first version asked ----------------------------------------------
+
+
+class Refused(Exception):
+    """What the database says when it refuses a group for one of its commands."""
+
+
+def test_a_refused_groups_appends_are_answered_one_by_one_as_each_is_written(app, monkeypatch):
+    second_may_finish = threading.Event()
+    calls: list[int] = []
+
+    def write(appends, *args):
+        calls.append(len(appends))
+        if len(appends) > 1:
+            raise Refused("one of them conflicts")
+        if len(calls) == 3:  # the second alone
+            assert second_may_finish.wait(10)
+        return [len(calls)]
+
+    monkeypatch.setattr(app.event_recorder, "_write", write)
+    group = [Pending(_append(uuid.uuid4(), 1), 1) for _ in range(3)]
+    writer = threading.Thread(target=app.event_recorder._write_group, args=(group,))
+    writer.start()
+    assert group[0]._wake.wait(10), "the first append waited for the rest of the fallback"
+    assert group[0].result() == [2] and not group[1]._answered
+    second_may_finish.set()
+    writer.join(10)
+    assert [pending.result() for pending in group] == [[2], [3], [4]] and calls == [3, 1, 1, 1]
+
+
+def test_when_the_database_goes_away_during_a_fallback_the_rest_hear_so_at_once(app, monkeypatch):
+    calls: list[int] = []
+
+    def write(appends, *args):
+        calls.append(len(appends))
+        if len(appends) > 1:
+            raise Refused("one of them conflicts")
+        if len(calls) == 3:
+            raise OperationalError("server closed the connection") from psycopg.OperationalError("gone")
+        return [len(calls)]
+
+    monkeypatch.setattr(app.event_recorder, "_write", write)
+    group = [Pending(_append(uuid.uuid4(), 1), 1) for _ in range(4)]
+    app.event_recorder._write_group(group)
+    assert calls == [4, 1, 1], "went on writing after the database went away"
+    assert group[0].result() == [2]
+    errors = [pending.error for pending in group[1:]]
+    assert all(isinstance(error, OperationalError) for error in errors)
+    assert len({id(error) for error in errors}) == 3, "one exception shared by three threads"
+    assert all(isinstance(error.__cause__, psycopg.OperationalError) for error in errors)
+
+
+ALONE = {  # what each kind of append that must write alone carries
+    "registry": {"contracts_in_force": [object()]},
+    "personal-data key": {"new_personal_keys": {uuid.uuid4(): b"k"}},
+    "erasure": {"erase_personal_keys": [uuid.uuid4()]},
+    "login": {"new_logins": {"someone": uuid.uuid4()}},
+    "closing": {"selling_days_closed": object()},
+    "import lines": {"import_lines": object()},
+    "work in the transaction": {"in_transaction": object()},
+}
+
+
+@pytest.mark.parametrize("kind", ALONE)
+def test_appends_that_must_write_alone_never_reach_a_group(app, monkeypatch, kind):
+    recorder = app.event_recorder
+    monkeypatch.setattr(recorder.group_commit, "append", lambda *a: pytest.fail(f"a {kind} joined a group"))
+    written: list[int] = []
+    monkeypatch.setattr(recorder, "_write", lambda appends, *args: written.append(len(appends)) or [7])
+    append = _append(uuid.uuid4(), 1)
+    assert recorder.insert_events(append.events, facts=append.facts, **ALONE[kind]) == [7]
+    assert written == [1]
+
+
+def test_a_group_holding_an_append_that_must_write_alone_is_refused_before_anything_is_sent():
+    sale, closing = _append(uuid.uuid4(), 1), _append(uuid.uuid4(), 1)
+    closing = Append(closing.events, closing.facts, None, {}, selling_days_closed=SellingDaysClosed(uuid.uuid4(), 3))
+    _append_parameters([closing])  # alone, it is written
+    with pytest.raises(ValueError, match="must write alone"):
+        _append_parameters([sale, closing])
+
+
+def test_a_group_with_a_sale_on_a_stale_partner_refuses_that_sale_alone(app, database_url, monkeypatch):
+    suspended = partner(app, "retailer")
+    stale = signed_contract(app, suspended)
+    fine = [signed_contract(app, partner(app, "retailer")) for _ in range(3)]
+    plug = signed_contract(app, partner(app, "retailer"))
+    with as_("erp", "integration"):
+        app.record_sale(stale, "before", "100.00", "2026-03-01")  # caches the partner, as checked then
+    with ChannelDepartment(database_url) as other, as_("mgr-1", "channel_manager"):
+        other.suspend_partner(suspended, "audit", on="2026-03-05")  # another process closes its days
+
+    recorder = app.event_recorder
+    recorder.group_commit = GroupCommit(recorder._write_group, groups_in_flight=1, patience_s=30)
+    held, write = threading.Event(), recorder._write
+    monkeypatch.setattr(recorder, "_write", lambda appends, *args: (held.wait(10), write(appends, *args))[1])
+    answers: dict[str, object] = {}
+
+    def sell(contract_id, order: str) -> None:
+        try:
+            with as_("erp", "integration", idempotency_key=order):
+                answers[order] = app.record_sale(contract_id, order, "100.00", "2026-03-10")
+        except DomainError as refusal:
+            answers[order] = refusal
+
+    threads = [threading.Thread(target=sell, args=(plug, "plug"))]
+    threads[0].start()
+    _queued_behind(recorder.group_commit, groups=1)
+    threads += [threading.Thread(target=sell, args=(contract, f"sale-{n}")) for n, contract in enumerate([stale, *fine])]
+    for thread in threads[1:]:
+        thread.start()
+    _queued(recorder.group_commit, 4)
+    held.set()
+    for thread in threads:
+        thread.join(30)
+
+    assert recorder.group_commit.stats.largest == 4, "the four sales should have met in one group"
+    assert isinstance(answers["sale-0"], DomainError) and answers["sale-0"].code == "partner_not_active"
+    assert all(answers[f"sale-{n}"].positions for n in (1, 2, 3))
+    orders = dict(_rows(database_url, "SELECT convert_from(state, 'UTF8')::jsonb ->> 'order_id', originator_id"
+                                      " FROM events WHERE topic = %s", SALE_RECORDED_TOPIC))
+    assert "sale-0" not in orders and {orders[f"sale-{n}"] for n in (1, 2, 3)} == set(fine)
+    keys = {row[0] for row in _rows(database_url, "SELECT idempotency_key FROM command_outcomes")}
+    assert "sale-0" not in keys and {"sale-1", "sale-2", "sale-3", "plug"} <= keys
+
+
+def _queued_behind(queue: GroupCommit, groups: int) -> None:
+    for _ in range(1000):
+        if queue._in_flight >= groups:
+            return
+        time.sleep(0.005)
+    raise AssertionError("the plug never began writing")
+
+
+@pytest.mark.foreign_events("bytes appended straight through the recorder, to test how groups lock rows")
+def test_two_groups_writing_the_same_records_in_opposite_orders_wait_in_turn_never_deadlock(app, database_url):
+    # Each row's insertion waits a moment first, so that both transactions hold their first row
+    # before either reaches its second: in the order given, each would wait on the other's.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("""
+            CREATE FUNCTION slow_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(0.3); RETURN NEW; END $$;
+            CREATE TRIGGER slow_rows BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION slow_rows();
+        """)
+    one, two = uuid.uuid4(), uuid.uuid4()
+    orders = {"forwards": [_append(one, 1), _append(two, 1)], "backwards": [_append(two, 1), _append(one, 1)]}
+    answers: dict[str, object] = {}
+
+    def write(name: str) -> None:
+        try:
+            answers[name] = app.event_recorder._write(orders[name])
+        except Exception as error:  # noqa: BLE001 - the answer under test
+            answers[name] = error
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in orders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    refused_ones = [answer for answer in answers.values() if isinstance(answer, Exception)]
+    assert len(refused_ones) == 1, answers
+    assert isinstance(refused_ones[0], ConstraintViolation) and refused_ones[0].constraint == "events_pkey", \
+        f"not the version conflict of the later group: {refused_ones[0]!r}"
