@@ -46,6 +46,7 @@ lag, and as a target for `EventLog`), never a promise that everything below it i
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -64,6 +65,7 @@ from eventsourcing.persistence import (
     InterfaceError,
     Notification,
     OperationalError,
+    PersistenceError,
     StoredEvent,
 )
 from eventsourcing.postgres import (
@@ -80,6 +82,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from channel_domain.company_time import time_zone
 from channel_domain.store.group_commit import MAX_COMMANDS, GroupCommit, Pending
+
+logger = logging.getLogger(__name__)
 
 EVENTS_TABLE = "events"
 LOCK_SESSIONS = 8  # idempotency-key locks held at once; more keyed commands wait for one
@@ -326,9 +330,11 @@ class EventRecorder(PostgresApplicationRecorder):
         except Exception as error:  # noqa: BLE001 - each pending append gets it, or its own below
             if len(group) == 1:
                 group[0].answer(error=error)
-            elif means_database_away(error) or means_database_busy(error):
+            elif _common_to_the_group(error):
                 _answer_each(group, error)
             else:
+                if not isinstance(error, PersistenceError):  # not the database's refusal: a bug
+                    logger.exception("a group of appends failed before the database answered; writing each alone")
                 if self.group_commit is not None:
                     self.group_commit.count_refused()
                 self._write_each_alone(group)
@@ -351,7 +357,7 @@ class EventRecorder(PostgresApplicationRecorder):
                 pending.answer(positions=self._write([pending.request]))
             except Exception as error:  # noqa: BLE001 - the append's own answer
                 pending.answer(error=error)
-                if means_database_away(error) or means_database_busy(error):
+                if _common_to_the_group(error):
                     _answer_each(group[index + 1:], error)
                     return
 
@@ -585,6 +591,19 @@ _APPEND_EVENTS = """
     ) AS position
 """
 
+# A statement cancelled (statement_timeout, or by an operator) or a lock not granted in time
+# (lock_timeout): each append alone would wait as long again.
+_TIMED_OUT = ("57014", "55P03")
+
+
+def _common_to_the_group(error: BaseException) -> bool:
+    """A failure that is no one command's doing: no connection, a lost one, or a timeout. The
+    group is answered with it at once, not written again one command at a time."""
+    if means_database_away(error) or means_database_busy(error):
+        return True
+    return getattr(_root(error), "sqlstate", None) in _TIMED_OUT
+
+
 def _answer_each(group: Sequence[Pending], error: Exception) -> None:
     """The same failure for every append of a group, each as an exception of its own: raised in
     many threads, one shared instance would gather every thread's frames in its traceback."""
@@ -730,9 +749,13 @@ class SnapshotRecorder(PostgresAggregateRecorder):
     insert_events = PostgresAggregateRecorder.insert_events.__wrapped__
 
 
-# TCP keepalives for every pooled connection, unless the connection string sets its own: a
-# silent peer is given up within about idle + interval x count seconds.
-TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3}
+# TCP settings for every pooled connection, unless the connection string sets its own: a silent
+# peer is given up within about idle + interval x count seconds while the connection waits, and
+# within tcp_user_timeout (ms) when what was sent is never acknowledged (no keepalive probes go
+# out while sent data is unacknowledged). Neither touches a long query: the server's kernel
+# acknowledges and answers the probes whatever the query is doing.
+TCP_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 3,
+                  "tcp_user_timeout": 30_000}
 # The most commands whose appends commit in one transaction (store/group_commit.py); 1: none share.
 GROUP_COMMIT_MAX_COMMANDS = "GROUP_COMMIT_MAX_COMMANDS"
 POSTGRES_CONNINFO = "POSTGRES_CONNINFO"  # the whole connection string (database.library_environment)

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
+from psycopg import errors
 from eventsourcing.persistence import OperationalError, StoredEvent
 from psycopg_pool import PoolTimeout
 
@@ -507,3 +508,35 @@ def test_two_groups_writing_the_same_records_in_opposite_orders_wait_in_turn_nev
     assert len(refused_ones) == 1, answers
     assert isinstance(refused_ones[0], ConstraintViolation) and refused_ones[0].constraint == "events_pkey", \
         f"not the version conflict of the later group: {refused_ones[0]!r}"
+
+
+def test_a_group_that_timed_out_is_answered_at_once_not_written_again_one_by_one(app, monkeypatch):
+    calls = []
+
+    def cancelled(appends, *args):
+        calls.append(len(appends))
+        raise OperationalError("canceling statement due to statement timeout") from errors.QueryCanceled("timeout")
+
+    monkeypatch.setattr(app.event_recorder, "_write", cancelled)
+    group = [Pending(_append(uuid.uuid4(), 1), 1) for _ in range(3)]
+    app.event_recorder._write_group(group)
+    assert calls == [3]
+    assert all(isinstance(pending.error, OperationalError) for pending in group)
+
+
+def test_a_bad_group_commit_bound_stops_the_application_at_start(database_url):
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ValueError, match="GROUP_COMMIT_MAX_COMMANDS"):
+            ChannelDepartment(database_url, env={"GROUP_COMMIT_MAX_COMMANDS": bad})
+    with ChannelDepartment(database_url, env={"GROUP_COMMIT_MAX_COMMANDS": "1"}) as alone:
+        assert alone.event_recorder.group_commit is None
+
+
+def test_pooled_connections_give_up_a_silent_server_unless_the_connection_string_says_otherwise(database_url):
+    with ChannelDepartment(f"{database_url} keepalives_idle=9") as app:
+        settings = app.event_recorder.datastore.pool.kwargs
+        assert settings["keepalives"] == 1 and settings["tcp_user_timeout"] == 30_000
+        assert "keepalives_idle" not in settings, "the connection string's own value must win"
+        with app.event_recorder.datastore.get_connection() as conn:
+            assert conn.info.get_parameters()["keepalives_idle"] == "9"
+            assert conn.info.get_parameters()["tcp_user_timeout"] == "30000"
