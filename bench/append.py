@@ -100,13 +100,13 @@ def measure(url: str, events: int) -> dict[tuple[str, int], Appends]:
     def peer(_: int) -> None:
         stock.insert_events([StoredEvent(uuid.uuid4(), 1, "bench:Sale", STATE)])
 
-    def ours(writer: int) -> None:
-        with acting_as("erp", ["integration"]):
-            app.record_sale(contracts[writer], f"SO-{next(orders)}", "100.00", "2026-03-02")
+    def selling(department: ChannelDepartment, its_contracts: list) -> Callable[[int], None]:
+        def sell(writer: int) -> None:
+            with acting_as("erp", ["integration"]):
+                department.record_sale(its_contracts[writer], f"SO-{next(orders)}", "100.00", "2026-03-02")
+        return sell
 
-    def ours_alone(writer: int) -> None:
-        with acting_as("erp", ["integration"]):
-            alone.record_sale(contracts_alone[writer], f"SO-{next(orders)}", "100.00", "2026-03-02")
+    ours, ours_alone = selling(app, contracts), selling(alone, contracts_alone)
 
     results = {}
     grouped = app.event_recorder.group_commit.stats

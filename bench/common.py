@@ -116,7 +116,7 @@ def _children(pid: int) -> list[int]:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float | None:
     """The process's user and system CPU so far; with `reaped`, also that of every child it has
     waited for (Linux adds it to the parent's cutime and cstime). None once it is gone."""
     try:
@@ -146,7 +146,7 @@ def _descendants(root: int) -> list[int]:
 def _tree_cpu(root: int) -> dict[int, float]:
     """Each process of the tree, with the CPU of the children it has reaped: a process that
     ends is reaped by its parent, so its whole life's CPU stays in the tree's sum."""
-    seconds = {pid: _cpu_seconds(pid, reaped=True) for pid in _descendants(root)}
+    seconds = {pid: cpu_seconds(pid, reaped=True) for pid in _descendants(root)}
     return {pid: value for pid, value in seconds.items() if value is not None}
 
 

@@ -16,14 +16,12 @@ this machine.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import uuid
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import psycopg
-from common import bench_database, server_url
+from common import bench_database, cpu_seconds, server_url
 from eventsourcing.persistence import StoredEvent
 
 from channel_domain.store.recorder import _APPEND_EVENTS, SALE_RECORDED_TOPIC, Append, EventFacts, _append_parameters
@@ -31,13 +29,6 @@ from channel_domain.store.recorder import _APPEND_EVENTS, SALE_RECORDED_TOPIC, A
 STATE = (b'{"order_id":"O-1","amount":{"_type_":"decimal_str","_data_":"100.00"},'
          b'"sold_on":{"_type_":"date_iso","_data_":"2026-03-02"}}')
 SELLER = uuid.UUID(int=7)
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -84,9 +75,9 @@ def main() -> None:
         for _ in range(2):
             for name, write in ways.items():
                 write(200)
-                server, client, began = _cpu_s(backend), time.process_time(), time.perf_counter()
+                server, client, began = cpu_seconds(backend), time.process_time(), time.perf_counter()
                 write(commands)
-                server, client = _cpu_s(backend) - server, time.process_time() - client
+                server, client = cpu_seconds(backend) - server, time.process_time() - client
                 print(f"{name:22s} {commands / (time.perf_counter() - began):7,.0f} commands/s; CPU a command:"
                       f" PostgreSQL {1000 * server / commands:.3f} ms, this process {1000 * client / commands:.3f} ms")
 

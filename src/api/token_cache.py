@@ -32,9 +32,6 @@ logger = logging.getLogger(__name__)
 CHANNEL = "api_tokens_changed"
 MAX_AGE_S = 60.0
 MAX_ENTRIES = 10_000
-# The listening session's TCP keepalives, the pool's: a vanished server is noticed (and caching
-# stops) within about idle + interval × count seconds.
-_KEEPALIVES = TCP_KEEPALIVES
 
 
 class TokenCache:
@@ -96,7 +93,7 @@ class TokenCache:
         trouble = ""
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, **{**self._options, **_KEEPALIVES, "autocommit": True}) as conn:
+                with psycopg.connect(self._conninfo, **{**self._options, **TCP_KEEPALIVES, "autocommit": True}) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     # Anything changed before LISTEN took effect is forgotten with the cache.
                     self._changed(listening=True)

@@ -57,10 +57,13 @@ GROUP_COMMIT_VARIABLE = "CHANNEL_DOMAIN_GROUP_COMMIT_MAX_COMMANDS"
 
 def _setting(variable: str, default: int, least: int) -> int:
     given = os.environ.get(variable, "").strip()
-    if not given:
-        return default
+    return whole_number(variable, given, least) if given else default
+
+
+def whole_number(name: str, given: str, least: int) -> int:
+    """A setting's value as a whole number of at least `least`; anything else stops start-up."""
     if not given.isdigit() or int(given) < least:
-        raise ValueError(f"{variable} must be a whole number, at least {least}: {given!r}")
+        raise ValueError(f"{name} must be a whole number, at least {least}: {given!r}")
     return int(given)
 
 

@@ -81,6 +81,7 @@ from psycopg.types.range import Range
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from channel_domain.company_time import time_zone
+from channel_domain.store.database import whole_number
 from channel_domain.store.group_commit import MAX_COMMANDS, GroupCommit, Pending
 
 logger = logging.getLogger(__name__)
@@ -798,9 +799,7 @@ class Factory(PostgresFactory):
 
     def application_recorder(self) -> ApplicationRecorder:
         given = str(self.env.get(GROUP_COMMIT_MAX_COMMANDS) or MAX_COMMANDS).strip()
-        if not given.isdigit() or int(given) < 1:
-            raise ValueError(f"{GROUP_COMMIT_MAX_COMMANDS} must be a whole number, at least 1: {given!r}")
-        return EventRecorder(self.datastore, group_commit_max=int(given))
+        return EventRecorder(self.datastore, group_commit_max=whole_number(GROUP_COMMIT_MAX_COMMANDS, given, 1))
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = SNAPSHOTS_TABLE if purpose == "snapshots" else EVENTS_TABLE

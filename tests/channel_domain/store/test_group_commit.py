@@ -71,13 +71,16 @@ def _appending(queue: GroupCommit, name: str, events: int, answers: dict) -> thr
     return thread
 
 
-def _queued(queue: GroupCommit, count: int) -> None:
+def _until(condition, what: str) -> None:  # noqa: ANN001
     for _ in range(1000):
-        with queue._lock:
-            if len(queue._queue) >= count:
-                return
-        threading.Event().wait(0.005)
-    raise AssertionError(f"{count} appends never queued")
+        if condition():
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"{what} never happened")
+
+
+def _queued(queue: GroupCommit, count: int) -> None:
+    _until(lambda: len(queue._queue) >= count, f"{count} appends queued")
 
 
 def test_appends_ready_while_a_group_is_written_go_together_next_each_with_its_own_answer():
@@ -452,7 +455,7 @@ def test_a_group_with_a_sale_on_a_stale_partner_refuses_that_sale_alone(app, dat
 
     threads = [threading.Thread(target=sell, args=(plug, "plug"))]
     threads[0].start()
-    _queued_behind(recorder.group_commit, groups=1)
+    _until(lambda: recorder.group_commit._in_flight >= 1, "the plug began writing")
     threads += [threading.Thread(target=sell, args=(contract, f"sale-{n}")) for n, contract in enumerate([stale, *fine])]
     for thread in threads[1:]:
         thread.start()
@@ -469,14 +472,6 @@ def test_a_group_with_a_sale_on_a_stale_partner_refuses_that_sale_alone(app, dat
     assert "sale-0" not in orders and {orders[f"sale-{n}"] for n in (1, 2, 3)} == set(fine)
     keys = {row[0] for row in _rows(database_url, "SELECT idempotency_key FROM command_outcomes")}
     assert "sale-0" not in keys and {"sale-1", "sale-2", "sale-3", "plug"} <= keys
-
-
-def _queued_behind(queue: GroupCommit, groups: int) -> None:
-    for _ in range(1000):
-        if queue._in_flight >= groups:
-            return
-        time.sleep(0.005)
-    raise AssertionError("the plug never began writing")
 
 
 @pytest.mark.foreign_events("bytes appended straight through the recorder, to test how groups lock rows")
