@@ -25,7 +25,10 @@ from tests.reliability.conftest import recorded_orders, serving
 
 CLIENTS, CONTRACTS = 16, 8
 BEFORE_S, DOWN_S, AFTER_S, RECOVERY_S = 2.0, 5.0, 6.0, 5.0
-REFUSED_WITHIN_S = POOL_WAIT_S + 1.0  # a request already waiting for a connection; the rest at once
+# A request already waiting for a connection is refused after the pool wait and one look at the
+# database (a few ms); the rest at once. The margin is the machine's: alone, or beside two busy
+# loops, the slowest refusal is 5.02-5.11 s; CI, running the whole suite on 2 cores, once saw 6.43 s.
+REFUSED_WITHIN_S = POOL_WAIT_S + 2.0
 
 
 @dataclass
