@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from channel_domain.store.database import scratch_database
 from tests.api.flows import ERP, post
 from tests.deploy.test_multi_node import report, sell_through, wait_for
 from tests.projections.read_model_rows import read_models
-from tests.reliability.conftest import BIN, http_api, project_worker, projection_lag, serving
+from tests.reliability.conftest import BIN, http_api, project_worker, projection_lag, projection_lags, serving
 
 
 def pg_tool(name: str, database_url: str) -> str:
@@ -67,12 +68,27 @@ def write(server, writers: range) -> None:  # noqa: ANN001
 
 
 def project_until_caught_up(database_url: str) -> None:
-    worker = project_worker(database_url)
-    try:
-        wait_for(lambda: projection_lag(database_url) == 0, "the read models to reach the log's head", 120)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=15)
+    """A worker until every read model reaches the log's head. A worker that ends first, or a
+    wait that runs out, fails with what the worker printed and each model's lag."""
+    with tempfile.TemporaryFile() as output:
+        worker = project_worker(database_url, output=output)
+
+        def caught_up() -> bool:
+            assert worker.poll() is None, f"the worker ended (exit {worker.returncode}): {printed()}"
+            return projection_lag(database_url) == 0
+
+        def printed() -> str:
+            output.seek(0)
+            return output.read().decode(errors="replace")[-4000:]
+
+        try:
+            wait_for(caught_up, "the read models to reach the log's head", 120)
+        except AssertionError as failure:
+            behind = {name: lag for name, lag in projection_lags(database_url).items() if lag}
+            raise AssertionError(f"{failure}; behind: {behind}; the worker printed: {printed()}") from None
+        finally:
+            worker.terminate()
+            worker.wait(timeout=15)
 
 
 def events(database_url: str) -> list[tuple]:

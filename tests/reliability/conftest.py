@@ -94,21 +94,27 @@ def http_api(server: Served) -> Any:
     return Api(httpx.Client(base_url=server.base, timeout=60), server.database_url)
 
 
-def project_worker(database_url: str, *options: str) -> subprocess.Popen:
-    """A `channel-domain project` process of its own on the database."""
+def project_worker(database_url: str, *options: str, output: Any = subprocess.DEVNULL) -> subprocess.Popen:
+    """A `channel-domain project` process of its own on the database; what it prints goes to
+    `output` (a file), else nowhere."""
     return subprocess.Popen([str(BIN / "channel-domain"), "project", *options],
                             env={**os.environ, "CHANNEL_DOMAIN_DATABASE_URL": database_url},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=output, stderr=subprocess.STDOUT if output is not subprocess.DEVNULL else output)
 
 
 def projection_lag(database_url: str) -> int:
     """Events the furthest-behind read model still has to apply (the log's head if one never started)."""
+    return max(projection_lags(database_url).values())
+
+
+def projection_lags(database_url: str) -> dict[str, int]:
+    """Events each read model still has to apply."""
     from projections import all_projections
 
     with psycopg.connect(database_url) as conn:
         head = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
         positions = dict(conn.execute("SELECT name, position FROM projection_checkpoints").fetchall())
-    return max(head - positions.get(p.name, 0) for p in all_projections())
+    return {p.name: head - positions.get(p.name, 0) for p in all_projections()}
 
 
 def rebuild_in_place(database_url: str) -> None:
