@@ -20,8 +20,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
+
+from channel_domain.store.recorder import exception_copy, means_database_busy
 
 
 # How long a record stays marked as written by another process after a command lost to one.
@@ -34,17 +38,35 @@ class RecordCache:
         self._records: OrderedDict[UUID, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._turns = [threading.Lock() for _ in range(stripes)]
+        # Per turn: when its last command got no connection, and the error (see `turn`).
+        self._no_connection: list[tuple[float, Exception] | None] = [None] * stripes
         # Records another process has been seen writing (a command lost on the version), until
         # when: their cached copy is caught up before each command while this lasts.
         self._contended: OrderedDict[UUID, float] = OrderedDict()
 
-    def turn(self, record_id: UUID) -> threading.Lock:
-        """A lock to hold while commanding the record: commands of this process on one record
-        take turns instead of racing, so the second finds the first's record in the cache
-        rather than losing on the version, backing off and replaying the record from the
-        store — which, on a hot record under load, fed on itself until the server fell over.
-        (Striped: two records may share a lock; a command holds only one.)"""
-        return self._turns[hash(record_id) % len(self._turns)]
+    @contextmanager
+    def turn(self, record_id: UUID) -> Iterator[None]:
+        """Hold while commanding the record: commands of this process on one record take turns
+        instead of racing, so the second finds the first's record in the cache rather than
+        losing on the version, backing off and replaying the record from the store — which,
+        on a hot record under load, fed on itself until the server fell over. (Striped: two
+        records may share a turn; a command holds only one.)
+
+        A command that got no database connection within the pool's wait fails the commands
+        that waited behind it with the same error: each would otherwise wait the pool's wait
+        again in its turn, and the last of N queued through an outage N times over."""
+        stripe = hash(record_id) % len(self._turns)
+        arrived = time.monotonic()
+        with self._turns[stripe]:
+            failed = self._no_connection[stripe]
+            if failed is not None and failed[0] > arrived:
+                raise exception_copy(failed[1])
+            try:
+                yield
+            except Exception as error:
+                if means_database_busy(error):
+                    self._no_connection[stripe] = (time.monotonic(), error)
+                raise
 
     def take(self, record_id: UUID) -> Any | None:
         with self._lock:

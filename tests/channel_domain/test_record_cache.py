@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 from collections.abc import Iterator
 
+import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
+from psycopg_pool import PoolTimeout
 
 from channel_domain.application import ChannelDepartment, answering_with
 from channel_domain.contract import Contract
+from channel_domain.store.recorder import means_database_busy
 from tests.channel_domain.helpers import as_, refused
 from tests.channel_domain.test_application import partner, signed_contract
 
@@ -185,3 +190,82 @@ def test_a_caught_up_copy_decides_on_what_the_other_process_wrote(app, other_pro
     assert replays == []
     assert outcome.version == app.get(Contract, contract).version
     assert app.get(Contract, contract).order_line("O-9")[1] == Decimal("10.00")
+
+
+class _CountingTurn:
+    """A record's turn that counts the commands at it, holding or waiting."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock, self.at_it = lock, 0
+
+    def __enter__(self) -> None:
+        self.at_it += 1
+        self.lock.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.lock.release()
+
+
+def _queued_behind_a_failing_append(app, monkeypatch, failure: Exception) -> tuple[list, dict[str, object]]:
+    """Three sales on one contract: the first's append fails with `failure` once the other two
+    wait for their turn behind it. Returns the appends tried and each sale's answer."""
+    contract = signed_contract(app, partner(app))
+    sale(app, contract, "warm")
+    stripe = hash(contract) % len(app.records._turns)
+    turn = app.records._turns[stripe] = _CountingTurn(app.records._turns[stripe])
+    tried, holding, fail = [], threading.Event(), threading.Event()
+    insert = app.event_recorder.insert_events
+
+    def failing_once(*args, **kwargs):
+        tried.append(1)
+        if len(tried) == 1:
+            holding.set()
+            fail.wait(10)
+            raise failure
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(app.event_recorder, "insert_events", failing_once)
+    answers: dict[str, object] = {}
+
+    def sell(order: str) -> None:
+        try:
+            answers[order] = sale(app, contract, order)
+        except Exception as error:  # noqa: BLE001 - the answer under test
+            answers[order] = error
+
+    first = threading.Thread(target=sell, args=("first",))
+    first.start()
+    assert holding.wait(10)
+    queued = [threading.Thread(target=sell, args=(order,)) for order in ("second", "third")]
+    for thread in queued:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while turn.at_it < 3:
+        assert time.monotonic() < deadline, "the queued sales never reached the contract's turn"
+        time.sleep(0.005)
+    fail.set()
+    for thread in (first, *queued):
+        thread.join(10)
+    answers["after"] = sale(app, contract, "after")  # one that came after the failure: tried as ever
+    return tried, answers
+
+
+def test_sales_queued_behind_one_that_got_no_connection_fail_with_it_not_a_pool_wait_each(app, monkeypatch):
+    no_connection = OperationalError("couldn't get a connection after 5.00 sec")
+    no_connection.__cause__ = PoolTimeout("couldn't get a connection after 5.00 sec")
+    tried, answers = _queued_behind_a_failing_append(app, monkeypatch, no_connection)
+
+    assert all(means_database_busy(answers[order]) for order in ("first", "second", "third")), answers
+    assert answers["second"] is not answers["third"], "each thread raises an exception of its own"
+    assert len(tried) == 2, "the queued sales must not each wait for a connection in turn"
+    assert not isinstance(answers["after"], Exception)
+
+
+def test_one_dead_connection_fails_only_the_sale_on_it_not_those_queued_behind(app, monkeypatch):
+    dead = OperationalError("server closed the connection unexpectedly")
+    dead.__cause__ = psycopg.OperationalError("server closed the connection unexpectedly")
+    tried, answers = _queued_behind_a_failing_append(app, monkeypatch, dead)
+
+    assert answers["first"] is dead
+    assert not any(isinstance(answers[order], Exception) for order in ("second", "third", "after")), answers
+    assert len(tried) == 4

@@ -74,21 +74,30 @@ def project_until_caught_up(database_url: str) -> None:
         worker = project_worker(database_url, output=output)
 
         def caught_up() -> bool:
-            assert worker.poll() is None, f"the worker ended (exit {worker.returncode}): {printed()}"
+            assert worker.poll() is None, f"the worker ended (exit {worker.returncode})"
             return projection_lag(database_url) == 0
-
-        def printed() -> str:
-            output.seek(0)
-            return output.read().decode(errors="replace")[-4000:]
 
         try:
             wait_for(caught_up, "the read models to reach the log's head", 120)
         except AssertionError as failure:
-            behind = {name: lag for name, lag in projection_lags(database_url).items() if lag}
-            raise AssertionError(f"{failure}; behind: {behind}; the worker printed: {printed()}") from None
+            # Read without moving the file's offset: the worker may still be writing through it.
+            printed = os.pread(output.fileno(), 1 << 20, 0).decode(errors="replace")[-4000:]
+            raise AssertionError(f"{failure}; behind: {behind(database_url)}; the worker printed: {printed}") from None
         finally:
             worker.terminate()
-            worker.wait(timeout=15)
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def behind(database_url: str) -> dict[str, int] | str:
+    """The read models behind the log's head, or why that could not be told."""
+    try:
+        return {name: lag for name, lag in projection_lags(database_url).items() if lag}
+    except Exception as error:  # noqa: BLE001 - a failing test's message, never its cause
+        return f"unknown ({error!r})"
 
 
 def events(database_url: str) -> list[tuple]:

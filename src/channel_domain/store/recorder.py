@@ -606,16 +606,20 @@ def _common_to_the_group(error: BaseException) -> bool:
 
 
 def _answer_each(group: Sequence[Pending], error: Exception) -> None:
-    """The same failure for every append of a group, each as an exception of its own: raised in
-    many threads, one shared instance would gather every thread's frames in its traceback."""
+    """The same failure for every append of a group, each as an exception of its own."""
     for pending in group:
-        try:
-            own = copy.copy(error)
-        except TypeError:  # an exception whose arguments do not rebuild it: shared, then
-            pending.answer(error=error)
-            continue
-        own.__cause__, own.__context__ = error.__cause__, error.__context__
-        pending.answer(error=own.with_traceback(None))
+        pending.answer(error=exception_copy(error))
+
+
+def exception_copy(error: Exception) -> Exception:
+    """The same failure as an exception of its own, to raise in another thread: raised in many
+    threads, one shared instance would gather every thread's frames in its traceback."""
+    try:
+        own = copy.copy(error)
+    except TypeError:  # an exception whose arguments do not rebuild it: shared, then
+        return error
+    own.__cause__, own.__context__ = error.__cause__, error.__context__
+    return own.with_traceback(None)
 
 
 @dataclass(frozen=True)
