@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
@@ -33,13 +33,14 @@ CONTENDED_FOR_S = 300.0
 
 
 class RecordCache:
-    def __init__(self, capacity: int, stripes: int = 256) -> None:
+    def __init__(self, capacity: int, stripes: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = capacity
         self._records: OrderedDict[UUID, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._turns = [threading.Lock() for _ in range(stripes)]
         # Per turn: when its last command got no connection, and the error (see `turn`).
         self._no_connection: list[tuple[float, Exception] | None] = [None] * stripes
+        self._clock = clock
         # Records another process has been seen writing (a command lost on the version), until
         # when: their cached copy is caught up before each command while this lasts.
         self._contended: OrderedDict[UUID, float] = OrderedDict()
@@ -52,21 +53,23 @@ class RecordCache:
         on a hot record under load, fed on itself until the server fell over. (Striped: two
         records may share a turn; a command holds only one.)
 
-        A command that got no database connection within the pool's wait fails the commands
-        that waited behind it with the same error: each would otherwise wait the pool's wait
-        again in its turn, and the last of N queued through an outage N times over."""
+        A command that got no database connection within the pool's wait (an outage, or every
+        connection busy) fails the commands that waited behind it in the turn with the same
+        error: each would otherwise wait the pool's wait again, and the last of N queued through
+        an outage N times over. A command that succeeds in the turn ends that."""
         stripe = hash(record_id) % len(self._turns)
-        arrived = time.monotonic()
+        arrived = self._clock()
         with self._turns[stripe]:
             failed = self._no_connection[stripe]
             if failed is not None and failed[0] > arrived:
-                raise exception_copy(failed[1])
+                raise _not_tried(failed[1])
             try:
                 yield
             except Exception as error:
-                if means_database_busy(error):
-                    self._no_connection[stripe] = (time.monotonic(), error)
+                if means_database_busy(error) and (kept := _without_frames(error)) is not None:
+                    self._no_connection[stripe] = (self._clock(), kept)
                 raise
+            self._no_connection[stripe] = None
 
     def take(self, record_id: UUID) -> Any | None:
         with self._lock:
@@ -115,3 +118,27 @@ class RecordCache:
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def _without_frames(error: Exception) -> Exception | None:
+    """The error and its cause, to keep after the request has gone, without its frames (a
+    traceback holds every local of the request's stack: its record, an import's lines); None
+    for an error that cannot be copied."""
+    kept = exception_copy(error)
+    cause = error.__cause__
+    kept_cause = None if cause is None else exception_copy(cause)
+    if kept is error or kept_cause is cause is not None:
+        return None
+    if kept_cause is not None:
+        kept_cause.__context__ = None
+    kept.__cause__, kept.__context__, kept.__suppress_context__ = kept_cause, None, True
+    return kept
+
+
+def _not_tried(failure: Exception) -> Exception:
+    """A queued command's own copy of the failure before it, saying that it was not tried."""
+    own = exception_copy(failure)
+    if own is not failure:
+        own.args = (f"not tried: the command before it in its record's turn got no connection ({failure})",)
+    return own
+

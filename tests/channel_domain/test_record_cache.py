@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from decimal import Decimal
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ from psycopg_pool import PoolTimeout
 
 from channel_domain.application import ChannelDepartment, answering_with
 from channel_domain.contract import Contract
+from channel_domain.record_cache import RecordCache
 from channel_domain.store.recorder import means_database_busy
 from tests.channel_domain.helpers import as_, refused
 from tests.channel_domain.test_application import partner, signed_contract
@@ -196,10 +198,11 @@ class _CountingTurn:
     """A record's turn that counts the commands at it, holding or waiting."""
 
     def __init__(self, lock: threading.Lock) -> None:
-        self.lock, self.at_it = lock, 0
+        self.lock, self.at_it, self._counting = lock, 0, threading.Lock()
 
     def __enter__(self) -> None:
-        self.at_it += 1
+        with self._counting:
+            self.at_it += 1
         self.lock.acquire()
 
     def __exit__(self, *_: object) -> None:
@@ -269,3 +272,75 @@ def test_one_dead_connection_fails_only_the_sale_on_it_not_those_queued_behind(a
     assert answers["first"] is dead
     assert not any(isinstance(answers[order], Exception) for order in ("second", "third", "after")), answers
     assert len(tried) == 4
+
+
+def _no_connection() -> OperationalError:
+    error = OperationalError("couldn't get a connection after 5.00 sec")
+    error.__cause__ = PoolTimeout("couldn't get a connection after 5.00 sec")
+    return error
+
+
+class _Clock:
+    now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _command(cache: RecordCache, record, failure: Exception | None = None) -> Exception | None:
+    """One command in the record's turn, failing with `failure`; what it raised, if anything."""
+    try:
+        with cache.turn(record):
+            if failure is not None:
+                raise failure
+    except Exception as raised:  # noqa: BLE001 - the answer under test
+        return raised
+    return None
+
+
+def test_a_failure_in_the_turn_refuses_only_the_commands_that_arrived_before_it():
+    clock, record = _Clock(), uuid.uuid4()
+    cache = RecordCache(8, stripes=1, clock=clock)
+    _command(cache, record, _no_connection())  # failed at 10.0
+
+    clock.now = 9.0  # one that was waiting for the turn when it failed
+    refused = _command(cache, record)
+    assert means_database_busy(refused) and "not tried" in str(refused)
+    clock.now = 11.0  # one that came after the failure: tried
+    assert _command(cache, record) is None
+
+
+def test_a_success_in_the_turn_ends_the_refusals():
+    clock, record = _Clock(), uuid.uuid4()
+    cache = RecordCache(8, stripes=1, clock=clock)
+    _command(cache, record, _no_connection())
+    clock.now = 12.0
+    assert _command(cache, record) is None  # the database answered this one
+    clock.now = 9.0  # one that arrived before the failure but took its turn after the success
+    assert _command(cache, record) is None
+
+
+def test_a_refusal_of_a_record_reaches_the_records_sharing_its_turn_but_not_other_turns():
+    clock = _Clock()
+    cache = RecordCache(8, stripes=2, clock=clock)
+    records = [uuid.uuid4() for _ in range(40)]
+    failing = records[0]
+    sharing = next(r for r in records[1:] if hash(r) % 2 == hash(failing) % 2)
+    apart = next(r for r in records[1:] if hash(r) % 2 != hash(failing) % 2)
+    _command(cache, failing, _no_connection())
+    clock.now = 9.0
+    assert means_database_busy(_command(cache, sharing))  # it waited behind the failure too
+    assert _command(cache, apart) is None
+
+
+def test_the_kept_failure_holds_none_of_the_requests_frames():
+    cache, record = RecordCache(8, stripes=1, clock=_Clock()), uuid.uuid4()
+    try:
+        raise OperationalError("couldn't get a connection after 5.00 sec") from PoolTimeout("timeout")
+    except OperationalError as raised:
+        error = raised
+    _command(cache, record, error)
+    _, kept = cache._no_connection[0]
+    assert kept is not error and kept.__traceback__ is None
+    assert kept.__cause__ is not error.__cause__ and kept.__cause__.__traceback__ is None
+    assert kept.__context__ is None
