@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 TEST_NATS_URL_VARIABLE = "CHANNEL_DOMAIN_TEST_NATS_URL"
 START_WITHIN_S = 20
@@ -68,13 +68,8 @@ class NatsServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process, timeout_s=10)
         self.process = None
 
     def close(self) -> None:

@@ -1,5 +1,5 @@
-"""Starting real `channel-domain` processes in tests: where the commands are, a free port, and
-waiting until a server answers its health check."""
+"""Starting real `channel-domain` processes in tests: where the commands are, a free port,
+waiting until a server answers its health check, and stopping a process."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ import httpx
 
 BIN = Path(sys.executable).parent
 START_WITHIN_S = 60  # generous: a loaded two-core CI machine has taken 40 s to start two workers
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 15) -> int:
+    """Ask a process to end (SIGTERM), kill it if it has not within `timeout_s`; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def free_port() -> int:

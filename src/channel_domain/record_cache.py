@@ -124,11 +124,10 @@ def _without_frames(error: Exception) -> Exception | None:
     """The error and its cause, to keep after the request has gone, without its frames (a
     traceback holds every local of the request's stack: its record, an import's lines); None
     for an error that cannot be copied."""
-    kept = exception_copy(error)
     cause = error.__cause__
-    kept_cause = None if cause is None else exception_copy(cause)
-    if kept is error or kept_cause is cause is not None:
-        return None
+    kept, kept_cause = exception_copy(error), None if cause is None else exception_copy(cause)
+    if kept is error or (cause is not None and kept_cause is cause):
+        return None  # not copied: keeping it would keep the frames
     if kept_cause is not None:
         kept_cause.__context__ = None
     kept.__cause__, kept.__context__, kept.__suppress_context__ = kept_cause, None, True

@@ -254,9 +254,7 @@ def _queued_behind_a_failing_append(app, monkeypatch, failure: Exception) -> tup
 
 
 def test_sales_queued_behind_one_that_got_no_connection_fail_with_it_not_a_pool_wait_each(app, monkeypatch):
-    no_connection = OperationalError("couldn't get a connection after 5.00 sec")
-    no_connection.__cause__ = PoolTimeout("couldn't get a connection after 5.00 sec")
-    tried, answers = _queued_behind_a_failing_append(app, monkeypatch, no_connection)
+    tried, answers = _queued_behind_a_failing_append(app, monkeypatch, _no_connection())
 
     assert all(means_database_busy(answers[order]) for order in ("first", "second", "third")), answers
     assert answers["second"] is not answers["third"], "each thread raises an exception of its own"

@@ -20,6 +20,7 @@ from channel_domain.store.database import scratch_database
 from tests.api.flows import ERP, post
 from tests.deploy.test_multi_node import report, sell_through, wait_for
 from tests.projections.read_model_rows import read_models
+from tests.servers import stop
 from tests.reliability.conftest import BIN, http_api, project_worker, projection_lag, projection_lags, serving
 
 
@@ -84,12 +85,7 @@ def project_until_caught_up(database_url: str) -> None:
             printed = os.pread(output.fileno(), 1 << 20, 0).decode(errors="replace")[-4000:]
             raise AssertionError(f"{failure}; behind: {behind(database_url)}; the worker printed: {printed}") from None
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop(worker)
 
 
 def behind(database_url: str) -> dict[str, int] | str:

@@ -18,7 +18,7 @@ import nats
 import psycopg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from tests.servers import BIN
+from tests.servers import BIN, stop
 
 
 def unique_names() -> tuple[str, str]:
@@ -48,15 +48,9 @@ class RelayProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = stop(self.process)
         self.log.close()
-        return self.process.returncode
+        return code
 
 
 def wait_until(condition: Callable[[], Any], within_s: float, what: str, pause: float = 0.05) -> Any:
